@@ -1,0 +1,140 @@
+"""The service's command line (the option names of QCG-PilotJob's qcg-pm-service).
+
+``parse_service_args`` returns a frozen ``ServiceConfig``. Options that this version
+cannot honour yet are refused with a message that says so (``UnsupportedOption``),
+never silently ignored.
+"""
+
+import argparse
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+from .errors import UnsupportedOption
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "notset")
+
+# option -> why it is refused in this version (the issue that brings it)
+_NOT_YET = {
+    "net": "the network interface",
+    "governor": "governor mode",
+    "parent": "governor mode",
+    "slurm_partition_nodes": "partitioned Slurm allocations",
+    "slurm_limit_nodes_range_begin": "Slurm mode",
+    "slurm_limit_nodes_range_end": "Slurm mode",
+    "slurm_resources_file": "Slurm mode",
+    "resume": "resuming",
+    "enable_proc_stats": "process statistics",
+    "enable_rt_stats": "exact start/stop statistics",
+    "wrapper_rt_stats": "exact start/stop statistics",
+    "nl_start_method": "node launcher agents",
+    "nl_init_timeout": "node launcher agents",
+    "nl_ready_threshold": "node launcher agents",
+    "show_progress": "the progress display",
+}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    file_path: Optional[str]
+    wd: Optional[str]
+    nodes: Optional[str]
+    system_core: bool
+    resources: str
+    envschema: str
+    report_format: str
+    report_file: str
+    log_level: str
+    service_id: Optional[str]
+    tags: Tuple[str, ...]
+    disable_nl: bool
+    disable_pub: bool
+
+
+def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Run the pilot-job manager (QCG-PilotJob compatible).")
+    add = parser.add_argument
+    add("--net", action="store_true", help="enable the network interface")
+    add("--net-port", type=int, help="port of the network interface (implies --net)")
+    add("--net-pub-port", type=int, help="port of the status publisher (implies --net)")
+    add("--net-port-min", type=int, help="lowest port to try (implies --net)")
+    add("--net-port-max", type=int, help="highest port to try (implies --net)")
+    add("--file", action="store_true", help="enable the file interface")
+    add("--file-path", help="path to the requests file (implies --file)")
+    add("--wd", help="working directory of the service (default: current directory)")
+    add("--envschema", default="auto", help="job environment schema [auto|slurm]")
+    add("--resources", default="auto", help="source of resources [auto|slurm|local]")
+    add("--report-format", default="json", help="format of the job report [json|text]")
+    add("--report-file", default="jobs.report", help="name of the job report file")
+    add("--nodes", help="available resources, e.g. 4 | n1:2 | 4,2,2 | a:8,b:8 "
+                        "(implies --resources local)")
+    add("--log", default="info", choices=LOG_LEVELS, help="log level of service.log")
+    add("--system-core", action="store_true", help="reserve one core for the manager")
+    add("--disable-nl", action="store_true", help="disable node launcher agents")
+    add("--show-progress", action="store_true", help="print progress of executing tasks")
+    add("--governor", action="store_true", help="run as a governor of other managers")
+    add("--parent", help="address of the governor to register with")
+    add("--id", help="identifier of this manager instance (default: <host>.<pid>)")
+    add("--tags", help="tags of this manager instance, separated by commas")
+    add("--slurm-partition-nodes", type=int, help="nodes per partition manager")
+    add("--slurm-limit-nodes-range-begin", type=int, help="first node of the allocation to use")
+    add("--slurm-limit-nodes-range-end", type=int, help="last node of the allocation to use")
+    add("--slurm-resources-file", help="file with a Slurm resources description")
+    add("--resume", help="working directory of an interrupted run to resume")
+    add("--enable-proc-stats", action="store_true", help="gather launched process statistics")
+    add("--enable-rt-stats", action="store_true", help="gather exact start/stop times")
+    add("--wrapper-rt-stats", help="path of the start/stop statistics wrapper")
+    add("--nl-init-timeout", type=int, help="node launcher start timeout (s)")
+    add("--nl-ready-treshold", "--nl-ready-threshold", dest="nl_ready_threshold", type=float,
+        help="fraction (0.0-1.0) of node launchers registered before computing starts")
+    add("--disable-pub", action="store_true", help="disable the status publisher")
+    add("--nl-start-method", help="how to start node launchers (slurm|ssh)")
+    return parser
+
+
+def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
+    """Parse and check the service options.
+
+    Raises:
+        UnsupportedOption: an option this version cannot honour, or a bad combination.
+        SystemExit: argparse's own errors and --help.
+    """
+    args = build_parser().parse_args(list(argv))
+    for dest, feature in _NOT_YET.items():
+        if _given(args, dest):
+            raise UnsupportedOption("--%s: %s is not available in this version of qcgflow"
+                                    % (dest.replace("_", "-"), feature))
+    for dest in ("net_port", "net_pub_port", "net_port_min", "net_port_max"):
+        if _given(args, dest):
+            raise UnsupportedOption("--%s: the network interface is not available in this "
+                                    "version of qcgflow; use --file-path"
+                                    % dest.replace("_", "-"))
+    if args.resources not in ("auto", "local", "slurm"):
+        raise UnsupportedOption("--resources: unknown value '%s' (use auto, slurm or local)"
+                                % args.resources)
+    if args.resources == "slurm":
+        raise UnsupportedOption("--resources slurm: Slurm mode is not available in this version "
+                                "of qcgflow; use --resources local")
+    if args.envschema not in ("auto", "slurm"):
+        raise UnsupportedOption("--envschema: unknown value '%s' (use auto or slurm)"
+                                % args.envschema)
+    if args.envschema == "slurm":
+        raise UnsupportedOption("--envschema slurm: Slurm mode is not available in this version "
+                                "of qcgflow")
+    if args.report_format not in ("json", "text"):
+        raise UnsupportedOption("--report-format: unknown format '%s' (use json or text)"
+                                % args.report_format)
+    if not args.file_path:
+        raise UnsupportedOption("no requests: give --file-path FILE (the network interface is "
+                                "not available in this version of qcgflow)")
+    tags = tuple(t.strip() for t in (args.tags or "").split(",") if t.strip())
+    return ServiceConfig(
+        file_path=args.file_path, wd=args.wd, nodes=args.nodes, system_core=args.system_core,
+        resources=args.resources, envschema=args.envschema, report_format=args.report_format,
+        report_file=args.report_file, log_level=args.log, service_id=args.id, tags=tags,
+        disable_nl=args.disable_nl, disable_pub=args.disable_pub)
+
+
+def _given(args, dest: str) -> bool:
+    value = getattr(args, dest)
+    return value not in (None, False)

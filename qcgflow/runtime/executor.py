@@ -1,0 +1,185 @@
+"""Runs scheduled iterations through a launcher and reports how they ended.
+
+::
+
+    Manager --start(job, position, allocation)--> Executor --launch--> LocalLauncher
+       ^                                            |  wall-time timer (SIGTERM, then SIGKILL)
+       '---- on_executing / on_done(Outcome) <------'  exit -> Outcome (state, message, runtime)
+
+Guarantees: ``on_executing`` is called once the process exists; ``on_done`` is called
+exactly once per started iteration, always from the event loop (never from inside
+``start``), including when the process could not be launched.
+"""
+
+import datetime
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Callable, Dict, Mapping, Optional
+
+from .jobs import JobState
+from .launch.environment import PRELUDE_FAILURES, TaskContext, build_task
+from .launch.local import ExitInfo, ProcessSpec
+
+_log = logging.getLogger(__name__)
+
+KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: JobState
+    message: Optional[str]
+    runtime: Mapping[str, str]
+
+
+class _Task:
+    __slots__ = ("job", "position", "allocation", "pid", "wd", "pname", "timer", "kill_timer",
+                 "stop_reason", "stop_state")
+
+    def __init__(self, job, position, allocation):
+        self.job = job
+        self.position = position
+        self.allocation = allocation
+        self.pid = None
+        self.wd = None
+        self.pname = None
+        self.timer = None
+        self.kill_timer = None
+        self.stop_reason = None   # why we signalled it (wall time, cancel)
+        self.stop_state = None
+
+
+class Executor:
+    """Turns start decisions into processes and process exits into outcomes."""
+
+    def __init__(self, loop, launcher, root_wd: str, base_env: Mapping[str, str],
+                 on_executing: Callable, on_done: Callable, step_prefix: str = "job"):
+        self._loop = loop
+        self._launcher = launcher
+        self._root_wd = root_wd
+        self._base_env = dict(base_env)
+        self._on_executing = on_executing
+        self._on_done = on_done
+        self._tasks: Dict[tuple, _Task] = {}
+        self._step_prefix = step_prefix
+        self._steps = 0
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def start(self, job, position: Optional[int], allocation) -> None:
+        """Launch one iteration (or a whole non-iterative job) on ``allocation``."""
+        task = _Task(job, position, allocation)
+        self._tasks[(job.name, position)] = task
+        spec = job.spec
+        it = spec.iteration
+        self._steps += 1
+        ctx = TaskContext(
+            name=job.unit_name(position),
+            index=None if position is None else it.start + position,
+            value=it.values[position] if (it is not None and it.values) else None,
+            allocation=allocation, root_wd=self._root_wd,
+            step_id="%s%d" % (self._step_prefix, self._steps))
+        try:
+            command = build_task(spec.execution, ctx, self._base_env)
+            task.wd = command.wd
+            if spec.execution.wd:
+                os.makedirs(command.wd, exist_ok=True)
+        except OSError as exc:
+            message = "cannot prepare the working directory: %s" % exc
+            self._loop.call_soon(lambda: self._failed_to_start(task, message))
+            return
+        task.pname = os.path.basename(command.argv[0])
+        self._launcher.launch(
+            ProcessSpec(command.argv, command.env, command.wd, command.stdin, command.stdout,
+                        command.stderr),
+            lambda pid: self._started(task, pid),
+            lambda info: self._exited(task, info),
+            lambda message: self._failed_to_start(task, message))
+
+    def _started(self, task: _Task, pid: int) -> None:
+        task.pid = pid
+        if task.stop_reason is not None:  # stopped while it was being spawned
+            self._launcher.signal(pid, signal.SIGKILL)
+        self._on_executing(task.job, task.position)
+        wt = task.job.spec.resources.wt
+        if wt:
+            task.timer = self._loop.call_later(
+                wt, lambda: self._stop(task, "wall time limit (%s) exceeded" % _seconds(wt),
+                                       JobState.FAILED))
+
+    def _failed_to_start(self, task: _Task, message: str) -> None:
+        self._finish(task, Outcome(JobState.FAILED, message, self._runtime(task, -1, None)))
+
+    def stop(self, job, position: Optional[int], reason: str, state: JobState,
+             grace: float = KILL_GRACE) -> bool:
+        """Terminate a running iteration (SIGTERM, SIGKILL after ``grace``); False if not running."""
+        task = self._tasks.get((job.name, position))
+        if task is None:
+            return False
+        self._stop(task, reason, state, grace)
+        return True
+
+    def stop_all(self, reason: str, state: JobState) -> None:
+        for task in list(self._tasks.values()):
+            self._stop(task, reason, state, grace=0.0)
+
+    def _stop(self, task: _Task, reason: str, state: JobState, grace: float = KILL_GRACE):
+        if task.stop_reason is not None:
+            return
+        task.stop_reason, task.stop_state = reason, state
+        if task.pid is None:
+            return  # still being spawned: killed as soon as it exists
+        if grace <= 0:
+            self._launcher.signal(task.pid, signal.SIGKILL)
+            return
+        self._launcher.signal(task.pid, signal.SIGTERM)
+        task.kill_timer = self._loop.call_later(
+            grace, lambda: self._launcher.signal(task.pid, signal.SIGKILL))
+
+    def _exited(self, task: _Task, info: ExitInfo) -> None:
+        for timer in (task.timer, task.kill_timer):
+            if timer is not None:
+                timer.cancel()
+        runtime = self._runtime(task, info.exit_code, info)
+        if task.stop_reason is not None:
+            outcome = Outcome(task.stop_state, task.stop_reason, runtime)
+        elif info.exit_code == 0:
+            outcome = Outcome(JobState.SUCCEED, None, runtime)
+        elif info.signal is not None:
+            outcome = Outcome(JobState.FAILED, "killed by signal %s"
+                              % _signal_name(info.signal), runtime)
+        elif info.exit_code in PRELUDE_FAILURES and (task.job.spec.execution.modules
+                                                     or task.job.spec.execution.venv):
+            outcome = Outcome(JobState.FAILED, PRELUDE_FAILURES[info.exit_code], runtime)
+        else:
+            outcome = Outcome(JobState.FAILED, "exit code %d" % info.exit_code, runtime)
+        self._finish(task, outcome)
+
+    def _finish(self, task: _Task, outcome: Outcome) -> None:
+        del self._tasks[(task.job.name, task.position)]
+        self._on_done(task.job, task.position, task.allocation, outcome)
+
+    def _runtime(self, task: _Task, exit_code: int, info: Optional[ExitInfo]) -> Dict[str, str]:
+        runtime = {"allocation": task.allocation.describe(), "wd": task.wd or self._root_wd}
+        if info is not None:
+            runtime["rtime"] = str(datetime.timedelta(seconds=info.ended - info.started))
+        runtime["exit_code"] = str(exit_code)
+        if task.pid is not None:
+            runtime["pid"] = str(task.pid)
+        if task.pname:
+            runtime["pname"] = task.pname
+        return runtime
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def _seconds(value: float) -> str:
+    return ("%gs" % value) if value < 60 else str(datetime.timedelta(seconds=value))

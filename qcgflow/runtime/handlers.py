@@ -1,0 +1,218 @@
+"""Request handlers: typed request in, wire reply out (the same for every interface).
+
+Every handler returns a reply dict built with ``protocol.reply_ok``/``reply_error``; a
+deliberate error (``RuntimeLayerError``) becomes an error reply with its message. Anything
+else is a bug: it is logged with its traceback and answered with a generic error, so one
+bad request never stops the service.
+"""
+
+import getpass
+import logging
+import os
+import socket
+import sys
+from datetime import datetime
+from typing import Callable, Dict, Optional
+
+from . import protocol as p
+from .errors import RuntimeLayerError
+from .jobs import JobState
+from .registry import Job
+
+_log = logging.getLogger(__name__)
+
+
+def history_text(history) -> str:
+    """Upstream's history string: ``\\n<date>: STATE`` per entry."""
+    return "".join("\n%s: %s" % (datetime.fromtimestamp(when), state.name)
+                   for state, when in history)
+
+
+class RequestHandler:
+    """Dispatches parsed requests to the manager."""
+
+    def __init__(self, manager, service):
+        self.manager = manager
+        self.service = service  # finish_after_all(), finish(), status facts
+        self._table: Dict[type, Callable] = {
+            p.SubmitRequest: self.submit,
+            p.ListJobsRequest: self.list_jobs,
+            p.JobStatusRequest: self.job_status,
+            p.JobInfoRequest: self.job_info,
+            p.CancelJobRequest: self.cancel_job,
+            p.RemoveJobRequest: self.remove_job,
+            p.ResourcesInfoRequest: self.resources_info,
+            p.ControlRequest: self.control,
+            p.FinishRequest: self.finish,
+            p.StatusRequest: self.status,
+        }
+
+    def handle(self, data) -> dict:
+        """Parse and handle one decoded request; always returns a reply."""
+        try:
+            request = p.parse_request(data)
+            return self._table[type(request)](request)
+        except RuntimeLayerError as exc:
+            return p.reply_error(str(exc))
+        except Exception:  # a bug must not stop the service; the reply says so
+            _log.exception("internal error while handling request %.200r", data)
+            return p.reply_error("Internal error while handling the request (see service.log)")
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, request: p.SubmitRequest) -> dict:
+        names = self.manager.submit(request.jobs)
+        return p.reply_ok("%d jobs submitted" % len(names),
+                          {"submitted": len(names), "jobs": names})
+
+    def list_jobs(self, request: p.ListJobsRequest) -> dict:
+        jobs = {}
+        queue_index = {entry.job.name: i
+                       for i, entry in enumerate(self.manager.scheduler.queue.entries())}
+        for job in self.manager.registry:
+            item = {"status": job.state.name}
+            if job.messages:
+                item["messages"] = job.messages
+            if job.state is JobState.QUEUED and job.name in queue_index:
+                item["inQueue"] = queue_index[job.name]
+            jobs[job.name] = item
+        return p.reply_ok(data={"length": len(jobs), "jobs": jobs})
+
+    def _lookup(self, name: str):
+        """``name`` or ``name:index`` -> (job, position or None), or None if unknown."""
+        job = self.manager.registry.get(name)
+        if job is not None:
+            return job, None
+        base, _, index = name.rpartition(":")
+        job = self.manager.registry.get(base) if base else None
+        if job is None or not job.iterative or not index.lstrip("-").isdigit():
+            return None
+        position = int(index) - job.spec.iteration.start
+        if not 0 <= position < job.total:
+            return None
+        return job, position
+
+    def job_status(self, request: p.JobStatusRequest) -> dict:
+        result = {}
+        for name in request.names:
+            found = self._lookup(name)
+            if found is None:
+                return p.reply_error("Job '%s' doesn't exist" % name)
+            job, position = found
+            state = job.state if position is None else job.iteration_state(position)
+            data = {"jobName": name, "status": state.name}
+            messages = job.messages if position is None else _record_messages(job, position)
+            if messages:
+                data["messages"] = messages
+            result[name] = {"status": p.OK, "data": data}
+        return p.reply_ok(data={"jobs": result})
+
+    def job_info(self, request: p.JobInfoRequest) -> dict:
+        missing = [n for n in request.names if self._lookup(n) is None]
+        if missing:
+            return p.reply_error("Job %s doesn't exist" % missing)
+        result = {}
+        for name in request.names:
+            job, position = self._lookup(name)
+            data = (self._job_info(job, request.with_childs) if position is None
+                    else self._iteration_info(job, position, name))
+            result[name] = {"status": p.OK, "data": data}
+        return p.reply_ok(data={"jobs": result})
+
+    def _job_info(self, job: Job, with_childs: bool) -> dict:
+        data = {"jobName": job.name, "status": job.state.name}
+        if job.messages:
+            data["messages"] = job.messages
+        if job.runtime:
+            data["runtime"] = dict(job.runtime)
+        if job.iterative:
+            it = job.spec.iteration
+            data["iterations"] = {"start": it.start, "stop": it.stop, "total": job.total,
+                                  "finished": job.finished, "failed": job.failed}
+            if with_childs:
+                data["childs"] = [self._child(job, pos) for pos in range(job.total)]
+        data["history"] = history_text(job.history)
+        return data
+
+    @staticmethod
+    def _child(job: Job, position: int) -> dict:
+        record = job.records.get(position)
+        child = {"iteration": job.spec.iteration.start + position,
+                 "state": job.iteration_state(position).name}
+        if record is not None:
+            if record.runtime:
+                child["runtime"] = dict(record.runtime)
+            if record.messages:
+                child["messages"] = record.messages
+            child["history"] = history_text(record.history)
+        return child
+
+    def _iteration_info(self, job: Job, position: int, name: str) -> dict:
+        child = self._child(job, position)
+        data = {"jobName": name, "status": child["state"]}
+        for key in ("messages", "runtime", "history"):
+            if key in child:
+                data[key] = child[key]
+        return data
+
+    def cancel_job(self, request: p.CancelJobRequest) -> dict:
+        return p.reply_error("Cancel is not available yet in this version of qcgflow")
+
+    def remove_job(self, request: p.RemoveJobRequest) -> dict:
+        removed = self.manager.remove(request.names)
+        return p.reply_ok(data={"removed": removed})
+
+    def resources_info(self, request: p.ResourcesInfoRequest) -> dict:
+        return p.reply_ok(data=resources_data(self.manager.pool))
+
+    def control(self, request: p.ControlRequest) -> dict:
+        self.service.finish_after_all()
+        return p.reply_ok("%s command accepted" % request.command)
+
+    def finish(self, request: p.FinishRequest) -> dict:
+        self.service.finish()
+        return p.reply_ok(data={"when": "0s"})
+
+    def status(self, request: p.StatusRequest) -> dict:
+        return p.reply_ok(data=status_data(self.manager, self.service))
+
+
+def _record_messages(job: Job, position: int) -> Optional[str]:
+    record = job.records.get(position)
+    return record.messages if record is not None else None
+
+
+def resources_data(pool) -> dict:
+    return {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores,
+            "used_cores": pool.used_cores, "free_cores": pool.free_cores}
+
+
+def status_data(manager, service) -> dict:
+    """The ``status`` reply (also written as final_status.json)."""
+    counts = manager.registry.counts()
+    finished = counts[JobState.SUCCEED] + counts[JobState.FAILED] + counts[JobState.CANCELED] \
+        + counts[JobState.OMITTED]
+    return {
+        "System": {
+            "Uptime": str(datetime.fromtimestamp(manager.clock.now())
+                          - datetime.fromtimestamp(manager.started_at)),
+            "Ifaces": list(service.interfaces),
+            "Host": socket.gethostname(),
+            "Account": getpass.getuser(),
+            "Wd": service.wd,
+            "PythonVersion": sys.version.replace("\n", " "),
+            "Python": sys.executable,
+            "Platform": sys.platform,
+            "Id": service.service_id,
+            "Tags": list(service.tags),
+            "Pid": os.getpid(),
+        },
+        "Resources": resources_data(manager.pool),
+        "JobStats": {
+            "TotalJobs": len(manager.registry),
+            "InScheduleJobs": counts[JobState.QUEUED] + counts[JobState.SCHEDULED],
+            "FailedJobs": counts[JobState.FAILED] + counts[JobState.OMITTED]
+            + counts[JobState.CANCELED],
+            "FinishedJobs": finished,
+            "ExecutingJobs": counts[JobState.EXECUTING],
+        },
+    }

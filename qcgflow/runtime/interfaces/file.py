@@ -1,0 +1,43 @@
+"""The file interface: a JSON list of requests read once, in order, at start.
+
+Replies go to service.log. Reading problems (missing file, malformed JSON, a top level
+that is not a list) are reported as one line naming the file, and the service stops
+before doing anything.
+"""
+
+import json
+import logging
+from typing import Any, List
+
+from ..errors import InvalidRequest
+
+_log = logging.getLogger(__name__)
+
+
+class RequestsFileError(InvalidRequest):
+    """The requests file cannot be used."""
+
+
+def read_requests(path: str) -> List[Any]:
+    """Load the requests of ``path``.
+
+    Raises:
+        RequestsFileError: the file is missing, unreadable, not JSON or not a list.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise RequestsFileError("%s: no such requests file" % path) from None
+    except OSError as exc:
+        raise RequestsFileError("%s: cannot read the requests file: %s"
+                                % (path, exc.strerror or exc)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RequestsFileError("%s:%d:%d: malformed JSON: %s"
+                                % (path, exc.lineno, exc.colno, exc.msg)) from None
+    if not isinstance(data, list):
+        raise RequestsFileError("%s: the requests file must hold a JSON list of requests, "
+                                "found %s" % (path, type(data).__name__))
+    return data

@@ -1,0 +1,147 @@
+"""Job states, the transition table and the typed records of a job description.
+
+One lifecycle for jobs and iterations alike::
+
+    QUEUED --> SCHEDULED --> EXECUTING --> SUCCEED
+      |            |             |-------> FAILED
+      |            |             '-------> CANCELED
+      |            '--> FAILED | CANCELED            (launch failed / canceled before start)
+      '--> OMITTED | CANCELED | FAILED               (dependency failed / canceled / all
+                                                      iterations of a parent omitted)
+
+A parent of an iterative job follows the same table: it becomes SCHEDULED and EXECUTING
+with its first iteration and ends SUCCEED only when every iteration succeeded.
+
+The records (``JobSpec`` and friends) are frozen: a job description is parsed once on
+arrival (``protocol.parse_job``) and never changes afterwards.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Mapping, Optional, Tuple
+
+from .resources import CountRange
+
+
+class JobState(Enum):
+    QUEUED = "QUEUED"
+    SCHEDULED = "SCHEDULED"
+    EXECUTING = "EXECUTING"
+    SUCCEED = "SUCCEED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    OMITTED = "OMITTED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset({JobState.SUCCEED, JobState.FAILED, JobState.CANCELED, JobState.OMITTED})
+
+TRANSITIONS = {
+    JobState.QUEUED: frozenset({JobState.SCHEDULED, JobState.OMITTED, JobState.CANCELED,
+                                JobState.FAILED}),
+    JobState.SCHEDULED: frozenset({JobState.EXECUTING, JobState.FAILED, JobState.CANCELED}),
+    JobState.EXECUTING: frozenset({JobState.SUCCEED, JobState.FAILED, JobState.CANCELED}),
+    JobState.SUCCEED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELED: frozenset(),
+    JobState.OMITTED: frozenset(),
+}
+
+# Compact per-iteration state codes (a bytearray per iterative job keeps a million
+# iterations in a megabyte).
+STATE_CODES = {state: code for code, state in enumerate(JobState)}
+CODE_STATES = list(JobState)
+
+
+class IllegalTransition(RuntimeError):
+    """A state change that the transition table forbids: a bug, never user input."""
+
+
+@dataclass(frozen=True)
+class IterationSpec:
+    """``iteration``: indices ``start .. stop-1``, or one per element of ``values``."""
+
+    start: int
+    stop: int
+    values: Optional[Tuple[str, ...]] = None
+
+    @property
+    def count(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """``execution``: what to run and how. Exactly one of ``exec`` and ``script`` is set."""
+
+    exec: Optional[str] = None
+    args: Tuple[str, ...] = ()
+    script: Optional[str] = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    wd: Optional[str] = None
+    stdin: Optional[str] = None
+    stdout: Optional[str] = None
+    stderr: Optional[str] = None
+    modules: Tuple[str, ...] = ()
+    venv: Optional[str] = None
+    model: str = "default"
+    model_opts: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """An iteration resource scheduler (``maximum-iters``, ``split-into``) and its params."""
+
+    name: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    """``resources``: cores (on any nodes, or per node when ``nodes`` is set), nodes, wt."""
+
+    cores: Optional[CountRange] = None
+    nodes: Optional[CountRange] = None
+    cores_scheduler: Optional[SchedulerSpec] = None
+    nodes_scheduler: Optional[SchedulerSpec] = None
+    wt: Optional[float] = None  # seconds
+
+
+@dataclass(frozen=True)
+class DependencyRef:
+    """One entry of ``dependencies.after``.
+
+    ``a`` -> the whole job a; ``a:3`` -> iteration 3 of a; ``a:${it}`` -> the iteration of a
+    with the same index as the dependant's own iteration (``per_iteration``).
+    """
+
+    job: str
+    iteration: Optional[int] = None
+    per_iteration: bool = False
+
+    def __str__(self) -> str:
+        if self.per_iteration:
+            return "%s:${it}" % self.job
+        if self.iteration is not None:
+            return "%s:%d" % (self.job, self.iteration)
+        return self.job
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A parsed, validated job description (submit-stage variables already substituted)."""
+
+    name: str
+    execution: ExecutionSpec
+    resources: ResourcesSpec
+    iteration: Optional[IterationSpec] = None
+    after: Tuple[DependencyRef, ...] = ()
+    attributes: Mapping[str, object] = field(default_factory=dict)
+    description: Mapping[str, object] = field(default_factory=dict)  # as submitted, substituted
+
+    @property
+    def iterative(self) -> bool:
+        return self.iteration is not None

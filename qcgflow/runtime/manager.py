@@ -1,0 +1,210 @@
+"""The manager: accepts jobs, resolves dependencies, schedules and tracks execution.
+
+::
+
+    submit(raw jobs) -- parse + validate all (atomic) --> Registry.add --> DependencyTracker
+                                                                             | ready
+    Executor.on_done --> Registry.transition --> finals --> tracker.finished -+--> ReadyQueue
+                                                                             | omit
+                                                    Registry.transition(OMITTED) <--'
+    kick() -> (call_soon) Scheduler.step() -> SCHEDULED -> Executor.start -> EXECUTING
+
+Everything runs in the event loop's thread. Omission cascades are processed with a work
+list, so a failed head of a 100,000-job chain costs O(chain), not recursion depth.
+"""
+
+import logging
+from collections import deque
+from datetime import datetime
+from typing import Callable, Dict, List, Optional, Sequence
+import uuid
+
+from .deps import Decisions, DependencyTracker, check_cycles
+from .errors import InvalidRequest, NotEnoughResources
+from .jobs import JobSpec, JobState
+from .protocol import LOCAL_MODELS, parse_job
+from .registry import Job, Registry
+from .resources import ResourcePool
+from .scheduler import JobEntry, Scheduler
+
+_log = logging.getLogger(__name__)
+
+
+class Manager:
+    """Owns the registry, the dependency tracker, the scheduler and the executor's callbacks."""
+
+    def __init__(self, pool: ResourcePool, clock, loop, *, cluster_name: str = "local",
+                 models: Sequence[str] = LOCAL_MODELS):
+        self.pool = pool
+        self.clock = clock
+        self.loop = loop
+        self.registry = Registry(clock)
+        self.tracker = DependencyTracker()
+        self.scheduler = Scheduler(pool)
+        self.executor = None  # set by the composition root (needs the manager's callbacks)
+        self.entries: Dict[str, JobEntry] = {}
+        self.cluster_name = cluster_name
+        self.models = tuple(models)
+        self.request_counter = 0
+        self.unfinished = 0
+        self.started_at = clock.now()
+        self._kicked = False
+        self.on_idle: List[Callable[[], None]] = []  # called when no job is unfinished
+
+    # ------------------------------------------------------------------ submit
+    def submit(self, raw_jobs: Sequence[dict]) -> List[str]:
+        """Validate and register a whole submit request (all or nothing).
+
+        Returns:
+            The names of the registered jobs, in order.
+
+        Raises:
+            InvalidRequest: the first problem found; nothing of the request is registered.
+            NotEnoughResources: a job can never fit the available resources.
+        """
+        self.request_counter += 1
+        specs = self._parse_all(raw_jobs)
+        by_name = {spec.name: spec for spec in specs}
+        check_cycles(specs)
+
+        def lookup_spec(name):
+            if name in by_name:
+                return by_name[name]
+            job = self.registry.get(name)
+            return job.spec if job is not None else None
+
+        entries = []
+        for spec in specs:
+            self.tracker.validate(spec, lookup_spec)
+            entry = JobEntry(Job(spec, 0), self.pool)
+            if not self.pool.fits_ever(entry.max_request()):
+                raise NotEnoughResources("Not enough resources for job %s" % spec.name)
+            entries.append(entry)
+        for entry in entries:
+            job = self.registry.add(entry.job.spec)
+            entry.job, entry.seq = job, job.seq
+            self.entries[job.name] = entry
+            self.unfinished += 1
+        for entry in entries:
+            self._apply(self.tracker.register(entry, self.registry.get))
+        self.kick()
+        return [spec.name for spec in specs]
+
+    def _parse_all(self, raw_jobs: Sequence[dict]) -> List[JobSpec]:
+        now = datetime.fromtimestamp(self.clock.now())
+        specs: List[JobSpec] = []
+        seen = set()
+        for raw in raw_jobs:
+            submit_vars = {
+                "rcnt": str(self.request_counter),
+                "uniq": uuid.uuid4().hex,
+                "sname": self.cluster_name,
+                "date": now.strftime("%Y-%m-%d"),
+                "time": now.strftime("%H-%M-%S"),
+                "dateTime": now.strftime("%Y-%m-%d_%H-%M-%S"),
+            }
+            spec = parse_job(raw, submit_vars)
+            if spec.name in seen or spec.name in self.registry:
+                raise InvalidRequest("Job %s already exist" % spec.name)
+            if spec.execution.model not in self.models:
+                raise InvalidRequest(
+                    "Job '%s': execution model '%s' is not available in this mode (available: "
+                    "%s)" % (spec.name, spec.execution.model, ", ".join(self.models)))
+            seen.add(spec.name)
+            specs.append(spec)
+        return specs
+
+    # ------------------------------------------------------------------ scheduling
+    def kick(self) -> None:
+        """Ask for a scheduling pass (coalesced: one pass per loop turn)."""
+        if not self._kicked:
+            self._kicked = True
+            self.loop.call_soon(self._schedule)
+
+    def _schedule(self) -> None:
+        self._kicked = False
+        for start in self.scheduler.step():
+            job = start.entry.job
+            self.registry.transition(job, start.position, JobState.SCHEDULED)
+            self.executor.start(job, start.position, start.allocation)
+
+    def task_executing(self, job: Job, position: Optional[int]) -> None:
+        self.registry.mark_executing(job, position)
+
+    def task_done(self, job: Job, position: Optional[int], allocation, outcome) -> None:
+        """An iteration ended: release its cores, record the outcome, resolve dependants."""
+        self.pool.release(allocation)
+        record = job if position is None else job.records.get(position)
+        if record is not None:
+            record.runtime = dict(outcome.runtime)
+        finals = self.registry.transition(job, position, outcome.state, outcome.message)
+        self._resolve(finals)
+        self.kick()
+
+    # ------------------------------------------------------------------ dependencies
+    def _resolve(self, finals) -> None:
+        work = deque(finals)
+        while work:
+            job, position = work.popleft()
+            if position is None:
+                self._job_ended(job)
+            self._apply(self.tracker.finished(job, position, _final_state(job, position)), work)
+
+    def _apply(self, decisions: Decisions, work: Optional[deque] = None) -> None:
+        follow = work if work is not None else deque()
+        for entry in decisions.ready:
+            if not entry.job.state.is_final:
+                self.scheduler.queue.add(entry)
+        for entry, cause in decisions.omit_jobs:
+            job = entry.job
+            if job.state.is_final:
+                continue
+            self.scheduler.queue.discard(entry)
+            self.tracker.forget(entry)
+            follow.extend(self.registry.transition(job, None, JobState.OMITTED, cause))
+        for entry, position, cause in decisions.omit_iterations:
+            job = entry.job
+            if job.state.is_final or job.iteration_state(position).is_final:
+                continue
+            follow.extend(self.registry.transition(job, position, JobState.OMITTED, cause))
+        if work is None and follow:
+            self._resolve(follow)
+        if decisions.ready:
+            self.kick()
+
+    def _job_ended(self, job: Job) -> None:
+        entry = self.entries.pop(job.name, None)
+        if entry is not None:
+            self.scheduler.queue.discard(entry)
+        self.unfinished -= 1
+        if self.unfinished == 0:
+            for callback in list(self.on_idle):
+                callback()
+
+    # ------------------------------------------------------------------ queries
+    def queue_position(self, job: Job) -> Optional[int]:
+        for position, entry in enumerate(self.scheduler.queue.entries()):
+            if entry.job is job:
+                return position
+        return None
+
+    def remove(self, names: Sequence[str]) -> int:
+        for name in names:
+            job = self.registry.get(name)
+            if job is None:
+                raise InvalidRequest("Job '%s' doesn't exist" % name)
+            if not job.state.is_final:
+                raise InvalidRequest("Job '%s' is %s: only finished jobs can be removed"
+                                     % (name, job.state.name))
+        for name in names:
+            self.registry.remove(name)
+        return len(names)
+
+    def finish_all(self, reason: str) -> None:
+        """Stop every running task (SIGKILL); used by ``finish`` and on shutdown."""
+        if self.executor is not None:
+            self.executor.stop_all(reason, JobState.CANCELED)
+
+
+def _final_state(job: Job, position: Optional[int]) -> JobState:
+    return job.state if position is None else job.iteration_state(position)

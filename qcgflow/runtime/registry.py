@@ -1,0 +1,225 @@
+"""The registry of jobs and iterations: the ONLY place where states change.
+
+``Registry.transition`` validates a move against ``jobs.TRANSITIONS``, stamps the history
+with the injected clock, derives the parent state of iterative jobs, and tells the
+listeners (reports, journal, publisher) about every change. It returns the units that
+reached a final state, so the caller can resolve dependencies without scanning.
+
+Iterations are stored compactly: one byte of state per iteration, and a full
+``IterationRecord`` (history, runtime, messages) only while the iteration is alive, or
+after it ended when the job is small enough or the iteration did not succeed
+(``KEEP_RECORDS_UP_TO``). A job of a million iterations costs about a megabyte.
+"""
+
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+from .jobs import (CODE_STATES, FINAL_STATES, STATE_CODES, TRANSITIONS, IllegalTransition,
+                   JobSpec, JobState)
+
+KEEP_RECORDS_UP_TO = 10_000
+
+_QUEUED = STATE_CODES[JobState.QUEUED]
+_SUCCEED = JobState.SUCCEED
+
+
+class IterationRecord:
+    """One iteration of an iterative job: its state history, runtime details and messages."""
+
+    __slots__ = ("position", "index", "state", "history", "runtime", "messages")
+
+    def __init__(self, position: int, index: int):
+        self.position = position
+        self.index = index
+        self.state = JobState.QUEUED
+        self.history: List[Tuple[JobState, float]] = []
+        self.runtime: Dict[str, str] = {}
+        self.messages: Optional[str] = None
+
+
+class Job:
+    """A registered job. Read freely; change only through ``Registry.transition``."""
+
+    __slots__ = ("spec", "seq", "state", "history", "runtime", "messages", "iter_states",
+                 "records", "finished", "failed", "active", "parent_final")
+
+    def __init__(self, spec: JobSpec, seq: int):
+        self.spec = spec
+        self.seq = seq  # submission order: the FIFO order of the queue
+        self.state = JobState.QUEUED
+        self.history: List[Tuple[JobState, float]] = []
+        self.runtime: Dict[str, str] = {}
+        self.messages: Optional[str] = None
+        count = spec.iteration.count if spec.iteration else 0
+        self.iter_states = bytearray(count) if spec.iteration else None
+        self.records: Dict[int, IterationRecord] = {}
+        self.finished = 0  # iterations in a final state
+        self.failed = 0    # iterations FAILED, CANCELED or OMITTED
+        self.active = 0    # iterations SCHEDULED or EXECUTING
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def iterative(self) -> bool:
+        return self.iter_states is not None
+
+    @property
+    def total(self) -> int:
+        return len(self.iter_states) if self.iter_states is not None else 1
+
+    def iteration_state(self, position: int) -> JobState:
+        return CODE_STATES[self.iter_states[position]]
+
+    def record(self, position: int) -> Optional[IterationRecord]:
+        return self.records.get(position)
+
+    def unit_name(self, position: Optional[int]) -> str:
+        """``name`` or ``name:index`` (the iteration's index, not its position)."""
+        if position is None:
+            return self.spec.name
+        return "%s:%d" % (self.spec.name, self.spec.iteration.start + position)
+
+
+Listener = Callable[[Job, Optional[int], JobState], None]
+
+
+class Registry:
+    """All jobs by name, in submission order, and the single state mutator."""
+
+    def __init__(self, clock, listeners: Tuple[Listener, ...] = ()):
+        self._clock = clock
+        self._jobs: Dict[str, Job] = {}
+        self._seq = 0
+        self.listeners: List[Listener] = list(listeners)
+
+    # ------------------------------------------------------------------ lookup
+    def get(self, name: str) -> Optional[Job]:
+        return self._jobs.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._jobs
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self._jobs.values())
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    # ------------------------------------------------------------------ membership
+    def add(self, spec: JobSpec) -> Job:
+        """Register a new job in state QUEUED (history stamped now)."""
+        if spec.name in self._jobs:
+            raise KeyError(spec.name)
+        self._seq += 1
+        job = Job(spec, self._seq)
+        job.history.append((JobState.QUEUED, self._clock.now()))
+        self._jobs[spec.name] = job
+        for listener in self.listeners:
+            listener(job, None, JobState.QUEUED)
+        return job
+
+    def remove(self, name: str) -> Job:
+        return self._jobs.pop(name)
+
+    # ------------------------------------------------------------------ the mutator
+    def transition(self, job: Job, position: Optional[int], state: JobState,
+                   message: Optional[str] = None) -> List[Tuple[Job, Optional[int]]]:
+        """Move a job (``position`` None) or one of its iterations to ``state``.
+
+        Returns:
+            The units that reached a final state by this call: the unit itself and, for an
+            iteration, its parent when that was the last one to finish.
+
+        Raises:
+            IllegalTransition: the move is not in ``jobs.TRANSITIONS`` (a bug).
+        """
+        if position is None:
+            return self._move_job(job, state, message)
+        return self._move_iteration(job, position, state, message)
+
+    def _move_job(self, job: Job, state: JobState, message: Optional[str]):
+        if state not in TRANSITIONS[job.state]:
+            raise IllegalTransition("%s: %s -> %s" % (job.name, job.state.name, state.name))
+        job.state = state
+        job.history.append((state, self._clock.now()))
+        if message:
+            job.messages = message if not job.messages else "%s; %s" % (job.messages, message)
+        for listener in self.listeners:
+            listener(job, None, state)
+        return [(job, None)] if state in FINAL_STATES else []
+
+    def _move_iteration(self, job: Job, position: int, state: JobState,
+                        message: Optional[str]):
+        old = CODE_STATES[job.iter_states[position]]
+        if state not in TRANSITIONS[old]:
+            raise IllegalTransition("%s: %s -> %s" % (job.unit_name(position), old.name,
+                                                      state.name))
+        record = job.records.get(position)
+        if record is None:
+            record = IterationRecord(position, job.spec.iteration.start + position)
+            record.history.append((JobState.QUEUED, job.history[0][1]))
+            job.records[position] = record
+        now = self._clock.now()
+        record.state = state
+        record.history.append((state, now))
+        if message:
+            record.messages = message
+        job.iter_states[position] = STATE_CODES[state]
+        finished: List[Tuple[Job, Optional[int]]] = []
+        if old is JobState.QUEUED:
+            job.active += 1
+            self._follow_parent(job, state, message=None)
+        if state in FINAL_STATES:
+            job.active -= 1
+            job.finished += 1
+            if state is not _SUCCEED:
+                job.failed += 1
+            finished.append((job, position))
+        for listener in self.listeners:
+            listener(job, position, state)
+        if state in FINAL_STATES:
+            self._forget(job, position, record, state)
+            if job.finished == job.total and job.state not in FINAL_STATES:
+                final = JobState.SUCCEED if job.failed == 0 else JobState.FAILED
+                why = None if job.failed == 0 else "%d of %d iterations did not succeed" % (
+                    job.failed, job.total)
+                finished.extend(self._finish_parent(job, final, why))
+        return finished
+
+    def _follow_parent(self, job: Job, state: JobState, message: Optional[str]) -> None:
+        """A parent becomes SCHEDULED/EXECUTING with its first iteration."""
+        if state is JobState.SCHEDULED and job.state is JobState.QUEUED:
+            self._move_job(job, JobState.SCHEDULED, message)
+        elif state is JobState.EXECUTING and job.state is JobState.SCHEDULED:
+            self._move_job(job, JobState.EXECUTING, message)
+
+    def _finish_parent(self, job: Job, final: JobState, why: Optional[str]):
+        if job.state is JobState.QUEUED:
+            # every iteration ended without running (all omitted): QUEUED -> final
+            final = JobState.FAILED if final is not JobState.SUCCEED else final
+        elif job.state is JobState.SCHEDULED and final is not JobState.FAILED:
+            self._move_job(job, JobState.EXECUTING, None)
+        return self._move_job(job, final, why)
+
+    def mark_executing(self, job: Job, position: Optional[int]) -> None:
+        """SCHEDULED -> EXECUTING, also lifting the parent when needed."""
+        if position is None:
+            self._move_job(job, JobState.EXECUTING, None)
+        else:
+            self._move_iteration(job, position, JobState.EXECUTING, None)
+            if job.state is JobState.SCHEDULED:
+                self._move_job(job, JobState.EXECUTING, None)
+
+    @staticmethod
+    def _forget(job: Job, position: int, record: IterationRecord, state: JobState) -> None:
+        if state is _SUCCEED and job.total > KEEP_RECORDS_UP_TO:
+            del job.records[position]
+
+    # ------------------------------------------------------------------ statistics
+    def counts(self) -> Dict[JobState, int]:
+        """Number of jobs (parents and single jobs) per state."""
+        result = {state: 0 for state in JobState}
+        for job in self._jobs.values():
+            result[job.state] += 1
+        return result

@@ -1,0 +1,333 @@
+"""Resource requests, allocations and the pool of nodes and cores they are carved from.
+
+This module is pure: it never performs I/O and holds no global state. It implements the
+allocation rules of QCG-PilotJob's resource requirements:
+
+* ``numCores`` alone asks for cores on any number of nodes; as many as possible up to
+  ``max`` are given, never fewer than ``min``.
+* ``numNodes`` with ``numCores`` asks for nodes, and ``numCores`` is counted per node.
+* ``numNodes`` alone asks for whole, completely free nodes.
+* Neither asks for exactly one core.
+
+Allocation is first fit in pool order, lowest free core ids first, so single-core jobs pack
+onto the first node that still has a free core.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+from qcgflow.runtime.errors import ResourcesError
+
+__all__ = ["CountRange", "ResourceRequest", "NodeAllocation", "Allocation", "ResourcePool"]
+
+
+@dataclass(frozen=True)
+class CountRange:
+    """A requested count: exactly ``n`` is ``CountRange(n, n)``, "at least n" is ``CountRange(n, None)``.
+
+    Guarantees ``1 <= min`` and ``max is None or min <= max``; anything else raises
+    ``ValueError`` (constructing a bad range is a caller bug, user input is validated earlier).
+    """
+
+    min: int
+    max: Optional[int]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min, bool) or not isinstance(self.min, int) or self.min < 1:
+            raise ValueError(f"CountRange.min must be an integer >= 1, got {self.min!r}")
+        if self.max is not None and (
+            isinstance(self.max, bool) or not isinstance(self.max, int) or self.max < self.min
+        ):
+            raise ValueError(f"CountRange.max must be None or an integer >= min ({self.min}), got {self.max!r}")
+
+    @classmethod
+    def exact(cls, n: int) -> CountRange:
+        """Return the range holding exactly ``n``."""
+        return cls(n, n)
+
+
+@dataclass(frozen=True)
+class ResourceRequest:
+    """What one job (or one iteration) needs.
+
+    ``cores`` alone: cores on any nodes. ``nodes`` and ``cores``: ``cores`` per node.
+    ``nodes`` alone: whole free nodes. Both ``None``: exactly one core.
+    """
+
+    cores: Optional[CountRange]
+    nodes: Optional[CountRange]
+
+
+@dataclass(frozen=True)
+class NodeAllocation:
+    """The cores given on one node; ``cores`` are ascending core ids."""
+
+    node: str
+    cores: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A set of cores spread over one or more nodes, as handed out by :class:`ResourcePool`."""
+
+    parts: tuple[NodeAllocation, ...]
+
+    @property
+    def total_cores(self) -> int:
+        """Number of cores over all parts."""
+        return sum(len(part.cores) for part in self.parts)
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """Node names in allocation order."""
+        return tuple(part.node for part in self.parts)
+
+    def describe(self) -> str:
+        """Return the wire form used by QCG-PilotJob's runtime ``allocation`` field.
+
+        Example: ``'n0[0:1],n1[0]'`` (node, core ids joined by ':' in brackets, nodes joined by ',').
+        """
+        return ",".join(f"{part.node}[{':'.join(map(str, part.cores))}]" for part in self.parts)
+
+
+class _Node:
+    """Mutable per-node state; the free heap and the free set always hold the same ids."""
+
+    __slots__ = ("name", "cores", "core_set", "free_heap", "free_set")
+
+    def __init__(self, name: str, cores: tuple[int, ...]) -> None:
+        self.name = name
+        self.cores = cores  # ascending, so it is already a valid heap
+        self.core_set = frozenset(cores)
+        self.free_heap = list(cores)
+        self.free_set = set(cores)
+
+    def take(self, count: int) -> tuple[int, ...]:
+        """Remove and return the ``count`` lowest free core ids (caller checked availability)."""
+        if count == len(self.free_set):
+            # Taking everything: one sort of a small list beats ``count`` heap pops.
+            taken = tuple(sorted(self.free_heap))
+            self.free_heap.clear()
+            self.free_set.clear()
+            return taken
+        # Popping only ever removes the smallest ids, so the heap never holds stale entries.
+        taken = tuple(heapq.heappop(self.free_heap) for _ in range(count))
+        self.free_set.difference_update(taken)
+        return taken
+
+    def give_back(self, cores: tuple[int, ...]) -> None:
+        """Return cores that the caller has checked are owned by this node and in use."""
+        for core in cores:
+            heapq.heappush(self.free_heap, core)
+        self.free_set.update(cores)
+
+
+class ResourcePool:
+    """The nodes and cores available to jobs, and which of them are in use.
+
+    Guarantees: ``used_cores + free_cores == total_cores`` at all times; a core is never in
+    two live allocations; :meth:`allocate` is all-or-nothing; :meth:`release` is atomic (it
+    either frees the whole allocation or raises and changes nothing).
+    """
+
+    def __init__(self, nodes: Sequence[tuple[str, Sequence[int]]]) -> None:
+        """Create a fully free pool.
+
+        Args:
+            nodes: ``(name, core ids)`` pairs in pool order; names unique, every node with at
+                least one core and no repeated core id.
+
+        Raises:
+            ResourcesError: no nodes, a duplicate node name, a node without cores, or a core
+                id repeated (or not a non-negative integer) on a node.
+        """
+        self._nodes: list[_Node] = []
+        self._index: dict[str, int] = {}
+        for name, cores in nodes:
+            if name in self._index:
+                raise ResourcesError(f"Duplicate node name '{name}' in the resource configuration")
+            ids = list(cores)
+            if not ids:
+                raise ResourcesError(f"Node '{name}' has no cores")
+            for core in ids:
+                if isinstance(core, bool) or not isinstance(core, int) or core < 0:
+                    raise ResourcesError(f"Node '{name}' has an invalid core id {core!r}")
+            ordered = tuple(sorted(ids))
+            if len(set(ordered)) != len(ordered):
+                raise ResourcesError(f"Node '{name}' lists a core id more than once")
+            self._index[name] = len(self._nodes)
+            self._nodes.append(_Node(name, ordered))
+        if not self._nodes:
+            raise ResourcesError("The resource configuration has no nodes")
+        self._total = sum(len(node.cores) for node in self._nodes)
+        self._free = self._total
+        # Min-heap of indices of nodes that may have free cores. An index is in the heap at
+        # most once (tracked by _queued); full nodes are dropped lazily when seen on top. It
+        # lets the common 1-core allocation find the first non-full node in O(log nodes).
+        self._nonfull: list[int] = list(range(len(self._nodes)))
+        self._queued: list[bool] = [True] * len(self._nodes)
+
+    # -- read-only views -------------------------------------------------------------
+
+    @property
+    def total_nodes(self) -> int:
+        """Number of nodes."""
+        return len(self._nodes)
+
+    @property
+    def total_cores(self) -> int:
+        """Number of cores over all nodes."""
+        return self._total
+
+    @property
+    def used_cores(self) -> int:
+        """Number of cores in live allocations."""
+        return self._total - self._free
+
+    @property
+    def free_cores(self) -> int:
+        """Number of cores not in any live allocation."""
+        return self._free
+
+    @property
+    def nodes(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """``(name, ascending core ids)`` of every node, in pool order."""
+        return tuple((node.name, node.cores) for node in self._nodes)
+
+    # -- feasibility -----------------------------------------------------------------
+
+    def fits_ever(self, req: ResourceRequest) -> bool:
+        """Tell whether ``req`` could be allocated if every core of the pool were free."""
+        cores, nodes = req.cores, req.nodes
+        if nodes is None:
+            return self._total >= (1 if cores is None else cores.min)
+        if nodes.min > len(self._nodes):
+            return False
+        if cores is None:
+            return True  # every node has at least one core, so any nodes.min nodes will do
+        qualifying = sum(1 for node in self._nodes if len(node.cores) >= cores.min)
+        return qualifying >= nodes.min
+
+    # -- allocation ------------------------------------------------------------------
+
+    def allocate(self, req: ResourceRequest) -> Optional[Allocation]:
+        """Allocate ``req`` from the free cores now, or return ``None`` if it does not fit.
+
+        Never allocates partially: on ``None`` the pool is unchanged.
+        """
+        cores, nodes = req.cores, req.nodes
+        if nodes is None:
+            if cores is None:
+                return self._take_any(1, 1)
+            return self._take_any(cores.min, cores.max)
+        if cores is None:
+            return self._take_whole_nodes(nodes)
+        return self._take_per_node(nodes, cores)
+
+    def _nonfull_from_first(self) -> Iterator[_Node]:
+        """Yield nodes with free cores in pool order, starting at the first non-full node."""
+        heap, queued, all_nodes = self._nonfull, self._queued, self._nodes
+        while heap and not all_nodes[heap[0]].free_set:
+            queued[heapq.heappop(heap)] = False
+        if not heap:
+            return
+        for i in range(heap[0], len(all_nodes)):
+            node = all_nodes[i]
+            if node.free_set:
+                yield node
+
+    def _take_any(self, low: int, high: Optional[int]) -> Optional[Allocation]:
+        """Cores on any nodes: as many as free up to ``high``, at least ``low``."""
+        if self._free < low:
+            return None
+        want = self._free if high is None else min(high, self._free)
+        parts: list[NodeAllocation] = []
+        for node in self._nonfull_from_first():
+            count = min(want, len(node.free_set))
+            parts.append(NodeAllocation(node.name, node.take(count)))
+            want -= count
+            if want == 0:
+                break
+        return self._commit(parts)
+
+    def _take_whole_nodes(self, nodes: CountRange) -> Optional[Allocation]:
+        """Whole nodes: only completely free nodes qualify; each gets all its cores."""
+        if nodes.min > len(self._nodes):
+            return None
+        limit = len(self._nodes) if nodes.max is None else nodes.max
+        chosen: list[_Node] = []
+        for node in self._nodes:
+            if len(node.free_set) == len(node.cores):
+                chosen.append(node)
+                if len(chosen) == limit:
+                    break
+        if len(chosen) < nodes.min:
+            return None
+        return self._commit([NodeAllocation(node.name, node.take(len(node.cores))) for node in chosen])
+
+    def _take_per_node(self, nodes: CountRange, cores: CountRange) -> Optional[Allocation]:
+        """Nodes with ``cores`` per node: nodes with >= cores.min free cores qualify."""
+        if nodes.min > len(self._nodes):
+            return None
+        limit = len(self._nodes) if nodes.max is None else nodes.max
+        chosen: list[_Node] = []
+        for node in self._nodes:
+            if len(node.free_set) >= cores.min:
+                chosen.append(node)
+                if len(chosen) == limit:
+                    break
+        if len(chosen) < nodes.min:
+            return None
+        parts = []
+        for node in chosen:
+            free = len(node.free_set)
+            count = free if cores.max is None else min(cores.max, free)
+            parts.append(NodeAllocation(node.name, node.take(count)))
+        return self._commit(parts)
+
+    def _commit(self, parts: list[NodeAllocation]) -> Allocation:
+        """Account for cores already taken from the nodes and wrap them in an Allocation."""
+        self._free -= sum(len(part.cores) for part in parts)
+        return Allocation(tuple(parts))
+
+    # -- release ---------------------------------------------------------------------
+
+    def release(self, alloc: Allocation) -> None:
+        """Return every core of ``alloc`` to the pool.
+
+        Raises:
+            RuntimeError: ``alloc`` names an unknown node or core, a core that is already free
+                (double release) or the same core twice. Nothing is changed in that case.
+        """
+        # Validate everything first so that a bad allocation leaves the pool untouched.
+        seen_nodes: set[str] = set()
+        targets: list[tuple[int, tuple[int, ...]]] = []
+        for part in alloc.parts:
+            index = self._index.get(part.node)
+            if index is None:
+                raise RuntimeError(f"Cannot release an allocation on unknown node '{part.node}'")
+            if len(alloc.parts) > 1:
+                if part.node in seen_nodes:
+                    raise RuntimeError(f"Allocation lists node '{part.node}' more than once")
+                seen_nodes.add(part.node)
+            node = self._nodes[index]
+            for core in part.cores:
+                if core not in node.core_set:
+                    raise RuntimeError(f"Cannot release unknown core {core} of node '{part.node}'")
+                if core in node.free_set:
+                    raise RuntimeError(
+                        f"Core {core} of node '{part.node}' is already free (allocation released twice?)")
+            if len(part.cores) > 1 and len(set(part.cores)) != len(part.cores):
+                raise RuntimeError(f"Allocation lists a core of node '{part.node}' more than once")
+            targets.append((index, part.cores))
+        for index, cores in targets:
+            if not cores:
+                continue
+            self._nodes[index].give_back(cores)
+            if not self._queued[index]:
+                heapq.heappush(self._nonfull, index)
+                self._queued[index] = True
+        self._free += sum(len(cores) for _, cores in targets)
