@@ -405,6 +405,15 @@ def qcgflow_command(override):
     if override:
         return shlex.split(override), {}
     exe = shutil.which("qcgflow")
+    if exe and os.path.basename(os.path.dirname(exe)) == "shims" and shutil.which("pyenv"):
+        # a pyenv shim is a bash script running `pyenv exec` (~30 ms per
+        # start): use the real entry point it resolves to
+        try:
+            real = subprocess.run(["pyenv", "which", "qcgflow"], capture_output=True,
+                                  text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            real = ""
+        exe = real if real and os.access(real, os.X_OK) else exe
     if exe:
         return [exe, "service"], {}
     pp = os.environ.get("PYTHONPATH")

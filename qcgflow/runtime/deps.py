@@ -122,7 +122,7 @@ class DependencyTracker:
             self._replay_finished(entry, lookup_job, decisions)
             if decisions.omit_jobs:
                 return decisions
-        if not entry.pending:
+        if not entry.pending and (not decisions.ready or decisions.ready[-1] is not entry):
             decisions.ready.append(entry)
         return decisions
 
@@ -178,6 +178,8 @@ class DependencyTracker:
             if left == 0:
                 entry.remaining.pop(position, None)
                 entry.mark_ready(position)
+                if not entry.pending and (not decisions.ready or decisions.ready[-1] is not entry):
+                    decisions.ready.append(entry)  # it may have left the queue meanwhile
             else:
                 entry.remaining[position] = left
         else:

@@ -78,18 +78,7 @@ class RequestHandler:
         return p.reply_ok(data={"length": len(jobs), "jobs": jobs})
 
     def _lookup(self, name: str):
-        """``name`` or ``name:index`` -> (job, position or None), or None if unknown."""
-        job = self.manager.registry.get(name)
-        if job is not None:
-            return job, None
-        base, _, index = name.rpartition(":")
-        job = self.manager.registry.get(base) if base else None
-        if job is None or not job.iterative or not index.lstrip("-").isdigit():
-            return None
-        position = int(index) - job.spec.iteration.start
-        if not 0 <= position < job.total:
-            return None
-        return job, position
+        return self.manager.lookup_unit(name)
 
     def job_status(self, request: p.JobStatusRequest) -> dict:
         result = {}
@@ -155,7 +144,8 @@ class RequestHandler:
         return data
 
     def cancel_job(self, request: p.CancelJobRequest) -> dict:
-        return p.reply_error("Cancel is not available yet in this version of qcgflow")
+        count = self.manager.cancel(request.names)
+        return p.reply_ok("%d jobs canceled" % count, {"canceled": count})
 
     def remove_job(self, request: p.RemoveJobRequest) -> dict:
         removed = self.manager.remove(request.names)

@@ -29,6 +29,8 @@ from .scheduler import JobEntry, Scheduler
 
 _log = logging.getLogger(__name__)
 
+CANCEL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a running job is canceled
+
 
 class Manager:
     """Owns the registry, the dependency tracker, the scheduler and the executor's callbacks."""
@@ -49,6 +51,7 @@ class Manager:
         self.unfinished = 0
         self.started_at = clock.now()
         self._kicked = False
+        self._idle_notified = False
         self.on_idle: List[Callable[[], None]] = []  # called when no job is unfinished
 
     # ------------------------------------------------------------------ submit
@@ -137,9 +140,13 @@ class Manager:
         record = job if position is None else job.records.get(position)
         if record is not None:
             record.runtime = dict(outcome.runtime)
-        finals = self.registry.transition(job, position, outcome.state, outcome.message)
+        if position is not None and job.iteration_state(position).is_final:
+            finals = []  # already ended (its whole job was canceled while it ran)
+        else:
+            finals = self.registry.transition(job, position, outcome.state, outcome.message)
         self._resolve(finals)
         self.kick()
+        self.check_idle()
 
     # ------------------------------------------------------------------ dependencies
     def _resolve(self, finals) -> None:
@@ -177,9 +184,105 @@ class Manager:
         if entry is not None:
             self.scheduler.queue.discard(entry)
         self.unfinished -= 1
-        if self.unfinished == 0:
+        self.check_idle()
+
+    def is_idle(self) -> bool:
+        """No job is unfinished and no process is left running."""
+        running = len(self.executor) if hasattr(self.executor, "__len__") else 0
+        return self.unfinished == 0 and not running
+
+    def check_idle(self) -> None:
+        """Call ``on_idle`` once per idle period (new submissions start a new period)."""
+        if not self.is_idle():
+            self._idle_notified = False
+        elif not self._idle_notified:
+            self._idle_notified = True
             for callback in list(self.on_idle):
                 callback()
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, names: Sequence[str], grace: float = CANCEL_GRACE) -> int:
+        """Cancel jobs (``name``) or single iterations (``name:index``).
+
+        Queued units end CANCELED at once (their dependants OMITTED); running ones get
+        SIGTERM, SIGKILL after ``grace`` seconds, and end CANCELED. A whole iterative job
+        is CANCELED with every iteration that has not ended. Units that already ended are
+        left as they are.
+
+        Returns:
+            The number of units that were canceled or are being stopped.
+
+        Raises:
+            InvalidRequest: an unknown name (nothing is canceled then).
+        """
+        units = []
+        for name in names:
+            unit = self.lookup_unit(name)
+            if unit is None:
+                raise InvalidRequest("Job '%s' doesn't exist" % name)
+            units.append(unit)
+        count = 0
+        finals = []
+        for job, position in units:
+            if position is None and job.iterative:
+                count += self._cancel_iterative(job, grace, finals)
+            elif position is None:
+                count += self._cancel_unit(job, None, job.state, grace, finals)
+            else:
+                count += self._cancel_unit(job, position, job.iteration_state(position), grace,
+                                           finals)
+        self._resolve(finals)
+        self.check_idle()
+        return count
+
+    def _cancel_unit(self, job: Job, position, state: JobState, grace: float, finals) -> int:
+        if state.is_final:
+            return 0
+        if state is JobState.QUEUED:
+            entry = self.entries.get(job.name)
+            if position is None:
+                if entry is not None:
+                    self.scheduler.queue.discard(entry)
+            elif entry is not None:
+                entry.omitted.add(position)
+            finals.extend(self.registry.transition(job, position, JobState.CANCELED,
+                                                   "canceled by user"))
+            return 1
+        self.executor.stop(job, position, "canceled by user", JobState.CANCELED, grace)
+        return 1
+
+    def _cancel_iterative(self, job: Job, grace: float, finals) -> int:
+        if job.state.is_final:
+            return 0
+        entry = self.entries.get(job.name)
+        if entry is not None:
+            self.scheduler.queue.discard(entry)
+        finals.extend(self.registry.transition(job, None, JobState.CANCELED, "canceled by user"))
+        count = 1
+        for position in range(job.total):
+            state = job.iteration_state(position)
+            if state is JobState.QUEUED:
+                finals.extend(self.registry.transition(job, position, JobState.CANCELED,
+                                                       "canceled by user"))
+                count += 1
+            elif not state.is_final:
+                self.executor.stop(job, position, "canceled by user", JobState.CANCELED, grace)
+                count += 1
+        return count
+
+    def lookup_unit(self, name: str):
+        """``name`` or ``name:index`` -> (job, position or None), or None if unknown."""
+        job = self.registry.get(name)
+        if job is not None:
+            return job, None
+        base, _, index = name.rpartition(":")
+        job = self.registry.get(base) if base else None
+        if job is None or not job.iterative or not index.lstrip("-").isdigit():
+            return None
+        position = int(index) - job.spec.iteration.start
+        if not 0 <= position < job.total:
+            return None
+        return job, position
 
     # ------------------------------------------------------------------ queries
     def queue_position(self, job: Job) -> Optional[int]:

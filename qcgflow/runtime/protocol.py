@@ -21,6 +21,8 @@ from .variables import has_variables, substitute, substitute_all
 OK = 0
 ERROR = -1
 
+MAX_ITERATIONS = 100_000_000  # one byte of state each: 100 MB at most
+
 MODELS = ("default", "threads", "openmpi", "intelmpi", "srunmpi")
 LOCAL_MODELS = ("default", "threads")
 
@@ -176,7 +178,7 @@ def parse_wall_time(value: Any) -> Optional[float]:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if value > 0 else None
+        return float(value) if 0 < value < float("inf") else None
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip().replace(" ", "")
@@ -251,6 +253,9 @@ class _JobParser:
         for key, number in (("start", start), ("stop", stop)):
             if isinstance(number, bool) or not isinstance(number, int):
                 raise self.fail("iteration.%s must be an integer, got %s" % (key, _kind(number)))
+        if stop - start > MAX_ITERATIONS:
+            raise self.fail("iteration: %d iterations exceed the limit of %d per job"
+                            % (stop - start, MAX_ITERATIONS))
         if start >= stop:
             raise InvalidRequest("Wrong format of iteration directive: the stop index must be "
                                  "greater than the start index (start %d, stop %d)" % (start, stop))
@@ -280,6 +285,7 @@ class _JobParser:
             sched = value["scheduler"]
             if not isinstance(sched, dict) or not isinstance(sched.get("name"), str):
                 raise self.fail("%s.scheduler must be a dictionary with a name" % where)
+            self.check_keys(sched, ("name", "params"), where + ".scheduler")
             params = sched.get("params") or {}
             if not isinstance(params, dict):
                 raise self.fail("%s.scheduler.params must be a dictionary" % where)
@@ -338,6 +344,12 @@ class _JobParser:
         if not isinstance(model_opts, dict):
             raise self.fail("execution.model_opts must be a dictionary")
         self.check_keys(model_opts, _MODEL_OPTS_KEYS, "execution.model_opts")
+        if model_opts.get("mpirun") is not None and not isinstance(model_opts["mpirun"], str):
+            raise self.fail("execution.model_opts.mpirun must be a string (the mpirun command)")
+        mpirun_args = model_opts.get("mpirun_args")
+        if mpirun_args is not None and (not isinstance(mpirun_args, list) or not all(
+                isinstance(a, str) for a in mpirun_args)):
+            raise self.fail("execution.model_opts.mpirun_args must be a list of strings")
         modules = value.get("modules")
         if isinstance(modules, str):
             modules = [modules]  # upstream accepts a single module name

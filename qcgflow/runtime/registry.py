@@ -169,7 +169,7 @@ class Registry:
         finished: List[Tuple[Job, Optional[int]]] = []
         if old is JobState.QUEUED:
             job.active += 1
-            self._follow_parent(job, state, message=None)
+        self._follow_parent(job, state, message=None)
         if state in FINAL_STATES:
             job.active -= 1
             job.finished += 1
@@ -204,12 +204,7 @@ class Registry:
 
     def mark_executing(self, job: Job, position: Optional[int]) -> None:
         """SCHEDULED -> EXECUTING, also lifting the parent when needed."""
-        if position is None:
-            self._move_job(job, JobState.EXECUTING, None)
-        else:
-            self._move_iteration(job, position, JobState.EXECUTING, None)
-            if job.state is JobState.SCHEDULED:
-                self._move_job(job, JobState.EXECUTING, None)
+        self.transition(job, position, JobState.EXECUTING)
 
     @staticmethod
     def _forget(job: Job, position: int, record: IterationRecord, state: JobState) -> None:

@@ -133,8 +133,7 @@ class Service:
             if self._stopping:
                 break
         self.manager.on_idle.append(self._all_done)
-        if self.manager.unfinished == 0 and not self._stopping:
-            self.loop.stop()
+        self.loop.call_soon(lambda: self.loop.stop() if self.manager.is_idle() else None)
         self.loop.run()
 
     def close(self) -> None:
