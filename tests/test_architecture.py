@@ -1,0 +1,121 @@
+"""The layering rules of docs/architecture.md, checked on the source with ``ast``."""
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "qcgflow"
+RUNTIME = PACKAGE / "runtime"
+
+# Rule 3: the decision core does no I/O and reads no clock or environment.
+DECISION_CORE = ["resources", "jobs", "registry", "iterschedulers", "scheduler", "deps",
+                 "variables"]
+IO_MODULES = {"asyncio", "zmq", "subprocess", "socket", "os", "time", "threading", "select",
+              "selectors", "signal", "shutil", "io", "pathlib", "multiprocessing"}
+CLOCK_CALLS = {("time", "time"), ("time", "monotonic"), ("datetime", "now"),
+               ("datetime", "today"), ("datetime", "utcnow")}
+
+# Rule 4: started on every node / per task: only these imports.
+LEAN_MODULES = {
+    "runtime/launch/agent.py": {"os", "sys", "json", "signal", "time", "zmq"},
+    "runner.py": {"os", "sys", "cloudpickle", "traceback"},
+}
+
+# Rule 5: size limit, with deliberate exemptions (none yet).
+MAX_LINES = 600
+SIZE_EXEMPT = set()
+
+# Rule 2: outside the runtime, only these runtime modules may be imported (and by whom).
+GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
+                        "qcgflow.runtime.client": {"session.py"}}
+# The command line is a composition root of its own: it starts the service.
+RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service"}}
+
+
+def modules():
+    return sorted(p for p in PACKAGE.rglob("*.py"))
+
+
+def rel(path: pathlib.Path) -> str:
+    return path.relative_to(PACKAGE).as_posix()
+
+
+def imported_names(path: pathlib.Path):
+    """Absolute names of everything ``path`` imports (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package_parts = ["qcgflow"] + list(path.relative_to(PACKAGE).parent.parts)
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package_parts[:len(package_parts) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module
+            names.append(module)
+            names.extend("%s.%s" % (module, alias.name) for alias in node.names)
+    return names
+
+
+def test_the_package_has_modules():
+    assert len(modules()) > 10
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if RUNTIME in p.parents], ids=rel)
+def test_runtime_imports_nothing_outside_runtime(path):
+    outside = [n for n in imported_names(path)
+               if n.startswith("qcgflow") and not n.startswith("qcgflow.runtime")
+               and n != "qcgflow"]
+    assert outside == []
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if RUNTIME not in p.parents], ids=rel)
+def test_graph_api_reaches_runtime_only_through_protocol_and_client(path):
+    allowed_here = RUNTIME_ENTRY_POINTS.get(rel(path), set())
+    bad = []
+    for name in imported_names(path):
+        if not name.startswith("qcgflow.runtime"):
+            continue
+        module = next((m for m in list(GRAPH_API_MAY_IMPORT) + list(allowed_here)
+                       if name == m or name.startswith(m + ".")), None)
+        if module in allowed_here:
+            continue
+        if module is None or (GRAPH_API_MAY_IMPORT[module] is not None
+                              and rel(path) not in GRAPH_API_MAY_IMPORT[module]):
+            bad.append(name)
+    assert bad == []
+
+
+@pytest.mark.parametrize("name", DECISION_CORE)
+def test_decision_core_does_no_io(name):
+    path = RUNTIME / ("%s.py" % name)
+    roots = {n.split(".")[0] for n in imported_names(path)}
+    assert roots & IO_MODULES == set()
+
+
+@pytest.mark.parametrize("name", DECISION_CORE)
+def test_decision_core_reads_no_clock(name):
+    tree = ast.parse((RUNTIME / ("%s.py" % name)).read_text())
+    calls = {(node.func.value.id, node.func.attr) for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and isinstance(node.func.value, ast.Name)}
+    assert calls & CLOCK_CALLS == set()
+
+
+# The rule applies to the node-side modules that exist (they arrive with their issues).
+@pytest.mark.parametrize("relpath", sorted(r for r in LEAN_MODULES if (PACKAGE / r).exists()))
+def test_node_side_modules_import_little(relpath):
+    path = PACKAGE / relpath
+    roots = {n.split(".")[0] for n in imported_names(path)} - {"qcgflow"}
+    assert roots <= LEAN_MODULES[relpath]
+
+
+@pytest.mark.parametrize("path", modules(), ids=rel)
+def test_module_size(path):
+    if rel(path) in SIZE_EXEMPT:
+        return
+    assert len(path.read_text().splitlines()) <= MAX_LINES
