@@ -71,6 +71,7 @@ class Service:
                             hostname=socket.gethostname(), cpu_count=os.cpu_count() or 1)
         pool = ResourcePool(nodes)
         os.makedirs(self.aux_dir, exist_ok=True)
+        os.chdir(self.wd)  # tasks run here by default: no chdir per task
         self._setup_logging()
         _log.info("service %s starting in %s (tags: %s), pid %d", self.service_id, self.wd,
                   ",".join(self.tags) or "-", os.getpid())

@@ -378,7 +378,7 @@ def _leftovers(tmp_path: Path) -> List[psutil.Process]:
 
 
 @pytest.fixture(autouse=True)
-def no_leftover_processes(tmp_path):
+def no_leftover_tasks(tmp_path):
     """Fail a test that leaves any process started under its tmp_path running."""
     yield
     deadline = time.monotonic() + 2.0

@@ -1,0 +1,96 @@
+"""Variables in job descriptions (COMPAT.md "Variables"; seed "submit")."""
+
+import re
+
+from conftest import job, run_service, submit
+
+
+def test_rcnt_in_the_name_counts_requests(tmp_path):
+    result = run_service(tmp_path, [
+        submit(job("a_${rcnt}", "true")),
+        {"request": "listJobs"},
+        submit(job("b_${rcnt}", "true"), job("c_${rcnt}", "true")),
+    ], timeout=20)
+    assert result.reply(1)["data"]["jobs"] == ["a_1"]
+    jobs = result.reply(3)["data"]["jobs"]
+    assert jobs[0].startswith("b_") and jobs[1].startswith("c_")
+    assert jobs[0][2:] == jobs[1][2:]  # same request, same counter
+    assert int(jobs[0][2:]) > 1
+    assert set(result.states) == {"a_1"} | set(jobs)
+
+
+def test_jname_in_args_is_the_final_name(tmp_path):
+    result = run_service(tmp_path, [submit(
+        job("j_${rcnt}", "echo", ["${jname}"], stdout="${jname}.out"))], timeout=20)
+    assert result.state("j_1") == "SUCCEED", result.describe()
+    assert result.read("j_1.out").strip() == "j_1"
+
+
+def test_unknown_variable_in_the_name_is_an_error(tmp_path):
+    result = run_service(tmp_path, [submit(job("a_${foo}", "true")), {"request": "listJobs"}],
+                         timeout=20)
+    assert result.reply(1)["code"] != 0
+    assert result.reply(1)["message"] == ("Job identifier '(a_${foo})' contains invalid "
+                                          "characters or unknown variables")
+    assert result.reply(2)["data"]["length"] == 0
+
+
+def test_dollar_dollar_escapes_a_dollar(tmp_path):
+    result = run_service(tmp_path, [submit(
+        job("a", "echo", ["$${ncores}", "cost:$$5", "${ncores}"], stdout="a.out"))],
+        timeout=20)
+    assert result.state("a") == "SUCCEED", result.describe()
+    assert result.read("a.out").split() == ["${ncores}", "cost:$5", "1"]
+
+
+def test_unknown_variables_outside_the_name_are_left_alone(tmp_path):
+    result = run_service(tmp_path, [submit(
+        job("a", script='echo "${QCGFLOW_T_VAR}-x"', stdout="a.out",
+            env={"QCGFLOW_T_VAR": "shell"}))], timeout=20)
+    assert result.state("a") == "SUCCEED", result.describe()
+    assert result.read("a.out").strip() == "shell-x"
+
+
+def test_ncores_nnodes_nlist_on_two_nodes(tmp_path):
+    result = run_service(tmp_path, [submit(
+        job("a", "echo", ["${ncores}", "${nnodes}", "${nlist}"], cores=3, stdout="a.out"))],
+        nodes="2,2", timeout=20)
+    assert result.state("a") == "SUCCEED", result.describe()
+    assert result.read("a.out").strip() == "3 2 n0,n1"
+
+
+def test_root_wd_is_the_service_working_directory(tmp_path):
+    result = run_service(tmp_path, [submit(
+        job("a", "echo", ["${root_wd}"], wd="sub", stdout="a.out"))], timeout=20)
+    assert result.state("a") == "SUCCEED", result.describe()
+    assert result.read("sub/a.out").strip() == str(result.wd)
+
+
+def test_it_in_wd_and_file_names(tmp_path):
+    result = run_service(tmp_path, [submit(
+        job("a", "pwd", wd="run_${it}", stdout="out_${it}.txt", iteration={"stop": 2}))],
+        timeout=20)
+    assert result.state("a") == "SUCCEED", result.describe()
+    for i in range(2):
+        assert result.read("run_%d/out_%d.txt" % (i, i)).strip() == str(result.wd / ("run_%d" % i))
+
+
+def test_submit_stage_variables(tmp_path):
+    result = run_service(tmp_path, [submit(job(
+        "a", "echo", ["${sname}", "${date}", "${time}", "${dateTime}", "${uniq}"],
+        stdout="a.out"))], timeout=20)
+    assert result.state("a") == "SUCCEED", result.describe()
+    sname, date, time_, date_time, uniq = result.read("a.out").split()
+    assert sname and "$" not in sname
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", date)
+    assert re.fullmatch(r"\d\d-\d\d-\d\d", time_)
+    assert date_time.startswith(date) and time_ in date_time
+    assert re.fullmatch(r"[0-9a-fA-F-]{8,}", uniq)
+
+
+def test_variables_in_env_and_script(tmp_path):
+    result = run_service(tmp_path, [submit(job(
+        "a", script='echo "$MY_CORES ${ncores}"', env={"MY_CORES": "${ncores}"}, cores=2,
+        stdout="a.out"))], timeout=20)
+    assert result.state("a") == "SUCCEED", result.describe()
+    assert result.read("a.out").strip() == "2 2"
