@@ -152,6 +152,18 @@ class Service:
             logging.getLogger("qcgflow").removeHandler(self._log_handler)
             self._log_handler.close()
 
+    def summary(self) -> Optional[str]:
+        """One line about the jobs that did not succeed, or None when all did."""
+        counts = self.manager.registry.counts()
+        bad = {state: n for state, n in counts.items()
+               if n and state in (JobState.FAILED, JobState.OMITTED, JobState.CANCELED)}
+        if not bad:
+            return None
+        return "%d of %d jobs did not succeed (%s); details in %s" % (
+            sum(bad.values()), len(self.manager.registry),
+            ", ".join("%s: %d" % (state.name, n) for state, n in bad.items()),
+            os.path.join(self.aux_dir, self.config.report_file))
+
     def interrupt(self, signum: int) -> None:
         _log.warning("interrupted by %s: killing running tasks", signal.Signals(signum).name)
         self.manager.finish_all("canceled: the service was interrupted")
@@ -191,4 +203,7 @@ def run_service(argv: Sequence[str]) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         service.close()
+    line = service.summary()
+    if line:
+        print("qcgflow service: %s" % line, file=sys.stderr)
     return status

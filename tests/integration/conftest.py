@@ -227,8 +227,14 @@ class ServiceProcess:
         try:
             self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            self.popen.wait()
+            # SIGTERM first: the service kills its tasks (they run in their own sessions,
+            # so killing the service's group alone would orphan them); then SIGKILL.
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.popen.wait()
             partial = self._collect()
             pytest.fail("qcgflow service did not exit within %.0fs (killed)\n%s"
                         % (timeout, partial.describe()))

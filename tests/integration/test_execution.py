@@ -118,7 +118,8 @@ def test_non_zero_exit(tmp_path):
 
 def test_killed_by_a_signal(tmp_path):
     result = run_service(tmp_path, [submit(job("a", script="kill -KILL $BASHPID"),
-                                           job("b", script="kill -SEGV $BASHPID"))], timeout=20)
+                                           job("b", script="kill -SEGV $BASHPID"))],
+                         timeout=20)
     a, b = result.entry("a"), result.entry("b")
     assert a["state"] == "FAILED" and b["state"] == "FAILED", result.describe()
     assert "SIGKILL" in a["messages"]

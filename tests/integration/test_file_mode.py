@@ -96,7 +96,8 @@ def test_finish_request_while_the_job_executes(tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_kills_running_tasks_and_exits_128_plus_signal(tmp_path, signum):
-    proc = start_service(tmp_path, [submit(job("a", script="echo $BASHPID > pid; exec sleep 60"))])
+    proc = start_service(tmp_path, [submit(
+        job("a", script="echo $BASHPID > pid; exec sleep 60"))])
     pid_file = proc.wd / "pid"
     proc.wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 10,
                     "the job to start")
