@@ -7,8 +7,8 @@ JSON lines (default, ``--report-format json``)::
                  "pid": "8350", "pname": "echo"}, "messages": "..."}
 
 or a readable text block per entry (``--report-format text``). Lines are buffered and
-written when the event loop is idle (and on close), so a burst of short tasks costs one
-write, not one per task.
+written at most every 0.25 s (and on close), so a burst of short tasks costs one write,
+not one per task.
 """
 
 import json
@@ -30,6 +30,7 @@ class JobsReport:
         self.path = path
         self._format = fmt
         self._pending: List[str] = []
+        self._timer = None
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def __call__(self, job: Job, position: Optional[int], state: JobState) -> None:
@@ -53,6 +54,16 @@ class JobsReport:
         lines += ["    %s: %s" % (h["date"], h["state"]) for h in entry["history"]]
         lines += ["    %s: %s" % (key, value) for key, value in entry.get("runtime", {}).items()]
         return "\n".join(lines) + "\n"
+
+    def flush_soon(self, loop, delay: float = 0.25) -> None:
+        """Event-loop idle hook: write at most every ``delay`` seconds (a timer makes sure
+        buffered lines are written even when nothing else happens)."""
+        if self._pending and self._timer is None:
+            self._timer = loop.call_later(delay, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._timer = None
+        self.flush()
 
     def flush(self) -> None:
         if self._pending:

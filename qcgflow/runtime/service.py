@@ -84,7 +84,7 @@ class Service:
         self.report = JobsReport(os.path.join(self.aux_dir, self.config.report_file),
                                  self.config.report_format)
         self.manager.registry.listeners.append(self.report)
-        self.loop.idle_hooks.append(self.report.flush)
+        self.loop.idle_hooks.append(lambda: self.report.flush_soon(self.loop))
         launcher = LocalLauncher(self.loop)
         self.launcher = launcher
         self.manager.executor = Executor(self.loop, launcher, self.wd, os.environ,

@@ -5,9 +5,10 @@ Usage: ``python _driver.py <qcgflow service options>`` (the same options).
 The file interface handles every request of the file before the first job starts, so a
 request can never meet a running job. This driver builds the same ``Service`` as
 ``qcgflow service`` and handles the requests one by one like ``Service.run_file``, except
-for pseudo-requests ``{"__wait__": {"job": NAME, "state": STATE, "timeout": SECONDS}}``:
-it then runs the event loop until NAME (``job`` or ``job:index``) is in STATE, and goes on
-with the next request. Replies are logged to service.log exactly as ``run_file`` does.
+for pseudo-requests ``{"__wait__": {"job": NAME, "state": STATE, "timeout": SECONDS}}``
+(or ``{"__wait__": {"file": PATH}}``): it then runs the event loop until NAME (``job`` or
+``job:index``) is in STATE (or PATH, relative to --wd, exists), and goes on with the next
+request. Replies are logged to service.log exactly as ``run_file`` does.
 After the last request it runs the event loop until no job is unfinished and no process
 is left (or, after ``finish``, until no process is left), then ``Service.close()`` writes
 final_status.json. (The end of a plain run is tested through the real command line.)
@@ -18,6 +19,7 @@ those change, adapt this file, not the tests.
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -40,20 +42,25 @@ def _unit_state(manager, name):
 
 def _wait(service, spec):
     deadline = time.monotonic() + float(spec.get("timeout", 10))
-    wanted = spec["state"]
+    if "file" in spec:
+        path = os.path.join(service.wd, spec["file"])
+        reached = lambda: os.path.exists(path)  # noqa: E731
+        what = "file %s" % spec["file"]
+    else:
+        reached = lambda: _unit_state(service.manager, spec["job"]) == spec["state"]  # noqa
+        what = "%s %s" % (spec["job"], spec["state"])
 
     def poll():
-        if _unit_state(service.manager, spec["job"]) == wanted or time.monotonic() > deadline:
+        if reached() or time.monotonic() > deadline:
             service.loop.stop()
         else:
             service.loop.call_later(0.005, poll)
 
     service.loop.call_soon(poll)
     service.loop.run()
-    state = _unit_state(service.manager, spec["job"])
-    if state != wanted:
-        print("driver: %s is %s, not %s, after %ss" % (spec["job"], state, wanted,
-                                                       spec.get("timeout", 10)), file=sys.stderr)
+    if not reached():
+        print("driver: gave up waiting for %s after %ss" % (what, spec.get("timeout", 10)),
+              file=sys.stderr)
 
 
 def _run_to_end(service):

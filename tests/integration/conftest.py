@@ -313,6 +313,11 @@ def wait_marker(job: str, state: str = "EXECUTING", timeout: float = 10.0) -> di
     return {"__wait__": {"job": job, "state": state, "timeout": timeout}}
 
 
+def wait_file(path: str, timeout: float = 10.0) -> dict:
+    """A driver pseudo-request: hold the next requests until ``path`` (under --wd) exists."""
+    return {"__wait__": {"file": path, "timeout": timeout}}
+
+
 # --------------------------------------------------------------------------- job helpers
 
 def job(name: str, exec_: Optional[str] = None, args: Sequence = (), *, script: Optional[str] = None,
