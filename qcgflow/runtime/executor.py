@@ -36,7 +36,7 @@ class Outcome:
 
 class _Task:
     __slots__ = ("job", "position", "allocation", "pid", "wd", "pname", "timer", "kill_timer",
-                 "stop_reason", "stop_state")
+                 "stop_reason", "stop_state", "stderr")
 
     def __init__(self, job, position, allocation):
         self.job = job
@@ -49,6 +49,7 @@ class _Task:
         self.kill_timer = None
         self.stop_reason = None   # why we signalled it (wall time, cancel)
         self.stop_state = None
+        self.stderr = None
 
 
 class Executor:
@@ -92,6 +93,7 @@ class Executor:
             self._loop.call_soon(lambda: self._failed_to_start(task, message))
             return
         task.pname = os.path.basename(command.argv[0])
+        task.stderr = command.stderr
         self._launcher.launch(
             ProcessSpec(command.argv, command.env, command.wd, command.stdin, command.stdout,
                         command.stderr),
@@ -153,7 +155,10 @@ class Executor:
                               % _signal_name(info.signal), runtime)
         elif info.exit_code in PRELUDE_FAILURES and (task.job.spec.execution.modules
                                                      or task.job.spec.execution.venv):
-            outcome = Outcome(JobState.FAILED, PRELUDE_FAILURES[info.exit_code], runtime)
+            detail = _last_line(task.stderr)
+            message = PRELUDE_FAILURES[info.exit_code]
+            outcome = Outcome(JobState.FAILED, "%s: %s" % (message, detail) if detail else message,
+                              runtime)
         else:
             outcome = Outcome(JobState.FAILED, "exit code %d" % info.exit_code, runtime)
         self._finish(task, outcome)
@@ -172,6 +177,21 @@ class Executor:
         if task.pname:
             runtime["pname"] = task.pname
         return runtime
+
+
+def _last_line(path: Optional[str]) -> Optional[str]:
+    """The last non-empty line of a (small tail of a) file, for failure messages."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 2048))
+            lines = [ln.strip() for ln in handle.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [ln for ln in lines if ln and not ln.startswith("qcgflow:")]
+    return lines[-1] if lines else None
 
 
 def _signal_name(signum: int) -> str:

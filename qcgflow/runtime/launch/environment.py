@@ -26,7 +26,7 @@ EXIT_VENV = 212
 PRELUDE_FAILURES = {
     EXIT_NO_MODULES: "environment modules are not available on this node ('module' command "
                      "not found; install environment-modules or Lmod)",
-    EXIT_MODULE_LOAD: "module load failed (see the job's stderr)",
+    EXIT_MODULE_LOAD: "module load failed",
     EXIT_VENV: "virtual environment could not be activated (no bin/activate in it)",
 }
 
