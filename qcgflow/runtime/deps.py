@@ -195,9 +195,10 @@ class DependencyTracker:
             waiters = self._on_job.pop(job.name, ())
             unit = job.name
             per_iteration = self._per_iteration.pop(job.name, ())
-            if job.iterative and job.finished < job.total:
-                # the whole predecessor ended (canceled, omitted) before its iterations did:
-                # no remaining iteration of a per-iteration dependant can ever run
+            if job.iterative and state in (JobState.CANCELED, JobState.OMITTED):
+                # the whole predecessor was canceled or omitted (not derived from its
+                # iterations, which may still be ending): no remaining iteration of a
+                # per-iteration dependant can ever run
                 for entry in per_iteration:
                     decisions.omit_jobs.append(
                         (entry, "dependency '%s' %s" % (job.name, state.name)))

@@ -45,7 +45,7 @@ class EventLoop:
         self._timers: list = []
         self._counter = itertools.count()
         self._soon: deque = deque()
-        self._running = False
+        self._stop_requested = False
         self.idle_hooks: list = []  # run after each batch of events (flush buffered output)
 
     # -------------------------------------------------------------- registration
@@ -68,14 +68,14 @@ class EventLoop:
 
     # -------------------------------------------------------------- running
     def stop(self) -> None:
-        self._running = False
+        """Make ``run`` return after the current callback (or at once, if called before)."""
+        self._stop_requested = True
 
     def run(self) -> None:
-        """Run until ``stop()`` is called."""
-        self._running = True
-        while self._running:
+        """Run until ``stop()`` is called (a stop requested before ``run`` counts)."""
+        while not self._stop_requested:
             self._run_soon()
-            if not self._running:
+            if self._stop_requested:
                 break
             timeout = self._poll_timeout()
             for source, _ in self._poller.poll(timeout):
@@ -86,6 +86,7 @@ class EventLoop:
             if not self._soon:
                 for hook in self.idle_hooks:
                     self._guard(hook)
+        self._stop_requested = False
 
     def _run_soon(self) -> None:
         soon = self._soon

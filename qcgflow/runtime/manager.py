@@ -51,6 +51,7 @@ class Manager:
         self.unfinished = 0
         self.started_at = clock.now()
         self._kicked = False
+        self._halted = False
         self._idle_notified = False
         self.on_idle: List[Callable[[], None]] = []  # called when no job is unfinished
 
@@ -124,8 +125,14 @@ class Manager:
             self._kicked = True
             self.loop.call_soon(self._schedule)
 
+    def halt(self) -> None:
+        """Start nothing more (the service is stopping)."""
+        self._halted = True
+
     def _schedule(self) -> None:
         self._kicked = False
+        if self._halted:
+            return
         for start in self.scheduler.step():
             job = start.entry.job
             self.registry.transition(job, start.position, JobState.SCHEDULED)
@@ -163,12 +170,7 @@ class Manager:
             if not entry.job.state.is_final:
                 self.scheduler.queue.add(entry)
         for entry, cause in decisions.omit_jobs:
-            job = entry.job
-            if job.state.is_final:
-                continue
-            self.scheduler.queue.discard(entry)
-            self.tracker.forget(entry)
-            follow.extend(self.registry.transition(job, None, JobState.OMITTED, cause))
+            follow.extend(self._omit_job(entry, cause))
         for entry, position, cause in decisions.omit_iterations:
             job = entry.job
             if job.state.is_final or job.iteration_state(position).is_final:
@@ -178,6 +180,23 @@ class Manager:
             self._resolve(follow)
         if decisions.ready:
             self.kick()
+
+    def _omit_job(self, entry: JobEntry, cause: str):
+        """OMIT a whole job; one that already started iterations has its queued ones
+        OMITTED instead (its parent then ends FAILED). Returns the resulting finals."""
+        job = entry.job
+        if job.state.is_final:
+            return []
+        self.scheduler.queue.discard(entry)
+        self.tracker.forget(entry)
+        if job.state is JobState.QUEUED:
+            return self.registry.transition(job, None, JobState.OMITTED, cause)
+        finals = []
+        for position in range(job.total):
+            if job.iteration_state(position) is JobState.QUEUED:
+                entry.omitted.add(position)
+                finals.extend(self.registry.transition(job, position, JobState.OMITTED, cause))
+        return finals
 
     def _job_ended(self, job: Job) -> None:
         entry = self.entries.pop(job.name, None)

@@ -104,13 +104,14 @@ class Service:
         """finishAfterAllTasksDone: in file mode that is what happens anyway."""
 
     def finish(self) -> None:
-        """The ``finish`` request: stop now, killing running tasks."""
+        """The ``finish`` request: stop now, killing running tasks; queued jobs stay queued."""
         _log.info("finish requested: stopping")
+        self._stopping = True
+        self.manager.halt()
         self.manager.finish_all("canceled: the service was asked to finish")
-        self._stop_when_tasks_gone()
+        self.loop.call_soon(self._stop_when_tasks_gone)
 
     def _stop_when_tasks_gone(self) -> None:
-        self._stopping = True
         if len(self.launcher) == 0:
             self.loop.stop()
         else:
@@ -127,7 +128,7 @@ class Service:
             reply = self.handler.handle(request)
             _log.info("request %d (%s): %s", number,
                       request.get("request") if isinstance(request, dict) else "?",
-                      json.dumps(reply)[:2000])
+                      json.dumps(reply))
             if reply.get("code") != 0:
                 print("qcgflow service: request %d: %s" % (number, reply.get("message")),
                       file=sys.stderr)
@@ -166,9 +167,10 @@ class Service:
 
     def interrupt(self, signum: int) -> None:
         _log.warning("interrupted by %s: killing running tasks", signal.Signals(signum).name)
-        self.manager.finish_all("canceled: the service was interrupted")
         self._stopping = True
-        self.loop.call_later(0.01, self._stop_when_tasks_gone)
+        self.manager.halt()
+        self.manager.finish_all("canceled: the service was interrupted")
+        self.loop.call_soon(self._stop_when_tasks_gone)
         try:
             self.loop.run()
         except _Interrupted:

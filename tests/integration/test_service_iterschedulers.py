@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run_service, submit
+from service_harness import run_service, submit
 
 
 def _iterative(count, scheduler, minimum=1, **extra):

@@ -6,7 +6,7 @@ import re
 import socket
 from datetime import datetime
 
-from conftest import history_states, job, run_service, submit
+from service_harness import history_states, job, run_service, submit
 
 RUNTIME_KEYS = {"allocation", "wd", "rtime", "exit_code", "pid", "pname"}
 

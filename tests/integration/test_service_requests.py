@@ -5,7 +5,7 @@ COMPAT.md "Request errors (exact strings, keep them)"; seed "File based interfac
 
 import pytest
 
-from conftest import job, run_driver, run_service, submit, wait_marker
+from service_harness import job, run_driver, run_service, submit, wait_marker
 
 # (request, exact error message)
 ERRORS = [

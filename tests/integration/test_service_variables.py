@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import job, run_service, submit
+from service_harness import job, run_service, submit
 
 
 def test_rcnt_in_the_name_counts_requests(tmp_path):
@@ -19,11 +19,11 @@ def test_rcnt_in_the_name_counts_requests(tmp_path):
     assert set(result.states) == {"a_1"} | set(jobs)
 
 
-def test_jname_in_args_is_the_final_name(tmp_path):
+def test_jname_and_rcnt_in_args(tmp_path):
     result = run_service(tmp_path, [submit(
-        job("j_${rcnt}", "echo", ["${jname}"], stdout="${jname}.out"))], timeout=20)
+        job("j_${rcnt}", "echo", ["${jname}", "${rcnt}"], stdout="${jname}.out"))], timeout=20)
     assert result.state("j_1") == "SUCCEED", result.describe()
-    assert result.read("j_1.out").strip() == "j_1"
+    assert result.read("j_1.out").split() == ["j_1", "1"]
 
 
 def test_unknown_variable_in_the_name_is_an_error(tmp_path):

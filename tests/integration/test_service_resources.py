@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import job, run_service, submit
+from service_harness import job, run_service, submit
 
 RESOURCES_INFO = {"request": "resourcesInfo"}
 LIST = {"request": "listJobs"}

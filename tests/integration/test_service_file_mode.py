@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from conftest import (SERVICE_CMD, job, run_driver, run_service, start_service, submit,
+from service_harness import (SERVICE_CMD, job, run_driver, run_service, start_service, submit,
                       wait_marker)
 
 

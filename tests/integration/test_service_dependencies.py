@@ -1,6 +1,6 @@
 """Dependencies between jobs (COMPAT.md "Dependencies")."""
 
-from conftest import history_time, job, run_service, submit
+from service_harness import history_time, job, run_service, submit
 
 LIST = {"request": "listJobs"}
 

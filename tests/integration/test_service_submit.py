@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import job, run_driver, run_service, submit, wait_marker
+from service_harness import job, run_driver, run_service, submit, wait_marker
 
 LIST = {"request": "listJobs"}
 

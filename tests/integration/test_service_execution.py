@@ -1,6 +1,5 @@
 """Local execution of tasks (COMPAT.md "Execution"; issue 2 item 6)."""
 
-import os
 import subprocess
 import sys
 import time
@@ -8,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import job, run_service, submit
+from service_harness import job, run_service, submit
 
 MODULES_INIT = Path("/usr/share/modules/init/bash")
 
@@ -137,7 +136,8 @@ def test_success_runtime_fields(tmp_path):
 
 def test_wall_time_is_enforced(tmp_path):
     started = time.monotonic()
-    result = run_service(tmp_path, [submit(job("a", "sleep", ["30"], cores=1, wt="1s"))], timeout=25)
+    result = run_service(tmp_path, [submit(job("a", "sleep", ["30"], cores=1, wt="1s"))],
+                         timeout=25)
     wall = time.monotonic() - started
     entry = result.entry("a")
     assert entry["state"] == "FAILED", result.describe()
@@ -233,7 +233,7 @@ def test_a_real_module_is_loaded(tmp_path):
     modulefiles = tmp_path / "modulefiles"
     (modulefiles / "qcgtest").mkdir(parents=True)
     (modulefiles / "qcgtest" / "1.0").write_text(
-        "#%Module1.0\nsetenv QCGFLOW_TEST_MODULE loaded-from-module\n"
+        "#%%Module1.0\nsetenv QCGFLOW_TEST_MODULE loaded-from-module\n"
         "prepend-path PATH %s\n" % (tmp_path / "modbin"))
     (tmp_path / "modbin").mkdir()
     tool = tmp_path / "modbin" / "qcg-module-tool"
