@@ -15,7 +15,6 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "notset")
 
 # option -> why it is refused in this version (the issue that brings it)
 _NOT_YET = {
-    "net": "the network interface",
     "governor": "governor mode",
     "parent": "governor mode",
     "slurm_partition_nodes": "partitioned Slurm allocations",
@@ -48,6 +47,13 @@ class ServiceConfig:
     tags: Tuple[str, ...]
     disable_nl: bool
     disable_pub: bool
+    net: bool = False
+    net_address: str = "127.0.0.1"
+    net_port: Optional[int] = None
+    net_pub_port: Optional[int] = None
+    net_port_min: Optional[int] = None
+    net_port_max: Optional[int] = None
+    ready_fd: Optional[int] = None
 
 
 def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
@@ -89,6 +95,11 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
         help="fraction (0.0-1.0) of node launchers registered before computing starts")
     add("--disable-pub", action="store_true", help="disable the status publisher")
     add("--nl-start-method", help="how to start node launchers (slurm|ssh)")
+    add("--net-address", help="(qcgflow) address to bind the network sockets to (default "
+                              "127.0.0.1; any other address requires CURVE authentication, "
+                              "implies --net)")
+    add("--ready-fd", type=int, help="(qcgflow) write one JSON line with the addresses to this "
+                                     "file descriptor once the service is ready")
     return parser
 
 
@@ -104,11 +115,16 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         if _given(args, dest):
             raise UnsupportedOption("--%s: %s is not available in this version of qcgflow"
                                     % (dest.replace("_", "-"), feature))
+    net = args.net or any(_given(args, d) for d in (
+        "net_port", "net_pub_port", "net_port_min", "net_port_max", "net_address"))
     for dest in ("net_port", "net_pub_port", "net_port_min", "net_port_max"):
-        if _given(args, dest):
-            raise UnsupportedOption("--%s: the network interface is not available in this "
-                                    "version of qcgflow; use --file-path"
-                                    % dest.replace("_", "-"))
+        value = getattr(args, dest)
+        if value is not None and not 1 <= value <= 65535:
+            raise UnsupportedOption("--%s: %d is not a port number (1-65535)"
+                                    % (dest.replace("_", "-"), value))
+    if (args.net_port_min and args.net_port_max and args.net_port_min > args.net_port_max):
+        raise UnsupportedOption("--net-port-min (%d) is larger than --net-port-max (%d)"
+                                % (args.net_port_min, args.net_port_max))
     if args.resources not in ("auto", "local", "slurm"):
         raise UnsupportedOption("--resources: unknown value '%s' (use auto, slurm or local)"
                                 % args.resources)
@@ -124,15 +140,17 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
     if args.report_format not in ("json", "text"):
         raise UnsupportedOption("--report-format: unknown format '%s' (use json or text)"
                                 % args.report_format)
-    if not args.file_path:
-        raise UnsupportedOption("no requests: give --file-path FILE (the network interface is "
-                                "not available in this version of qcgflow)")
+    if not args.file_path and not net:
+        raise UnsupportedOption("no interface: give --file-path FILE and/or --net")
     tags = tuple(t.strip() for t in (args.tags or "").split(",") if t.strip())
     return ServiceConfig(
         file_path=args.file_path, wd=args.wd, nodes=args.nodes, system_core=args.system_core,
         resources=args.resources, envschema=args.envschema, report_format=args.report_format,
         report_file=args.report_file, log_level=args.log, service_id=args.id, tags=tags,
-        disable_nl=args.disable_nl, disable_pub=args.disable_pub)
+        disable_nl=args.disable_nl, disable_pub=args.disable_pub, net=net,
+        net_address=args.net_address or "127.0.0.1", net_port=args.net_port,
+        net_pub_port=args.net_pub_port, net_port_min=args.net_port_min,
+        net_port_max=args.net_port_max, ready_fd=args.ready_fd)
 
 
 def _given(args, dest: str) -> bool:

@@ -163,6 +163,8 @@ class RequestHandler:
         return p.reply_ok(data={"when": "0s"})
 
     def status(self, request: p.StatusRequest) -> dict:
+        if request.all_jobs_finished:
+            return p.reply_ok(data={"AllJobsFinished": self.manager.unfinished == 0})
         return p.reply_ok(data=status_data(self.manager, self.service))
 
 
@@ -177,32 +179,57 @@ def resources_data(pool) -> dict:
 
 
 def status_data(manager, service) -> dict:
-    """The ``status`` reply (also written as final_status.json)."""
+    """The ``status`` reply (also written as final_status.json), upstream's keys."""
     counts = manager.registry.counts()
-    finished = counts[JobState.SUCCEED] + counts[JobState.FAILED] + counts[JobState.CANCELED] \
-        + counts[JobState.OMITTED]
+    failed = counts[JobState.FAILED] + counts[JobState.OMITTED] + counts[JobState.CANCELED]
+    iterations = _iteration_stats(manager.registry)
+    now = datetime.fromtimestamp(manager.clock.now())
+    started = datetime.fromtimestamp(manager.started_at)
+    pool = manager.pool
     return {
         "System": {
-            "Uptime": str(datetime.fromtimestamp(manager.clock.now())
-                          - datetime.fromtimestamp(manager.started_at)),
+            "InstanceId": service.service_id,
+            "Tags": list(service.tags),
+            "Started": str(started),
+            "Generated": str(now),
+            "Uptime": str(now - started),
+            "Zmqaddress": service.address,
             "Ifaces": list(service.interfaces),
+            "StatusPublisher": service.pub_address,
             "Host": socket.gethostname(),
             "Account": getpass.getuser(),
             "Wd": service.wd,
             "PythonVersion": sys.version.replace("\n", " "),
             "Python": sys.executable,
             "Platform": sys.platform,
-            "Id": service.service_id,
-            "Tags": list(service.tags),
             "Pid": os.getpid(),
         },
-        "Resources": resources_data(manager.pool),
+        "Resources": {"TotalNodes": pool.total_nodes, "TotalCores": pool.total_cores,
+                      "UsedCores": pool.used_cores, "FreeCores": pool.free_cores},
         "JobStats": {
             "TotalJobs": len(manager.registry),
             "InScheduleJobs": counts[JobState.QUEUED] + counts[JobState.SCHEDULED],
-            "FailedJobs": counts[JobState.FAILED] + counts[JobState.OMITTED]
-            + counts[JobState.CANCELED],
-            "FinishedJobs": finished,
+            "FailedJobs": failed,
+            "FinishedJobs": counts[JobState.SUCCEED] + failed,
             "ExecutingJobs": counts[JobState.EXECUTING],
         },
+        "IterationStats": iterations,
     }
+
+
+def _iteration_stats(registry) -> dict:
+    total = finished = failed = executing = 0
+    for job in registry:
+        if job.iterative:
+            total += job.total
+            finished += job.finished
+            failed += job.failed
+            executing += job.active
+        else:
+            total += 1
+            finished += job.state.is_final
+            failed += job.state.is_final and job.state is not JobState.SUCCEED
+            executing += job.state in (JobState.SCHEDULED, JobState.EXECUTING)
+    return {"TotalIterations": total, "InScheduleIterations": total - finished - executing,
+            "FailedIterations": failed, "FinishedIterations": finished,
+            "ExecutingIterations": executing}

@@ -84,6 +84,7 @@ class Manager:
             if not self.pool.fits_ever(entry.max_request()):
                 raise NotEnoughResources("Not enough resources for job %s" % spec.name)
             entries.append(entry)
+        self._idle_notified = False  # new work: the next idle moment is a new one
         for entry in entries:
             job = self.registry.add(entry.job.spec)
             entry.job, entry.seq = job, job.seq

@@ -89,7 +89,7 @@ class FinishRequest(Request):
 
 @dataclass(frozen=True)
 class StatusRequest(Request):
-    pass
+    all_jobs_finished: bool = False  # options.allJobsFinished: only that flag is wanted
 
 
 CONTROL_FINISH_AFTER_ALL = "finishAfterAllTasksDone"
@@ -145,7 +145,9 @@ def parse_request(data: Any) -> Request:
     if name == "finish":
         return FinishRequest()
     if name == "status":
-        return StatusRequest()
+        options = data.get("options")
+        return StatusRequest(bool(options.get("allJobsFinished", False))
+                             if isinstance(options, dict) else False)
     raise InvalidRequest("Unknown request name: %s" % name)
 
 

@@ -2,11 +2,16 @@
 
 ::
 
-    ServiceConfig -> working dir + .qcgpjm-service-<id>/ (service.log, jobs.report)
+    ServiceConfig -> working dir + .qcgpjm-service-<id>/ (service.log, jobs.report, address)
                   -> ResourcePool (discovery) -> Manager + Executor + LocalLauncher
-                  -> requests (file interface) -> RequestHandler -> replies in service.log
-                  -> EventLoop.run() until every job is done (or finish / a signal)
+                  -> requests file -> RequestHandler -> replies in service.log
+                  -> --net: REP socket (NetworkInterface) + PUB socket (StatusPublisher),
+                            CURVE + ZAP off loopback (security), --ready-fd line
+                  -> EventLoop.run() until every job is done (file only) or until a
+                     ``finish`` request (network) or a signal
                   -> final_status.json
+
+The environment is never written to disk (upstream dumps it to env.log).
 
 Exit status of ``run_service``: 0 when the requests were processed and every accepted job
 ended (whatever its state, as upstream), 2 for unusable input or options, 130/143 when
@@ -21,6 +26,8 @@ import socket
 import sys
 from typing import Optional, Sequence
 
+import zmq
+
 from .clock import SystemClock
 from .config import ServiceConfig, parse_service_args
 from .discovery import local_nodes
@@ -29,6 +36,9 @@ from .eventloop import EventLoop
 from .executor import Executor
 from .handlers import RequestHandler, status_data
 from .interfaces.file import read_requests
+from .interfaces.network import NetworkInterface, bind
+from .publisher import StatusPublisher
+from .security import ZapHandler, is_loopback, make_curve_server, write_keys
 from .jobs import JobState
 from .launch.local import LocalLauncher
 from .manager import Manager
@@ -48,7 +58,7 @@ class _Interrupted(BaseException):
 
 
 class Service:
-    """One running manager instance (local mode, file interface)."""
+    """One running manager instance (local mode; file and network interfaces)."""
 
     def __init__(self, config: ServiceConfig, clock=None):
         self.config = config
@@ -56,7 +66,15 @@ class Service:
         self.wd = os.path.abspath(config.wd or os.getcwd())
         self.service_id = config.service_id or "%s.%d" % (socket.gethostname(), os.getpid())
         self.tags = config.tags
-        self.interfaces = ("file",)
+        self.interfaces = tuple(name for name, on in (("file", bool(config.file_path)),
+                                                      ("zmq", config.net)) if on)
+        self.address: Optional[str] = None
+        self.pub_address: Optional[str] = None
+        self.keys_dir: Optional[str] = None
+        self._context = None
+        self._network: Optional[NetworkInterface] = None
+        self._publisher: Optional[StatusPublisher] = None
+        self._zap: Optional[ZapHandler] = None
         self.aux_dir = os.path.join(self.wd, ".qcgpjm-service-%s" % self.service_id)
         self.loop = EventLoop()
         self._log_handler: Optional[logging.Handler] = None
@@ -85,11 +103,58 @@ class Service:
                                  self.config.report_format)
         self.manager.registry.listeners.append(self.report)
         self.loop.idle_hooks.append(lambda: self.report.flush_soon(self.loop))
+        self.handler = RequestHandler(self.manager, self)
+        if self.config.net:
+            self._setup_network()
+        task_env = dict(os.environ)
+        if self.address:
+            task_env["QCG_PM_ZMQ_ADDRESS"] = self.address
         launcher = LocalLauncher(self.loop)
         self.launcher = launcher
-        self.manager.executor = Executor(self.loop, launcher, self.wd, os.environ,
+        self.manager.executor = Executor(self.loop, launcher, self.wd, task_env,
                                          self.manager.task_executing, self.manager.task_done)
-        self.handler = RequestHandler(self.manager, self)
+
+    def _setup_network(self) -> None:
+        config = self.config
+        self._context = zmq.Context()
+        secret = None
+        if not is_loopback(config.net_address):
+            self.keys_dir = os.path.join(self.aux_dir, "keys")
+            _, secret, client_public = write_keys(self.keys_dir)
+            self._zap = ZapHandler(self.loop, self._context, client_public)
+            _log.info("binding %s: CURVE authentication on, keys in %s", config.net_address,
+                      self.keys_dir)
+        self._network = NetworkInterface(self.loop, self._context, self.handler.handle)
+        if secret is not None:
+            make_curve_server(self._network.socket, secret)
+        self.address = self._network.start(config.net_address, config.net_port,
+                                           config.net_port_min, config.net_port_max)
+        if not config.disable_pub:
+            socket_ = self._context.socket(zmq.PUB)
+            socket_.setsockopt(zmq.LINGER, 0)
+            if secret is not None:
+                make_curve_server(socket_, secret)
+            self.pub_address = bind(socket_, config.net_address, config.net_pub_port,
+                                    config.net_port_min, config.net_port_max)
+            self._publisher = StatusPublisher(socket_, self.service_id)
+            self.manager.registry.listeners.append(self._publisher)
+            self.manager.on_idle.append(self._publisher.no_jobs)
+            _log.info("status publisher on %s", self.pub_address)
+        with open(os.path.join(self.aux_dir, "address"), "w", encoding="utf-8") as handle:
+            handle.write(self.address + "\n")
+
+    def announce(self) -> None:
+        """Write the --ready-fd line (addresses and directories) and close that descriptor."""
+        if self.config.ready_fd is None:
+            return
+        line = json.dumps({"address": self.address, "pub_address": self.pub_address,
+                           "aux_dir": self.aux_dir, "wd": self.wd, "pid": os.getpid(),
+                           "keys_dir": self.keys_dir, "id": self.service_id})
+        try:
+            with os.fdopen(self.config.ready_fd, "w") as handle:
+                handle.write(line + "\n")
+        except OSError as exc:
+            _log.warning("cannot write the ready line to fd %d: %s", self.config.ready_fd, exc)
 
     def _setup_logging(self) -> None:
         handler = logging.FileHandler(os.path.join(self.aux_dir, "service.log"))
@@ -118,13 +183,14 @@ class Service:
             self.loop.call_later(0.01, self._stop_when_tasks_gone)
 
     def _all_done(self) -> None:
-        if not self._stopping:
+        if not self._stopping and not self.config.net:  # a network service waits for finish
             _log.info("all jobs finished")
             self.loop.stop()
 
     # ------------------------------------------------------------------ run
     def run_file(self, requests) -> None:
-        for number, request in enumerate(requests, 1):
+        """Handle the requests file (may be empty), then serve until done or finished."""
+        for number, request in enumerate(requests or (), 1):
             reply = self.handler.handle(request)
             _log.info("request %d (%s): %s", number,
                       request.get("request") if isinstance(request, dict) else "?",
@@ -135,13 +201,20 @@ class Service:
             if self._stopping:
                 break
         self.manager.on_idle.append(self._all_done)
-        self.loop.call_soon(lambda: self.loop.stop() if self.manager.is_idle() else None)
+        if not self.config.net:
+            self.loop.call_soon(lambda: self.loop.stop() if self.manager.is_idle() else None)
+        self.announce()
         self.loop.run()
 
     def close(self) -> None:
         """Write final_status.json and flush and close the working files."""
         if self.manager is not None:
             self.launcher.close()
+        for part in (self._network, self._publisher, self._zap):
+            if part is not None:
+                part.close()
+        if self._context is not None:
+            self._context.term()
         if self.report is not None:
             self.report.close()
         if self.manager is not None:
@@ -181,13 +254,13 @@ def run_service(argv: Sequence[str]) -> int:
     """``qcgflow service``: parse options, run, return the exit status."""
     try:
         config = parse_service_args(argv)
-        requests = read_requests(config.file_path)
+        requests = read_requests(config.file_path) if config.file_path else []
         service = Service(config)
         service.setup()
     except RuntimeLayerError as exc:
         print("qcgflow service: %s" % exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except OSError as exc:
+    except (OSError, zmq.ZMQError) as exc:
         print("qcgflow service: %s" % exc, file=sys.stderr)
         return EXIT_BAD_INPUT
 

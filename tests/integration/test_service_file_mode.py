@@ -147,12 +147,12 @@ def test_no_requests_file_option(tmp_path):
     completed = subprocess.run(SERVICE_CMD + ["--nodes", "2"], cwd=str(tmp_path),
                                capture_output=True, text=True, timeout=10)
     assert completed.returncode == 2
-    assert "--file-path" in completed.stderr
+    assert "--file-path" in completed.stderr and "--net" in completed.stderr
     assert "Traceback" not in completed.stderr
 
 
 @pytest.mark.parametrize("option", [
-    ["--net"], ["--net-port", "5555"], ["--net-pub-port", "5556"], ["--governor"],
+    ["--governor"],
     ["--parent", "tcp://127.0.0.1:5555"], ["--resume", "somewhere"],
     ["--slurm-partition-nodes", "2"], ["--slurm-limit-nodes-range-begin", "1"],
     ["--slurm-resources-file", "res.txt"], ["--resources", "slurm"],

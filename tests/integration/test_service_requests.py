@@ -158,7 +158,7 @@ def test_status_reply(tmp_path):
                          "--tags", "x,y", timeout=20)
     data = result.reply(2)["data"]
     assert set(data) >= {"System", "Resources", "JobStats"}
-    assert data["System"]["Id"] == "test"
+    assert data["System"]["InstanceId"] == "test"
     assert data["System"]["Tags"] == ["x", "y"]
     assert data["System"]["Wd"] == str(result.wd)
     assert data["JobStats"]["TotalJobs"] == 1

@@ -17,8 +17,8 @@ def test_resources_info_reply(tmp_path, nodes, total_nodes, total_cores):
     assert result.reply(1) == {"code": 0, "data": {
         "total_nodes": total_nodes, "total_cores": total_cores, "used_cores": 0,
         "free_cores": total_cores}}
-    assert result.final_status["Resources"]["total_cores"] == total_cores
-    assert result.final_status["Resources"]["total_nodes"] == total_nodes
+    assert result.final_status["Resources"]["TotalCores"] == total_cores
+    assert result.final_status["Resources"]["TotalNodes"] == total_nodes
 
 
 def test_nodes_2_is_one_node_n0_with_two_cores(tmp_path):
@@ -115,6 +115,6 @@ def test_used_and_free_cores_in_status(tmp_path):
     result = run_service(tmp_path, [submit(job("a", "true")), {"request": "status"}],
                          nodes="2,2", timeout=20)
     status = result.reply(2)["data"]
-    assert status["Resources"] == {"total_nodes": 2, "total_cores": 4, "used_cores": 0,
-                                   "free_cores": 4}
-    assert result.final_status["Resources"]["used_cores"] == 0
+    assert status["Resources"] == {"TotalNodes": 2, "TotalCores": 4, "UsedCores": 0,
+                                   "FreeCores": 4}
+    assert result.final_status["Resources"]["UsedCores"] == 0

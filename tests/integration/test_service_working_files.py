@@ -27,7 +27,7 @@ def test_default_id_is_host_dot_pid(tmp_path):
     assert len(dirs) == 1
     service_id = dirs[0].name[len(".qcgpjm-service-"):]
     assert re.fullmatch(re.escape(socket.gethostname()) + r"\.\d+", service_id), service_id
-    assert result.final_status["System"]["Id"] == service_id
+    assert result.final_status["System"]["InstanceId"] == service_id
     assert result.final_status["System"]["Pid"] == int(service_id.rsplit(".", 1)[1])
 
 
@@ -104,13 +104,13 @@ def test_final_status(tmp_path):
     status = result.final_status
     assert status is not None and set(status) >= {"System", "Resources", "JobStats"}
     system = status["System"]
-    assert system["Id"] == "test"
+    assert system["InstanceId"] == "test"
     assert system["Tags"] == ["t1"]
     assert system["Wd"] == str(result.wd)
     assert system["Host"] == socket.gethostname()
     assert "file" in system["Ifaces"]
-    assert status["Resources"] == {"total_nodes": 2, "total_cores": 4, "used_cores": 0,
-                                   "free_cores": 4}
+    assert status["Resources"] == {"TotalNodes": 2, "TotalCores": 4, "UsedCores": 0,
+                                   "FreeCores": 4}
     stats = status["JobStats"]
     assert stats["TotalJobs"] == 3
     assert stats["FinishedJobs"] == 3
