@@ -29,6 +29,7 @@ Exceptions (all ``ClientError``)::
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -400,6 +401,13 @@ class EventStream:
         for topic in self.topics:
             self._socket.setsockopt_string(zmq.SUBSCRIBE, topic)
         self.connected = False
+        # a pipe lets another thread interrupt a waiting next() (see wakeup)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._poller = zmq.Poller()
+        self._poller.register(self._socket, zmq.POLLIN)
+        self._poller.register(self._wake_r, zmq.POLLIN)
         if wait:
             self._connect_and_wait(wait)
         else:
@@ -434,27 +442,46 @@ class EventStream:
         return self._socket is None
 
     def next(self, timeout: Optional[float] = None) -> Optional[Event]:
-        """The next event, or None when ``timeout`` seconds pass first (None: no limit).
-
-        Malformed messages are skipped (and logged).
-        """
+        """The next event; None when ``timeout`` seconds pass first (None: no limit) or when
+        another thread called ``wakeup``. Malformed messages are skipped (and logged)."""
         if self._socket is None:
             raise ServiceUnavailable("the event stream of %s is closed" % self.address)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if deadline is None:
-                ready = self._socket.poll(None, zmq.POLLIN)
-            else:
-                left = deadline - time.monotonic()
-                ready = self._socket.poll(max(0, int(left * 1000)), zmq.POLLIN) if left > 0 \
-                    else self._socket.poll(0, zmq.POLLIN)
-            if not ready:
-                return None
-            raw = self._socket.recv()
+            try:  # an event already queued is returned without a poll
+                raw = self._socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                if deadline is None:
+                    ready = dict(self._poller.poll(None))
+                else:
+                    left = max(0.0, deadline - time.monotonic())
+                    ready = dict(self._poller.poll(int(math.ceil(left * 1000))))
+                if self._wake_r in ready:
+                    self._clear_wakeups()
+                    return None
+                if not ready:
+                    return None
+                continue
             try:
                 return Event.decode(raw.decode("utf-8", "replace"))
             except ProtocolError as exc:
                 _log.warning("ignored a status event: %s", exc)
+
+    def wakeup(self) -> None:
+        """Make a ``next`` waiting in another thread return None now (thread-safe)."""
+        if self._socket is None:
+            return
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _clear_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
 
     def drain(self) -> List[Event]:
         """Every event already received, without waiting."""
@@ -467,8 +494,11 @@ class EventStream:
 
     def close(self) -> None:
         if self._socket is not None:
+            self._poller.unregister(self._socket)
             self._socket.close(linger=0)
             self._socket = None
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def __enter__(self) -> "EventStream":
         return self

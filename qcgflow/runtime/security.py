@@ -21,6 +21,8 @@ import ipaddress
 from typing import Optional, Tuple
 
 import zmq
+import zmq.utils.monitor
+import zmq.utils.z85
 
 _log = logging.getLogger(__name__)
 
@@ -97,3 +99,32 @@ class ZapHandler:
     def close(self) -> None:
         self._loop.remove_reader(self.socket)
         self.socket.close(linger=0)
+
+
+_HANDSHAKE_FAILURES = (getattr(zmq, "EVENT_HANDSHAKE_FAILED_NO_DETAIL", 0)
+                       | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0)
+                       | getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0))
+
+
+class HandshakeWatcher:
+    """Logs failed handshakes on a CURVE socket: a peer without CURVE (or with the wrong
+    server key) never reaches the ZAP handler, so its refusal is seen here."""
+
+    def __init__(self, loop, socket: "zmq.Socket", name: str):
+        self._loop = loop
+        self._name = name
+        self.monitor = socket.get_monitor_socket(events=_HANDSHAKE_FAILURES)
+        loop.add_reader(self.monitor, self._on_event)
+
+    def _on_event(self) -> None:
+        while True:
+            try:
+                event = zmq.utils.monitor.recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            _log.warning("refused an unauthenticated connection on the %s socket (handshake "
+                         "failed, code %s)", self._name, event.get("value"))
+
+    def close(self) -> None:
+        self._loop.remove_reader(self.monitor)
+        self.monitor.close(linger=0)

@@ -38,7 +38,8 @@ from .handlers import RequestHandler, status_data
 from .interfaces.file import read_requests
 from .interfaces.network import NetworkInterface, bind
 from .publisher import StatusPublisher
-from .security import ZapHandler, is_loopback, make_curve_server, write_keys
+from .security import (HandshakeWatcher, ZapHandler, is_loopback, make_curve_server,
+                       write_keys)
 from .jobs import JobState
 from .launch.local import LocalLauncher
 from .manager import Manager
@@ -75,6 +76,7 @@ class Service:
         self._network: Optional[NetworkInterface] = None
         self._publisher: Optional[StatusPublisher] = None
         self._zap: Optional[ZapHandler] = None
+        self._watchers = []
         self.aux_dir = os.path.join(self.wd, ".qcgpjm-service-%s" % self.service_id)
         self.loop = EventLoop()
         self._log_handler: Optional[logging.Handler] = None
@@ -127,6 +129,7 @@ class Service:
         self._network = NetworkInterface(self.loop, self._context, self.handler.handle)
         if secret is not None:
             make_curve_server(self._network.socket, secret)
+            self._watchers.append(HandshakeWatcher(self.loop, self._network.socket, "request"))
         self.address = self._network.start(config.net_address, config.net_port,
                                            config.net_port_min, config.net_port_max)
         if not config.disable_pub:
@@ -210,11 +213,11 @@ class Service:
         """Write final_status.json and flush and close the working files."""
         if self.manager is not None:
             self.launcher.close()
-        for part in (self._network, self._publisher, self._zap):
+        for part in [*self._watchers, self._network, self._publisher, self._zap]:
             if part is not None:
                 part.close()
         if self._context is not None:
-            self._context.term()
+            self._context.destroy(linger=0)  # closes any socket still open (monitors)
         if self.report is not None:
             self.report.close()
         if self.manager is not None:

@@ -1,0 +1,272 @@
+"""The network interface of the service: real ZeroMQ sockets on loopback.
+
+The service is started with ``--net --ready-fd``; the tests talk to it with plain pyzmq
+sockets (the client library has its own tests), so what is checked here is the wire.
+"""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import zmq
+
+SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
+
+
+class NetService:
+    """A running ``qcgflow service --net`` and its ready line."""
+
+    def __init__(self, tmp_path, *opts, env=None):
+        read_fd, write_fd = os.pipe()
+        self.wd = tmp_path / "wd"
+        self.proc = subprocess.Popen(
+            SERVICE + ["--net", "--nodes", "2", "--wd", str(self.wd), "--id", "net",
+                       "--ready-fd", str(write_fd)] + list(opts),
+            pass_fds=(write_fd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, env=env)
+        os.close(write_fd)
+        with os.fdopen(read_fd) as ready:
+            line = ready.readline()
+        assert line, "the service did not announce itself: %s" % self.proc.communicate(timeout=10)[1]
+        self.ready = json.loads(line)
+        self.context = zmq.Context()
+
+    def socket(self, address=None, keys=None, timeout_ms=5000):
+        sock = self.context.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+        if keys is not None:
+            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = keys
+        sock.connect(address or self.ready["address"])
+        return sock
+
+    def request(self, data, sock=None):
+        sock = sock or self.socket()
+        sock.send_string(json.dumps(data))
+        return json.loads(sock.recv())
+
+    def finish(self, timeout=10.0):
+        if self.proc.poll() is None:
+            try:
+                self.request({"request": "finish"})
+            except zmq.ZMQError:
+                pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+            raise
+        finally:
+            self.context.destroy(linger=0)
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        return self.proc.returncode
+
+    def log(self):
+        return (self.wd / (".qcgpjm-service-net") / "service.log").read_text()
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = NetService(tmp_path)
+    yield svc
+    if svc.proc.poll() is None:
+        svc.finish()
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met within %.1f s" % timeout)
+
+
+def test_ready_line_names_loopback_addresses(service):
+    assert service.ready["address"].startswith("tcp://127.0.0.1:")
+    assert service.ready["pub_address"].startswith("tcp://127.0.0.1:")
+
+
+def test_address_file_holds_the_request_address(service):
+    path = service.wd / ".qcgpjm-service-net" / "address"
+    assert path.read_text().strip() == service.ready["address"]
+
+
+def test_submit_and_status_over_the_socket(service):
+    reply = service.request({"request": "submit", "jobs": [
+        {"name": "a", "execution": {"exec": "/bin/true"}}]})
+    assert reply == {"code": 0, "message": "1 jobs submitted",
+                     "data": {"submitted": 1, "jobs": ["a"]}}
+    state = wait_for(lambda: service.request({"request": "jobStatus", "jobNames": ["a"]})
+                     ["data"]["jobs"]["a"]["data"]["status"] == "SUCCEED")
+    assert state
+
+
+def test_errors_come_back_as_replies(service):
+    reply = service.request({"request": "jobStatus", "jobNames": ["nope"]})
+    assert reply == {"code": -1, "message": "Job 'nope' doesn't exist"}
+
+
+def test_malformed_json_gets_invalid_request(service):
+    sock = service.socket()
+    sock.send(b"{not json")
+    assert json.loads(sock.recv()) == {"code": -1, "message": "Invalid request"}
+
+
+def test_status_advertises_the_publisher(service):
+    system = service.request({"request": "status"})["data"]["System"]
+    assert system["StatusPublisher"] == service.ready["pub_address"]
+
+
+def test_all_jobs_finished_option(service):
+    reply = service.request({"request": "status", "options": {"allJobsFinished": True}})
+    assert reply == {"code": 0, "data": {"AllJobsFinished": True}}
+
+
+def test_publisher_sends_job_events_and_no_jobs(service):
+    sub = service.context.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVTIMEO, 5000)
+    sub.setsockopt_string(zmq.SUBSCRIBE, "")
+    sub.connect(service.ready["pub_address"])
+    # the subscription must be in place before the events: probe with submits until seen
+    events = []
+    for attempt in range(50):
+        service.request({"request": "submit", "jobs": [
+            {"name": "p%d" % attempt, "execution": {"exec": "/bin/true"}}]})
+        try:
+            events.append(sub.recv_string(zmq.NOBLOCK if attempt < 49 else 0))
+            break
+        except zmq.Again:
+            time.sleep(0.02)
+    while not events[-1].startswith("NOJ"):
+        events.append(sub.recv_string())
+    topics = [e.split(" ", 1)[0] for e in events]
+    assert "JFI" in topics
+    finished = [json.loads(e.split(" ", 1)[1]) for e in events if e.startswith("JFI")]
+    assert finished[-1]["state"] == "SUCCEED"
+
+
+def test_tasks_get_the_service_address(service, tmp_path):
+    out = tmp_path / "addr.txt"
+    service.request({"request": "submit", "jobs": [{"name": "e", "execution": {
+        "script": "echo $QCG_PM_ZMQ_ADDRESS > %s" % out}}]})
+    wait_for(lambda: out.exists() and out.read_text().strip())
+    assert out.read_text().strip() == service.ready["address"]
+
+
+def test_finish_stops_the_service_with_status_zero(service):
+    assert service.finish() == 0
+
+
+def test_finish_kills_running_tasks_promptly(service):
+    service.request({"request": "submit", "jobs": [
+        {"name": "s", "execution": {"exec": "/bin/sleep", "args": ["60"]}}]})
+    wait_for(lambda: service.request({"request": "jobStatus", "jobNames": ["s"]})
+             ["data"]["jobs"]["s"]["data"]["status"] == "EXECUTING")
+    started = time.monotonic()
+    assert service.finish() == 0
+    assert time.monotonic() - started < 5
+
+
+def test_cancel_of_a_running_job_over_the_socket(service):
+    service.request({"request": "submit", "jobs": [
+        {"name": "s", "execution": {"exec": "/bin/sleep", "args": ["60"]}},
+        {"name": "d", "execution": {"exec": "/bin/true"}, "dependencies": {"after": ["s"]}}]})
+    wait_for(lambda: service.request({"request": "jobStatus", "jobNames": ["s"]})
+             ["data"]["jobs"]["s"]["data"]["status"] == "EXECUTING")
+    assert service.request({"request": "cancelJob", "jobNames": ["s"]})["code"] == 0
+    states = wait_for(lambda: (lambda jobs: jobs if jobs["s"]["data"]["status"] == "CANCELED"
+                               and jobs["d"]["data"]["status"] == "OMITTED" else None)(
+        service.request({"request": "jobStatus", "jobNames": ["s", "d"]})["data"]["jobs"]))
+    assert states["d"]["data"]["messages"] == "dependency 's' CANCELED"
+
+
+def test_removing_an_executing_job_is_refused(service):
+    service.request({"request": "submit", "jobs": [
+        {"name": "s", "execution": {"exec": "/bin/sleep", "args": ["60"]}}]})
+    wait_for(lambda: service.request({"request": "jobStatus", "jobNames": ["s"]})
+             ["data"]["jobs"]["s"]["data"]["status"] == "EXECUTING")
+    reply = service.request({"request": "removeJob", "jobNames": ["s"]})
+    assert reply["code"] == -1 and "EXECUTING" in reply["message"]
+
+
+# ------------------------------------------------------------------ off loopback: CURVE
+
+@pytest.fixture
+def exposed(tmp_path):
+    """A service bound to all interfaces (so authentication is required); the tests still
+    only connect through 127.0.0.1."""
+    svc = NetService(tmp_path, "--net-address", "0.0.0.0")
+    yield svc
+    if svc.proc.poll() is None:
+        os.killpg(svc.proc.pid, 15)
+        svc.proc.wait(timeout=10)
+        svc.proc.stdout.close()
+        svc.proc.stderr.close()
+        svc.context.destroy(linger=0)
+
+
+def local(address):
+    return "tcp://127.0.0.1:" + address.rsplit(":", 1)[1]
+
+
+def read_key(keys_dir, name):
+    with open(os.path.join(keys_dir, name), "rb") as handle:
+        return handle.read().strip()
+
+
+def client_keys(ready):
+    keys = ready["keys_dir"]
+    return (read_key(keys, "server.key"), read_key(keys, "client.key"),
+            read_key(keys, "client.key_secret"))
+
+
+def test_exposed_service_writes_owner_only_keys(exposed):
+    keys_dir = exposed.ready["keys_dir"]
+    assert stat.S_IMODE(os.stat(keys_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(os.path.join(keys_dir, "client.key_secret")).st_mode) == 0o600
+
+
+def test_authenticated_client_is_served(exposed):
+    sock = exposed.socket(local(exposed.ready["address"]), keys=client_keys(exposed.ready))
+    reply = exposed.request({"request": "resourcesInfo"}, sock)
+    assert reply["data"]["total_cores"] == 2
+
+
+def test_unauthenticated_client_is_refused_and_logged(exposed):
+    sock = exposed.socket(local(exposed.ready["address"]), timeout_ms=1500)
+    sock.send_string(json.dumps({"request": "resourcesInfo"}))
+    with pytest.raises(zmq.Again):
+        sock.recv()
+    assert "refused an unauthenticated connection" in wait_for(
+        lambda: "refused" in exposed.log() and exposed.log())
+
+
+def test_client_with_wrong_keys_is_refused(exposed):
+    server_key = read_key(exposed.ready["keys_dir"], "server.key")
+    public, secret = zmq.curve_keypair()
+    sock = exposed.socket(local(exposed.ready["address"]), keys=(server_key, public, secret),
+                          timeout_ms=1500)
+    sock.send_string(json.dumps({"request": "resourcesInfo"}))
+    with pytest.raises(zmq.Again):
+        sock.recv()
+
+
+def test_service_never_writes_its_environment(tmp_path):
+    env = dict(os.environ, QCGFLOW_TEST_SECRET="s3cr3t-value-7f1c")
+    svc = NetService(tmp_path, env=env)
+    svc.request({"request": "submit", "jobs": [{"name": "a", "execution": {"exec": "/bin/true"}}]})
+    wait_for(lambda: svc.request({"request": "status", "options": {"allJobsFinished": True}})
+             ["data"]["AllJobsFinished"])
+    assert svc.finish() == 0
+    leaked = [p for p in svc.wd.rglob("*") if p.is_file()
+              and b"s3cr3t-value-7f1c" in p.read_bytes()]
+    assert leaked == []
