@@ -285,6 +285,8 @@ class _JobParser:
         scheduler = None
         if value.get("scheduler") is not None:
             sched = value["scheduler"]
+            if isinstance(sched, str):
+                sched = {"name": sched}  # the upstream client's simple format sends a name
             if not isinstance(sched, dict) or not isinstance(sched.get("name"), str):
                 raise self.fail("%s.scheduler must be a dictionary with a name" % where)
             self.check_keys(sched, ("name", "params"), where + ".scheduler")
@@ -327,6 +329,8 @@ class _JobParser:
         self.check_keys(value, _EXECUTION_KEYS, "execution")
         exe = self.string(value, "exec", "execution")
         script = self.string(value, "script", "execution")
+        if isinstance(value.get("args"), str):
+            value = dict(value, args=[value["args"]])  # upstream accepts a single argument
         args = self.string_list(value, "args", "execution")
         if script is not None and (exe is not None or args):
             raise self.fail("execution.script is mutually exclusive with exec and args")

@@ -329,7 +329,6 @@ WRONG_TYPES = [
     (("execution",), ["x"], "execution must be a dictionary"),
     (("execution", "exec"), 5, "execution.exec must be a string, got a number"),
     (("execution", "exec"), ["x"], "execution.exec must be a string, got a list"),
-    (("execution", "args"), "x y", "execution.args must be a list, got a string"),
     (("execution", "args"), {"a": 1}, "execution.args must be a list, got a dictionary"),
     (("execution", "args"), [{"a": 1}], "execution.args[0] must be a string or a number, got a dictionary"),
     (("execution", "args"), ["x", None], "execution.args[1] must be a string or a number, got null"),
@@ -523,7 +522,6 @@ def test_bad_dependency_entries(entry, words):
 @pytest.mark.parametrize("scheduler, words", [
     ({"name": "nope"}, "resources.numCores.scheduler: Unknown iteration resources scheduler "
                        "'nope' (known: maximum-iters, split-into)"),
-    ("split-into", "resources.numCores.scheduler must be a dictionary with a name"),
     ({"params": {}}, "resources.numCores.scheduler must be a dictionary with a name"),
     ({"name": 5}, "resources.numCores.scheduler must be a dictionary with a name"),
     ({"name": "split-into", "params": [2]},
@@ -552,6 +550,17 @@ def test_iteration_scheduler_is_recorded():
                         "name": "split-into", "params": {"parts": 2}}}})
     sched = parse(desc).resources.cores_scheduler
     assert (sched.name, dict(sched.params)) == ("split-into", {"parts": 2})
+
+
+def test_scheduler_given_as_a_name_like_the_upstream_client_sends_it():
+    desc = job_desc("a", iteration={"stop": 2},
+                    resources={"numCores": {"min": 1, "scheduler": "split-into"}})
+    assert parse(desc).resources.cores_scheduler.name == "split-into"
+
+
+def test_a_single_string_argument_is_one_argument():
+    desc = job_desc("a", execution={"exec": "/bin/echo", "args": "x y"})
+    assert parse(desc).execution.args == ("x y",)
 
 
 # Every wrong type and unknown key above, checked for leaks of Python internals.
