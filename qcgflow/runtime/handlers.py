@@ -218,18 +218,8 @@ def status_data(manager, service) -> dict:
 
 
 def _iteration_stats(registry) -> dict:
-    total = finished = failed = executing = 0
-    for job in registry:
-        if job.iterative:
-            total += job.total
-            finished += job.finished
-            failed += job.failed
-            executing += job.active
-        else:
-            total += 1
-            finished += job.state.is_final
-            failed += job.state.is_final and job.state is not JobState.SUCCEED
-            executing += job.state in (JobState.SCHEDULED, JobState.EXECUTING)
-    return {"TotalIterations": total, "InScheduleIterations": total - finished - executing,
-            "FailedIterations": failed, "FinishedIterations": finished,
-            "ExecutingIterations": executing}
+    stats = registry.unit_stats
+    return {"TotalIterations": stats.total,
+            "InScheduleIterations": stats.total - stats.finished - stats.active,
+            "FailedIterations": stats.failed, "FinishedIterations": stats.finished,
+            "ExecutingIterations": stats.active}

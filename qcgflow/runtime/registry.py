@@ -91,6 +91,9 @@ class Registry:
         self._clock = clock
         self._jobs: Dict[str, Job] = {}
         self._seq = 0
+        # Running counts, so that status requests cost O(1) whatever the number of jobs.
+        self._job_counts: Dict[JobState, int] = {state: 0 for state in JobState}
+        self.unit_stats = UnitStats()
         self.listeners: List[Listener] = list(listeners)
 
     # ------------------------------------------------------------------ lookup
@@ -115,12 +118,22 @@ class Registry:
         job = Job(spec, self._seq)
         job.history.append((JobState.QUEUED, self._clock.now()))
         self._jobs[spec.name] = job
+        self._job_counts[JobState.QUEUED] += 1
+        self.unit_stats.total += job.total
         for listener in self.listeners:
             listener(job, None, JobState.QUEUED)
         return job
 
     def remove(self, name: str) -> Job:
-        return self._jobs.pop(name)
+        """Forget a job (the caller checks that it has ended)."""
+        job = self._jobs.pop(name)
+        self._job_counts[job.state] -= 1
+        stats = self.unit_stats
+        stats.total -= job.total
+        stats.finished -= job.finished if job.iterative else int(job.state.is_final)
+        stats.failed -= job.failed if job.iterative else int(
+            job.state.is_final and job.state is not _SUCCEED)
+        return job
 
     # ------------------------------------------------------------------ the mutator
     def transition(self, job: Job, position: Optional[int], state: JobState,
@@ -141,8 +154,13 @@ class Registry:
     def _move_job(self, job: Job, state: JobState, message: Optional[str]):
         if state not in TRANSITIONS[job.state]:
             raise IllegalTransition("%s: %s -> %s" % (job.name, job.state.name, state.name))
+        old = job.state
         job.state = state
         job.history.append((state, self._clock.now()))
+        self._job_counts[old] -= 1
+        self._job_counts[state] += 1
+        if not job.iterative:
+            self.unit_stats.moved(old, state)
         if message:
             job.messages = message if not job.messages else "%s; %s" % (job.messages, message)
         for listener in self.listeners:
@@ -166,6 +184,7 @@ class Registry:
         if message:
             record.messages = message
         job.iter_states[position] = STATE_CODES[state]
+        self.unit_stats.moved(old, state)
         finished: List[Tuple[Job, Optional[int]]] = []
         if old is JobState.QUEUED:
             job.active += 1
@@ -213,8 +232,27 @@ class Registry:
 
     # ------------------------------------------------------------------ statistics
     def counts(self) -> Dict[JobState, int]:
-        """Number of jobs (parents and single jobs) per state."""
-        result = {state: 0 for state in JobState}
-        for job in self._jobs.values():
-            result[job.state] += 1
-        return result
+        """Number of jobs (parents and single jobs) per state (O(1))."""
+        return dict(self._job_counts)
+
+
+class UnitStats:
+    """Running counts of units (iterations, and single jobs as one unit each)."""
+
+    __slots__ = ("total", "finished", "failed", "active")
+
+    def __init__(self):
+        self.total = self.finished = self.failed = self.active = 0
+
+    def moved(self, old: JobState, new: JobState) -> None:
+        if old is JobState.QUEUED and new in _ACTIVE:
+            self.active += 1
+        if new in FINAL_STATES:
+            if old in _ACTIVE:
+                self.active -= 1
+            self.finished += 1
+            if new is not _SUCCEED:
+                self.failed += 1
+
+
+_ACTIVE = frozenset({JobState.SCHEDULED, JobState.EXECUTING})

@@ -74,12 +74,18 @@ class ServiceProc:
         self.popen.wait(10)
 
     def stop(self) -> None:
+        """The ``finish`` request (SIGKILL of the group if that does not end it)."""
+        from qcgflow.runtime import client
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
             try:
+                with client.ServiceClient(self.address, timeout=2,
+                                          keys_dir=self.ready.get("keys_dir")) as c:
+                    c.request({"request": "finish"})
                 self.popen.wait(10)
-            except subprocess.TimeoutExpired:
+            except (client.ClientError, subprocess.TimeoutExpired):
                 self.kill()
+        if self.popen.stderr is not None:
+            self.popen.stderr.close()
 
 
 def start_service(tmp_path: Path, *args: str, timeout: float = 20.0) -> ServiceProc:
@@ -115,7 +121,6 @@ def service(tmp_path):
     proc = start_service(tmp_path, "--nodes", "4")
     yield proc
     proc.stop()
-    proc.popen.stderr.close()
 
 
 @pytest.fixture

@@ -212,7 +212,6 @@ def test_subscribe_without_a_publisher_is_refused(tmp_path):
                 client.subscribe()
     finally:
         proc.stop()
-        proc.popen.stderr.close()
 
 
 def test_event_decoding():
@@ -297,4 +296,3 @@ def test_curve_service_needs_the_right_keys(tmp_path, monkeypatch):
         assert time.monotonic() - started < 2
     finally:
         proc.stop()
-        proc.popen.stderr.close()
