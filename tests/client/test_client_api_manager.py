@@ -1,12 +1,14 @@
 """qcgflow.runtime.api Manager / LocalManager: every method against our service."""
 
+import os
+import signal
 import threading
 import time
 from datetime import timedelta
 
 import pytest
 
-from client_harness import (local_manager, no_leftovers, service,  # noqa: F401
+from client_harness import (leftovers, local_manager, no_leftovers, service,  # noqa: F401
                             start_service)
 from qcgflow.runtime.api import (ConnectionError, InternalError, JobInfo, Jobs, LocalManager,
                                  Manager, RequestFailedError, ServiceError, ServiceTimeoutError,
@@ -205,13 +207,16 @@ def test_a_killed_service_gives_an_error_within_the_timeout(tmp_path):
     finally:
         manager.cleanup()
         proc.stop()
+        for orphan in leftovers(tmp_path):  # tasks of the crashed service
+            orphan.kill()
 
 
 def test_local_service_killed_while_waiting_is_noticed_at_once(tmp_path):
     manager = LocalManager(["--nodes", "2"], cfg={"wd": str(tmp_path), "kill_grace": 1})
     try:
         manager.submit(Jobs().add(name="s", exec="sleep", args=["30"]))
-        threading.Timer(0.3, manager.kill_manager_process).start()
+        # a crash (SIGKILL): no CANCELED event comes, the process is simply gone
+        threading.Timer(0.3, os.kill, (manager.pid, signal.SIGKILL)).start()
         started = time.monotonic()
         with pytest.raises(ConnectionError, match="has ended"):
             manager.wait4("s")
@@ -220,9 +225,25 @@ def test_local_service_killed_while_waiting_is_noticed_at_once(tmp_path):
         with pytest.raises(ConnectionError, match="has ended"):
             manager.resources()
         assert time.monotonic() - started < 0.5
+        with pytest.raises(ServiceError, match="exit code -9"):  # finish says what happened
+            manager.finish()
     finally:
-        manager.finish()  # after a kill: cleans up, no error
+        manager.kill_manager_process()
+        manager.cleanup()
+        # a crashed service cannot stop its tasks (they run in their own sessions)
+        for orphan in leftovers(tmp_path):
+            orphan.kill()
+    assert manager._process.returncode == -9
+
+
+def test_kill_manager_process(tmp_path):
+    manager = LocalManager(["--nodes", "1"], cfg={"wd": str(tmp_path), "kill_grace": 2})
+    manager.submit(Jobs().add(name="s", exec="sleep", args=["30"]))
+    manager.kill_manager_process()
     assert manager._process.returncode is not None
+    with pytest.raises(ConnectionError, match="it was killed"):
+        manager.status("s")
+    manager.finish()
 
 
 def test_finish_stops_the_service_and_closes(tmp_path):
