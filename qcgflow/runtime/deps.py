@@ -74,6 +74,7 @@ class DependencyTracker:
         self._on_job: Dict[str, List[JobEntry]] = {}
         self._on_iteration: Dict[Tuple[str, int], List[JobEntry]] = {}
         self._per_iteration: Dict[str, List[JobEntry]] = {}
+        self._iteration_keys: Dict[str, set] = {}  # job -> indices waited on by ``a:3``
 
     def validate(self, spec, lookup: Callable[[str], Optional[object]]) -> None:
         """Submit-time checks of iteration references (the job may still be omitted later).
@@ -147,6 +148,7 @@ class DependencyTracker:
             self._on_job.setdefault(pred.name, []).append(entry)
         else:
             self._on_iteration.setdefault(key, []).append(entry)
+            self._iteration_keys.setdefault(pred.name, set()).add(key[1])
         return None
 
     def _replay_finished(self, entry: JobEntry, lookup_job, decisions: Decisions) -> None:
@@ -194,6 +196,12 @@ class DependencyTracker:
         if position is None:
             waiters = self._on_job.pop(job.name, ())
             unit = job.name
+            for index in self._iteration_keys.pop(job.name, ()):
+                # ``a:3`` waiters whose iteration will never end on its own (the whole job
+                # was omitted or canceled before it ran); finished ones were popped already
+                for entry in self._on_iteration.pop((job.name, index), ()):
+                    decisions.omit_jobs.append(
+                        (entry, "dependency '%s:%d' %s" % (job.name, index, state.name)))
             per_iteration = self._per_iteration.pop(job.name, ())
             if job.iterative and state in (JobState.CANCELED, JobState.OMITTED):
                 # the whole predecessor was canceled or omitted (not derived from its

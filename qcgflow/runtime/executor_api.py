@@ -414,7 +414,12 @@ class QCGPJExecutor(Executor):
             for future in self._tracker.pending():
                 self._tracker.forget(future)
                 Future.cancel(future)
-            self._qcgpjm.finish()
+            try:
+                self._qcgpjm.finish()
+            except QCGPJMAError as exc:  # a crash was already reported to the futures
+                _logger.warning("the service did not finish cleanly: %s", exc)
+                self._qcgpjm.kill_manager_process()
+                self._qcgpjm.cleanup()
 
     def __enter__(self) -> "QCGPJExecutor":
         return self

@@ -51,3 +51,19 @@ def scenario():
 def test_counters_match_a_recount(step):
     harness = list(zip(range(step + 1), scenario()))[-1][1]
     assert counters(harness.registry) == recount(harness.registry)
+
+
+def test_waiter_on_one_iteration_of_an_omitted_job_is_omitted():
+    harness = make_manager()
+    harness.submit(job_desc("x"), job_desc("a", iteration={"stop": 5}, after=["x"]),
+                   job_desc("b", after=["a:3"]))
+    harness.finish("x", JobState.FAILED)
+    assert (harness.state("a"), harness.state("b")) == (JobState.OMITTED, JobState.OMITTED)
+
+
+def test_omission_names_the_iteration_it_waited_for():
+    harness = make_manager()
+    harness.submit(job_desc("x"), job_desc("a", iteration={"stop": 5}, after=["x"]),
+                   job_desc("b", after=["a:3"]))
+    harness.finish("x", JobState.FAILED)
+    assert harness.job("b").messages == "dependency 'a:3' OMITTED"
