@@ -360,7 +360,8 @@ class ServiceClient:
         keys = self._keys if self._keys is not None else (
             None if is_loopback(address) else resolve_keys(address, None))
         stream = EventStream(self._context, address, tuple(topics), keys, wait)
-        self._streams = [s for s in self._streams if not s.closed] + [stream]
+        with self._lock:
+            self._streams = [s for s in self._streams if not s.closed] + [stream]
         return stream
 
     # ------------------------------------------------------------------ lifetime

@@ -226,6 +226,7 @@ class _Tracker(threading.Thread):
         self._futures: Dict[str, List[QCGPJFuture]] = {}
         self._early: "OrderedDict[str, str]" = OrderedDict()
         self._stopping = False
+        self._kick = threading.Event()  # new work or stop (for the polling mode)
         self._stream = manager.event_stream((TOPIC_JOB_FINISHED, TOPIC_ITERATION_FINISHED))
 
     # -- called from other threads
@@ -239,6 +240,7 @@ class _Tracker(threading.Thread):
                     self._futures.setdefault(name, []).append(future)
         for name, state in finished_early:  # outside the lock: callbacks may submit
             future._job_finished(name, state)
+        self._kick.set()
 
     def forget(self, future: QCGPJFuture) -> None:
         with self._lock:
@@ -255,9 +257,7 @@ class _Tracker(threading.Thread):
 
     def stop(self) -> None:
         self._stopping = True
-        self._wakeup()
-
-    def _wakeup(self) -> None:
+        self._kick.set()
         if self._stream is not None:
             self._stream.wakeup()
 
@@ -311,10 +311,11 @@ class _Tracker(threading.Thread):
                     if time.monotonic() >= next_poll:
                         self._poll()
                         next_poll = time.monotonic() + self._poll_delay
-                else:
+                else:  # no publisher: poll, backing off from 10 ms to poll_delay
                     self._poll()
-                    time.sleep(delay)
-                    delay = min(delay * 2, self._poll_delay) if self.pending() else 0.01
+                    kicked = self._kick.wait(delay if self.pending() else 1.0)
+                    self._kick.clear()
+                    delay = 0.01 if kicked else min(delay * 2, self._poll_delay)
         except QCGPJMAError as exc:
             if not self._stopping:
                 _logger.warning("executor tracker stopped: %s", exc)

@@ -253,6 +253,14 @@ class Service:
             self.launcher.kill_all()
 
 
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
 def run_service(argv: Sequence[str]) -> int:
     """``qcgflow service``: parse options, run, return the exit status."""
     try:
@@ -271,6 +279,11 @@ def run_service(argv: Sequence[str]) -> int:
         raise _Interrupted(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A signal wakes the event loop's poll through this pipe, so the handler runs at once
+    # even when the loop is blocked in a C call.
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    service.loop.add_reader(wake_read, lambda: _drain(wake_read))
     status = EXIT_OK
     try:
         service.run_file(requests)
@@ -280,6 +293,10 @@ def run_service(argv: Sequence[str]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_wakeup)
+        service.loop.remove_reader(wake_read)
+        os.close(wake_read)
+        os.close(wake_write)
         service.close()
     line = service.summary()
     if line:

@@ -157,12 +157,19 @@ def test_crashed_service_fails_pending_futures(tmp_path):
     executor = QCGPJExecutor(wd=str(tmp_path), resources="1", cfg={"kill_grace": 1})
     try:
         future = executor.submit(BasicTemplate.template, name="s", exec="sleep", args=["30"])
-        os.kill(executor.qcgpj_manager.pid, signal.SIGKILL)
+        manager = executor.qcgpj_manager
+        deadline = time.monotonic() + 10
+        while manager.status("s")["jobs"]["s"]["data"]["status"] != "EXECUTING":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(manager.pid, signal.SIGKILL)
         with pytest.raises(ConnectionError, match="has ended"):
             future.result(timeout=5)
     finally:
         executor.shutdown(wait=False)  # the crash was reported to the futures: no error here
         assert executor.qcgpj_manager._process.returncode == -9
+        for orphan in leftovers(tmp_path):  # tasks of the crashed service
+            orphan.kill()
         for orphan in leftovers(tmp_path):  # tasks of the crashed service
             orphan.kill()
 
@@ -174,3 +181,21 @@ def test_executor_options_reach_the_service(tmp_path):
         assert ["--log", "debug"] == manager.server_args[1:3]
     with QCGPJExecutor(wd=str(tmp_path / "b"), resources="2", reserve_core=True) as executor:
         assert executor.qcgpj_manager.resources()["total_cores"] == 1
+
+
+def test_map_submits_one_job_per_dict(executor):
+    results = list(executor.map(BasicTemplate.template,
+                                [{"name": "m%d" % i, "exec": "/bin/true"} for i in range(3)],
+                                timeout=10))
+    assert results == [{"m0": "SUCCEED"}, {"m1": "SUCCEED"}, {"m2": "SUCCEED"}]
+
+
+def test_futures_resolve_by_polling_without_a_publisher(tmp_path):
+    with QCGPJExecutor("--disable-pub", wd=str(tmp_path), resources="2",
+                       cfg={"poll_delay": 0.3}) as executor:
+        assert executor.qcgpj_manager.publisher_address is None
+        futures = [executor.submit(BasicTemplate.template, name="p%d" % i, exec="sleep",
+                                   args=["0.1"]) for i in range(3)]
+        assert [f.result(10) for f in futures] == [{"p%d" % i: "SUCCEED"} for i in range(3)]
+        started = time.monotonic()
+    assert time.monotonic() - started < 2  # shutdown does not wait out a poll delay

@@ -263,7 +263,7 @@ class LocalManager(Manager):
         try:
             if self._connected:
                 self._send_finish()
-        except errors.ConnectionError:
+        except errors.QCGPJMAError:
             pass  # the process is stopped below in any case
         finally:
             if process is not None and not process.exited(self._finish_timeout):

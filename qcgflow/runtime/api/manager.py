@@ -314,8 +314,10 @@ class Manager:
 
     def finish(self) -> None:
         """Ask the service to finish (it kills running tasks and exits), then clean up."""
-        self._send_finish()
-        self.cleanup()
+        try:
+            self._send_finish()
+        finally:
+            self.cleanup()
 
     def cleanup(self) -> None:
         """Close the connection and remove the opt-in log handler."""

@@ -110,6 +110,8 @@ class LocalLauncher:
 
     # ------------------------------------------------------------------ spawner threads
     def _spawner(self) -> None:
+        # No signal mask here: children would inherit it. A signal that lands on this
+        # thread still wakes the event loop through the service's wake-up fd.
         while True:
             item = self._requests.get()
             if item is None:
