@@ -28,9 +28,10 @@ from typing import Callable, Optional
 import psutil
 import pytest
 
+import upstream_venv
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_CMD = [sys.executable, "-m", "qcgflow.cli", "service"]
-UPSTREAM_VENV = Path(os.environ.get("QCGFLOW_UPSTREAM_VENV", "/tmp/qcgflow-bench/venv-qcgpj"))
 
 
 def deadline_wait(predicate: Callable[[], bool], timeout: float, what: str,
@@ -136,22 +137,19 @@ def local_manager(tmp_path):
             manager.cleanup()
 
 
-def non_loopback_ip() -> Optional[str]:
-    """An IPv4 address of this host that is not loopback, or None."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("192.0.2.254", 9))  # no packet is sent for a UDP connect
-        address = probe.getsockname()[0]
-    except OSError:
-        return None
-    finally:
-        probe.close()
-    return None if address.startswith("127.") or address == "0.0.0.0" else address
+def exposed_address() -> str:
+    """What the tests bind to leave loopback: all interfaces. They still connect only
+    through loopback (tcp://0.0.0.0:P reaches this host), so no packet leaves the machine."""
+    return "0.0.0.0"
 
 
 def upstream_python() -> Optional[Path]:
-    python = UPSTREAM_VENV / "bin" / "python"
-    return python if python.exists() else None
+    """The side venv with QCG-PilotJob 0.14.2 (created on first use), or None if it cannot
+    be installed here (then the test skips with the reason)."""
+    try:
+        return upstream_venv.upstream_python()
+    except (RuntimeError, subprocess.SubprocessError, OSError):
+        return None
 
 
 # --------------------------------------------------------------------------- leftovers

@@ -10,10 +10,8 @@ import time
 import pytest
 import zmq
 
-from client_harness import median, no_leftovers, non_loopback_ip  # noqa: F401
+from client_harness import median, no_leftovers, exposed_address  # noqa: F401
 from qcgflow.runtime.api import ConnectionError, Jobs, LocalManager, Manager
-
-needs_ip = pytest.mark.skipif(non_loopback_ip() is None, reason="no non-loopback IPv4 address")
 
 RUNS = 7
 
@@ -114,10 +112,9 @@ def test_a_forgotten_manager_is_stopped_when_collected(tmp_path):
     assert process.returncode is not None
 
 
-@needs_ip
 def test_local_manager_on_a_non_loopback_interface_uses_curve(tmp_path, monkeypatch):
     monkeypatch.delenv("QCGFLOW_KEYS_DIR", raising=False)
-    manager = LocalManager(["--nodes", "1", "--net-address", non_loopback_ip()],
+    manager = LocalManager(["--nodes", "1", "--net-address", exposed_address()],
                            cfg={"wd": str(tmp_path)})
     try:
         assert not manager.address.startswith("tcp://127.")

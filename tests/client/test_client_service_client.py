@@ -8,7 +8,7 @@ import time
 import pytest
 import zmq
 
-from client_harness import (deadline_wait, no_leftovers, non_loopback_ip, service,  # noqa: F401
+from client_harness import (deadline_wait, no_leftovers, exposed_address, service,  # noqa: F401
                             start_service)
 from qcgflow.runtime import client as c
 
@@ -260,13 +260,10 @@ def test_certificate_format_keys_are_read(tmp_path):
     assert keys.client_secret == secret and keys.client_public == public
 
 
-needs_ip = pytest.mark.skipif(non_loopback_ip() is None, reason="no non-loopback IPv4 address")
 
-
-@needs_ip
 def test_curve_service_needs_the_right_keys(tmp_path, monkeypatch):
     monkeypatch.delenv(c.KEYS_DIR_ENV, raising=False)
-    proc = start_service(tmp_path, "--nodes", "1", "--net-address", non_loopback_ip())
+    proc = start_service(tmp_path, "--nodes", "1", "--net-address", exposed_address())
     try:
         keys_dir = proc.ready["keys_dir"]
         assert keys_dir and oct(os.stat(keys_dir).st_mode & 0o777) == "0o700"

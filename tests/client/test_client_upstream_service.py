@@ -15,7 +15,7 @@ from client_harness import no_leftovers, upstream_python  # noqa: F401
 from qcgflow.runtime.api import Jobs, Manager, RequestFailedError
 
 PYTHON = upstream_python()
-pytestmark = pytest.mark.skipif(PYTHON is None, reason="no QCG-PilotJob 0.14.2 side venv")
+pytestmark = pytest.mark.skipif(PYTHON is None, reason="needs qcg-pilotjob==0.14.2 in a side venv, which could not be installed: make PyPI reachable")
 
 
 def free_port() -> int:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from upstream_venv import UPSTREAM, upstream_python
+from upstream_venv import UPSTREAM, upstream_python  # tests/upstream_venv.py
 
 
 @pytest.fixture(scope="session")
