@@ -1,9 +1,67 @@
 """qcgflow: Python workflows for HPC on a QCG-PilotJob-compatible pilot-job runtime.
 
-The graph API (``task``, ``shell``, ``mpi``, ``run``, ``compile``, ...) is being built;
-today the package provides the runtime (``qcgflow.runtime``) and the ``qcgflow`` command.
+::
+
+    import qcgflow
+
+    @qcgflow.task
+    def square(x):
+        return x * x
+
+    @qcgflow.task
+    def total(values):
+        return sum(values)
+
+    squares = square.map(range(10))            # one iterative job
+    print(qcgflow.run(total.bind(squares)))    # 285
+
+The names below are loaded on first use, so that ``import qcgflow`` stays cheap (task
+processes import it too): ``task``, ``shell``, ``mpi``, ``compile``, ``run``, ``errors``
+and the exception classes of ``qcgflow.errors``. The runtime is ``qcgflow.runtime``.
 """
+
+import sys as _sys
+import types as _types
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_EXCEPTIONS = ("QcgflowError", "TaskOptionError", "GraphError", "CycleError",
+               "NameClashError", "TaskError", "TaskFailed", "DependencyFailed", "RunError")
+
+_LAZY = dict({"task": "qcgflow.task", "shell": "qcgflow.commands", "mpi": "qcgflow.commands",
+              "compile": "qcgflow.compile", "run": "qcgflow.session",
+              "TaskRef": "qcgflow.graph", "CommandResult": "qcgflow.payload"},
+             **{name: "qcgflow.errors" for name in _EXCEPTIONS})
+
+__all__ = ["__version__", "task", "shell", "mpi", "compile", "run", "errors", "TaskRef",
+           "CommandResult"] + list(_EXCEPTIONS)
+
+
+def __getattr__(name):
+    import importlib
+    if name == "errors":
+        return importlib.import_module("qcgflow.errors")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError("module 'qcgflow' has no attribute %r" % name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(_types.ModuleType):
+    """``qcgflow.task`` and ``qcgflow.compile`` are functions, though modules of the same
+    names exist: the import system would set the modules as attributes of the package when
+    they load, so that is refused here (they stay in ``sys.modules``)."""
+
+    def __setattr__(self, name, value):
+        if name in ("task", "compile") and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -2,6 +2,8 @@
 
 Subcommands:
     service   run the pilot-job manager (QCG-PilotJob ``qcg-pm-service`` options)
+    report    figures and Gantt charts of a run (``qcg-pm-report``)
+    processes process trees of a run's jobs (``qcg-pm-processes``)
 """
 
 import sys
@@ -12,6 +14,9 @@ USAGE = """usage: qcgflow [--version] COMMAND [ARGS]
 commands:
   service   run the pilot-job manager on a requests file (qcg-pm-service options);
             'qcgflow service --help' lists them
+  report    stats|launch-stats|rusage|efficiency|gantt|gantt-gaps of a run's working
+            directory (qcg-pm-report)
+  processes tree|apps: the processes of a job of a run made with --enable-proc-stats
 """
 
 
@@ -28,6 +33,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if command == "service":
         from .runtime.service import run_service
         return run_service(rest)
+    if command == "report":
+        from .runtime.stats.cli import report_main
+        return report_main(rest)
+    if command == "processes":
+        from .runtime.stats.cli import processes_main
+        return processes_main(rest)
     print("qcgflow: unknown command '%s'\n%s" % (command, USAGE), file=sys.stderr, end="")
     return 2
 

@@ -31,7 +31,7 @@ SIZE_EXEMPT = set()
 GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
                         "qcgflow.runtime.client": {"session.py"}}
 # The command line is a composition root of its own: it starts the service.
-RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service"}}
+RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"}}
 
 
 def modules():

@@ -22,13 +22,9 @@ _NOT_YET = {
     "slurm_limit_nodes_range_end": "Slurm mode",
     "slurm_resources_file": "Slurm mode",
     "resume": "resuming",
-    "enable_proc_stats": "process statistics",
-    "enable_rt_stats": "exact start/stop statistics",
-    "wrapper_rt_stats": "exact start/stop statistics",
     "nl_start_method": "node launcher agents",
     "nl_init_timeout": "node launcher agents",
     "nl_ready_threshold": "node launcher agents",
-    "show_progress": "the progress display",
 }
 
 
@@ -54,6 +50,10 @@ class ServiceConfig:
     net_port_min: Optional[int] = None
     net_port_max: Optional[int] = None
     ready_fd: Optional[int] = None
+    show_progress: bool = False
+    enable_rt_stats: bool = False
+    wrapper_rt_stats: Optional[str] = None
+    enable_proc_stats: bool = False
 
 
 def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
@@ -150,7 +150,9 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         disable_nl=args.disable_nl, disable_pub=args.disable_pub, net=net,
         net_address=args.net_address or "127.0.0.1", net_port=args.net_port,
         net_pub_port=args.net_pub_port, net_port_min=args.net_port_min,
-        net_port_max=args.net_port_max, ready_fd=args.ready_fd)
+        net_port_max=args.net_port_max, ready_fd=args.ready_fd,
+        show_progress=args.show_progress, enable_rt_stats=args.enable_rt_stats,
+        wrapper_rt_stats=args.wrapper_rt_stats, enable_proc_stats=args.enable_proc_stats)
 
 
 def _given(args, dest: str) -> bool:

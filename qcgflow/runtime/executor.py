@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
 from .jobs import JobState
 from .launch.environment import PRELUDE_FAILURES, TaskContext, build_task
@@ -66,6 +66,9 @@ class Executor:
         self._tasks: Dict[tuple, _Task] = {}
         self._step_prefix = step_prefix
         self._steps = 0
+        # Called with (unit name, allocation, ExitInfo) for every process that ended:
+        # exact start/end times and rusage for the run statistics (--enable-rt-stats).
+        self.exit_listeners: List[Callable] = []
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -146,6 +149,8 @@ class Executor:
             if timer is not None:
                 timer.cancel()
         runtime = self._runtime(task, info.exit_code, info)
+        for listener in self.exit_listeners:
+            listener(task.job.unit_name(task.position), task.allocation, info)
         if task.stop_reason is not None:
             outcome = Outcome(task.stop_state, task.stop_reason, runtime)
         elif info.exit_code == 0:

@@ -45,6 +45,7 @@ from .launch.local import LocalLauncher
 from .manager import Manager
 from .reports import JobsReport
 from .resources import ResourcePool
+from .stats.hooks import ServiceStats
 
 _log = logging.getLogger("qcgflow.runtime.service")
 
@@ -83,6 +84,7 @@ class Service:
         self._stopping = False
         self.report: Optional[JobsReport] = None
         self.manager: Optional[Manager] = None
+        self.stats: Optional[ServiceStats] = None
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -115,6 +117,7 @@ class Service:
         self.launcher = launcher
         self.manager.executor = Executor(self.loop, launcher, self.wd, task_env,
                                          self.manager.task_executing, self.manager.task_done)
+        self.stats = ServiceStats.attach(self.config, self.loop, self.manager, self.aux_dir)
 
     def _setup_network(self) -> None:
         config = self.config
@@ -213,6 +216,8 @@ class Service:
         """Write final_status.json and flush and close the working files."""
         if self.manager is not None:
             self.launcher.close()
+        if self.stats is not None:
+            self.stats.close()
         for part in [*self._watchers, self._network, self._publisher, self._zap]:
             if part is not None:
                 part.close()

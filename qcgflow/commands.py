@@ -1,0 +1,144 @@
+"""Command tasks: ``qcgflow.shell`` (a bash script) and ``qcgflow.mpi`` (an MPI program).
+
+::
+
+    sim = qcgflow.shell("./sim --seed ${seed} > out_${it}.txt", cores=2)
+    a = sim.bind(seed=7)                       # ${seed} filled now
+    b = sim.map([1, 2, 3], seed=7)             # iterations: ${itval} is the element
+    c = qcgflow.shell("cat out_*.txt").bind(after=[b])   # depends on b
+
+    solver = qcgflow.mpi("./solver", args=["-n", "${n}"], cores=8, model="openmpi")
+
+``${name}`` placeholders are filled from ``bind`` / ``map`` keywords (every keyword must
+name a placeholder; ``$`` in values is escaped). Other placeholders are left to the runtime:
+``${it}``, ``${itval}``, ``${ncores}``, ``${nnodes}``, ``${nlist}``, ``${root_wd}`` and the
+shell's own variables. ``after=[refs]`` adds dependencies. A task's result cannot fill a
+placeholder in this version (the value is known only at run time): pass such refs in
+``after``. A command task's result is a ``CommandResult`` (exit_code, wd, stdout, stderr).
+"""
+
+import os
+import re
+from typing import Any, Dict, Iterable, Optional, Sequence
+
+from . import options as _options
+from .errors import GraphError, TaskOptionError
+from .graph import COMMAND, TaskNode, TaskRef, find_refs
+from .task import mapping
+
+_PLACEHOLDER = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def placeholders(text: str) -> set:
+    """The ``${name}`` / ``$name`` placeholders of ``text`` (``$$`` is a literal ``$``)."""
+    return {m.group(1) or m.group(2) for m in _PLACEHOLDER.finditer(text)
+            if m.group(0) != "$$"}
+
+
+def fill(text: str, values: Dict[str, str]) -> str:
+    """``text`` with the placeholders named in ``values`` replaced (others kept)."""
+    def replace(match):
+        name = match.group(1) or match.group(2)
+        return values.get(name, match.group(0)) if name else match.group(0)
+    return _PLACEHOLDER.sub(replace, text)
+
+
+class CommandTemplate:
+    """A command with ``${placeholders}`` and task options; ``bind`` / ``map`` make refs."""
+
+    def __init__(self, execution: Dict[str, Any], base: str, task_options: Dict[str, Any],
+                 where: str):
+        self.execution = execution
+        self.base = base
+        self.where = where
+        self.task_options = _options.validate(task_options, where)
+
+    def _texts(self) -> Sequence[str]:
+        return [self.execution.get("script") or self.execution.get("exec")] + \
+            list(self.execution.get("args", ()))
+
+    @property
+    def placeholders(self) -> set:
+        return set().union(*(placeholders(text) for text in self._texts()))
+
+    def options(self, **task_options) -> "CommandTemplate":
+        """A variant with these options changed (None restores a default)."""
+        variant = CommandTemplate.__new__(CommandTemplate)
+        variant.__dict__.update(self.__dict__)
+        variant.task_options = _options.validate(task_options, self.where, self.task_options)
+        return variant
+
+    def bind(self, after: Sequence[TaskRef] = (), **values) -> TaskRef:
+        """A ref to this command with ``values`` filled in; it runs after the ``after`` refs.
+
+        Raises:
+            GraphError: a keyword names no placeholder, or a value holds a ref.
+        """
+        return TaskRef(self._node(values, after, None))
+
+    def map(self, iterable: Iterable, after: Sequence[TaskRef] = (), **values) -> TaskRef:
+        """One iterative job, one iteration per element (``${itval}`` is the element,
+        ``${it}`` its index); over a mapped ref, iteration i waits for that task's i."""
+        mapped = mapping(iterable, self.where)
+        if mapped[0] == "values":
+            bad = [v for v in mapped[1] if isinstance(v, bool) or
+                   not isinstance(v, (str, int, float))]
+            if bad:
+                raise GraphError("%s: .map() elements of a command must be strings or numbers "
+                                 "(they become ${itval}), got %r" % (self.where, bad[0]))
+        return TaskRef(self._node(values, after, mapped))
+
+    def _node(self, values: Dict[str, Any], after, mapped) -> TaskNode:
+        if type(after) is TaskRef:
+            after = [after]
+        wanted = self.placeholders
+        filled = {}
+        for key, value in values.items():
+            if key not in wanted:
+                raise GraphError("%s has no placeholder ${%s}; its placeholders are: %s"
+                                 % (self.where, key, ", ".join(sorted(wanted)) or "none"))
+            if next(find_refs(value), None) is not None:
+                raise GraphError("%s: ${%s} cannot be filled from a task's result in this "
+                                 "version; pass the ref as after=[...] to depend on it"
+                                 % (self.where, key))
+            filled[key] = str(value).replace("$", "$$")
+        execution = {key: (fill(value, filled) if isinstance(value, str) else
+                           [fill(item, filled) for item in value])
+                     for key, value in self.execution.items()}
+        return TaskNode(COMMAND, base=self.base, execution=execution, mapped=mapped,
+                        after=tuple(after), options=self.task_options)
+
+    def __repr__(self) -> str:
+        return "<qcgflow %s>" % self.where
+
+
+def shell(template: str, **task_options) -> CommandTemplate:
+    """A bash script template (run by ``/bin/bash -c``) with task options.
+
+    Raises:
+        TaskOptionError: an invalid option (the message says the fix).
+    """
+    if not isinstance(template, str) or not template.strip():
+        raise TaskOptionError("template", template, "use a non-empty bash script text, e.g. "
+                              "qcgflow.shell('echo ${x}')", "shell")
+    return CommandTemplate({"script": template}, "shell", task_options, "shell %r" % (
+        template if len(template) < 40 else template[:37] + "..."))
+
+
+def mpi(exec: str, args: Sequence[Any] = (), cores: Any = None, model: str = "openmpi",
+        model_opts: Optional[Dict[str, Any]] = None, **task_options) -> CommandTemplate:
+    """An MPI program template: ``exec`` and ``args`` may hold placeholders; ``model`` is
+    how it is started (openmpi, intelmpi, srunmpi, threads, default).
+
+    Raises:
+        TaskOptionError: an invalid option (the message says the fix).
+    """
+    if not isinstance(exec, str) or not exec:
+        raise TaskOptionError("exec", exec, "use the program to start, e.g. "
+                              "qcgflow.mpi('./solver', args=['-n', '${n}'])", "mpi")
+    if isinstance(args, str) or not all(isinstance(a, (str, int, float)) for a in args):
+        raise TaskOptionError("args", args, "use a list of strings or numbers, e.g. "
+                              "args=['-n', '${n}']", "mpi %s" % exec)
+    task_options = dict(task_options, cores=cores, model=model, model_opts=model_opts)
+    return CommandTemplate({"exec": exec, "args": [str(a) for a in args]},
+                           os.path.basename(exec) or "mpi", task_options, "mpi %s" % exec)

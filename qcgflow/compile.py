@@ -1,0 +1,166 @@
+"""Graph -> standard QCG-PilotJob job descriptions (pure), and the files a run needs.
+
+::
+
+    Graph ──compile_graph (pure)──> [job description dicts]  (qcgflow.runtime.protocol format)
+          ──write_calls (I/O)─────> <root>/.qcgflow/<job>/call.pkl for every Python task
+    compile(target, path=FILE) = both, plus FILE = [submit, control finishAfterAllTasksDone]
+
+A Python task becomes a plain job::
+
+    exec: <python>  args: -m qcgflow.runner ${root_wd}/.qcgflow/<job>/call.pkl
+                          ${root_wd}/.qcgflow/<job>/result.pkl        (result.${it}.pkl ${it})
+    stdout/stderr: ${root_wd}/.qcgflow/<job>/stdout, stderr           (stdout.${it} ...)
+
+A command task keeps its script or exec/args; its output goes to ``<job>.out`` /
+``<job>.err`` (``<job>.${it}.out``) in its working directory. Mapped tasks are iterative
+jobs: Python ones ``{"start": 0, "stop": n}`` (elements in the call file), commands
+``{"values": [...]}`` (``${itval}``); element-wise maps depend on ``<job>:${it}``.
+"""
+
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+from . import options as _options
+from . import payload
+from .graph import COMMAND, Graph, TaskNode, TaskRef
+
+RUNNER = "qcgflow.runner"
+
+
+def _run_path(name: str, leaf: str) -> str:
+    return "${root_wd}/%s/%s/%s" % (payload.RUN_DIR, name, leaf)
+
+
+def command_output(node: TaskNode, name: str) -> payload.CommandOutput:
+    """Where a command task's outputs are (relative to the run's root)."""
+    suffix = ".${it}" if node.mapped is not None else ""
+    return payload.CommandOutput(node.options.get("wd", ""), "%s%s.out" % (name, suffix),
+                                 "%s%s.err" % (name, suffix), node.iterations)
+
+
+def _after(graph: Graph, node: TaskNode) -> List[str]:
+    whole, element = [], []
+    for pred, per_iteration in graph.edges[node]:
+        name = graph.names[pred]
+        (element if per_iteration else whole).append(name)
+    after = list(dict.fromkeys(whole))
+    after += ["%s:${it}" % name for name in dict.fromkeys(element) if name not in whole]
+    return after
+
+
+def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]:
+    """The job description of one node (see the module docstring)."""
+    name = graph.names[node]
+    execution, resources = _options.job_fields(node.options)
+    mapped = node.mapped is not None
+    suffix = ".${it}" if mapped else ""
+    if node.kind == COMMAND:
+        execution.update(node.execution)
+        output = command_output(node, name)
+        execution["stdout"], execution["stderr"] = output.stdout, output.stderr
+    else:
+        result = "result%s.pkl" % suffix
+        execution.update(exec=python, args=["-m", RUNNER, _run_path(name, payload.CALL_FILE),
+                                            _run_path(name, result)] + (["${it}"] if mapped else []),
+                         stdout=_run_path(name, "stdout" + suffix),
+                         stderr=_run_path(name, "stderr" + suffix))
+    job: Dict[str, Any] = {"name": name, "execution": execution}
+    if mapped:
+        how, values = node.mapped
+        if node.kind == COMMAND and how == "values":
+            job["iteration"] = {"values": [str(v) for v in values]}
+        else:
+            job["iteration"] = {"start": 0, "stop": node.iterations}
+    if resources:
+        job["resources"] = resources
+    after = _after(graph, node)
+    if after:
+        job["dependencies"] = {"after": after}
+    if node.options.get("retries"):
+        job["attributes"] = {"qcgflow": {"retries": node.options["retries"]}}
+    return job
+
+
+def compile_graph(graph: Graph, python: Optional[str] = None) -> List[Dict[str, Any]]:
+    """Job descriptions for every node, predecessors first (pure: no files, no clock).
+
+    ``python`` is the interpreter Python tasks run with (default: this one).
+    """
+    python = python or sys.executable
+    return [job_description(graph, node, python) for node in graph.order]
+
+
+# --------------------------------------------------------------------------- call files
+
+def placeholder(graph: Graph, ref: TaskRef, element: bool = False):
+    """What stands for ``ref``'s result in a call file."""
+    node = ref.node
+    name = graph.names[node]
+    if node.kind == COMMAND:
+        output = command_output(node, name)
+        output.element = element
+        return output
+    return payload.ResultOf(name, node.iterations, element)
+
+
+def _replace_refs(graph: Graph, obj: Any) -> Any:
+    kind = type(obj)
+    if kind is TaskRef:
+        return placeholder(graph, obj)
+    if kind is dict:
+        return {key: _replace_refs(graph, value) for key, value in obj.items()}
+    if kind in payload.CONTAINERS:
+        return kind(_replace_refs(graph, item) for item in obj)
+    return obj
+
+
+def write_calls(graph: Graph, root: str) -> None:
+    """Create ``<root>/.qcgflow/<job>/`` for every node and the call file of each Python
+    task (arguments with refs replaced by placeholders of their results)."""
+    base = os.path.join(root, payload.RUN_DIR)
+    for node in graph.order:
+        name = graph.names[node]
+        directory = os.path.join(base, name)
+        os.makedirs(directory, exist_ok=True)
+        if node.kind == COMMAND:
+            continue
+        mapped = None
+        if node.mapped is not None:
+            how, what = node.mapped
+            mapped = placeholder(graph, what, element=True) if how == "element" \
+                else _replace_refs(graph, what)
+        payload.write_call(os.path.join(directory, payload.CALL_FILE), node.fn,
+                           _replace_refs(graph, node.args), _replace_refs(graph, node.kwargs),
+                           mapped)
+
+
+def requests(jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """A requests file's content: submit the jobs, then finish when all are done."""
+    return [{"request": "submit", "jobs": jobs},
+            {"request": "control", "command": "finishAfterAllTasksDone"}]
+
+
+def compile(target: Any, path: Optional[str] = None,
+            python: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The job descriptions of ``target`` (a ref, or a list / dict of refs).
+
+    With ``path``, also write a requests file there (submit + finishAfterAllTasksDone) and
+    the call files of the Python tasks under ``<dir of path>/.qcgflow/``: run it with
+    ``qcgflow service --file-path PATH --wd <dir of path>`` (or upstream ``qcg-pm-service``,
+    where qcgflow is importable by ``python``).
+
+    Raises:
+        GraphError: no ref in target, a cycle, a name clash.
+    """
+    graph = Graph.build(target)
+    jobs = compile_graph(graph, python)
+    if path is not None:
+        root = os.path.dirname(os.path.abspath(path))
+        write_calls(graph, root)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(requests(jobs), handle, indent=2)
+            handle.write("\n")
+    return jobs

@@ -1,0 +1,210 @@
+"""Call and result files of Python tasks (cloudpickle), shared by the session and the runner.
+
+::
+
+    session ── write_call ──> <root>/.qcgflow/<job>/call.pkl
+                                 {"fn", "args", "kwargs", "map"}  refs replaced by ResultOf /
+                                 CommandOutput placeholders (paths relative to <root>/.qcgflow)
+    runner  ── read_call, resolve(placeholders -> predecessors' results), run,
+               write_result ──> <root>/.qcgflow/<job>/result.pkl (or result.<it>.pkl)
+                                 ("ok", value) | ("error", exception|None, type name, traceback)
+    session ── read_result <── every result file the target needs
+
+Imported by every task process: only os, sys, cloudpickle and traceback (rule 4).
+"""
+
+import os
+import sys
+import traceback
+
+import cloudpickle
+
+CALL_FILE = "call.pkl"
+RUN_DIR = ".qcgflow"
+CONTAINERS = (list, tuple, dict, set, frozenset)  # exact types searched for refs
+
+
+def result_file(job: str, iteration=None) -> str:
+    """The result path of ``job`` (or of one iteration), relative to the ``.qcgflow`` dir."""
+    if iteration is None:
+        return "%s/result.pkl" % job
+    return "%s/result.%s.pkl" % (job, iteration)
+
+
+class ResultOf:
+    """Placeholder for a Python task's result in a call: ``iterations`` None = a plain job;
+    ``element`` = this iteration's element of a mapped job; else the list of all."""
+
+    __slots__ = ("job", "iterations", "element")
+
+    def __init__(self, job: str, iterations=None, element: bool = False):
+        self.job, self.iterations, self.element = job, iterations, element
+
+    def __getstate__(self):
+        return (self.job, self.iterations, self.element)
+
+    def __setstate__(self, state):
+        self.job, self.iterations, self.element = state
+
+    def __repr__(self):
+        return "ResultOf(%r, %r, %r)" % (self.job, self.iterations, self.element)
+
+    def __eq__(self, other):
+        return type(other) is ResultOf and self.__getstate__() == other.__getstate__()
+
+    def load(self, base: str, it):
+        if self.iterations is None:
+            return load_value(os.path.join(base, result_file(self.job)))
+        if self.element:
+            return load_value(os.path.join(base, result_file(self.job, it)))
+        return [load_value(os.path.join(base, result_file(self.job, i)))
+                for i in range(self.iterations)]
+
+
+class CommandResult:
+    """What a command task produced: ``exit_code``, ``wd`` and the ``stdout`` / ``stderr``
+    file paths (absolute)."""
+
+    __slots__ = ("exit_code", "wd", "stdout", "stderr")
+
+    def __init__(self, exit_code: int, wd: str, stdout: str, stderr: str):
+        self.exit_code, self.wd, self.stdout, self.stderr = exit_code, wd, stdout, stderr
+
+    def __getstate__(self):
+        return (self.exit_code, self.wd, self.stdout, self.stderr)
+
+    def __setstate__(self, state):
+        self.exit_code, self.wd, self.stdout, self.stderr = state
+
+    def __eq__(self, other):
+        return type(other) is CommandResult and self.__getstate__() == other.__getstate__()
+
+    def __repr__(self):
+        return "CommandResult(exit_code=%r, wd=%r, stdout=%r, stderr=%r)" % self.__getstate__()
+
+    def read_stdout(self) -> str:
+        """The text the command wrote to its standard output."""
+        with open(self.stdout, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+
+class CommandOutput:
+    """Placeholder for a command task's result: paths relative to the run's root (``${it}``
+    stands for the iteration); ``iterations``/``element`` as in ``ResultOf``."""
+
+    __slots__ = ("wd", "stdout", "stderr", "iterations", "element")
+
+    def __init__(self, wd, stdout, stderr, iterations=None, element=False):
+        self.wd, self.stdout, self.stderr = wd, stdout, stderr
+        self.iterations, self.element = iterations, element
+
+    def __getstate__(self):
+        return (self.wd, self.stdout, self.stderr, self.iterations, self.element)
+
+    def __setstate__(self, state):
+        self.wd, self.stdout, self.stderr, self.iterations, self.element = state
+
+    def result(self, root: str, it) -> CommandResult:
+        def path(template):
+            return os.path.join(root, template.replace("${it}", str(it)))
+        wd = os.path.normpath(path(self.wd))
+        return CommandResult(0, wd, os.path.join(wd, self.stdout.replace("${it}", str(it))),
+                             os.path.join(wd, self.stderr.replace("${it}", str(it))))
+
+    def load(self, base: str, it):
+        root = os.path.dirname(base)
+        if self.iterations is None or self.element:
+            return self.result(root, it)
+        return [self.result(root, i) for i in range(self.iterations)]
+
+
+def resolve(obj, base: str, it=None):
+    """``obj`` with every placeholder (also inside lists, tuples, dicts, sets) replaced by
+    the value it stands for; ``base`` is the ``.qcgflow`` directory, ``it`` the iteration."""
+    kind = type(obj)
+    if kind is ResultOf or kind is CommandOutput:
+        return obj.load(base, it)
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        return kind(resolve(item, base, it) for item in obj)
+    if kind is dict:
+        return {key: resolve(value, base, it) for key, value in obj.items()}
+    return obj
+
+
+# --------------------------------------------------------------------------- files
+
+def _dump(path: str, obj) -> None:
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    with open(tmp, "wb") as handle:
+        cloudpickle.dump(obj, handle)
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def _load(path: str):
+    with open(path, "rb") as handle:
+        return cloudpickle.load(handle)
+
+
+def write_call(path: str, fn, args, kwargs, mapped=None) -> None:
+    """Write a call file; ``mapped`` is the list of elements (or a placeholder of one)."""
+    _dump(path, {"fn": fn, "args": tuple(args), "kwargs": dict(kwargs), "map": mapped})
+
+
+def read_call(path: str) -> dict:
+    return _load(path)
+
+
+def write_value(path: str, value) -> None:
+    _dump(path, ("ok", value))
+
+
+def write_error(path: str, error: BaseException) -> None:
+    """Write ``error`` with its formatted traceback; an exception that cannot be pickled
+    travels as its type name and text."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    name = type(error).__qualname__
+    try:
+        _dump(path, ("error", error, name, text))
+    except Exception:  # the exception (or something it holds) does not pickle
+        _dump(path, ("error", None, name, text))
+
+
+def read_result(path: str):
+    """``("ok", value)`` or ``("error", exception|None, type name, traceback text)``."""
+    return _load(path)
+
+
+def load_value(path: str):
+    """The value in a result file; a failed result here is a broken run (never expected:
+    the runtime does not start a task whose predecessor failed)."""
+    result = read_result(path)
+    if result[0] != "ok":
+        raise RuntimeError("the input %s holds a failure (%s), not a value" % (path, result[2]))
+    return result[1]
+
+
+def run_call(call_path: str, result_path: str, it=None) -> int:
+    """Run the call in ``call_path``; write the result; 0 on success, 1 when it raised."""
+    base = os.path.dirname(os.path.dirname(os.path.abspath(call_path)))
+    try:
+        call = read_call(call_path)
+        args = resolve(call["args"], base, it)
+        kwargs = resolve(call["kwargs"], base, it)
+        if call["map"] is not None:
+            mapped = call["map"]
+            element = mapped.load(base, it) if type(mapped) in (ResultOf, CommandOutput) \
+                else resolve(mapped[int(it)], base, it)
+            args = (element,) + tuple(args)
+        value = call["fn"](*args, **kwargs)
+    except BaseException as error:  # noqa: B902 - everything goes back to the caller
+        sys.stdout.flush()
+        write_error(result_path, error)
+        traceback.print_exc()
+        return 1
+    try:
+        write_value(result_path, value)
+    except Exception as error:  # the value does not pickle: that is the task's failure
+        write_error(result_path, error)
+        traceback.print_exc()
+        return 1
+    return 0

@@ -1,0 +1,24 @@
+"""``python -m qcgflow.runner CALL RESULT [IT]``: how a Python task runs as a plain job.
+
+Loads the call file, replaces argument refs by the results of the predecessors (their
+result files), runs the function and writes the result file. Exit status: 0 success, 1 the
+function raised (the result file holds the exception and its traceback), 2 bad usage.
+Started once per task: imports only os, sys, cloudpickle and traceback (via payload).
+"""
+
+import sys
+
+USAGE = "usage: python -m qcgflow.runner CALL_FILE RESULT_FILE [ITERATION]\n"
+
+
+def main(argv=None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) not in (2, 3):
+        sys.stderr.write(USAGE)
+        return 2
+    from qcgflow.payload import run_call
+    return run_call(args[0], args[1], args[2] if len(args) == 3 else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

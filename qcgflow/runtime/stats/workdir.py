@@ -1,0 +1,335 @@
+"""Reading a finished (or running) service's working files back into typed records.
+
+::
+
+    WD (the service's --wd, or its .qcgpjm-service-<id>/ directory)
+      -> find_aux_dir -> jobs.report (JSON lines or text), final_status.json, service.log,
+                         rtstats.jsonl (--enable-rt-stats)
+      -> load_run -> Run(tasks, nodes, service start/finish)
+
+Times are seconds on one scale: local naive dates (jobs.report, final_status.json,
+service.log and rtstats all write those) read as if they were UTC, so that a report made on
+another machine, in another time zone, gives the same figures.
+
+A *task* is one unit that the service ran: an iteration of an iterative job, or a job
+without iterations. The summary entry of an iterative job (its parent) is not a task.
+"""
+
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from ..errors import RuntimeLayerError
+from .rtstats import RTSTATS_FILE, read_rtstats
+
+AUX_PREFIX = ".qcgpjm-service-"
+_EPOCH = datetime(1970, 1, 1)
+_STATES = ("QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED", "FAILED", "CANCELED", "OMITTED")
+_FINAL = frozenset(("SUCCEED", "FAILED", "CANCELED", "OMITTED"))
+_RESOURCES_LINE = re.compile(r"resources: (\d+) nodes, (\d+) cores \(([^)]*)\)")
+_LOG_DATE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[,.](\d+) ")
+_TEXT_HEAD = re.compile(r"^(\S+) \((\w+)\)(?: - (.*))?$")
+_ALLOCATION_PART = re.compile(r"([^,\[\]]+)\[([0-9:]*)\]")
+
+
+class WorkdirError(RuntimeLayerError):
+    """The directory is not a usable service working directory (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit that ran (or was meant to run), with what the working files say of it.
+
+    ``scheduled``/``started``/``finished`` are the service's own records (history dates:
+    SCHEDULED, EXECUTING, the final state); ``real_start``/``real_end`` are the launcher's
+    exact process times (rtstats) when they were recorded.
+    """
+
+    name: str
+    job: str
+    state: str
+    queued: Optional[float]
+    scheduled: Optional[float]
+    started: Optional[float]
+    finished: Optional[float]
+    cores: Tuple[Tuple[str, int], ...]
+    pid: Optional[int]
+    real_start: Optional[float] = None
+    real_end: Optional[float] = None
+
+    @property
+    def start(self) -> Optional[float]:
+        """Best known start: the launcher's if recorded, else the EXECUTING date."""
+        return self.real_start if self.real_start is not None else self.started
+
+    @property
+    def end(self) -> Optional[float]:
+        """Best known end: the launcher's if recorded, else the final state's date."""
+        return self.real_end if self.real_end is not None else self.finished
+
+    @property
+    def ran(self) -> bool:
+        return self.start is not None and self.end is not None
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything one service run left behind, ready for the metrics."""
+
+    aux_dir: str
+    service_started: Optional[float]
+    service_finished: Optional[float]
+    nodes: Tuple[Tuple[str, Tuple[int, ...]], ...]
+    tasks: Tuple[Task, ...]
+    has_rtstats: bool
+
+    @property
+    def total_cores(self) -> int:
+        return sum(len(cores) for _, cores in self.nodes)
+
+    @property
+    def total_nodes(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def runtime(self) -> Optional[float]:
+        if self.service_started is None or self.service_finished is None:
+            return None
+        return self.service_finished - self.service_started
+
+
+# --------------------------------------------------------------------------- time helpers
+
+def parse_date(text: str) -> float:
+    """A naive ISO date (``T`` or space separated) -> seconds on the common scale."""
+    return (datetime.fromisoformat(text.replace(",", ".")) - _EPOCH).total_seconds()
+
+
+def format_date(seconds: float) -> str:
+    return str(_EPOCH + timedelta(seconds=seconds))
+
+
+def parse_allocation(text: str) -> Tuple[Tuple[str, int], ...]:
+    """``'n0[0:1],n1[0]'`` -> ``(('n0', 0), ('n0', 1), ('n1', 0))``."""
+    cores = []
+    for node, ids in _ALLOCATION_PART.findall(text or ""):
+        cores.extend((node, int(core)) for core in ids.split(":") if core)
+    return tuple(cores)
+
+
+# --------------------------------------------------------------------------- locating
+
+def find_aux_dir(path: str) -> str:
+    """The ``.qcgpjm-service-*`` directory meant by ``path``.
+
+    Raises:
+        WorkdirError: ``path`` is missing, holds no service directory, or several.
+    """
+    if not os.path.isdir(path):
+        raise WorkdirError("%s: no such directory" % path)
+    if _is_aux_dir(path):
+        return path
+    found = sorted(d for d in glob.glob(os.path.join(glob.escape(path), AUX_PREFIX + "*"))
+                   if os.path.isdir(d))
+    if not found:
+        raise WorkdirError("%s: not a qcgflow/QCG-PilotJob working directory (no %s* directory "
+                           "and no jobs.report or service.log in it)" % (path, AUX_PREFIX))
+    if len(found) > 1:
+        raise WorkdirError("%s holds %d service directories (%s): give one of them"
+                           % (path, len(found), ", ".join(os.path.basename(d) for d in found)))
+    return found[0]
+
+
+def _is_aux_dir(path: str) -> bool:
+    return (os.path.basename(os.path.normpath(path)).startswith(AUX_PREFIX)
+            or os.path.exists(os.path.join(path, "service.log"))
+            or bool(_report_files(path)))
+
+
+def _report_files(aux_dir: str) -> List[str]:
+    default = os.path.join(aux_dir, "jobs.report")
+    if os.path.exists(default):
+        return [default]
+    return sorted(glob.glob(os.path.join(glob.escape(aux_dir), "*.report")))
+
+
+# --------------------------------------------------------------------------- jobs.report
+
+def read_report(path: str) -> List[dict]:
+    """The entries of a jobs.report, JSON lines or ``--report-format text``."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    first = text.lstrip()[:1]
+    if first == "{":
+        return list(_json_lines(text))
+    return list(_text_entries(text))
+
+
+def _json_lines(text: str) -> Iterator[dict]:
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a torn last line
+        if isinstance(entry, dict) and "name" in entry:
+            yield entry
+
+
+def _text_entries(text: str) -> Iterator[dict]:
+    entry = None
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            if entry is not None:
+                yield entry
+            match = _TEXT_HEAD.match(line)
+            entry = ({"name": match.group(1), "state": match.group(2), "history": [],
+                      "runtime": {}} if match else None)
+            continue
+        if entry is None or ": " not in line:
+            continue
+        key, value = line.strip().split(": ", 1)
+        if value in _STATES and key[:1].isdigit():
+            entry["history"].append({"state": value, "date": key})
+        else:
+            entry["runtime"][key] = value
+    if entry is not None:
+        yield entry
+
+
+def _tasks_from_report(entries: Sequence[dict]) -> Dict[str, Task]:
+    names = {e["name"] for e in entries}
+    parents = {n.rsplit(":", 1)[0] for n in names
+               if ":" in n and n.rsplit(":", 1)[1].lstrip("-").isdigit()}
+    tasks: Dict[str, Task] = {}
+    for entry in entries:
+        name = entry["name"]
+        if name in parents:
+            continue
+        dates: Dict[str, float] = {}
+        for item in entry.get("history") or ():
+            try:
+                dates.setdefault(item["state"], parse_date(item["date"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        runtime = entry.get("runtime") or {}
+        state = entry.get("state", "?")
+        pid = runtime.get("pid")
+        tasks[name] = Task(
+            name=name, job=_job_of(name, parents), state=state, queued=dates.get("QUEUED"),
+            scheduled=dates.get("SCHEDULED"), started=dates.get("EXECUTING"),
+            finished=dates.get(state) if state in _FINAL else None,
+            cores=parse_allocation(runtime.get("allocation", "")),
+            pid=int(pid) if str(pid or "").isdigit() else None)
+    return tasks
+
+
+def _job_of(name: str, parents) -> str:
+    base = name.rsplit(":", 1)[0]
+    return base if ":" in name and base in parents else name
+
+
+# --------------------------------------------------------------------------- the run
+
+def load_run(path: str) -> Run:
+    """Read the working files of the service run in ``path``.
+
+    Raises:
+        WorkdirError: not a working directory, or no jobs.report in it.
+    """
+    aux = find_aux_dir(path)
+    reports = _report_files(aux)
+    if not reports:
+        raise WorkdirError("%s: no jobs.report (the service did not run any job, or it was "
+                           "started with another --report-file)" % aux)
+    try:
+        tasks = _tasks_from_report(read_report(reports[0]))
+    except OSError as exc:
+        raise WorkdirError("%s: %s" % (reports[0], exc.strerror or exc)) from exc
+    header, has_rt = None, False
+    rt_path = os.path.join(aux, RTSTATS_FILE)
+    if os.path.exists(rt_path):
+        header, records = read_rtstats(rt_path)
+        has_rt = True
+        _merge_rtstats(tasks, records)
+    started, finished, log_nodes = _service_times_and_nodes(aux)
+    nodes = _nodes(header, log_nodes, tasks.values())
+    ordered = tuple(sorted(tasks.values(), key=lambda t: (t.start is None, t.start or 0.0,
+                                                         t.name)))
+    return Run(aux, started, finished, nodes, ordered, has_rt)
+
+
+def _merge_rtstats(tasks: Dict[str, Task], records: Sequence[dict]) -> None:
+    for record in records:
+        task = tasks.get(record.get("name"))
+        try:
+            start, end = parse_date(record["start"]), parse_date(record["end"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if task is None:
+            continue  # ended after the report was closed (service killed): not reported
+        cores = task.cores or parse_allocation(record.get("allocation", ""))
+        tasks[task.name] = Task(task.name, task.job, task.state, task.queued, task.scheduled,
+                                task.started, task.finished, cores,
+                                task.pid or record.get("pid"), start, end)
+
+
+def _service_times_and_nodes(aux: str):
+    started = finished = None
+    status_path = os.path.join(aux, "final_status.json")
+    if os.path.exists(status_path):
+        try:
+            with open(status_path, encoding="utf-8") as handle:
+                status = json.load(handle)
+            system = status.get("System", {})
+            started = parse_date(system["Started"]) if system.get("Started") else None
+            finished = parse_date(system["Generated"]) if system.get("Generated") else None
+        except (OSError, ValueError, AttributeError, TypeError):
+            pass  # a torn file: fall back on service.log
+    log_nodes: List[Tuple[str, int]] = []
+    log_first = log_last = None
+    log_path = os.path.join(aux, "service.log")
+    if os.path.exists(log_path):
+        with open(log_path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                match = _LOG_DATE.match(line)
+                if match:
+                    when = parse_date("%s.%s" % (match.group(1), match.group(2)))
+                    log_first = when if log_first is None else log_first
+                    log_last = when
+                resources = _RESOURCES_LINE.search(line)
+                if resources and not log_nodes:
+                    for part in resources.group(3).split(", "):
+                        name, _, count = part.rpartition(":")
+                        if name and count.isdigit():
+                            log_nodes.append((name, int(count)))
+    return (started if started is not None else log_first,
+            finished if finished is not None else log_last, log_nodes)
+
+
+def _nodes(header: Optional[dict], log_nodes, tasks) -> Tuple[Tuple[str, Tuple[int, ...]], ...]:
+    """The node/core layout: exact from rtstats, else from service.log's counts completed
+    with the core ids that tasks actually used."""
+    if header and isinstance(header.get("resources"), dict):
+        return tuple((name, tuple(int(c) for c in cores))
+                     for name, cores in header["resources"].items())
+    used: Dict[str, set] = {}
+    for task in tasks:
+        for node, core in task.cores:
+            used.setdefault(node, set()).add(core)
+    nodes = []
+    for name, count in log_nodes:
+        ids = set(used.pop(name, ()))
+        candidate = 0
+        while len(ids) < count:
+            if candidate not in ids:
+                ids.add(candidate)
+            candidate += 1
+        nodes.append((name, tuple(sorted(ids))))
+    nodes.extend((name, tuple(sorted(ids))) for name, ids in sorted(used.items()))
+    return tuple(nodes)

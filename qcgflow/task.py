@@ -1,0 +1,104 @@
+"""``@qcgflow.task``: Python functions as tasks of a lazy graph.
+
+::
+
+    @qcgflow.task                      # or @qcgflow.task(cores=2, wt="10m", ...)
+    def f(x): ...
+
+    a = f.bind(1)                      # TaskRef: f(1), not run yet
+    m = f.map(range(10))               # one iterative job, one iteration per element
+    g.map(m)                           # element-wise: iteration i of g waits for f's i
+    h.bind(m)                          # fan-in: h gets the list of all of f's results
+    f.options(cores=4).bind(2)         # a variant with other options
+
+Options are checked when decorating (``TaskOptionError`` says the fix). Calling ``f(x)``
+directly runs the plain function in this process.
+"""
+
+import functools
+from typing import Any, Callable, Dict, Iterable
+
+from . import options as _options
+from .errors import GraphError
+from .graph import PYTHON, TaskNode, TaskRef, find_refs
+
+
+class TaskFunction:
+    """A Python function with task options; ``bind`` and ``map`` make graph nodes."""
+
+    def __init__(self, fn: Callable, task_options: Dict[str, Any]):
+        if not callable(fn):
+            raise TypeError("@qcgflow.task decorates a function, got %r" % (fn,))
+        self.fn = fn
+        self.where = "task %s" % getattr(fn, "__qualname__", repr(fn))
+        self.task_options = _options.validate(task_options, self.where)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        """Run the plain function here and now (refs are not allowed: use ``bind``)."""
+        if next(find_refs((args, kwargs)), None) is not None:
+            raise TypeError("%s was called with a task ref as an argument: use %s.bind(...) "
+                            "to add it to a graph" % (self.where, self.fn.__name__))
+        return self.fn(*args, **kwargs)
+
+    def options(self, **task_options) -> "TaskFunction":
+        """A variant with these options changed (None restores a default); self is unchanged."""
+        variant = TaskFunction.__new__(TaskFunction)
+        variant.__dict__.update(self.__dict__)
+        variant.task_options = _options.validate(task_options, self.where, self.task_options)
+        return variant
+
+    def bind(self, *args, **kwargs) -> TaskRef:
+        """A ref to ``fn(*args, **kwargs)``; refs in the arguments (also nested in lists,
+        tuples, dicts, sets) are dependencies and are replaced by their results."""
+        return TaskRef(self._node(args, kwargs, None))
+
+    def map(self, iterable: Iterable, *args, **kwargs) -> TaskRef:
+        """One iterative job: iteration i runs ``fn(element_i, *args, **kwargs)``.
+
+        ``iterable`` may be a mapped ref: then iteration i waits only for iteration i of
+        that task and gets its result (element-wise). The result of a mapped ref is the
+        list of the iterations' results.
+
+        Raises:
+            GraphError: an empty iterable, or a plain (not mapped) ref to map over.
+        """
+        return TaskRef(self._node(args, kwargs, mapping(iterable, self.where)))
+
+    def _node(self, args, kwargs, mapped) -> TaskNode:
+        return TaskNode(PYTHON, base=getattr(self.fn, "__name__", "task"), fn=self.fn,
+                        args=args, kwargs=kwargs, mapped=mapped, options=self.task_options)
+
+    def __repr__(self) -> str:
+        return "<qcgflow %s>" % self.where
+
+
+def mapping(iterable: Any, where: str):
+    """The ``mapped`` field of a node for ``.map(iterable)``."""
+    if type(iterable) is TaskRef:
+        if not iterable.mapped:
+            raise GraphError("%s: .map() over a ref of a task that is not mapped: its result "
+                             "has no known length when the graph is built; map over a list "
+                             "or over the ref of another .map()" % where)
+        return ("element", iterable)
+    if isinstance(iterable, (str, bytes, dict)):
+        raise GraphError("%s: .map() needs a list, tuple, range or generator of elements, got "
+                         "%s" % (where, type(iterable).__name__))
+    values = list(iterable)
+    if not values:
+        raise GraphError("%s: .map() over an empty iterable: a mapped task needs at least one "
+                         "element" % where)
+    return ("values", values)
+
+
+def task(fn: Callable = None, **task_options):
+    """Make ``fn`` a task: ``@task`` or ``@task(cores=..., wt=..., ...)``.
+
+    Raises:
+        TaskOptionError: an unknown option or an invalid value (the message says the fix).
+    """
+    if fn is None:
+        return lambda function: TaskFunction(function, task_options)
+    if task_options:
+        raise TypeError("use @qcgflow.task(option=...) without a function, or @qcgflow.task")
+    return TaskFunction(fn, {})
