@@ -62,9 +62,9 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
         output = command_output(node, name)
         execution["stdout"], execution["stderr"] = output.stdout, output.stderr
     else:
-        result = "result%s.pkl" % suffix
-        execution.update(exec=python, args=["-m", RUNNER, _run_path(name, payload.CALL_FILE),
-                                            _run_path(name, result)] + (["${it}"] if mapped else []),
+        args = ["-m", RUNNER, _run_path(name, payload.CALL_FILE),
+                _run_path(name, "result%s.pkl" % suffix)]
+        execution.update(exec=python, args=args + (["${it}"] if mapped else []),
                          stdout=_run_path(name, "stdout" + suffix),
                          stderr=_run_path(name, "stderr" + suffix))
     job: Dict[str, Any] = {"name": name, "execution": execution}

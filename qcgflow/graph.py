@@ -175,8 +175,8 @@ class Graph:
 
     @staticmethod
     def _cycle(stack, pred: TaskNode) -> List[str]:
-        path = [node for node, _ in stack]
-        return [node.base for node in path[path.index(pred):]]
+        path = [node for node, _ in stack]  # each waits for the next: list in run order
+        return [node.base for node in reversed(path[path.index(pred):])]
 
     def _name_all(self) -> Dict[TaskNode, str]:
         names: Dict[TaskNode, str] = {}

@@ -206,6 +206,11 @@ def validate(options: Mapping[str, Any], where: str = "",
         raise TaskOptionError("scheduler", result["scheduler"],
                               "an iteration scheduler needs a range of cores or nodes, e.g. "
                               "cores={'min': 1}", where)
+    if result.get("scheduler", {}).get("name") == "maximum-iters" and any(
+            "max" in result.get(k, {}) for k in ("cores", "nodes")):
+        raise TaskOptionError("scheduler", result["scheduler"],
+                              "maximum-iters gives each iteration an equal share of what is "
+                              "free: drop 'max' from the range (e.g. cores={'min': 2})", where)
     return result
 
 
@@ -221,4 +226,6 @@ def job_fields(options: Mapping[str, Any]) -> Tuple[Dict[str, Any], Dict[str, An
         count = "numCores" if "exact" not in options.get("cores", {"exact": 1}) else "numNodes"
         parts["resources"][count] = dict(parts["resources"][count],
                                          scheduler=options["scheduler"])
+    if parts["resources"] and not {"numCores", "numNodes"} & set(parts["resources"]):
+        parts["resources"]["numCores"] = {"exact": 1}  # a wt alone is "No resources defined"
     return parts["execution"], parts["resources"]

@@ -52,6 +52,9 @@ class ResultOf:
     def __eq__(self, other):
         return type(other) is ResultOf and self.__getstate__() == other.__getstate__()
 
+    def __hash__(self):  # placeholders may sit in sets
+        return hash(self.__getstate__())
+
     def load(self, base: str, it):
         if self.iterations is None:
             return load_value(os.path.join(base, result_file(self.job)))
@@ -78,6 +81,9 @@ class CommandResult:
 
     def __eq__(self, other):
         return type(other) is CommandResult and self.__getstate__() == other.__getstate__()
+
+    def __hash__(self):
+        return hash(self.__getstate__())
 
     def __repr__(self):
         return "CommandResult(exit_code=%r, wd=%r, stdout=%r, stderr=%r)" % self.__getstate__()

@@ -106,7 +106,7 @@ def test_a_target_without_refs_is_an_error():
 def test_the_networkx_view_has_the_edges():
     a = f.bind(1)
     dag = Graph.build(g.map(f.map([1, 2]), a)).dag
-    assert sorted(dag.edges(data="element")) == [("f-0", "g-0", False), ("f-1", "g-0", True)]
+    assert sorted(dag.edges(data="element")) == [("f-0", "g-0", True), ("f-1", "g-0", False)]
 
 
 @pytest.mark.parametrize("iterable, message", [

@@ -52,6 +52,7 @@ def test_valid_options_are_normalised(given, expected):
     ({"scheduler": "fastest"}, "'maximum-iters'"),
     ({"scheduler": "maximum-iters"}, "needs a range of cores"),
     ({"cores": {"min": 1}, "scheduler": {"name": "split-into"}}, "positive number of parts"),
+    ({"cores": {"min": 1, "max": 2}, "scheduler": "maximum-iters"}, "drop 'max'"),
 ])
 def test_invalid_option_message_says_the_fix(given, fix):
     with pytest.raises(TaskOptionError) as info:
@@ -129,3 +130,7 @@ def test_command_templates_validate_options(make, fix):
     with pytest.raises(TaskOptionError) as info:
         make()
     assert fix in str(info.value)
+
+
+def test_a_wall_time_alone_comes_with_one_core():
+    assert job_fields(validate({"wt": "1m"}))[1] == {"wt": "1m", "numCores": {"exact": 1}}

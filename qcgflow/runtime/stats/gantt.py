@@ -71,7 +71,8 @@ def plot(run: Run, out: str, gaps: bool = False) -> int:
             continue
         colour = TASK_GREY if gaps else palette[jobs[task.job]]
         for core in task.cores:
-            task_bars.append((task.start - origin, task.end - origin, rows[core]))
+            task_bars.append((task.start - origin, max(task.end, task.start) - origin,
+                              rows[core]))
             task_colours.append(colour)
     gap_bars = _gaps(busy, cores, rows, origin, horizon) if gaps else []
 

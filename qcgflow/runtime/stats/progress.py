@@ -7,7 +7,10 @@
 
 Example line::
 
-    qcgflow progress [   3.0s] tasks: 12/40 done (1 failed), 4 running, 24 queued; 4.1 tasks/s (now 5.0/s)
+    qcgflow progress [    3.0s] tasks: 12/40 done (1 failed), 4 running, 24 queued;
+    4.1 tasks/s (now 5.0/s)
+
+(one line, wrapped here).
 
 Tasks are units of work: the iterations of iterative jobs and the single jobs. The line is
 plain text (no terminal control), so it reads the same in a batch job's output file. A last
