@@ -152,8 +152,38 @@ def _load(path: str):
 
 
 def write_call(path: str, fn, args, kwargs, mapped=None) -> None:
-    """Write a call file; ``mapped`` is the list of elements (or a placeholder of one)."""
-    _dump(path, {"fn": fn, "args": tuple(args), "kwargs": dict(kwargs), "map": mapped})
+    """Write a call file; ``mapped`` is the list of elements (or a placeholder of one).
+
+    The function's source lines travel with it, so that a traceback written by the runner
+    shows them even when cloudpickle ships the function by value (its code then has no
+    file the task's machine could read).
+    """
+    _dump(path, {"fn": fn, "args": tuple(args), "kwargs": dict(kwargs), "map": mapped,
+                 "source": _source_of(fn)})
+
+
+def _source_of(fn):
+    """``(first line number, lines)`` of ``fn``'s source, or None when unknown."""
+    import inspect  # only where calls are written, never in the task process
+
+    try:
+        lines, first = inspect.getsourcelines(fn)
+    except (OSError, TypeError):
+        return None
+    return first, lines
+
+
+def _register_source(fn, source) -> None:
+    """Let tracebacks find the lines of a function whose file is not here."""
+    code = getattr(fn, "__code__", None)
+    if code is None or source is None or os.path.exists(code.co_filename):
+        return
+    import linecache  # small, and only needed when the source travelled with the call
+
+    first, lines = source
+    padded = [""] * (first - 1) + list(lines)
+    linecache.cache[code.co_filename] = (sum(map(len, padded)), None, padded,
+                                         code.co_filename)
 
 
 def read_call(path: str) -> dict:
@@ -194,6 +224,7 @@ def run_call(call_path: str, result_path: str, it=None) -> int:
     base = os.path.dirname(os.path.dirname(os.path.abspath(call_path)))
     try:
         call = read_call(call_path)
+        _register_source(call["fn"], call.get("source"))
         args = resolve(call["args"], base, it)
         kwargs = resolve(call["kwargs"], base, it)
         if call["map"] is not None:
