@@ -16,10 +16,12 @@
     print(qcgflow.run(total.bind(squares)))    # 285
 
 The names below are loaded on first use, so that ``import qcgflow`` stays cheap (task
-processes import it too): ``task``, ``shell``, ``mpi``, ``compile``, ``run``, ``errors``
+processes import it too): ``task``, ``shell``, ``mpi``, ``compile``, ``run``, ``init``,
+``shutdown``, ``get``, ``wait`` (the dynamic API: ``f.remote(...)``), ``errors``
 and the exception classes of ``qcgflow.errors``. The runtime is ``qcgflow.runtime``.
 """
 
+import copyreg as _copyreg
 import sys as _sys
 import types as _types
 
@@ -30,10 +32,13 @@ _EXCEPTIONS = ("QcgflowError", "TaskOptionError", "GraphError", "CycleError",
 
 _LAZY = dict({"task": "qcgflow.task", "shell": "qcgflow.commands", "mpi": "qcgflow.commands",
               "compile": "qcgflow.compile", "run": "qcgflow.session",
+              "init": "qcgflow.dynamic", "shutdown": "qcgflow.dynamic",
+              "get": "qcgflow.dynamic", "wait": "qcgflow.dynamic",
               "TaskRef": "qcgflow.graph", "CommandResult": "qcgflow.payload"},
              **{name: "qcgflow.errors" for name in _EXCEPTIONS})
 
-__all__ = ["__version__", "task", "shell", "mpi", "compile", "run", "errors", "TaskRef",
+__all__ = ["__version__", "task", "shell", "mpi", "compile", "run", "init", "shutdown", "get",
+           "wait", "errors", "TaskRef",
            "CommandResult"] + list(_EXCEPTIONS)
 
 
@@ -61,6 +66,15 @@ class _Package(_types.ModuleType):
 
 
 _sys.modules[__name__].__class__ = _Package
+
+
+def _import_package(name):
+    import importlib
+    return importlib.import_module(name)
+
+
+# a task function that uses ``qcgflow`` (tasks submitting tasks) pickles it by reference
+_copyreg.pickle(_Package, lambda module: (_import_package, (module.__name__,)))
 
 
 def __dir__():

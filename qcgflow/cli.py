@@ -1,6 +1,9 @@
 """The ``qcgflow`` command line.
 
 Subcommands:
+    run       run a workflow file, a requests file or a Python script (qcgflow.workflow_cli)
+    compile   a workflow file -> a requests file
+    status    the states of a running or finished run directory
     service   run the pilot-job manager (QCG-PilotJob ``qcg-pm-service`` options)
     report    figures and Gantt charts of a run (``qcg-pm-report``)
     processes process trees of a run's jobs (``qcg-pm-processes``)
@@ -12,6 +15,10 @@ from typing import Optional, Sequence
 USAGE = """usage: qcgflow [--version] COMMAND [ARGS]
 
 commands:
+  run       run a workflow file (.yaml/.json), a requests file or a Python script on a
+            local service, with progress and a summary; 'qcgflow run --help'
+  compile   compile a workflow file to a QCG-PilotJob requests file (-o FILE)
+  status    the states of the tasks of a running or finished run directory
   service   run the pilot-job manager on a requests file (qcg-pm-service options);
             'qcgflow service --help' lists them
   report    stats|launch-stats|rusage|efficiency|gantt|gantt-gaps of a run's working
@@ -30,6 +37,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("qcgflow %s" % __version__)
         return 0
     command, rest = args[0], args[1:]
+    if command in ("run", "compile", "status"):
+        from . import workflow_cli
+        return getattr(workflow_cli, "%s_main" % command)(rest)
     if command == "service":
         from .runtime.service import run_service
         return run_service(rest)

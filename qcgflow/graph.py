@@ -41,7 +41,7 @@ class TaskNode:
     """
 
     __slots__ = ("kind", "fn", "execution", "args", "kwargs", "mapped", "after", "options",
-                 "base", "seq")
+                 "base", "seq", "future")
 
     def __init__(self, kind: str, *, base: str, options: Dict[str, Any], fn=None,
                  execution: Optional[Dict[str, Any]] = None, args: Tuple = (),
@@ -57,6 +57,7 @@ class TaskNode:
         self.options = options
         self.base = _NAME_UNSAFE.sub("_", base).strip("_") or "task"
         self.seq = next(_counter)
+        self.future = None  # the Future of its latest submission (``.remote`` / a session)
 
     @property
     def iterations(self) -> Optional[int]:
@@ -96,6 +97,29 @@ class TaskRef:
     def mapped(self) -> bool:
         """True for the ref of a mapped task (one iterative job)."""
         return self.node.mapped is not None
+
+    @property
+    def future(self):
+        """The ``concurrent.futures.Future`` of this task's result, once submitted
+        (``f.remote(...)``); its exception is the task's error (see ``qcgflow.get``).
+
+        Raises:
+            RuntimeError: the ref was made by ``bind`` / ``map`` and never submitted.
+        """
+        future = self.node.future
+        if future is None:
+            raise RuntimeError("%r was not submitted: use f.remote(...) for a result now, or "
+                               "pass the ref to qcgflow.run" % self)
+        return future
+
+    def result(self, timeout=None):
+        """The task's result, waiting up to ``timeout`` seconds (None: no limit).
+
+        Raises:
+            TimeoutError: not finished in time.
+            TaskFailed, DependencyFailed, RunError: as ``qcgflow.get``.
+        """
+        return self.future.result(timeout)
 
     def __repr__(self) -> str:
         kind = "mapped " if self.mapped else ""

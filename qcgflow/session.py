@@ -1,260 +1,475 @@
-"""``qcgflow.run``: compile a graph, run it on a local service, return the results.
+"""Sessions: submit graph nodes to a service, track them, resolve their futures; ``run``.
 
 ::
 
-    run(target)
-     ├─ Graph.build ─ compile_graph ─ write_calls(<wd>/.qcgflow/...)
-     ├─ LocalService.start: `python -m qcgflow.cli service --net --wd WD [--nodes N]
-     │     --ready-fd W` in its own session; ONE JSON ready line on the pipe (no sleeps)
-     ├─ ServiceClient: subscribe(JFI) ─ submit ─ wait for every job's final state
-     │     (events; a jobStatus re-check whenever no event came for a while)
-     ├─ finish request; the process is waited for (killed with its group if it lingers)
-     └─ outcomes -> results in the shape of target, or the first failure raised:
-          TaskFailed.as_instanceof_cause()  (the task's own exception type)
-          DependencyFailed(root=the failed task)  for tasks that never ran
+    Session.start(wd, nodes) ── LocalService (qcgflow.localservice) + ServiceClient
+    Session.attach()         ── the service of the task we run in (QCG_PM_ZMQ_ADDRESS,
+                                QCGFLOW_RUN_DIR): tasks may submit tasks
+    submit(target) ─ name new nodes ─ write their call files ─ ONE submit request
+       │   (a node waits in the session, HELD, while a predecessor with retries has not
+       │    succeeded yet; otherwise predecessors still running are runtime dependencies)
+       ▼
+    consumer thread: JFI events (a jobStatus re-check when quiet: events may be dropped)
+       SUCCEED ─> load the result file ─> future.set_result; submit HELD dependants
+       FAILED  ─> retries left? resubmit (``<job>-retry<k>``, or one job per failed
+                  iteration ``<job>-<it>-retry<k>``) : future.set_exception(TaskFailed)
+       OMITTED ─> DependencyFailed naming the failed root task
 
-The only graph-API module that talks to the runtime, through ``runtime.client`` alone.
+``run(target)`` is a session that submits the whole graph at once and waits for the
+targets. The only graph-API module that talks to the runtime, through ``runtime.client``.
 """
 
-import json
+import concurrent.futures as cf
+import copy
 import logging
 import os
-import select
-import signal
-import subprocess
-import sys
 import tempfile
+import sys
+import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from . import payload
-from .compile import command_output, compile_graph, write_calls
-from .errors import DependencyFailed, RunError, TaskError, TaskFailed
-from .graph import COMMAND, Graph, TaskNode, TaskRef
+from .compile import command_output, job_description, write_calls
+from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
+from .graph import COMMAND, Graph, TaskNode, TaskRef, target_refs
+from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
 from .runtime.client import TOPIC_JOB_FINISHED, ClientError, ServiceClient
 
 _log = logging.getLogger(__name__)
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-START_TIMEOUT = 60.0
-FINISH_TIMEOUT = 10.0
 RECHECK_AFTER = 1.0  # s without an event before the job states are asked for (lost events)
 FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
+HELD, SUBMITTED, DONE = "held", "submitted", "done"
 
 
-# --------------------------------------------------------------------------- the service
+class _View:
+    """What compile's functions read of a graph: names, edges, order."""
 
-def _child_env() -> Dict[str, str]:
-    """This environment, with this process's import path: tasks must find the same code."""
-    env = dict(os.environ)
-    paths = [_PACKAGE_ROOT] + [os.path.abspath(p or os.curdir) for p in sys.path
-                               if os.path.isdir(p or os.curdir)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
+    def __init__(self, names, edges, order):
+        self.names, self.edges, self.order = names, edges, order
 
 
-class LocalService:
-    """A ``qcgflow service --net`` child process; ``ready`` is its ready line."""
+class _Task:
+    """A node in a session: its state, retries and future."""
 
-    def __init__(self, popen: subprocess.Popen, ready: Dict[str, Any], stderr_file):
-        self.popen = popen
-        self.ready = ready
-        self.stderr_file = stderr_file
+    def __init__(self, node: TaskNode, name: str, preds: List[TaskNode]):
+        self.node, self.name, self.preds = node, name, preds
+        self.dependants: List["_Task"] = []
+        self.state = HELD
+        self.job: Optional[Dict[str, Any]] = None
+        self.retries = int(node.options.get("retries") or 0)
+        self.attempts: Dict[Any, int] = {}  # None or iteration -> retries used
+        self.open_iterations: set = set()  # iterations being retried
+        self.iteration_error: Optional[TaskError] = None
+        self.error: Optional[TaskError] = None
+        self.future: cf.Future = cf.Future()
+        self.future.set_running_or_notify_cancel()
+
+
+def _substitute(obj, it: int, value) -> Any:
+    """``obj`` (a job's execution part) with ``${it}`` / ``${itval}`` filled for one iteration."""
+    if isinstance(obj, str):
+        return obj.replace("${itval}", str(value)).replace("${it}", str(it))
+    if isinstance(obj, list):
+        return [_substitute(item, it, value) for item in obj]
+    if isinstance(obj, dict):
+        return {key: _substitute(item, it, value) for key, item in obj.items()}
+    return obj
+
+
+class Session:
+    """Submits nodes to one service and resolves one ``concurrent.futures.Future`` per node.
+
+    Thread-safe: ``submit`` may be called from any thread (also from a future's callback).
+    """
+
+    def __init__(self, client: ServiceClient, root: str, service: Optional[LocalService] = None,
+                 pub_address: Optional[str] = None, prefix: str = ""):
+        self.client, self.root, self.service, self.prefix = client, root, service, prefix
+        self.base = os.path.join(root, payload.RUN_DIR)
+        self.tasks: Dict[TaskNode, _Task] = {}
+        self.jobs: Dict[str, Any] = {}  # submitted job name -> (task, iteration or None)
+        self.taken: set = set()
+        self.counters: Dict[str, int] = {}
+        self.lock = threading.RLock()
+        self.outbox: List[Dict[str, Any]] = []  # jobs for the consumer thread to submit
+        self.closed = False
+        self.stream = client.subscribe(TOPIC_JOB_FINISHED, address=pub_address)
+        self.thread = threading.Thread(target=self._consume, name="qcgflow-session",
+                                       daemon=True)
+        self.thread.start()
+
+    # ------------------------------------------------------------------ lifetime
+    @classmethod
+    def start(cls, wd: Optional[str] = None, nodes: Optional[Any] = None,
+              service_args: Sequence[str] = ()) -> "Session":
+        """A session on a new local service working in ``wd`` (default: a new temp dir);
+        ``service_args``: more ``qcgflow service`` options."""
+        root = os.path.abspath(wd) if wd else tempfile.mkdtemp(prefix="qcgflow-run-")
+        os.makedirs(root, exist_ok=True)
+        service = LocalService.start(root, nodes, extra_args=service_args)
+        client = None
+        try:
+            client = ServiceClient(service.ready["address"], liveness=service.liveness,
+                                   keys_dir=service.ready.get("keys_dir"))
+            return cls(client, root, service, service.ready["pub_address"])
+        except BaseException:
+            service.stop(client)
+            if client is not None:
+                client.close()
+            raise
 
     @classmethod
-    def start(cls, wd: str, nodes: Optional[Any] = None,
-              timeout: float = START_TIMEOUT) -> "LocalService":
-        read_fd, write_fd = os.pipe()
-        stderr_file = tempfile.TemporaryFile()
-        command = [sys.executable, "-m", "qcgflow.cli", "service", "--net", "--wd", wd,
-                   "--ready-fd", str(write_fd)]
-        if nodes is not None:
-            command += ["--nodes", str(nodes)]
+    def attach(cls) -> Optional["Session"]:
+        """A session on the service this process runs under as a task (None elsewhere)."""
+        address, root = os.environ.get(ADDRESS_ENV), os.environ.get(RUN_DIR_ENV)
+        if not address or not root:
+            return None
+        client = ServiceClient(address)
         try:
-            popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr_file,
-                                     stdout=subprocess.DEVNULL, pass_fds=(write_fd,),
-                                     start_new_session=True, cwd=wd, env=_child_env())
-        except OSError as exc:
-            os.close(read_fd)
-            stderr_file.close()
-            raise RunError("cannot start the service: %s" % exc) from None
-        finally:
-            os.close(write_fd)
-        service = cls(popen, {}, stderr_file)
-        try:
-            service.ready = service._read_ready(read_fd, timeout)
+            return cls(client, root, prefix="t%d." % os.getpid())
         except BaseException:
-            service.stop()
+            client.close()
             raise
-        finally:
-            os.close(read_fd)
-        return service
 
-    def _read_ready(self, fd: int, timeout: float) -> Dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLHUP)
-        buffer = b""
-        while b"\n" not in buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RunError("the service did not start within %.0f s" % timeout)
-            if poller.poll(int(left * 1000) + 1):
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                buffer += chunk
+    def shutdown(self) -> None:
+        """Stop tracking; unfinished futures fail with RunError; a service we started stops."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        self.stream.wakeup()
+        self.thread.join(10.0)
+        with self.lock:
+            for task in self.tasks.values():
+                if not task.future.done():
+                    task.future.set_exception(RunError(
+                        "the session was shut down before task %r finished" % task.name))
         try:
-            return json.loads(buffer.split(b"\n", 1)[0])
-        except ValueError:
-            self.popen.wait(FINISH_TIMEOUT)
-            raise RunError("the service did not start (exit code %s): %s"
-                           % (self.popen.returncode, self.stderr_tail())) from None
-
-    def stderr_tail(self, limit: int = 2000) -> str:
-        self.stderr_file.seek(0)
-        return self.stderr_file.read().decode("utf-8", "replace")[-limit:].strip()
-
-    def liveness(self) -> Optional[str]:
-        """None while the process runs; why it is gone otherwise."""
-        if self.popen.poll() is None:
-            return None
-        return "the service process %d ended (exit code %s): %s" % (
-            self.popen.pid, self.popen.returncode, self.stderr_tail(500))
-
-    def stop(self, client: Optional[ServiceClient] = None) -> None:
-        """``finish`` (when a client is given), then wait; SIGKILL the group if it lingers."""
-        try:
-            if client is not None and self.popen.poll() is None:
-                try:
-                    client.request({"request": "finish"}, timeout=FINISH_TIMEOUT)
-                except ClientError as exc:
-                    _log.warning("finish request failed: %s", exc)
-                try:
-                    self.popen.wait(FINISH_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
-            if self.popen.poll() is None:
-                self.popen.send_signal(signal.SIGTERM)
-                try:
-                    self.popen.wait(FINISH_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:  # whatever is left of its session (tasks it could not stop)
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.popen.wait()
+            if self.service is not None:
+                self.service.stop(self.client)
         finally:
-            self.stderr_file.close()
+            self.client.close()
 
+    # ------------------------------------------------------------------ submit
+    def submit(self, target: Any, names: Optional[Dict[TaskNode, str]] = None,
+               now: bool = True) -> List[cf.Future]:
+        """Submit every node ``target`` needs that this session has not seen; return the
+        futures of the target's refs. ``names`` fixes job names (``run`` uses the graph's).
+        ``now=False`` leaves the submit request to the consumer thread, which sends what
+        accumulated in one request (a refusal then fails the futures).
 
-# --------------------------------------------------------------------------- waiting
+        Raises:
+            RunError: the session is shut down, or (``now``) the service refused the jobs.
+            NameClashError: an explicit ``name`` option is taken in this session.
+        """
+        refs = target_refs(target)
+        with self.lock:
+            if self.closed:
+                raise RunError("the session is shut down: call qcgflow.init() again")
+            new = self._collect(refs)
+            for node in new:
+                name = names[node] if names is not None else self._name(node)
+                preds = list(dict.fromkeys(ref.node for ref, _ in node.dependencies()))
+                task = self.tasks[node] = _Task(node, name, preds)
+                node.future = task.future
+                for pred in preds:
+                    self.tasks[pred].dependants.append(task)
+            names_now = {}  # of the new nodes and their predecessors: what calls refer to
+            for node in new:
+                for known in [node] + self.tasks[node].preds:
+                    names_now[known] = self.tasks[known].name
+            write_calls(_View(names_now, {}, new), self.root)
+            jobs: List[Dict[str, Any]] = []
+            for node in new:
+                self._advance(self.tasks[node], jobs)
+            if now:
+                self._send(jobs)
+            elif jobs:
+                self.outbox.extend(jobs)
+                self.stream.wakeup()
+            return [self.tasks[ref.node].future for ref in refs]
 
-def _wait_final(client: ServiceClient, stream, names: List[str], service: LocalService,
-                deadline: Optional[float]) -> Dict[str, str]:
-    """Every job's final state, from JFI events (re-checked with jobStatus when quiet)."""
-    states: Dict[str, str] = {}
-    pending = set(names)
-    while pending:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise RunError("the run did not finish within its timeout; unfinished: %s"
-                           % ", ".join(sorted(pending)[:10]))
-        event = stream.next(RECHECK_AFTER if left is None else min(left, RECHECK_AFTER))
-        if event is not None:
-            if event.topic == TOPIC_JOB_FINISHED and event.job in pending:
-                states[event.job] = event.state
-                pending.discard(event.job)
-            continue
-        dead = service.liveness()
-        if dead:
-            raise RunError(dead)
-        reply = client.request({"request": "jobStatus", "jobNames": sorted(pending)}) or {}
-        for name, entry in (reply.get("jobs") or {}).items():
-            state = (entry.get("data") or {}).get("status")
-            if state in FINAL_STATES and name in pending:
-                states[name] = state
-                pending.discard(name)
-    return states
+    def _collect(self, refs: List[TaskRef]) -> List[TaskNode]:
+        """Nodes not in this session that ``refs`` need, predecessors first."""
+        order, seen = [], set()
+        for ref in refs:
+            stack = [(ref.node, False)]
+            while stack:
+                node, expanded = stack.pop()
+                if node in self.tasks or (node in seen and not expanded):
+                    continue
+                if expanded:
+                    order.append(node)
+                    continue
+                seen.add(node)
+                stack.append((node, True))
+                for pred_ref, _ in reversed(list(node.dependencies())):
+                    if pred_ref.node not in seen and pred_ref.node not in self.tasks:
+                        stack.append((pred_ref.node, False))
+        return order
 
+    def _name(self, node: TaskNode) -> str:
+        explicit = node.options.get("name")
+        if explicit is not None:
+            if explicit in self.taken:
+                raise NameClashError(explicit)
+            self.taken.add(explicit)
+            return explicit
+        number = self.counters.get(node.base, 0)
+        while True:
+            name = "%s-%s%d" % (node.base, self.prefix, number)
+            number += 1
+            if name not in self.taken:
+                break
+        self.counters[node.base] = number
+        self.taken.add(name)
+        return name
 
-def _messages(client: ServiceClient, names: List[str]) -> Dict[str, str]:
-    if not names:
-        return {}
-    reply = client.request({"request": "jobStatus", "jobNames": names}) or {}
-    return {name: str((entry.get("data") or {}).get("messages") or "")
-            for name, entry in (reply.get("jobs") or {}).items()}
+    def _advance(self, task: _Task, jobs: List[Dict[str, Any]]) -> None:
+        """Submit a held task whose predecessors allow it, or fail it when one failed."""
+        waiting = False
+        for pred in task.preds:
+            other = self.tasks[pred]
+            if other.error is not None:
+                self._fail(task, self._dependency_error(task.name, other.error))
+                return
+            if other.state == HELD or (other.state == SUBMITTED and other.retries):
+                waiting = True
+        if waiting:
+            return
+        running = {pred for pred in task.preds if self.tasks[pred].state == SUBMITTED}
+        edges = [(pred, element) for pred, element in
+                 ((ref.node, element) for ref, element in task.node.dependencies())
+                 if pred in running]
+        names = {node: self.tasks[node].name for node in task.preds}
+        names[task.node] = task.name
+        task.job = job_description(_View(names, {task.node: edges}, None), task.node,
+                                   sys.executable)
+        task.state = SUBMITTED
+        self.jobs[task.name] = (task, None)
+        jobs.append(task.job)
 
+    def _send(self, jobs: List[Dict[str, Any]]) -> None:
+        if not jobs:
+            return
+        try:
+            self.client.request({"request": "submit", "jobs": jobs})
+        except ClientError as exc:
+            error = RunError("the service refused the jobs: %s" % exc)
+            for job in jobs:
+                task, _ = self.jobs.pop(job["name"], (None, None))
+                if task is not None and task.state == SUBMITTED:
+                    task.state = HELD
+                    self._fail(task, error)
+            raise error from None
 
-# --------------------------------------------------------------------------- outcomes
+    # ------------------------------------------------------------------ outcomes
+    def _succeed(self, task: _Task) -> None:
+        try:
+            value = self._value(task)
+        except Exception as exc:  # noqa: BLE001 - a broken result file fails the task
+            self._fail(task, TaskFailed(task.name, messages="cannot load the result: %s"
+                                        % exc))
+            return
+        task.state = DONE
+        task.future.set_result(value)
+        jobs: List[Dict[str, Any]] = []
+        for dependant in task.dependants:
+            if dependant.state == HELD:
+                self._advance(dependant, jobs)
+        self._send(jobs)
 
-class _Outcomes:
-    """What happened to each node: its value, or the TaskError to raise (computed lazily,
-    predecessors first, so that a dependant's error names the root failure)."""
+    def _fail(self, task: _Task, error: TaskError) -> None:
+        task.state, task.error = DONE, error
+        task.future.set_exception(error.as_instanceof_cause()
+                                  if isinstance(error, TaskFailed) else error)
+        for dependant in task.dependants:
+            if dependant.state == HELD:
+                self._fail(dependant, self._dependency_error(dependant.name, error))
 
-    def __init__(self, graph: Graph, root: str, states: Dict[str, str],
-                 messages: Dict[str, str]):
-        self.graph, self.root, self.states, self.messages = graph, root, states, messages
-        self.base = os.path.join(root, payload.RUN_DIR)
-        self.errors: Dict[TaskNode, Optional[TaskError]] = {}
+    @staticmethod
+    def _dependency_error(name: str, upstream: TaskError) -> DependencyFailed:
+        if isinstance(upstream, DependencyFailed):
+            return DependencyFailed(name, upstream.root, upstream.root_error)
+        return DependencyFailed(name, upstream.task.split(":")[0], upstream)
 
-    def error(self, node: TaskNode) -> Optional[TaskError]:
-        if node not in self.errors:
-            for pred in self.graph.order:  # predecessors first: no deep recursion
-                if pred not in self.errors:
-                    self.errors[pred] = self._error(pred)
-        return self.errors[node]
+    def _value(self, task: _Task) -> Any:
+        node, name = task.node, task.name
+        if node.kind == COMMAND:
+            output = command_output(node, name)
+            if node.iterations is None:
+                return output.load(self.base, None)
+            return [output.result(self.root, i) for i in range(node.iterations)]
+        return payload.ResultOf(name, node.iterations).load(self.base, None)
 
-    def _failed_predecessor(self, node: TaskNode) -> Optional[TaskError]:
-        for pred, _ in self.graph.edges[node]:
-            if self.errors[pred] is not None:
-                return self.errors[pred]
-        return None
-
-    def _error(self, node: TaskNode) -> Optional[TaskError]:
-        name = self.graph.names[node]
-        state = self.states.get(name)
-        if state == "SUCCEED":
-            return None
-        own = self._own_failure(node, name) if state in ("FAILED", "CANCELED") else None
-        if own is not None:
-            return own
-        upstream = self._failed_predecessor(node)
-        if upstream is not None:
-            root = upstream.root if isinstance(upstream, DependencyFailed) else upstream.task
-            root_error = upstream.root_error if isinstance(upstream, DependencyFailed) \
-                else upstream
-            return DependencyFailed(name, root.split(":")[0], root_error)
-        return TaskFailed(name, messages=self.messages.get(name) or str(state).lower())
-
-    def _own_failure(self, node: TaskNode, name: str) -> Optional[TaskFailed]:
-        """The task's own failure: an error result file, or the runtime's reason when no
-        predecessor failed (a command's exit code, wall time, a signal)."""
-        if node.kind != COMMAND:
-            iterations = [None] if node.iterations is None else range(node.iterations)
-            for it in iterations:
-                path = os.path.join(self.base, payload.result_file(name, it))
+    def _own_failure(self, task: _Task, job: str, it=None) -> TaskFailed:
+        """A Python task's error result file, else the runtime's reason (exit code, wt)."""
+        label = task.name if it is None else "%s:%s" % (task.name, it)
+        if task.node.kind != COMMAND:
+            if it is not None or task.node.iterations is None:
+                iterations = [it]
+            else:
+                iterations = range(task.node.iterations)
+            for number in iterations:
+                path = os.path.join(self.base, payload.result_file(task.name, number))
                 if os.path.exists(path):
                     result = payload.read_result(path)
                     if result[0] == "error":
-                        task = name if it is None else "%s:%s" % (name, it)
-                        return TaskFailed(task, result[1], result[3], cause_type=result[2])
-        if self._failed_predecessor(node) is not None:
-            return None
-        return TaskFailed(name, messages=self.messages.get(name) or str(self.states.get(name)))
+                        where = task.name if number is None else "%s:%s" % (task.name, number)
+                        return TaskFailed(where, result[1], result[3], cause_type=result[2])
+        return TaskFailed(label, messages=self._messages(job) or "failed")
 
-    def value(self, node: TaskNode) -> Any:
-        name = self.graph.names[node]
-        if node.kind == COMMAND:
-            return command_output(node, name).load(self.base, None) \
-                if node.iterations is None else [
-                    command_output(node, name).result(self.root, i)
-                    for i in range(node.iterations)]
-        return payload.ResultOf(name, node.iterations).load(self.base, None)
+    def _messages(self, job: str) -> str:
+        reply = self.client.request({"request": "jobStatus", "jobNames": [job]}) or {}
+        entry = (reply.get("jobs") or {}).get(job) or {}
+        return str((entry.get("data") or {}).get("messages") or "")
 
+    def _iteration_states(self, task: _Task) -> Dict[int, str]:
+        names = ["%s:%d" % (task.name, i) for i in range(task.node.iterations)]
+        reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}
+        jobs = reply.get("jobs") or {}
+        return {i: str(((jobs.get(n) or {}).get("data") or {}).get("status"))
+                for i, n in enumerate(names)}
+
+    def _retry(self, task: _Task, it=None) -> None:
+        """Resubmit the task (or one iteration of it, as a plain job) without dependencies:
+        its predecessors have succeeded."""
+        used = task.attempts[it] = task.attempts.get(it, 0) + 1
+        job = copy.deepcopy(task.job)
+        job.pop("dependencies", None)
+        if it is None:
+            job["name"] = "%s-retry%d" % (task.name, used)
+        else:
+            job["name"] = "%s-%d-retry%d" % (task.name, it, used)
+            how, values = task.node.mapped
+            value = values[it] if how == "values" else it
+            job.pop("iteration")
+            job["execution"] = _substitute(job["execution"], it, value)
+        if task.node.kind != COMMAND:  # no stale error result from the last attempt
+            path = os.path.join(self.base, payload.result_file(task.name, it))
+            if os.path.exists(path):
+                os.unlink(path)
+        _log.info("retry %d of %s", used, job["name"])
+        self.jobs[job["name"]] = (task, it)
+        self._send([job])
+
+    def _on_final(self, job: str, state: str) -> None:
+        entry = self.jobs.pop(job, None)
+        if entry is None:
+            return
+        task, it = entry
+        if task.state != SUBMITTED:
+            return
+        if it is not None:
+            return self._on_iteration_retry(task, it, job, state)
+        if state == "SUCCEED":
+            return self._succeed(task)
+        if state == "FAILED" and task.retries:
+            if task.node.mapped is None:
+                if task.attempts.get(None, 0) < task.retries:
+                    return self._retry(task)
+            else:
+                states = self._iteration_states(task)
+                failed = [i for i, s in states.items() if s == "FAILED"]
+                if failed and all(s in ("SUCCEED", "FAILED") for s in states.values()):
+                    task.open_iterations = set(failed)
+                    for i in failed:
+                        self._retry(task, i)
+                    return
+        if state in ("FAILED", "CANCELED"):
+            own = self._own_failure(task, job)
+            if own.cause_type or not self._failed_predecessor(task):
+                return self._fail(task, own)
+        upstream = self._failed_predecessor(task)
+        if upstream is not None:
+            return self._fail(task, self._dependency_error(task.name, upstream))
+        self._fail(task, TaskFailed(task.name, messages=self._messages(job) or state.lower()))
+
+    def _on_iteration_retry(self, task: _Task, it: int, job: str, state: str) -> None:
+        if state != "SUCCEED":
+            if state == "FAILED" and task.attempts[it] < task.retries:
+                return self._retry(task, it)
+            if task.iteration_error is None:
+                task.iteration_error = self._own_failure(task, job, it)
+        task.open_iterations.discard(it)
+        if task.open_iterations:
+            return
+        if task.iteration_error is not None:
+            return self._fail(task, task.iteration_error)
+        self._succeed(task)
+
+    def _failed_predecessor(self, task: _Task) -> Optional[TaskError]:
+        """The error of a failed predecessor; one whose final event was lost is asked for."""
+        for pred in task.preds:
+            other = self.tasks[pred]
+            if other.state == SUBMITTED:
+                self._recheck([n for n, (t, _) in self.jobs.items() if t is other])
+            if other.error is not None:
+                return other.error
+        return None
+
+    # ------------------------------------------------------------------ events
+    def _consume(self) -> None:
+        quiet_since = time.monotonic()
+        while not self.closed:
+            try:
+                event = self.stream.next(RECHECK_AFTER)
+            except ClientError:
+                break
+            if self.closed:
+                break
+            with self.lock:
+                try:
+                    if self.outbox:
+                        self._flush()
+                    if event is not None:
+                        quiet_since = time.monotonic()
+                        if event.topic == TOPIC_JOB_FINISHED:
+                            self._on_final(event.job, event.state)
+                    elif self.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
+                        quiet_since = time.monotonic()
+                        self._check_service()
+                        self._recheck(list(self.jobs))
+                except Exception as exc:  # noqa: BLE001 - the thread must go on
+                    _log.exception("session event handling failed")
+                    self._fail_job(event.job if event is not None else None, exc)
+
+    def _flush(self) -> None:
+        jobs, self.outbox = self.outbox, []
+        try:
+            self._send(jobs)
+        except RunError as exc:  # the futures of the jobs carry it
+            _log.warning("%s", exc)
+
+    def _fail_job(self, job: Optional[str], exc: Exception) -> None:
+        entry = self.jobs.pop(job, None) if job else None
+        if entry is not None and not entry[0].future.done():
+            self._fail(entry[0], TaskFailed(entry[0].name, messages="qcgflow: %s" % exc))
+
+    def _check_service(self) -> None:
+        dead = self.service.liveness() if self.service is not None else None
+        if dead:
+            for task, _ in list(self.jobs.values()):
+                if not task.future.done():
+                    task.state, task.error = DONE, TaskFailed(task.name, messages=dead)
+                    task.future.set_exception(RunError(dead))
+            self.jobs.clear()
+
+    def _recheck(self, names: List[str]) -> None:
+        """Ask for the states of ``names``; handle the final ones in submission order."""
+        if not names:
+            return
+        reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}
+        found = reply.get("jobs") or {}
+        for name in names:
+            state = ((found.get(name) or {}).get("data") or {}).get("status")
+            if state in FINAL_STATES:
+                self._on_final(name, state)
+
+
+# --------------------------------------------------------------------------- run
 
 def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:
     kind = type(target)
@@ -266,8 +481,6 @@ def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:
         return kind(_shape(item, values) for item in target)
     return target
 
-
-# --------------------------------------------------------------------------- run
 
 def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         timeout: Optional[float] = None) -> Any:
@@ -286,41 +499,29 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         list for a mapped task), a command task's ``CommandResult`` (a list when mapped).
 
     Raises:
-        TaskFailed: a target task failed; also an instance of the task's own exception
-            class (``except ValueError`` works), its text holds the remote traceback.
+        TaskFailed: a target task failed (after its ``retries``); also an instance of the
+            task's own exception class (``except ValueError`` works), its text holds the
+            remote traceback.
         DependencyFailed: a target task did not run; ``root`` names the failed task.
         RunError: the service could not start, refused the jobs, or the timeout passed.
         GraphError, TaskOptionError: the graph is not valid (nothing is started).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     graph = Graph.build(target)
-    jobs = compile_graph(graph)
-    root = os.path.abspath(wd) if wd else tempfile.mkdtemp(prefix="qcgflow-run-")
-    os.makedirs(root, exist_ok=True)
-    write_calls(graph, root)
-    names = [job["name"] for job in jobs]
-    service = LocalService.start(root, nodes)
-    client = None
+    session = Session.start(wd, nodes)
     try:
-        client = ServiceClient(service.ready["address"], liveness=service.liveness,
-                               keys_dir=service.ready.get("keys_dir"))
-        with client.subscribe(TOPIC_JOB_FINISHED, address=service.ready["pub_address"]) \
-                as stream:
-            try:
-                client.request({"request": "submit", "jobs": jobs})
-            except ClientError as exc:
-                raise RunError("the service refused the jobs: %s" % exc) from None
-            states = _wait_final(client, stream, names, service, deadline)
-        messages = _messages(client, [n for n in names if states[n] != "SUCCEED"])
-    except ClientError as exc:
-        raise RunError("lost the service: %s" % exc) from None
+        futures = dict(zip((ref.node for ref in graph.targets),
+                           session.submit(graph.targets, graph.names)))
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        _, pending = cf.wait(list(futures.values()), timeout=left)
+        if pending:
+            unfinished = sorted(graph.names[n] for n, f in futures.items() if f in pending)
+            raise RunError("the run did not finish within its timeout; unfinished: %s"
+                           % ", ".join(unfinished[:10]))
     finally:
-        service.stop(client)
-        if client is not None:
-            client.close()
-    outcomes = _Outcomes(graph, root, states, messages)
+        session.shutdown()
     for ref in graph.targets:
-        error = outcomes.error(ref.node)
+        error = futures[ref.node].exception()
         if error is not None:
-            raise error.as_instanceof_cause() if isinstance(error, TaskFailed) else error
-    return _shape(target, {ref.node: outcomes.value(ref.node) for ref in graph.targets})
+            raise error
+    return _shape(target, {node: future.result() for node, future in futures.items()})

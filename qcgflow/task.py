@@ -6,6 +6,7 @@
     def f(x): ...
 
     a = f.bind(1)                      # TaskRef: f(1), not run yet
+    r = f.remote(1)                    # submitted now (qcgflow.init): r.result(), r.future
     m = f.map(range(10))               # one iterative job, one iteration per element
     g.map(m)                           # element-wise: iteration i of g waits for f's i
     h.bind(m)                          # fan-in: h gets the list of all of f's results
@@ -52,6 +53,14 @@ class TaskFunction:
         """A ref to ``fn(*args, **kwargs)``; refs in the arguments (also nested in lists,
         tuples, dicts, sets) are dependencies and are replaced by their results."""
         return TaskRef(self._node(args, kwargs, None))
+
+    def remote(self, *args, **kwargs) -> TaskRef:
+        """Submit ``fn(*args, **kwargs)`` now to the current session (``qcgflow.init``; an
+        implicit local one when there is none) and return its ref: ``ref.result()``,
+        ``ref.future``, ``qcgflow.get(ref)``. Refs of earlier ``.remote`` calls in the
+        arguments are dependencies and are replaced by their results."""
+        from .dynamic import submit
+        return submit(self.bind(*args, **kwargs))
 
     def map(self, iterable: Iterable, *args, **kwargs) -> TaskRef:
         """One iterative job: iteration i runs ``fn(element_i, *args, **kwargs)``.

@@ -54,6 +54,7 @@ class ServiceConfig:
     enable_rt_stats: bool = False
     wrapper_rt_stats: Optional[str] = None
     enable_proc_stats: bool = False
+    disable_warm_workers: bool = False
 
 
 def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
@@ -100,6 +101,9 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
                               "implies --net)")
     add("--ready-fd", type=int, help="(qcgflow) write one JSON line with the addresses to this "
                                      "file descriptor once the service is ready")
+    add("--disable-warm-workers", action="store_true",
+        help="(qcgflow) start every Python task (`python -m ...` jobs) as a new process "
+             "instead of forking it from a warm Python worker")
     return parser
 
 
@@ -152,7 +156,8 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         net_pub_port=args.net_pub_port, net_port_min=args.net_port_min,
         net_port_max=args.net_port_max, ready_fd=args.ready_fd,
         show_progress=args.show_progress, enable_rt_stats=args.enable_rt_stats,
-        wrapper_rt_stats=args.wrapper_rt_stats, enable_proc_stats=args.enable_proc_stats)
+        wrapper_rt_stats=args.wrapper_rt_stats, enable_proc_stats=args.enable_proc_stats,
+        disable_warm_workers=args.disable_warm_workers)
 
 
 def _given(args, dest: str) -> bool:

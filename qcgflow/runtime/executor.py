@@ -99,7 +99,7 @@ class Executor:
         task.stderr = command.stderr
         self._launcher.launch(
             ProcessSpec(command.argv, command.env, command.wd, command.stdin, command.stdout,
-                        command.stderr),
+                        command.stderr, warm=_plain(spec.execution)),
             lambda pid: self._started(task, pid),
             lambda info: self._exited(task, info),
             lambda message: self._failed_to_start(task, message))
@@ -182,6 +182,12 @@ class Executor:
         if task.pname:
             runtime["pname"] = task.pname
         return runtime
+
+
+def _plain(execution) -> bool:
+    """A command run as given (no shell prelude, no model): a warm worker may run it."""
+    return (execution.script is None and not execution.modules and not execution.venv
+            and execution.model in (None, "", "default"))
 
 
 def _last_line(path: Optional[str]) -> Optional[str]:

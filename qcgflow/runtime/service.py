@@ -4,6 +4,8 @@
 
     ServiceConfig -> working dir + .qcgpjm-service-<id>/ (service.log, jobs.report, address)
                   -> ResourcePool (discovery) -> Manager + Executor + LocalLauncher
+                     (behind WarmLauncher: `python -m` tasks forked from a warm Python
+                     worker, zygote.log; --disable-warm-workers)
                   -> requests file -> RequestHandler -> replies in service.log
                   -> --net: REP socket (NetworkInterface) + PUB socket (StatusPublisher),
                             CURVE + ZAP off loopback (security), --ready-fd line
@@ -42,6 +44,7 @@ from .security import (HandshakeWatcher, ZapHandler, is_loopback, make_curve_ser
                        write_keys)
 from .jobs import JobState
 from .launch.local import LocalLauncher
+from .launch.pyworker import WarmLauncher
 from .manager import Manager
 from .reports import JobsReport
 from .resources import ResourcePool
@@ -114,6 +117,9 @@ class Service:
         if self.address:
             task_env["QCG_PM_ZMQ_ADDRESS"] = self.address
         launcher = LocalLauncher(self.loop)
+        if not self.config.disable_warm_workers:
+            launcher = WarmLauncher(self.loop, launcher, task_env, self.wd,
+                                    os.path.join(self.aux_dir, "zygote.log"))
         self.launcher = launcher
         self.manager.executor = Executor(self.loop, launcher, self.wd, task_env,
                                          self.manager.task_executing, self.manager.task_done)

@@ -42,6 +42,8 @@ class ProcessSpec:
     stdout: Optional[str] = None
     stderr: Optional[str] = None
     cpus: Optional[Sequence[int]] = None  # bind to these CPU ids when set
+    warm: bool = False  # a plain command (no modules/venv/script/model): may run in a warm
+                        # Python worker when it is ``python -m ...`` (launch/pyworker.py)
 
 
 @dataclass(frozen=True)

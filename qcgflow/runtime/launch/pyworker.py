@@ -1,0 +1,297 @@
+"""Warm Python workers: ``python -m MODULE ...`` jobs forked from a zygote, not exec'd.
+
+::
+
+    Executor --launch(ProcessSpec)--> WarmLauncher --not warmable--> LocalLauncher (processes)
+        ^                                  | warmable: ("run", ...) frames, sender thread
+        |                                  v
+        |                        zygote (launch/zygote.py, one per service, started on the
+        |                                first warmable job) --fork--> child per task
+        |                                  | ("started" | "error" | "exit") frames
+        '-- on_started / on_exit / on_error <-- socket readable (EventLoop)
+
+A job is warmable when its command is ``<python> -m MODULE ARGS`` with ``<python>`` this
+service's interpreter (``sys.executable``, or a name or path in the same directory that
+resolves to the same file: a venv's python is a different directory, hence not warmable),
+it was built without modules, venv, script or a non-default model (``ProcessSpec.warm``),
+and the environment variables read while an interpreter or a native library starts
+(``PYTHON*``, ``LD_*``, ``LANG``, ``LC_*``, ``OMP_*``, ...) are those of the zygote.
+Everything else, and every job after the zygote failed, runs as a normal process.
+
+The zygote forks the child, so it reaps it and reports the exit status and rusage; the
+child is a session leader, so ``signal`` (wall time, cancel, kill) reaches its process
+group directly from here, exactly as for a normal process. A pid is signalled only between
+"started" and "exit", while the zygote has not reaped it, or in the moment the "exit"
+frame is in flight (a pid is not reused that fast).
+"""
+
+import logging
+import os
+import pickle
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Callable, Dict, Mapping, Optional
+
+from .local import ExitInfo, ProcessSpec
+
+_log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("!I")
+_STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_", "OMP_", "OPENBLAS_", "MKL_", "GOTO", "MALLOC_")
+_STARTUP_NAMES = ("LANG", "LANGUAGE", "TZ")
+
+
+def startup_environment(env: Mapping[str, str]) -> Dict[str, str]:
+    """The part of an environment that acts while a process starts (not later)."""
+    return {key: value for key, value in env.items()
+            if key.startswith(_STARTUP_PREFIXES) or key in _STARTUP_NAMES}
+
+
+def warm_module(spec: ProcessSpec, executable: str = sys.executable) -> Optional[tuple]:
+    """(interpreter path, module) when a warm worker may run ``spec``, else None."""
+    argv = spec.argv
+    if not spec.warm or len(argv) < 3 or argv[1] != "-m" or not argv[2] \
+            or argv[2].startswith("-"):
+        return None
+    program = argv[0]
+    if program == executable:
+        return program, argv[2]
+    if os.sep not in program:
+        program = shutil.which(program, path=spec.env.get("PATH", os.defpath))
+        if program is None:
+            return None
+    program = os.path.abspath(program)
+    if os.path.dirname(program) != os.path.dirname(executable):
+        return None
+    try:
+        same = os.path.samefile(program, executable)
+    except OSError:
+        return None
+    return (program, argv[2]) if same else None
+
+
+@dataclass
+class _Request:
+    spec: ProcessSpec
+    on_started: Callable[[int], None]
+    on_exit: Callable[[ExitInfo], None]
+    on_error: Callable[[str], None]
+    pid: Optional[int] = None
+    started: float = 0.0
+
+
+class WarmLauncher:
+    """A launcher that runs warmable Python jobs in a zygote and the rest in ``inner``.
+
+    Args:
+        loop: the service's ``EventLoop``.
+        inner: the ``LocalLauncher`` for everything else (and the fallback).
+        env: the zygote's environment (the service's task environment).
+        cwd: the zygote's working directory (the service's).
+        log_path: where the zygote's own stderr goes (its tasks have their own files).
+    """
+
+    def __init__(self, loop, inner, env: Mapping[str, str], cwd: str,
+                 log_path: Optional[str] = None):
+        self._loop = loop
+        self._inner = inner
+        self._env = dict(env)
+        self._startup_env = startup_environment(self._env)
+        self._cwd = cwd
+        self._log_path = log_path
+        self._requests: Dict[int, _Request] = {}
+        self._by_pid: Dict[int, _Request] = {}
+        self._next_id = 0
+        self._process: Optional[subprocess.Popen] = None
+        self._sock: Optional[socket.socket] = None
+        self._pending = bytearray()   # frames the zygote has not taken yet
+        self._flush_timer = None
+        self._buffer = b""
+        self._broken = False
+        self.warm_started = 0  # tasks started in the zygote (tests, benchmarks)
+
+    def __len__(self) -> int:
+        return len(self._inner) + len(self._requests)
+
+    @property
+    def zygote_pid(self) -> Optional[int]:
+        return None if self._process is None else self._process.pid
+
+    def launch(self, spec: ProcessSpec, on_started: Callable[[int], None],
+               on_exit: Callable[[ExitInfo], None], on_error: Callable[[str], None]) -> None:
+        """As ``LocalLauncher.launch``; warmable jobs go to the zygote."""
+        warm = None if self._broken else warm_module(spec)
+        if warm is None or startup_environment(spec.env) != self._startup_env:
+            self._inner.launch(spec, on_started, on_exit, on_error)
+            return
+        if self._sock is None and not self._start_zygote():
+            self._inner.launch(spec, on_started, on_exit, on_error)
+            return
+        self._next_id += 1
+        self._requests[self._next_id] = _Request(spec, on_started, on_exit, on_error)
+        self._send(("run", self._next_id, warm[0], warm[1], list(spec.argv[3:]),
+                    dict(spec.env), spec.cwd, spec.stdin, spec.stdout, spec.stderr,
+                    list(spec.cpus) if spec.cpus else None))
+
+    def signal(self, pid: int, signum: int) -> bool:
+        """Send ``signum`` to the process group of ``pid``; False if it is gone."""
+        if pid not in self._by_pid:
+            return self._inner.signal(pid, signum)
+        try:
+            os.killpg(pid, signum)
+        except ProcessLookupError:  # not yet its own group leader (just forked)
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                return False
+        return True
+
+    def kill_all(self) -> None:
+        for pid in list(self._by_pid):
+            self.signal(pid, signal.SIGKILL)
+        self._inner.kill_all()
+
+    def close(self) -> None:
+        """Stop the zygote (it ends when its socket closes), then the inner launcher."""
+        self._stop_zygote()
+        self._inner.close()
+
+    # ------------------------------------------------------------------ the zygote
+    def _start_zygote(self) -> bool:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log = None
+        try:
+            log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "qcgflow.runtime.launch.zygote", str(child.fileno())],
+                pass_fds=(child.fileno(),), env=self._env, cwd=self._cwd,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True)
+        except OSError as exc:
+            _log.warning("cannot start the warm Python worker (%s): Python tasks run as "
+                         "processes", exc)
+            parent.close()
+            self._broken = True
+            return False
+        finally:
+            child.close()
+            if log not in (None, subprocess.DEVNULL):
+                log.close()
+        _log.info("warm Python worker started, pid %d", self._process.pid)
+        self._sock = parent
+        parent.setblocking(False)
+        self._loop.add_reader(parent.fileno(), self._receive)
+        return True
+
+    def _send(self, message) -> None:
+        """Queue one frame and write what the socket takes now; never block the loop
+        (the zygote may itself be blocked writing to us)."""
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pending += _HEADER.pack(len(data))
+        self._pending += data
+        self._flush()
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        if self._sock is None or not self._pending:
+            return
+        try:
+            sent = self._sock.send(self._pending)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return  # the zygote is gone: the reader sees EOF and falls back
+        del self._pending[:sent]
+        if self._pending and self._flush_timer is None:
+            self._flush_timer = self._loop.call_later(0.001, self._flush)
+
+    def _stop_zygote(self) -> None:
+        if self._sock is None:
+            return
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._pending.clear()
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        self._sock = None
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def _receive(self) -> None:
+        try:
+            chunk = self._sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._zygote_died()
+            return
+        self._buffer += chunk
+        buffer = self._buffer
+        offset = 0
+        while len(buffer) - offset >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer, offset)
+            if len(buffer) - offset - _HEADER.size < size:
+                break
+            start = offset + _HEADER.size
+            message = pickle.loads(buffer[start:start + size])
+            offset = start + size
+            try:
+                self._handle(message)
+            except Exception:  # one task's broken callback must not lose the others' frames
+                _log.exception("handling %s from the warm Python worker failed", message[0])
+        self._buffer = buffer[offset:]
+
+    def _handle(self, message) -> None:
+        kind, rid = message[0], message[1]
+        request = self._requests.get(rid)
+        if request is None:
+            return
+        if kind == "started":
+            request.pid, request.started = message[2], message[3]
+            self._by_pid[request.pid] = request
+            self.warm_started += 1
+            request.on_started(request.pid)
+        elif kind == "error":
+            del self._requests[rid]
+            request.on_error(message[2])
+        elif kind == "exit":
+            del self._requests[rid]
+            self._by_pid.pop(request.pid, None)
+            _, _, pid, status, ended, utime, stime, maxrss = message
+            if os.WIFSIGNALED(status):
+                sig, code = os.WTERMSIG(status), -os.WTERMSIG(status)
+            else:
+                sig, code = None, os.WEXITSTATUS(status)
+            request.on_exit(ExitInfo(pid, code, sig, request.started, ended, utime, stime,
+                                     maxrss))
+
+    def _zygote_died(self) -> None:
+        """Tasks not started yet run as processes; started ones are killed and fail."""
+        _log.error("the warm Python worker ended unexpectedly (see %s): Python tasks run as "
+                   "processes from now on", self._log_path or "its stderr")
+        self._broken = True
+        self._stop_zygote()
+        requests, self._requests, self._by_pid = self._requests, {}, {}
+        for request in requests.values():
+            if request.pid is None:
+                self._inner.launch(request.spec, request.on_started, request.on_exit,
+                                   request.on_error)
+                continue
+            try:
+                os.killpg(request.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            now = request.started
+            request.on_exit(ExitInfo(request.pid, -signal.SIGKILL, signal.SIGKILL, now, now))
+

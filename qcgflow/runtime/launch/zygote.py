@@ -1,0 +1,361 @@
+"""The warm Python worker ("zygote"): forks one child per ``python -m MODULE ARGS`` job.
+
+Started once per service (on the first such job) as ``python -m
+qcgflow.runtime.launch.zygote FD``; FD is its end of a socket pair with the service.
+
+::
+
+    service (pyworker.WarmLauncher)            zygote (this module)              child
+      ── ("run", id, module, args, env, wd,  ──>  open the task's files,
+          stdin, stdout, stderr, cpus)            fork ─────────────────────>  setsid, bind CPUs,
+      <── ("started", id, pid, t0) ──────────     (or ("error", id, text))      dup2 0/1/2, chdir,
+                                                                                environ, sys.argv,
+                                                                                run MODULE as
+                                                  SIGCHLD -> wait4 <─────────  __main__, exit
+      <── ("exit", id, pid, status, t1, rusage)   learn: import what the child   status as python
+                                                  imported (next children start warmer)
+
+Frames are a 4-byte big-endian length and a pickle. The zygote is the parent of every
+child, so it reaps them and reports the wait status and rusage; the service signals a
+child's process group directly (each child is a session leader, as normal tasks are).
+
+Warmth is learnt: a child reports the modules it imported that the zygote did not have
+(outside the task's own directory) and the zygote imports them, so the next child of the
+same kind finds them loaded. Nothing is imported before the first job.
+
+The zygote ends when the service closes its end of the socket; children still running are
+left to the service (which kills its tasks before closing).
+"""
+
+import gc
+import io
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+_HEADER = struct.Struct("!I")
+
+
+def _send(sock: socket.socket, message) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+class Zygote:
+    """The zygote's loop: requests in, forks, reaps, reports."""
+
+    def __init__(self, fd: int):
+        self.sock = socket.socket(fileno=fd)
+        self.sock.set_inheritable(False)
+        self.buffer = b""
+        self.children = {}   # pid -> (request id, learn pipe read end or -1)
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, _ignore)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self.poller = select.poll()
+        self.poller.register(self.sock.fileno(), select.POLLIN)
+        self.poller.register(self.wake_r, select.POLLIN)
+
+    def serve(self) -> None:
+        while True:
+            for fd, _ in _retry(self.poller.poll):
+                if fd == self.wake_r:
+                    _drain(self.wake_r)
+                elif not self._read():
+                    return  # the service went away
+            self._reap()
+
+    def _read(self) -> bool:
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            return False
+        self.buffer += chunk
+        while len(self.buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self.buffer)
+            if len(self.buffer) < _HEADER.size + size:
+                break
+            message = pickle.loads(self.buffer[_HEADER.size:_HEADER.size + size])
+            self.buffer = self.buffer[_HEADER.size + size:]
+            self._run(*message[1:])
+        return True
+
+    def _run(self, rid, program, module, args, env, wd, stdin, stdout, stderr, cpus) -> None:
+        try:
+            fds = _open_files(wd, stdin, stdout, stderr)
+        except OSError as exc:
+            _send(self.sock, ("error", rid, str(exc)))
+            return
+        learn_r, learn_w = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(learn_w, False)
+        known = frozenset(sys.modules)
+        gc.freeze()  # the child's collections skip the zygote's objects: no copy-on-write
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in (*fds, learn_r, learn_w):
+                os.close(fd)
+            _send(self.sock, ("error", rid, "cannot fork the warm worker: %s" % exc))
+            return
+        if pid == 0:
+            _child(self, program, module, args, env, wd, fds, cpus, learn_w, known)  # never returns
+        started = time.monotonic()
+        for fd in (*fds, learn_w):
+            os.close(fd)
+        self.children[pid] = (rid, learn_r)
+        _send(self.sock, ("started", rid, pid, started))
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            ended = time.monotonic()
+            rid, learn_r = self.children.pop(pid)
+            _send(self.sock, ("exit", rid, pid, status, ended, usage.ru_utime, usage.ru_stime,
+                              usage.ru_maxrss))
+            _learn(learn_r)
+
+
+def _ignore(_signum, _frame) -> None:
+    """SIGCHLD only has to wake the poll (through the wake-up fd)."""
+
+
+def _retry(call):
+    while True:
+        try:
+            return call()
+        except InterruptedError:
+            continue
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _open_files(wd, stdin, stdout, stderr):
+    """Open the task's stdin/stdout/stderr in the zygote, so a bad path is a start error
+    with the path in it (like Popen's) rather than a failed child."""
+    if not os.path.isdir(wd):
+        raise FileNotFoundError(2, "No such file or directory", wd)
+    opened = []
+    try:
+        opened.append(os.open(stdin or os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        append = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        opened.append(os.open(stdout or os.devnull, append, 0o666))
+        if stderr and stderr == stdout:
+            opened.append(os.dup(opened[1]))
+        else:
+            opened.append(os.open(stderr or os.devnull, append, 0o666))
+    except OSError:
+        for fd in opened:
+            os.close(fd)
+        raise
+    return opened
+
+
+def _learn(learn_r: int) -> None:
+    """Import what a finished child imported, so that its successors start warm."""
+    try:
+        with os.fdopen(learn_r, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return
+    if not data:
+        return
+    try:
+        found = pickle.loads(data)
+    except Exception:  # a child that died half-way through writing: nothing to learn
+        return
+    import importlib
+    for name, origin in sorted(found):
+        if name in sys.modules:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except BaseException:  # whatever a third-party import does, the zygote survives
+            sys.modules.pop(name, None)
+            continue
+        if getattr(module, "__file__", None) != origin:
+            sys.modules.pop(name, None)  # another module of that name here: not the same
+
+
+# ---------------------------------------------------------------------- the child
+
+def _child(zygote, program, module, args, env, wd, fds, cpus, learn_w, known) -> None:
+    """Become what ``python -m module args`` started in ``wd`` with ``env`` would be."""
+    code = 1
+    try:
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        for fd in (zygote.sock.fileno(), zygote.wake_r, zygote.wake_w):
+            os.close(fd)
+        for signum in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if cpus:
+            os.sched_setaffinity(0, set(cpus))
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        os.closerange(3, learn_w)  # a fresh process has 0, 1 and 2 only
+        os.closerange(learn_w + 1, os.sysconf("SC_OPEN_MAX"))
+        os.chdir(wd)
+        os.environ.clear()
+        os.environ.update(env)
+        _rebind_stdio()
+        sys.path[0] = wd  # what ``python -m`` puts first
+        sys.executable = program  # the name it was started by (python3, python3.11, ...)
+        _reseed()
+        code = _run_main(module, args)
+        code = _finalize(code)
+        _report_imports(learn_w, known, wd)
+    except BaseException:  # the child must never return into the zygote's loop
+        try:
+            import traceback
+            traceback.print_exc()
+            sys.stderr.flush()
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _rebind_stdio() -> None:
+    """New sys.stdin/stdout/stderr on fds 0/1/2, configured as the interpreter does."""
+    old_out = sys.__stdout__ or sys.stdout
+    old_in = sys.__stdin__ or sys.stdin
+    encoding = getattr(old_out, "encoding", None) or "utf-8"
+    errors = getattr(old_out, "errors", None) or "strict"
+    # -u / PYTHONUNBUFFERED (the zygote's setting is the task's): raw, write-through streams
+    unbuffered = bool(getattr(old_out, "write_through", False))
+    buffering = 0 if unbuffered else -1
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+        io.open(0, "rb", closefd=False), encoding=getattr(old_in, "encoding", encoding),
+        errors=getattr(old_in, "errors", errors))
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+        io.open(1, "wb", buffering, closefd=False), encoding=encoding, errors=errors,
+        line_buffering=os.isatty(1), write_through=unbuffered)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        io.open(2, "wb", buffering, closefd=False), encoding=encoding,
+        errors="backslashreplace", line_buffering=True, write_through=unbuffered)
+
+
+def _reseed() -> None:
+    """Fresh processes draw fresh seeds; forked ones would share the zygote's."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        try:
+            numpy_random.seed()
+        except Exception:
+            pass
+
+
+def _run_main(module: str, args) -> int:
+    import runpy
+    import types
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = main
+    sys.argv = ["-m", *args]
+    sys.orig_argv = [sys.executable, "-m", module, *args]
+    try:
+        runner = getattr(runpy, "_run_module_as_main", None)
+        if runner is not None:
+            runner(module, True)  # exactly what ``python -m`` calls
+        else:  # pragma: no cover - every CPython 3 has it
+            sys.argv[0] = module
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return _exit_status(exc)
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        return -signal.SIGINT
+    except BaseException as exc:
+        tb = exc.__traceback__
+        sys.excepthook(type(exc), exc, tb.tb_next if tb is not None else tb)
+        return 1
+    return 0
+
+
+def _exit_status(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def _finalize(code: int) -> int:
+    """What the interpreter does on exit: join threads, atexit, flush the std streams."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException:
+            pass
+    import atexit
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            if code == 0:
+                code = 120  # as python when flushing stdout fails
+    if code == -signal.SIGINT:  # as python: die of SIGINT after KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 130
+    return code
+
+
+def _report_imports(learn_w: int, known, wd: str) -> None:
+    new = sys.modules.keys() - known
+    if not new:
+        return  # the common case once the zygote has learnt: nothing to pickle
+    prefix = os.path.join(wd, "")
+    found = []
+    for name in new:
+        module = sys.modules.get(name)
+        if name == "__main__" or module is None:
+            continue
+        origin = getattr(module, "__file__", None)
+        if origin and origin.startswith(prefix):
+            continue  # the task's own modules: not the zygote's to load
+        found.append((name, origin))
+    if not found:
+        return
+    try:
+        os.write(learn_w, pickle.dumps(found))
+    except OSError:
+        pass  # a list larger than the pipe: learn it from another child
+
+
+def main(argv=None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m qcgflow.runtime.launch.zygote FD\n")
+        return 2
+    Zygote(int(args[0])).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

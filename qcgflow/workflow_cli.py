@@ -1,0 +1,429 @@
+"""``qcgflow run``, ``qcgflow compile`` and ``qcgflow status``.
+
+::
+
+    qcgflow run WORKFLOW
+      ├─ .yaml/.yml/.json mapping: workflow_file.load_workflow ─ Workflow.write
+      │     (<wd>/qcgflow-requests.json + the call files of Python tasks)
+      ├─ .json list: a QCG-PilotJob requests file, run as it is
+      ├─ `python -m qcgflow.cli service --file-path REQUESTS --wd WD [--nodes N]` (a child
+      │     process); progress read from its jobs.report while it runs
+      ├─ .py: the script runs here (runpy); its qcgflow.run calls start their own services
+      └─ summary: states, counts, failed tasks with the reason and their stderr;
+            exit code 0 only when every job succeeded
+    qcgflow status WD: the same summary from WD's newest .qcgpjm-service-*/jobs.report
+
+The run directory also gets ``qcgflow-run.json`` (what ran) and ``qcgflow-service.out``
+(the service's own output).
+"""
+
+import argparse
+import glob
+import json
+import os
+import runpy
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any, Dict, List, Optional
+
+from .workflow_file import WorkflowFileError, load_workflow
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN_INFO = "qcgflow-run.json"
+REQUESTS = "qcgflow-requests.json"
+SERVICE_OUT = "qcgflow-service.out"
+STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED", "QUEUED", "EXECUTING")
+EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING = 1, 2, 3
+
+
+def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
+    print("qcgflow %s: %s" % (command, message), file=sys.stderr)
+    return code
+
+
+def workflow_kind(path: str) -> str:
+    """``workflow``, ``requests`` or ``python`` (ValueError when it is none of them)."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension == ".py":
+        return "python"
+    if extension in (".yaml", ".yml"):
+        return "workflow"
+    if extension == ".json":
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            return "workflow"  # load_workflow reports the file's problem with its line
+        return "requests" if isinstance(data, list) else "workflow"
+    raise ValueError("%s: expected a workflow file (.yaml, .yml, .json), a requests file "
+                     "(.json) or a Python script (.py)" % path)
+
+
+# --------------------------------------------------------------------------- reports
+
+def _service_dirs(wd: str) -> List[str]:
+    return glob.glob(os.path.join(glob.escape(wd), ".qcgpjm-service-*"))
+
+
+def read_report(path: str) -> List[Dict[str, Any]]:
+    """The entries of a jobs.report (a line being written is skipped)."""
+    entries = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return entries
+
+
+def submitted_jobs(requests: Any) -> List[Dict[str, Any]]:
+    return [job for request in requests if isinstance(request, dict)
+            and request.get("request") == "submit" for job in request.get("jobs") or []]
+
+
+def _iterations(job: Dict[str, Any]) -> Optional[int]:
+    iteration = job.get("iteration")
+    if not isinstance(iteration, dict):
+        return None
+    if "values" in iteration:
+        return len(iteration["values"])
+    return max(0, int(iteration.get("stop", 0)) - int(iteration.get("start", 0)))
+
+
+class Progress:
+    """Counts of a run from its jobs.report: jobs and iterations finished, per state."""
+
+    def __init__(self, jobs: List[Dict[str, Any]]):
+        self.jobs = {job.get("name"): job for job in jobs}
+        self.units = sum(_iterations(job) or 1 for job in jobs)
+        self.states: Dict[str, str] = {}       # job -> final state
+        self.iterations: Dict[str, Dict[str, Any]] = {}  # "job:it" -> entry
+        self.entries: Dict[str, Dict[str, Any]] = {}
+
+    def update(self, entries: List[Dict[str, Any]]) -> None:
+        for entry in entries:
+            name = str(entry.get("name"))
+            if ":" in name:
+                self.iterations[name] = entry
+            else:
+                self.entries[name] = entry
+                self.states[name] = entry.get("state", "?")
+            if name not in self.jobs and ":" not in name:
+                self.jobs[name] = {"name": name}
+
+    def done_units(self) -> int:
+        plain = sum(1 for name in self.states if _iterations(self.jobs.get(name, {})) is None)
+        return plain + len(self.iterations)
+
+    def line(self, elapsed: float) -> str:
+        done = self.done_units()
+        counts = self.counts()
+        text = "%6.1fs  %d/%d tasks done" % (elapsed, done, self.units)
+        if counts:
+            text += "  (%s)" % ", ".join("%s %d" % (s.lower(), n) for s, n in counts.items())
+        if 0 < done < self.units:
+            text += "  %.1f/s, ETA %.0fs" % (done / elapsed, elapsed / done * (self.units - done))
+        return text
+
+    def counts(self) -> Dict[str, int]:
+        counts: Dict[str, int] = {}
+        for state in self.states.values():
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    def succeeded(self) -> bool:
+        return bool(self.jobs) and all(self.states.get(n) == "SUCCEED" for n in self.jobs)
+
+
+def _where(root: str, job: Dict[str, Any], stream: str, it: Optional[str]) -> str:
+    execution = job.get("execution") or {}
+    path = execution.get(stream)
+    if not path:
+        return "not kept (no %s in the job description)" % stream
+    values = {"root_wd": root, "it": it or "", "itval": ""}
+    if it is not None and isinstance(job.get("iteration"), dict) and \
+            "values" in job["iteration"]:
+        try:
+            values["itval"] = str(job["iteration"]["values"][int(it)])
+        except (ValueError, IndexError):
+            pass
+    for key, value in values.items():
+        path = path.replace("${%s}" % key, value)
+    wd = execution.get("wd") or ""
+    wd = wd.replace("${root_wd}", root)
+    return os.path.normpath(os.path.join(root, wd, path))
+
+
+def _python_reason(root: str, job: Dict[str, Any], it: Optional[str]) -> Optional[str]:
+    args = (job.get("execution") or {}).get("args") or []
+    if len(args) < 4 or args[:2] != ["-m", "qcgflow.runner"]:
+        return None
+    path = args[3].replace("${root_wd}", root).replace("${it}", it or "")
+    if not os.path.exists(path):
+        return None
+    from . import payload
+    try:
+        result = payload.read_result(path)
+    except Exception:  # a damaged result file: fall back to the runtime's reason
+        return None
+    if result[0] != "error":
+        return None
+    return "raised %s: %s" % (result[2], result[1] if result[1] is not None else "?")
+
+
+def summary(progress: Progress, root: str, title: str, limit: int = 20) -> str:
+    """The table printed at the end of a run and by ``qcgflow status``."""
+    lines = [title, "", "  %-10s %6s %11s" % ("state", "jobs", "iterations")]
+    iteration_counts: Dict[str, int] = {}
+    for entry in progress.iterations.values():
+        state = entry.get("state", "?")
+        iteration_counts[state] = iteration_counts.get(state, 0) + 1
+    counts = progress.counts()
+    missing = [n for n in progress.jobs if n not in progress.states]
+    if missing:
+        counts["NOT FINISHED"] = len(missing)
+    for state in list(dict.fromkeys(list(STATES) + list(counts) + list(iteration_counts))):
+        if counts.get(state) or iteration_counts.get(state):
+            lines.append("  %-10s %6d %11d" % (state, counts.get(state, 0),
+                                               iteration_counts.get(state, 0)))
+    failed = [(name, entry) for name, entry in
+              list(progress.iterations.items()) + list(progress.entries.items())
+              if entry.get("state") not in ("SUCCEED", None)]
+    if failed:
+        lines += ["", "not succeeded:"]
+        for name, entry in failed[:limit]:
+            job_name, _, it = name.partition(":")
+            job = progress.jobs.get(job_name, {})
+            if not it and _iterations(job) is not None and entry.get("state") == "FAILED":
+                bad = sum(1 for key, e in progress.iterations.items() if key.startswith(
+                    name + ":") and e.get("state") != "SUCCEED")
+                reason = "%d of %d iterations did not succeed" % (bad, _iterations(job))
+            else:
+                reason = _python_reason(root, job, it or None) or \
+                    entry.get("messages") or entry.get("state", "?").lower()
+            lines.append("  %-16s %-8s %s" % (name, entry.get("state"), reason))
+            if entry.get("state") == "FAILED" and (it or _iterations(job) is None):
+                lines.append("  %-16s stderr: %s" % ("", _where(root, job, "stderr", it or None)))
+        if len(failed) > limit:
+            lines.append("  ... and %d more (qcgflow status %s)" % (len(failed) - limit, root))
+    for name in missing[:limit]:
+        lines.append("  %-16s %-8s %s" % (name, "-", "not finished"))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- run
+
+def _child_env(extra: List[str]) -> Dict[str, str]:
+    env = dict(os.environ)
+    paths = [_PACKAGE_ROOT] + extra + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
+                 title: str, extra_path: List[str]) -> int:
+    before = set(_service_dirs(wd))
+    command = [sys.executable, "-m", "qcgflow.cli", "service", "--file-path", requests_path,
+               "--wd", wd]
+    if args.nodes:
+        command += ["--nodes", args.nodes]
+    progress = Progress(jobs)
+    live = not args.quiet and sys.stderr.isatty()
+    start = time.monotonic()
+    with open(os.path.join(wd, SERVICE_OUT), "wb") as out:
+        popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                 cwd=wd, env=_child_env(extra_path))
+        try:
+            while True:
+                try:
+                    popen.wait(0.2 if live else args.interval)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if not args.quiet:
+                    report = _new_report(wd, before)
+                    if report:
+                        progress.update(read_report(report)[len(progress.entries) +
+                                                            len(progress.iterations):])
+                    line = progress.line(time.monotonic() - start)
+                    print(("\r" + line + "\033[K") if live else line, file=sys.stderr,
+                          end="" if live else "\n", flush=True)
+        except KeyboardInterrupt:
+            popen.terminate()
+            popen.wait()
+            print("\nqcgflow run: interrupted", file=sys.stderr)
+            return 130
+    if live:
+        print(file=sys.stderr)
+    report = _new_report(wd, before)
+    progress = Progress(jobs)
+    progress.update(read_report(report) if report else [])
+    elapsed = time.monotonic() - start
+    print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
+        title, len(progress.jobs), progress.units, wd, elapsed)))
+    if popen.returncode != 0 or report is None:
+        with open(os.path.join(wd, SERVICE_OUT), encoding="utf-8", errors="replace") as handle:
+            tail = handle.read()[-2000:].strip()
+        print("qcgflow run: the service failed (exit code %s): %s" % (popen.returncode, tail),
+              file=sys.stderr)
+        return EXIT_FAILED
+    return 0 if progress.succeeded() else EXIT_FAILED
+
+
+def _new_report(wd: str, before) -> Optional[str]:
+    dirs = [d for d in _service_dirs(wd) if d not in before]
+    if not dirs:
+        return None
+    path = os.path.join(max(dirs, key=os.path.getmtime), "jobs.report")
+    return path if os.path.exists(path) else None
+
+
+def _run_script(path: str, args) -> int:
+    if args.nodes or args.wd:
+        return _fail("run", "--nodes and --wd are for workflow and requests files; a Python "
+                            "script chooses them in its qcgflow.run(..., nodes=, wd=) calls")
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [path]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # the user's script: report it as a failed run
+        traceback.print_exc()
+        return _fail("run", "%s failed: %s: %s" % (path, type(exc).__name__,
+                                                   str(exc).splitlines()[0] if str(exc)
+                                                   else ""), EXIT_FAILED)
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    return 0
+
+
+def run_main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qcgflow run", description="Run a workflow file (.yaml/.yml/.json), a "
+        "QCG-PilotJob requests file (.json list) or a Python script using qcgflow, on a local "
+        "service. Exit code 0 only when every task succeeded.")
+    parser.add_argument("workflow", metavar="WORKFLOW")
+    parser.add_argument("--nodes", help="resources, as 'qcgflow service --nodes' (4, n1:2, "
+                                        "a:8,b:8); default: this host's cores")
+    parser.add_argument("--wd", help="the run directory (default: a new $TMPDIR/qcgflow-*)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--interval", type=float, default=2.0,
+                        help="seconds between progress lines when stderr is not a terminal")
+    parser.add_argument("--resume", action="store_true",
+                        help="not available yet: continue an interrupted run")
+    args = parser.parse_args(argv)
+    if args.resume:
+        return _fail("run", "--resume is not available yet (issue 8: resuming runs); start "
+                            "the run again in a new --wd")
+    path = args.workflow
+    if not os.path.exists(path):
+        return _fail("run", "%s: no such file" % path)
+    try:
+        kind = workflow_kind(path)
+    except ValueError as exc:
+        return _fail("run", str(exc))
+    if kind == "python":
+        return _run_script(path, args)
+    wd = os.path.abspath(args.wd) if args.wd else tempfile.mkdtemp(prefix="qcgflow-")
+    extra = [os.path.dirname(os.path.abspath(path)), os.getcwd()]
+    if kind == "workflow":
+        try:
+            workflow = load_workflow(path)
+        except WorkflowFileError as exc:
+            return _fail("run", str(exc))
+        os.makedirs(wd, exist_ok=True)
+        requests_path = os.path.join(wd, REQUESTS)
+        workflow.write(requests_path)
+        jobs, title = workflow.jobs, "workflow %s" % workflow.name
+    else:
+        os.makedirs(wd, exist_ok=True)
+        requests_path = os.path.abspath(path)
+        with open(path, encoding="utf-8") as handle:
+            jobs = submitted_jobs(json.load(handle))
+        title = "requests file %s" % os.path.basename(path)
+    with open(os.path.join(wd, RUN_INFO), "w", encoding="utf-8") as handle:
+        json.dump({"workflow": os.path.abspath(path), "kind": kind, "title": title,
+                   "requests": requests_path}, handle, indent=2)
+    if not args.quiet:
+        print("qcgflow run: %s in %s" % (title, wd), file=sys.stderr)
+    return _run_service(requests_path, jobs, wd, args, title, extra)
+
+
+# --------------------------------------------------------------------------- compile, status
+
+def compile_main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qcgflow compile", description="Compile a workflow file to a QCG-PilotJob "
+        "requests file (run it with 'qcgflow service --file-path FILE --wd <its directory>' "
+        "or upstream qcg-pm-service).")
+    parser.add_argument("workflow", metavar="WORKFLOW", help="a .yaml, .yml or .json "
+                                                             "workflow file")
+    parser.add_argument("-o", "--output", help="the requests file to write (Python tasks' "
+                                               "call files go to .qcgflow/ beside it); "
+                                               "default: print the jobs")
+    args = parser.parse_args(argv)
+    try:
+        kind = workflow_kind(args.workflow)
+    except ValueError as exc:
+        return _fail("compile", str(exc))
+    if kind != "workflow":
+        return _fail("compile", "%s is a %s, not a workflow file" % (
+            args.workflow, "requests file already" if kind == "requests" else "Python script"))
+    try:
+        workflow = load_workflow(args.workflow)
+    except WorkflowFileError as exc:
+        return _fail("compile", str(exc))
+    if args.output is None:
+        if any(job["execution"].get("args", [None])[:2] == ["-m", "qcgflow.runner"]
+               for job in workflow.jobs):
+            return _fail("compile", "the workflow has Python tasks: give -o FILE so that "
+                                    "their call files are written beside it")
+        json.dump(workflow.requests(), sys.stdout, indent=2)
+        print()
+        return 0
+    workflow.write(args.output)
+    print("qcgflow compile: wrote %s (%d jobs); run it with: qcgflow service --file-path %s "
+          "--wd %s" % (args.output, len(workflow.jobs), args.output,
+                       os.path.dirname(os.path.abspath(args.output))), file=sys.stderr)
+    return 0
+
+
+def status_main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="qcgflow status", description="The states of a running or finished run, from "
+        "the jobs.report of its directory. Exit code: 0 all succeeded, 1 some did not, "
+        "2 no run there, 3 still running (or interrupted).")
+    parser.add_argument("wd", metavar="WD", help="the run directory (qcgflow run --wd, "
+                                                 "qcgflow service --wd)")
+    args = parser.parse_args(argv)
+    dirs = [d for d in _service_dirs(args.wd) if os.path.exists(os.path.join(d, "jobs.report"))]
+    if not dirs:
+        return _fail("status", "%s: no run there (no .qcgpjm-service-*/jobs.report)" % args.wd)
+    service_dir = max(dirs, key=os.path.getmtime)
+    jobs: List[Dict[str, Any]] = []
+    title = "run in %s" % os.path.abspath(args.wd)
+    try:
+        with open(os.path.join(args.wd, RUN_INFO), encoding="utf-8") as handle:
+            info = json.load(handle)
+        with open(info["requests"], encoding="utf-8") as handle:
+            jobs = submitted_jobs(json.load(handle))
+        title = "%s in %s" % (info.get("title", "run"), os.path.abspath(args.wd))
+    except (OSError, ValueError, KeyError):
+        pass
+    progress = Progress(jobs)
+    progress.update(read_report(os.path.join(service_dir, "jobs.report")))
+    finished = os.path.exists(os.path.join(service_dir, "final_status.json"))
+    print(summary(progress, os.path.abspath(args.wd), "%s: %s" % (
+        title, "finished" if finished else "running (or interrupted)")))
+    if not finished:
+        return EXIT_RUNNING
+    return 0 if progress.succeeded() else EXIT_FAILED

@@ -1,0 +1,509 @@
+"""Workflow files: a YAML or JSON file -> the graph API -> standard job descriptions.
+
+::
+
+    wf.yaml / wf.json ──_load (lines of every key)──> plain data + a line map
+        ──_Builder: checks the schema, options through qcgflow.options (the SAME table as
+          @task / shell), sweeps, dependencies in file order──> TaskRefs (shell / exec
+          templates of qcgflow.commands, Python tasks of qcgflow.task)
+        ──compile_graph──> job descriptions ──_finish: per-iteration dependencies, stdin /
+          stdout / stderr, the file's order──> Workflow.jobs
+
+Every problem is a ``WorkflowFileError`` whose text names the file, the line and the path
+inside the file: ``wf.yaml:14: tasks.simulate.cores: expected an integer or {min, max}``.
+The reference is docs/workflow-files.md.
+"""
+
+import bisect
+import difflib
+import importlib
+import json
+import os
+import re
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from . import options as _options
+from .commands import CommandTemplate, placeholders
+from .compile import compile_graph, requests, write_calls
+from .errors import GraphError, TaskOptionError
+from .graph import Graph
+from .task import TaskFunction
+from .workflow_sweeps import IDENTIFIER, Sweep, fill, parse_sweep, prelude, scalar, word
+
+TOP_KEYS = ("name", "defaults", "tasks")
+KINDS = ("exec", "script", "python")
+STREAMS = ("stdin", "stdout", "stderr")
+OPTION_KEYS = tuple(k for k in _options.OPTIONS if k != "name")
+TASK_KEYS = KINDS + ("args", "kwargs") + STREAMS + OPTION_KEYS + ("after", "foreach")
+
+Path = Tuple[Any, ...]
+
+
+class WorkflowFileError(GraphError):
+    """A workflow file is not valid: ``file``, ``line`` (1-based), ``path`` (``tasks.a.cores``)
+    and ``problem``; its text is ``file:line: path: problem``."""
+
+    def __init__(self, file: str, line: int, path: str, problem: str):
+        self.file, self.line, self.path, self.problem = file, line, path, problem
+        where = "%s:%d: " % (file, line) + ("%s: " % path if path else "")
+        super().__init__(where + problem)
+
+
+def dotted(path: Path) -> str:
+    """``("tasks", "a", "after", 0)`` -> ``tasks.a.after[0]``."""
+    text = ""
+    for part in path:
+        text += "[%d]" % part if isinstance(part, int) else ("." if text else "") + str(part)
+    return text
+
+
+class Source:
+    """The file name and the line of every key and list item (paths as tuples)."""
+
+    def __init__(self, file: str, lines: Dict[Path, int]):
+        self.file = file
+        self.lines = lines
+
+    def line(self, path: Path) -> int:
+        path = tuple(path)
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def error(self, path: Path, problem: str) -> WorkflowFileError:
+        return WorkflowFileError(self.file, self.line(path), dotted(path), problem)
+
+
+# --------------------------------------------------------------------------- loading
+
+def _load_yaml(text: str, file: str) -> Tuple[Any, Source]:
+    import yaml
+    lines: Dict[Path, int] = {}
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                raise WorkflowFileError(file, 1, "", "the file is empty")
+
+            def convert(node, path: Path):
+                if isinstance(node, yaml.MappingNode):
+                    loader.flatten_mapping(node)
+                    out = {}
+                    for key_node, value_node in node.value:
+                        key = loader.construct_object(key_node, deep=True)
+                        if not isinstance(key, str):
+                            key = str(key)
+                        lines[path + (key,)] = key_node.start_mark.line + 1
+                        if key in out:
+                            raise Source(file, lines).error(path + (key,), "duplicate key")
+                        out[key] = convert(value_node, path + (key,))
+                    return out
+                if isinstance(node, yaml.SequenceNode):
+                    items = []
+                    for index, item in enumerate(node.value):
+                        lines[path + (index,)] = item.start_mark.line + 1
+                        items.append(convert(item, path + (index,)))
+                    return items
+                return loader.construct_object(node, deep=True)
+            lines[()] = root.start_mark.line + 1
+            return convert(root, ()), Source(file, lines)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise WorkflowFileError(file, line, "", "YAML syntax error: %s" % problem) from None
+    except yaml.YAMLError as exc:
+        raise WorkflowFileError(file, 1, "", "YAML error: %s" % exc) from None
+
+
+def _load_json(text: str, file: str) -> Tuple[Any, Source]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowFileError(file, exc.lineno, "", "JSON syntax error: %s" % exc.msg) \
+            from None
+    newlines = [i for i, c in enumerate(text) if c == "\n"]
+    lines: Dict[Path, int] = {(): 1}
+    decoder = json.JSONDecoder()
+    space = re.compile(r"[ \t\n\r]*")
+
+    def line_of(position: int) -> int:
+        return bisect.bisect_left(newlines, position) + 1
+
+    def skip(i: int) -> int:
+        return space.match(text, i).end()
+
+    def value(i: int, path: Path) -> int:  # the text is valid JSON: no checks needed
+        i = skip(i)
+        if text[i] == "{":
+            i = skip(i + 1)
+            seen = set()
+            while text[i] != "}":
+                key, end = json.decoder.scanstring(text, i + 1)
+                lines[path + (key,)] = line_of(i)
+                if key in seen:
+                    raise Source(file, lines).error(path + (key,), "duplicate key")
+                seen.add(key)
+                i = value(skip(end) + 1, path + (key,))
+                i = skip(i)
+                i = skip(i + 1) if text[i] == "," else i
+            return i + 1
+        if text[i] == "[":
+            i = skip(i + 1)
+            index = 0
+            while text[i] != "]":
+                lines[path + (index,)] = line_of(i)
+                i = skip(value(i, path + (index,)))
+                i = skip(i + 1) if text[i] == "," else i
+                index += 1
+            return i + 1
+        return decoder.raw_decode(text, i)[1]
+    value(0, ())
+    return data, Source(file, lines)
+
+
+def load(path: str, file: Optional[str] = None) -> Tuple[Any, Source]:
+    """The data of a workflow file and its line map (``file``: the name used in messages)."""
+    file = file or path
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise WorkflowFileError(file, 1, "", "cannot read the file: %s" % exc.strerror) \
+            from None
+    if path.endswith(".json"):
+        return _load_json(text, file)
+    return _load_yaml(text, file)
+
+
+# --------------------------------------------------------------------------- the builder
+
+class Workflow:
+    """A loaded workflow file: ``name``, ``graph``, ``refs`` (task name -> TaskRef) and the
+    final job descriptions ``jobs`` (in the file's dependency order)."""
+
+    def __init__(self, name: str, file: str, graph: Graph, refs: Dict[str, Any],
+                 jobs: List[Dict[str, Any]]):
+        self.name = name
+        self.file = file
+        self.graph = graph
+        self.refs = refs
+        self.jobs = jobs
+
+    def requests(self) -> List[Dict[str, Any]]:
+        """The requests-file content: submit the jobs, finish when all are done."""
+        return requests(self.jobs)
+
+    def write(self, path: str) -> None:
+        """Write the requests file ``path`` and the call files of Python tasks beside it
+        (``<dir of path>/.qcgflow/``): run it with ``qcgflow service --file-path PATH
+        --wd <dir of path>``."""
+        write_calls(self.graph, os.path.dirname(os.path.abspath(path)))
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self.requests(), handle, indent=2)
+            handle.write("\n")
+
+
+def _unknown(src: Source, path: Path, key: str, known: Sequence[str]) -> WorkflowFileError:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = "did you mean %r? " % close[0] if close else ""
+    return src.error(path + (key,), "unknown key; %sthe keys are: %s" % (hint, ", ".join(known)))
+
+
+class _Builder:
+    def __init__(self, data: Any, src: Source, base_dir: str, python: Optional[str]):
+        self.python = python
+        self.data = data
+        self.src = src
+        self.base_dir = base_dir
+        self.defaults: Dict[str, Any] = {}
+        self.after: Dict[str, List[Tuple[str, bool]]] = {}
+        self.sweeps: Dict[str, Optional[Sweep]] = {}
+        self.refs: Dict[str, Any] = {}
+
+    def error(self, path: Path, problem: str) -> WorkflowFileError:
+        return self.src.error(path, problem)
+
+    def build(self) -> Workflow:
+        data = self.data
+        if not isinstance(data, dict):
+            raise self.error((), "a workflow file is a mapping with 'tasks' (and optionally "
+                                 "'name' and 'defaults'); a JSON list is a requests file: run "
+                                 "it with 'qcgflow run' or 'qcgflow service --file-path'")
+        for key in data:
+            if key not in TOP_KEYS:
+                raise _unknown(self.src, (), key, TOP_KEYS)
+        name = data.get("name", os.path.splitext(os.path.basename(self.src.file))[0])
+        if not isinstance(name, str) or not name.strip():
+            raise self.error(("name",), "expected a non-empty string")
+        self._defaults(data.get("defaults", {}))
+        tasks = data.get("tasks")
+        if not isinstance(tasks, dict) or not tasks:
+            raise self.error(("tasks",) if "tasks" in data else (),
+                             "expected 'tasks': a mapping of task names to tasks")
+        for task, spec in tasks.items():
+            self._check_task(task, spec)
+        order = self._order(tasks)
+        for task in order:
+            self._sweep(task, tasks[task])
+        for task in order:
+            self.refs[task] = self._ref(task, tasks[task])
+        graph = Graph.build([self.refs[t] for t in order])
+        jobs = {job["name"]: job for job in compile_graph(graph, self.python)}
+        final = [self._finish(task, tasks[task], jobs[task]) for task in order]
+        return Workflow(name, self.src.file, graph, dict(self.refs), final)
+
+    # ---- checks
+
+    def _defaults(self, defaults: Any) -> None:
+        if not isinstance(defaults, dict):
+            raise self.error(("defaults",), "expected a mapping of options, e.g. "
+                                            "{cores: 1, wt: 10m}")
+        for key in defaults:
+            if key not in OPTION_KEYS:
+                raise _unknown(self.src, ("defaults",), key, OPTION_KEYS)
+        try:
+            _options.validate(defaults, "defaults")
+        except TaskOptionError as exc:
+            raise self._option_error(("defaults",), exc) from None
+        self.defaults = dict(defaults)
+
+    def _option_error(self, prefix: Path, exc: TaskOptionError) -> WorkflowFileError:
+        return self.error(prefix + (exc.option,), "invalid value %s: %s"
+                          % (json.dumps(exc.value, default=str), exc.fix))
+
+    def _check_task(self, task: str, spec: Any) -> None:
+        path = ("tasks", task)
+        try:
+            _options.validate({"name": task}, "task")
+        except TaskOptionError as exc:
+            raise self.error(path, "invalid task name: %s" % exc.fix) from None
+        if not isinstance(spec, dict):
+            raise self.error(path, "expected a mapping with one of exec, script or python")
+        for key in spec:
+            if key not in TASK_KEYS:
+                raise _unknown(self.src, path, key, TASK_KEYS)
+        kinds = [k for k in KINDS if k in spec]
+        if len(kinds) != 1:
+            raise self.error(path, "a task needs exactly one of exec, script or python, got %s"
+                             % (", ".join(kinds) or "none"))
+        kind = kinds[0]
+        if not isinstance(spec[kind], str) or not spec[kind].strip():
+            raise self.error(path + (kind,), "expected a non-empty string")
+        self._check_arguments(path, spec, kind)
+        self.after[task] = self._after_list(task, spec.get("after", []))
+
+    def _check_arguments(self, path: Path, spec: Dict[str, Any], kind: str) -> None:
+        if kind == "script" and "args" in spec:
+            raise self.error(path + ("args",), "a script takes no args; put them in the "
+                                               "script or use exec")
+        if "args" in spec:
+            args = spec["args"]
+            if not isinstance(args, list):
+                raise self.error(path + ("args",), "expected a list")
+            if kind == "exec":
+                for index, item in enumerate(args):
+                    if not scalar(item):
+                        raise self.error(path + ("args", index),
+                                         "expected a string or a number")
+        if "kwargs" in spec:
+            if kind != "python":
+                raise self.error(path + ("kwargs",), "kwargs are for python tasks only")
+            if not isinstance(spec["kwargs"], dict):
+                raise self.error(path + ("kwargs",), "expected a mapping")
+        for stream in STREAMS:
+            if stream in spec:
+                if kind == "python":
+                    raise self.error(path + (stream,), "a python task's output goes to "
+                                                       ".qcgflow/<task>/; %s is for exec "
+                                                       "and script tasks" % stream)
+                if not isinstance(spec[stream], str) or not spec[stream]:
+                    raise self.error(path + (stream,), "expected a file name")
+
+    def _after_list(self, task: str, after: Any) -> List[Tuple[str, bool]]:
+        path = ("tasks", task, "after")
+        if isinstance(after, (str, dict)):
+            after = [after]
+        if not isinstance(after, list):
+            raise self.error(path, "expected a list of task names")
+        tasks = self.data["tasks"]
+        result = []
+        for index, item in enumerate(after):
+            here = path + (index,)
+            per_iteration = False
+            if isinstance(item, dict):
+                for key in item:
+                    if key not in ("task", "per_iteration"):
+                        raise _unknown(self.src, here, key, ("task", "per_iteration"))
+                per_iteration = item.get("per_iteration", False)
+                if not isinstance(per_iteration, bool):
+                    raise self.error(here + ("per_iteration",), "expected true or false")
+                item = item.get("task")
+            if not isinstance(item, str):
+                raise self.error(here, "expected a task name or {task: NAME, "
+                                       "per_iteration: true}")
+            if item not in tasks:
+                close = difflib.get_close_matches(item, list(tasks), n=1)
+                raise self.error(here, "unknown task %r%s" % (
+                    item, "; did you mean %r?" % close[0] if close else ""))
+            if item == task:
+                raise self.error(here, "a task cannot run after itself")
+            result.append((item, per_iteration))
+        return result
+
+    def _order(self, tasks: Dict[str, Any]) -> List[str]:
+        """Tasks in dependency order (file order where free); a cycle is an error."""
+        order: List[str] = []
+        state: Dict[str, int] = {}
+
+        def visit(task: str, trail: List[str]) -> None:
+            if state.get(task) == 2:
+                return
+            if state.get(task) == 1:
+                cycle = trail[trail.index(task):] + [task]
+                raise self.error(("tasks", cycle[0], "after"), "dependency cycle: %s"
+                                 % " -> ".join(cycle))
+            state[task] = 1
+            for pred, _ in self.after[task]:
+                visit(pred, trail + [task])
+            state[task] = 2
+            order.append(task)
+        for task in tasks:
+            visit(task, [])
+        return order
+
+    def _sweep(self, task: str, spec: Dict[str, Any]) -> None:
+        path = ("tasks", task)
+        sweep = parse_sweep(spec["foreach"], path + ("foreach",), self.src) \
+            if "foreach" in spec else None
+        for index, (pred, per_iteration) in enumerate(self.after[task]):
+            if not per_iteration:
+                continue
+            here = path + ("after", index)
+            theirs = self.sweeps[pred]
+            if theirs is None:
+                raise self.error(here, "a per-iteration dependency needs a sweep: %r has no "
+                                       "foreach" % pred)
+            if sweep is None:
+                sweep = theirs  # inherits the predecessor's iterations and parameters
+            elif len(sweep) != len(theirs):
+                raise self.error(here, "a per-iteration dependency needs sweeps of equal "
+                                       "size: %r has %d iterations, %r has %d"
+                                 % (task, len(sweep), pred, len(theirs)))
+        self.sweeps[task] = sweep
+
+    # ---- graph
+
+    def _task_options(self, task: str, spec: Dict[str, Any]) -> Dict[str, Any]:
+        own = {k: v for k, v in spec.items() if k in OPTION_KEYS}
+        return dict(self.defaults, **own, name=task)
+
+    def _ref(self, task: str, spec: Dict[str, Any]):
+        path = ("tasks", task)
+        opts = self._task_options(task, spec)
+        sweep = self.sweeps[task]
+        try:
+            if "python" in spec:
+                return self._python(task, spec, opts, sweep)
+            template = CommandTemplate(self._execution(spec, sweep), task, opts,
+                                       "task %s" % task)
+            after = [self.refs[pred] for pred, _ in self.after[task]]
+            if sweep is None:
+                return template.bind(after=after)
+            return template.map(sweep.itvals, after=after)
+        except TaskOptionError as exc:
+            prefix = path if exc.option in spec else ("defaults",)
+            raise self._option_error(prefix, exc) from None
+        except WorkflowFileError:
+            raise
+        except GraphError as exc:
+            raise self.error(path, str(exc)) from None
+
+    def _execution(self, spec: Dict[str, Any], sweep: Optional[Sweep]) -> Dict[str, Any]:
+        used: set = set()
+        if "script" in spec:
+            script = fill(spec["script"], sweep, True, used)
+            if sweep is not None and sweep.names is not None and len(sweep.names) > 1:
+                script = prelude(sweep, used) + script
+            return {"script": script}
+        texts = [spec["exec"]] + [str(a) for a in spec.get("args", [])]
+        named = sweep is not None and sweep.names is not None and len(sweep.names) > 1
+        if named and any(set(sweep.names) & placeholders(t) for t in texts):
+            words = [word(t, sweep, used) for t in texts]
+            return {"script": prelude(sweep, used) + "exec " + " ".join(words)}
+        return {"exec": fill(texts[0], sweep, False, used),
+                "args": [fill(t, sweep, False, used) for t in texts[1:]]}
+
+    def _python(self, task: str, spec: Dict[str, Any], opts: Dict[str, Any],
+                sweep: Optional[Sweep]):
+        path = ("tasks", task, "python")
+        module_name, _, function = spec["python"].partition(":")
+        if not module_name or not IDENTIFIER.match(function or "-"):
+            raise self.error(path, "expected 'module:function', e.g. 'analysis:summarize'")
+        added = [p for p in (self.base_dir, os.getcwd()) if p not in sys.path]
+        sys.path[:0] = added
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # the user's module: any error it raises on import
+            raise self.error(path, "cannot import %r: %s: %s" % (
+                module_name, type(exc).__name__, exc)) from None
+        finally:
+            for p in added:
+                sys.path.remove(p)
+        fn = getattr(module, function, None)
+        if not callable(fn):
+            raise self.error(path, "%r has no function %r" % (module_name, function))
+        _by_value(module, self.base_dir)
+        task_fn = TaskFunction(fn, opts)
+        args, kwargs = spec.get("args", []), spec.get("kwargs", {})
+        if sweep is None:
+            return task_fn.bind(*args, **kwargs)
+        return task_fn.map(sweep.elements(), *args, **kwargs)
+
+    def _finish(self, task: str, spec: Dict[str, Any], job: Dict[str, Any]) -> Dict[str, Any]:
+        """Dependencies as the file says (per-iteration ones as ``name:${it}``) and the
+        standard streams, which the graph API leaves to compile's defaults."""
+        after = ["%s:${it}" % p if per else p for p, per in self.after[task]]
+        job.pop("dependencies", None)
+        if after:
+            job["dependencies"] = {"after": list(dict.fromkeys(after))}
+        sweep = self.sweeps[task]
+        for stream in STREAMS:
+            if stream not in spec:
+                continue
+            text = spec[stream]
+            if sweep is not None and sweep.names is not None and len(sweep.names) > 1 \
+                    and set(sweep.names) & placeholders(text):
+                raise self.error(("tasks", task, stream), "the parameters of a product sweep "
+                                 "cannot name a file; use ${it} (the iteration's index)")
+            job["execution"][stream] = fill(text, sweep, False, set())
+        return job
+
+
+def _by_value(module, base_dir: str) -> None:
+    """Pickle the functions of a module beside the workflow file by value: the call files
+    then run wherever qcgflow is importable, without the workflow's directory on the path."""
+    location = getattr(module, "__file__", None) or ""
+    if os.path.abspath(location).startswith(os.path.join(base_dir, "")):
+        import cloudpickle
+        try:
+            cloudpickle.register_pickle_by_value(module)
+        except (ValueError, AttributeError):
+            pass
+
+
+def load_workflow(path: str, file: Optional[str] = None,
+                  python: Optional[str] = None) -> Workflow:
+    """Load, check and compile a workflow file (``.yaml``, ``.yml`` or ``.json``);
+    ``file`` is its name in messages, ``python`` the interpreter of Python tasks.
+
+    Raises:
+        WorkflowFileError: anything wrong with the file; the text is ``file:line: path:
+            problem`` (one line).
+    """
+    data, src = load(path, file)
+    return _Builder(data, src, os.path.dirname(os.path.abspath(path)), python).build()

@@ -1,0 +1,239 @@
+"""``qcgflow run | compile | status`` end to end: real services, real task processes."""
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import time
+
+import pytest
+
+from workflows_harness import DEADLINE, EXAMPLES, ROOT, cli, no_stray_processes, write  # noqa: F401
+
+FAILING = """
+tasks:
+  fine:
+    exec: /bin/true
+  broken:
+    script: echo broken on purpose >&2; exit 3
+    after: [fine]
+  never:
+    exec: /bin/true
+    after: [broken]
+"""
+
+
+def run(tmp_path, workflow, *more):
+    return cli("run", workflow, "--nodes", "2", "--wd", tmp_path / "run", *more, cwd=tmp_path)
+
+
+# --------------------------------------------------------------------------- help
+
+@pytest.mark.parametrize("command", ["run", "compile", "status", "service", "report",
+                                     "processes"])
+def test_qcgflow_help_lists_every_subcommand(command):
+    assert "\n  %s " % command in cli("--help").stdout
+
+
+@pytest.mark.parametrize("command", ["run", "compile", "status", "service", "report",
+                                     "processes"])
+def test_every_subcommand_has_help(command):
+    result = cli(command, "--help")
+    assert (result.returncode, result.stdout.startswith("usage: qcgflow %s" % command)) == \
+        (0, True)
+
+
+# --------------------------------------------------------------------------- examples
+
+def test_the_yaml_sweep_example_writes_its_summary(tmp_path):
+    assert run(tmp_path, EXAMPLES / "sweep.yaml").returncode == 0
+    assert len((tmp_path / "run" / "sweep" / "summary.txt").read_text().splitlines()) == 8
+
+
+def test_the_yaml_sweep_gives_the_results_of_the_requests_file(tmp_path):
+    run(tmp_path, EXAMPLES / "sweep.yaml")
+    cli("run", EXAMPLES / "sweep.json", "--nodes", "2", "--wd", tmp_path / "json", cwd=tmp_path)
+    assert (tmp_path / "run" / "sweep" / "summary.txt").read_text() == \
+        (tmp_path / "json" / "sweep" / "summary.txt").read_text()
+
+
+def test_a_requests_file_runs_with_qcgflow_run(tmp_path):
+    assert run(tmp_path, EXAMPLES / "sweep.json").returncode == 0
+
+
+def test_the_pipeline_example_runs_every_combination(tmp_path):
+    assert run(tmp_path, EXAMPLES / "pipeline.yaml").returncode == 0
+    assert (tmp_path / "run" / "report.txt").read_text().splitlines()[-1] == \
+        "model quadratic seed 3 value 90 ok"
+
+
+def test_the_python_tasks_example_computes_the_total(tmp_path):
+    assert run(tmp_path, EXAMPLES / "python_tasks.yaml").returncode == 0
+    assert (tmp_path / "run" / "total.txt").read_text() == "385\n"
+
+
+def test_the_python_api_example_runs_as_a_script(tmp_path):
+    result = cli("run", EXAMPLES / "api_sweep.py", cwd=tmp_path,
+                 env={"QCGFLOW_EXAMPLE_WD": str(tmp_path / "api")})
+    assert (result.returncode, result.stdout) == (0, "sum of squares: 204\n")
+
+
+def test_every_example_is_tested():
+    tested = {"sweep.yaml", "sweep.json", "pipeline.yaml", "python_tasks.yaml", "api_sweep.py"}
+    helpers = {"stats.py"}
+    assert {p.name for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".json", ".py")} \
+        == tested | helpers
+
+
+def test_every_example_is_listed_in_the_examples_readme():
+    readme = (EXAMPLES / "README.md").read_text()
+    assert [p.name for p in sorted(EXAMPLES.iterdir()) if p.suffix in (".yaml", ".json", ".py")
+            and "`%s`" % p.name not in readme] == []
+
+
+# --------------------------------------------------------------------------- failures
+
+def test_a_failing_task_makes_the_exit_code_non_zero(tmp_path):
+    assert run(tmp_path, write(tmp_path, "wf.yaml", FAILING), "--quiet").returncode == 1
+
+
+def test_the_summary_names_the_failed_task_and_its_reason(tmp_path):
+    out = run(tmp_path, write(tmp_path, "wf.yaml", FAILING), "--quiet").stdout
+    assert "  broken           FAILED   exit code 3" in out
+
+
+def test_the_summary_says_where_the_stderr_of_a_failed_task_is(tmp_path):
+    out = run(tmp_path, write(tmp_path, "wf.yaml", FAILING), "--quiet").stdout
+    assert "stderr: %s" % (tmp_path / "run" / "broken.err") in out
+
+
+def test_the_stderr_named_in_the_summary_holds_the_tasks_output(tmp_path):
+    run(tmp_path, write(tmp_path, "wf.yaml", FAILING), "--quiet")
+    assert (tmp_path / "run" / "broken.err").read_text() == "broken on purpose\n"
+
+
+def test_the_summary_counts_the_states(tmp_path):
+    out = run(tmp_path, write(tmp_path, "wf.yaml", FAILING), "--quiet").stdout
+    assert [line.split() for line in out.splitlines()[3:6]] == \
+        [["SUCCEED", "1", "0"], ["FAILED", "1", "0"], ["OMITTED", "1", "0"]]
+
+
+def test_a_failing_python_task_is_reported_with_its_exception(tmp_path):
+    (tmp_path / "wf_failing.py").write_text("def f(x):\n    raise KeyError(x)\n")
+    path = write(tmp_path, "wf.yaml", "tasks:\n  f:\n    python: wf_failing:f\n    args: [k]\n")
+    assert "raised KeyError: 'k'" in run(tmp_path, path, "--quiet").stdout
+
+
+def test_a_failing_script_makes_the_exit_code_non_zero(tmp_path):
+    path = write(tmp_path, "script.py", "raise SystemExit(4)\n")
+    assert cli("run", path, cwd=tmp_path).returncode == 4
+
+
+def test_a_script_refuses_nodes(tmp_path):
+    path = write(tmp_path, "script.py", "print('never')\n")
+    assert cli("run", path, "--nodes", "2", cwd=tmp_path).returncode == 2
+
+
+def test_resume_is_refused_with_a_message(tmp_path):
+    result = cli("run", EXAMPLES / "sweep.yaml", "--resume", cwd=tmp_path)
+    assert (result.returncode, "--resume is not available yet" in result.stderr) == (2, True)
+
+
+def test_a_missing_file_is_a_usage_error(tmp_path):
+    assert cli("run", tmp_path / "none.yaml", cwd=tmp_path).returncode == 2
+
+
+# --------------------------------------------------------------------------- progress
+
+SLOW = """
+tasks:
+  wait:
+    script: sleep 1.5
+"""
+
+
+def test_progress_lines_go_to_stderr_when_not_a_terminal(tmp_path):
+    result = run(tmp_path, write(tmp_path, "wf.yaml", SLOW), "--interval", "0.2")
+    assert "0/1 tasks done" in result.stderr
+
+
+def test_quiet_prints_no_progress(tmp_path):
+    result = run(tmp_path, write(tmp_path, "wf.yaml", SLOW), "--interval", "0.2", "--quiet")
+    assert result.stderr == ""
+
+
+def test_a_terminal_gets_a_line_rewritten_in_place(tmp_path):
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run",
+                             str(write(tmp_path, "wf.yaml", SLOW)), "--wd",
+                             str(tmp_path / "run")], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=slave, cwd=tmp_path, env=env)
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal is closed: the run is over
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    proc.wait(DEADLINE)
+    assert b"\r" in output and b"tasks done" in output
+
+
+# --------------------------------------------------------------------------- compile
+
+def test_compile_writes_a_requests_file_the_service_runs(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    cli("compile", EXAMPLES / "python_tasks.yaml", "-o", out / "reqs.json", cwd=tmp_path)
+    result = cli("service", "--file-path", out / "reqs.json", "--nodes", "2", "--wd", out,
+                 cwd=tmp_path)
+    assert (result.returncode, (out / "total.txt").read_text()) == (0, "385\n")
+
+
+def test_compile_without_output_prints_the_requests(tmp_path):
+    result = cli("compile", EXAMPLES / "sweep.yaml", cwd=tmp_path)
+    assert [job["name"] for job in json.loads(result.stdout)[0]["jobs"]] == \
+        ["prepare", "simulate", "collect"]
+
+
+def test_compile_refuses_a_requests_file(tmp_path):
+    assert cli("compile", EXAMPLES / "sweep.json", cwd=tmp_path).returncode == 2
+
+
+# --------------------------------------------------------------------------- status
+
+def test_status_of_a_finished_run(tmp_path):
+    run(tmp_path, EXAMPLES / "sweep.yaml", "--quiet")
+    result = cli("status", tmp_path / "run")
+    assert (result.returncode, "finished" in result.stdout.splitlines()[0]) == (0, True)
+
+
+def test_status_of_a_failed_run_names_the_failure(tmp_path):
+    run(tmp_path, write(tmp_path, "wf.yaml", FAILING), "--quiet")
+    result = cli("status", tmp_path / "run")
+    assert (result.returncode, "broken           FAILED   exit code 3" in result.stdout) == \
+        (1, True)
+
+
+def test_status_of_a_running_run(tmp_path):
+    service = tmp_path / "run" / ".qcgpjm-service-host.1"
+    service.mkdir(parents=True)
+    (service / "jobs.report").write_text('{"name": "a", "state": "SUCCEED"}\n')
+    (tmp_path / "run" / "qcgflow-run.json").write_text(json.dumps(
+        {"title": "workflow w", "requests": str(tmp_path / "reqs.json")}))
+    (tmp_path / "reqs.json").write_text(json.dumps(
+        [{"request": "submit", "jobs": [{"name": "a"}, {"name": "b"}]}]))
+    result = cli("status", tmp_path / "run")
+    assert (result.returncode, "b                -        not finished" in result.stdout) == \
+        (3, True)
+
+
+def test_status_of_a_directory_without_a_run(tmp_path):
+    assert cli("status", tmp_path).returncode == 2
