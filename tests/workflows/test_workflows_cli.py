@@ -46,6 +46,17 @@ def test_every_subcommand_has_help(command):
 
 # --------------------------------------------------------------------------- examples
 
+def test_the_hello_example_prints_its_greeting(tmp_path):
+    assert run(tmp_path, EXAMPLES / "hello.yaml").returncode == 0
+    assert (tmp_path / "run" / "hello.out").read_text().startswith("Hello from qcgflow on ")
+
+
+def test_the_diamond_example_passes_data_through_files(tmp_path):
+    assert run(tmp_path, EXAMPLES / "diamond.yaml").returncode == 0
+    outputs = {name: (tmp_path / "run" / name).read_text() for name in ("b.txt", "c.txt", "d.txt")}
+    assert outputs == {"b.txt": "sum 55\n", "c.txt": "max 10\n", "d.txt": "sum 55 max 10\n"}
+
+
 def test_the_yaml_sweep_example_writes_its_summary(tmp_path):
     assert run(tmp_path, EXAMPLES / "sweep.yaml").returncode == 0
     assert len((tmp_path / "run" / "sweep" / "summary.txt").read_text().splitlines()) == 8
@@ -80,7 +91,8 @@ def test_the_python_api_example_runs_as_a_script(tmp_path):
 
 
 def test_every_example_is_tested():
-    tested = {"sweep.yaml", "sweep.json", "pipeline.yaml", "python_tasks.yaml", "api_sweep.py"}
+    tested = {"hello.yaml", "diamond.yaml", "sweep.yaml", "sweep.json", "pipeline.yaml",
+              "python_tasks.yaml", "api_sweep.py"}
     helpers = {"stats.py"}
     assert {p.name for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".json", ".py")} \
         == tested | helpers
