@@ -13,8 +13,9 @@ not one per task.
 
 import json
 from datetime import datetime
-from typing import List, Optional
+from typing import Optional
 
+from .batched import BatchedLines
 from .jobs import FINAL_STATES, JobState
 from .registry import Job
 
@@ -29,9 +30,7 @@ class JobsReport:
             raise ValueError(fmt)
         self.path = path
         self._format = fmt
-        self._pending: List[str] = []
-        self._timer = None
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._out = BatchedLines(path)
 
     def __call__(self, job: Job, position: Optional[int], state: JobState) -> None:
         if state not in FINAL_STATES:
@@ -44,7 +43,7 @@ class JobsReport:
             entry = _entry(job.unit_name(position), state, history,
                            record.runtime if record is not None else {},
                            record.messages if record is not None else None)
-        self._pending.append(self._render(entry))
+        self._out.append(self._render(entry))
 
     def _render(self, entry: dict) -> str:
         if self._format == "json":
@@ -56,24 +55,14 @@ class JobsReport:
         return "\n".join(lines) + "\n"
 
     def flush_soon(self, loop, delay: float = 0.25) -> None:
-        """Event-loop idle hook: write at most every ``delay`` seconds (a timer makes sure
-        buffered lines are written even when nothing else happens)."""
-        if self._pending and self._timer is None:
-            self._timer = loop.call_later(delay, self._timed_flush)
-
-    def _timed_flush(self) -> None:
-        self._timer = None
-        self.flush()
+        """Event-loop idle hook: write at most every ``delay`` seconds."""
+        self._out.flush_later(loop, delay)
 
     def flush(self) -> None:
-        if self._pending:
-            self._file.write("".join(self._pending))
-            self._pending.clear()
-            self._file.flush()
+        self._out.flush()
 
     def close(self) -> None:
-        self.flush()
-        self._file.close()
+        self._out.close()
 
 
 def _entry(name, state, history, runtime, messages) -> dict:

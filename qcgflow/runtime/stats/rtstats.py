@@ -28,6 +28,8 @@ import time
 from datetime import datetime
 from typing import List, Optional, Sequence, Tuple
 
+from ..batched import BatchedLines
+
 RTSTATS_FILE = "rtstats.jsonl"
 
 
@@ -48,13 +50,10 @@ class RtStatsRecorder:
         self._loop = loop
         self._delay = delay
         self._batch = batch
-        self._pending: List[str] = []
-        self._timer = None
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._out = BatchedLines(path)
         header = {"resources": {name: list(cores) for name, cores in nodes},
                   "host": socket.gethostname(), "pid": os.getpid()}
-        self._file.write(json.dumps(header) + "\n")
-        self._file.flush()
+        self._out.write_now(json.dumps(header) + "\n")
 
     def __call__(self, name: str, allocation, info) -> None:
         # The launcher's times are monotonic; map them to the wall clock as it is now, so
@@ -71,28 +70,17 @@ class RtStatsRecorder:
             "stime": round(info.system_time, 6),
             "maxrss_kb": info.max_rss_kb,
         }
-        self._pending.append(json.dumps(record, separators=(",", ":")) + "\n")
-        if len(self._pending) >= self._batch:
-            self.flush()
-        elif self._timer is None:
-            self._timer = self._loop.call_later(self._delay, self._timed_flush)
-
-    def _timed_flush(self) -> None:
-        self._timer = None
-        self.flush()
+        self._out.append(json.dumps(record, separators=(",", ":")) + "\n")
+        if len(self._out) >= self._batch:
+            self._out.flush()
+        else:
+            self._out.flush_later(self._loop, self._delay)
 
     def flush(self) -> None:
-        if self._pending:
-            self._file.write("".join(self._pending))
-            self._pending.clear()
-            self._file.flush()
+        self._out.flush()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.flush()
-        self._file.close()
+        self._out.close()
 
 
 def _iso(epoch: float) -> str:

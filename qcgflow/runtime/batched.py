@@ -1,0 +1,53 @@
+"""Lines appended to a working file in batches, so bursts of events cost one write.
+
+Guarantees: lines are written in the order they were added; a line waits at most the
+``delay`` given to ``flush_later`` (a timer on the service's event loop writes it even when
+nothing else happens); ``close`` writes whatever is left.
+"""
+
+from typing import List
+
+
+class BatchedLines:
+    """An append-only text file with a buffer of pending lines."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._pending: List[str] = []
+        self._timer = None
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def __len__(self) -> int:
+        """Lines waiting to be written."""
+        return len(self._pending)
+
+    def append(self, line: str) -> None:
+        """Buffer ``line`` (it must end with a newline)."""
+        self._pending.append(line)
+
+    def write_now(self, line: str) -> None:
+        """Write ``line`` at once, after anything pending (e.g. a file header)."""
+        self._pending.append(line)
+        self.flush()
+
+    def flush_later(self, loop, delay: float) -> None:
+        """Make sure what is pending is written within ``delay`` seconds."""
+        if self._pending and self._timer is None:
+            self._timer = loop.call_later(delay, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._file.write("".join(self._pending))
+            self._pending.clear()
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.flush()
+        self._file.close()
