@@ -129,18 +129,9 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
     if (args.net_port_min and args.net_port_max and args.net_port_min > args.net_port_max):
         raise UnsupportedOption("--net-port-min (%d) is larger than --net-port-max (%d)"
                                 % (args.net_port_min, args.net_port_max))
-    if args.resources not in ("auto", "local", "slurm"):
-        raise UnsupportedOption("--resources: unknown value '%s' (use auto, slurm or local)"
-                                % args.resources)
-    if args.resources == "slurm":
-        raise UnsupportedOption("--resources slurm: Slurm mode is not available in this version "
-                                "of qcgflow; use --resources local")
-    if args.envschema not in ("auto", "slurm"):
-        raise UnsupportedOption("--envschema: unknown value '%s' (use auto or slurm)"
-                                % args.envschema)
-    if args.envschema == "slurm":
-        raise UnsupportedOption("--envschema slurm: Slurm mode is not available in this version "
-                                "of qcgflow")
+    _check_mode("--resources", args.resources, ("auto", "slurm", "local"),
+                "; use --resources local")
+    _check_mode("--envschema", args.envschema, ("auto", "slurm"), "")
     if args.report_format not in ("json", "text"):
         raise UnsupportedOption("--report-format: unknown format '%s' (use json or text)"
                                 % args.report_format)
@@ -158,6 +149,16 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         show_progress=args.show_progress, enable_rt_stats=args.enable_rt_stats,
         wrapper_rt_stats=args.wrapper_rt_stats, enable_proc_stats=args.enable_proc_stats,
         disable_warm_workers=args.disable_warm_workers)
+
+
+def _check_mode(option: str, value: str, known: Tuple[str, ...], hint: str) -> None:
+    """Refuse an unknown value, and 'slurm', which this version cannot honour yet."""
+    if value not in known:
+        raise UnsupportedOption("%s: unknown value '%s' (use %s or %s)"
+                                % (option, value, ", ".join(known[:-1]), known[-1]))
+    if value == "slurm":
+        raise UnsupportedOption("%s slurm: Slurm mode is not available in this version of "
+                                "qcgflow%s" % (option, hint))
 
 
 def _given(args, dest: str) -> bool:
