@@ -56,7 +56,8 @@ class Executor:
     """Turns start decisions into processes and process exits into outcomes."""
 
     def __init__(self, loop, launcher, root_wd: str, base_env: Mapping[str, str],
-                 on_executing: Callable, on_done: Callable, step_prefix: str = "job"):
+                 on_executing: Callable, on_done: Callable, step_prefix: str = "job",
+                 slurm: bool = False, aux_dir: Optional[str] = None):
         self._loop = loop
         self._launcher = launcher
         self._root_wd = root_wd
@@ -65,6 +66,8 @@ class Executor:
         self._on_done = on_done
         self._tasks: Dict[tuple, _Task] = {}
         self._step_prefix = step_prefix
+        self._slurm = slurm
+        self._aux_dir = aux_dir
         self._steps = 0
         # Called with (unit name, allocation, ExitInfo) for every process that ended:
         # exact start/end times and rusage for the run statistics (--enable-rt-stats).
@@ -85,12 +88,16 @@ class Executor:
             index=None if position is None else it.start + position,
             value=it.values[position] if (it is not None and it.values) else None,
             allocation=allocation, root_wd=self._root_wd,
-            step_id="%s%d" % (self._step_prefix, self._steps))
+            step_id="%s%d" % (self._step_prefix, self._steps),
+            slurm=self._slurm, aux_dir=self._aux_dir)
         try:
             command = build_task(spec.execution, ctx, self._base_env)
             task.wd = command.wd
             if spec.execution.wd:
                 os.makedirs(command.wd, exist_ok=True)
+            for path, content in command.files:
+                with open(path, "w") as handle:
+                    handle.write(content)
         except OSError as exc:
             message = "cannot prepare the working directory: %s" % exc
             self._loop.call_soon(lambda: self._failed_to_start(task, message))
@@ -99,7 +106,8 @@ class Executor:
         task.stderr = command.stderr
         self._launcher.launch(
             ProcessSpec(command.argv, command.env, command.wd, command.stdin, command.stdout,
-                        command.stderr, warm=_plain(spec.execution)),
+                        command.stderr, cpus=command.cpus, node=command.node,
+                        warm=_plain(spec.execution)),
             lambda pid: self._started(task, pid),
             lambda info: self._exited(task, info),
             lambda message: self._failed_to_start(task, message))

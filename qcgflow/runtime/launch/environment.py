@@ -49,6 +49,8 @@ class TaskContext:
     allocation: Allocation
     root_wd: str
     step_id: str
+    slurm: bool = False            # inside a Slurm allocation: SLURM_* variables, binding
+    aux_dir: Optional[str] = None  # where per-task files (rankfiles, hostfiles) are written
 
 
 def execution_variables(ctx: TaskContext) -> Dict[str, str]:
@@ -72,6 +74,9 @@ class TaskCommand:
     stdin: Optional[str]
     stdout: Optional[str]
     stderr: Optional[str]
+    node: Optional[str] = None                 # node the process starts on (first node)
+    cpus: Optional[Tuple[int, ...]] = None     # bind the started process to these CPU ids
+    files: Tuple[Tuple[str, str], ...] = ()    # (path, content) written before the start
 
 
 def build_task(execution: ExecutionSpec, ctx: TaskContext,
@@ -108,7 +113,7 @@ def build_task(execution: ExecutionSpec, ctx: TaskContext,
     elif body is not None:
         argv = ["/bin/bash", "-c", body]
     return TaskCommand(argv, env, wd, in_wd(execution.stdin), in_wd(execution.stdout),
-                       in_wd(execution.stderr))
+                       in_wd(execution.stderr), node=ctx.allocation.parts[0].node)
 
 
 def _prelude(modules: Tuple[str, ...], venv: Optional[str], root_wd: str) -> str:

@@ -42,6 +42,7 @@ class ProcessSpec:
     stdout: Optional[str] = None
     stderr: Optional[str] = None
     cpus: Optional[Sequence[int]] = None  # bind to these CPU ids when set
+    node: Optional[str] = None  # the node to start it on (launchers with several nodes)
     warm: bool = False  # a plain command (no modules/venv/script/model): may run in a warm
                         # Python worker when it is ``python -m ...`` (launch/pyworker.py)
 
