@@ -96,7 +96,7 @@ class Allocation:
 class _Node:
     """Mutable per-node state; the free heap and the free set always hold the same ids."""
 
-    __slots__ = ("name", "cores", "core_set", "free_heap", "free_set")
+    __slots__ = ("name", "cores", "core_set", "free_heap", "free_set", "disabled", "held")
 
     def __init__(self, name: str, cores: tuple[int, ...]) -> None:
         self.name = name
@@ -104,6 +104,8 @@ class _Node:
         self.core_set = frozenset(cores)
         self.free_heap = list(cores)
         self.free_set = set(cores)
+        self.disabled = False
+        self.held: set[int] = set()  # idle cores of a disabled node: neither free nor in use
 
     def take(self, count: int) -> tuple[int, ...]:
         """Remove and return the ``count`` lowest free core ids (caller checked availability)."""
@@ -120,6 +122,9 @@ class _Node:
 
     def give_back(self, cores: tuple[int, ...]) -> None:
         """Return cores that the caller has checked are owned by this node and in use."""
+        if self.disabled:
+            self.held.update(cores)
+            return
         for core in cores:
             heapq.heappush(self.free_heap, core)
         self.free_set.update(cores)
@@ -128,7 +133,8 @@ class _Node:
 class ResourcePool:
     """The nodes and cores available to jobs, and which of them are in use.
 
-    Guarantees: ``used_cores + free_cores == total_cores`` at all times; a core is never in
+    Guarantees: ``used_cores + free_cores == total_cores`` at all times (``used_cores``
+    includes the idle cores held back on disabled nodes, see :meth:`disable`); a core is never in
     two live allocations; :meth:`allocate` is all-or-nothing; :meth:`release` is atomic (it
     either frees the whole allocation or raises and changes nothing).
     """
@@ -293,6 +299,45 @@ class ResourcePool:
         self._free -= sum(len(part.cores) for part in parts)
         return Allocation(tuple(parts))
 
+    # -- availability of nodes ---------------------------------------------------------
+
+    def disable(self, name: str) -> int:
+        """Take node ``name`` out of service: its free cores, and every core released later,
+        are held back until :meth:`enable`. Cores in live allocations stay allocated.
+
+        Returns the number of cores held back now. Raises ``KeyError`` for an unknown node.
+        """
+        node = self._nodes[self._index[name]]
+        if node.disabled:
+            return 0
+        node.disabled = True
+        held = len(node.free_set)
+        node.held.update(node.free_set)
+        node.free_set.clear()
+        node.free_heap.clear()
+        self._free -= held
+        return held
+
+    def enable(self, name: str) -> int:
+        """Put node ``name`` back in service; returns the number of cores made free again."""
+        index = self._index[name]
+        node = self._nodes[index]
+        if not node.disabled:
+            return 0
+        node.disabled = False
+        cores = tuple(node.held)
+        node.held.clear()
+        node.give_back(cores)
+        self._free += len(cores)
+        if cores and not self._queued[index]:
+            heapq.heappush(self._nonfull, index)
+            self._queued[index] = True
+        return len(cores)
+
+    def is_enabled(self, name: str) -> bool:
+        """Whether node ``name`` takes new work. Raises ``KeyError`` for an unknown node."""
+        return not self._nodes[self._index[name]].disabled
+
     # -- release ---------------------------------------------------------------------
 
     def release(self, alloc: Allocation) -> None:
@@ -317,7 +362,7 @@ class ResourcePool:
             for core in part.cores:
                 if core not in node.core_set:
                     raise RuntimeError(f"Cannot release unknown core {core} of node '{part.node}'")
-                if core in node.free_set:
+                if core in node.free_set or core in node.held:
                     raise RuntimeError(
                         f"Core {core} of node '{part.node}' is already free (allocation released twice?)")
             if len(part.cores) > 1 and len(set(part.cores)) != len(part.cores):
@@ -326,8 +371,11 @@ class ResourcePool:
         for index, cores in targets:
             if not cores:
                 continue
-            self._nodes[index].give_back(cores)
+            node = self._nodes[index]
+            node.give_back(cores)
+            if node.disabled:
+                continue  # held back, not free
+            self._free += len(cores)
             if not self._queued[index]:
                 heapq.heappush(self._nonfull, index)
                 self._queued[index] = True
-        self._free += sum(len(cores) for _, cores in targets)

@@ -1,0 +1,277 @@
+"""The service in Slurm mode on the dev cluster: started inside ``sbatch`` and ``salloc``,
+tasks started by per-node agents (or one srun per task), bound to their CPUs, MPI across
+nodes, modules, a lost agent, ``--system-core``.
+
+One batch job runs a workload of several jobs (module fixture) and the tests read what it
+left, so the cluster round trip is paid once.
+"""
+
+import json
+import os
+import shlex
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from slurm_harness import (MODULE, cluster_env, parse_mpi_hello, require_mpi_hello,
+                           require_slurm, run_bounded, salloc_run, sbatch_and_wait)
+
+SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
+
+pytestmark = pytest.mark.slurm
+
+
+def _submit(*jobs):
+    return [{"request": "submit", "jobs": list(jobs)},
+            {"request": "control", "command": "finishAfterAllTasksDone"}]
+
+
+def _report(wd: Path, service_id: str = "t"):
+    """{unit name: (state, messages)} from jobs.report (iterations and whole jobs)."""
+    result = {}
+    path = wd / (".qcgpjm-service-%s" % service_id) / "jobs.report"
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        result[entry["name"]] = (entry["state"], entry.get("messages") or "")
+    return result
+
+
+def _batch_service(wd: Path, requests, options=(), sbatch_args=("-N2", "-w", "n1,n2",
+                                                                   "--exclusive"), timeout=120):
+    wd.mkdir(parents=True, exist_ok=True)
+    (wd / "req.json").write_text(json.dumps(requests))
+    command = " ".join(shlex.quote(a) for a in SERVICE + [
+        "--file-path", str(wd / "req.json"), "--wd", str(wd), "--id", "t", *options])
+    script = "#!/bin/bash\n%s\necho service-exit=$?\n" % command
+    return sbatch_and_wait(script, list(sbatch_args), timeout=timeout)
+
+
+# --------------------------------------------------------------------------- one batch run
+
+SPAN_SCRIPT = ("echo nnodes=${nnodes} nlist=${nlist}; "
+               "env | grep -E '^(SLURM|QCG_PM)_' | sort")
+BOUND_SCRIPT = "echo $QCG_PM_NODELIST $(grep Cpus_allowed_list /proc/self/status)"
+
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory):
+    require_slurm()
+    wd = tmp_path_factory.mktemp("batch")
+    jobs = [
+        {"name": "span", "execution": {"script": SPAN_SCRIPT, "stdout": "span.out"},
+         "resources": {"numNodes": {"exact": 2}}},
+        {"name": "bound", "iteration": {"stop": 4},
+         "execution": {"script": BOUND_SCRIPT, "stdout": "bound.${it}.out"},
+         "resources": {"numCores": {"exact": 1}}, "dependencies": {"after": ["span"]}},
+        {"name": "mod", "execution": {"exec": "/bin/bash", "args": [
+            "-c", "echo $QCGTEST_VAR"], "modules": [MODULE], "stdout": "mod.out"},
+         "dependencies": {"after": ["bound"]}},
+        {"name": "fails", "execution": {"exec": "/bin/false"},
+         "dependencies": {"after": ["bound"]}},
+    ]
+    result = _batch_service(wd, _submit(*jobs))
+    return wd, result
+
+
+def test_service_in_sbatch_ends_the_batch_job_cleanly(batch_run):
+    _, result = batch_run
+    assert (result.state, "service-exit=0" in result.stdout) == ("COMPLETED", True)
+
+
+def test_job_spanning_two_nodes_sees_nnodes_and_nlist(batch_run):
+    wd, _ = batch_run
+    assert (wd / "span.out").read_text().splitlines()[0] == "nnodes=2 nlist=n1,n2"
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("QCG_PM_NNODES", "2"), ("QCG_PM_NODELIST", "n1,n2"), ("QCG_PM_NPROCS", "4"),
+    ("QCG_PM_TASKS_PER_NODE", "2,2"), ("QCG_PM_CPU_SET", "0,1,0,1"),
+    ("SLURM_NNODES", "2"), ("SLURM_NODELIST", "n1,n2"), ("SLURM_NTASKS", "4"),
+])
+def test_job_spanning_two_nodes_sees_its_variables(batch_run, variable, value):
+    wd, _ = batch_run
+    lines = (wd / "span.out").read_text().splitlines()
+    assert "%s=%s" % (variable, value) in lines
+
+
+def test_one_core_tasks_are_bound_to_distinct_cpus_of_both_nodes(batch_run):
+    wd, _ = batch_run
+    seen = sorted((wd / ("bound.%d.out" % i)).read_text().split()[0] + ":" +
+                  (wd / ("bound.%d.out" % i)).read_text().split()[-1] for i in range(4))
+    assert seen == ["n1:0", "n1:1", "n2:0", "n2:1"]
+
+
+def test_module_load_of_a_real_modulefile(batch_run):
+    wd, _ = batch_run
+    assert (wd / "mod.out").read_text().strip() == "hello-from-module"
+
+
+def test_failed_task_is_reported_with_its_exit_code(batch_run):
+    wd, _ = batch_run
+    assert _report(wd)["fails"] == ("FAILED", "exit code 1")
+
+
+def test_agents_were_started_on_both_nodes(batch_run):
+    wd, _ = batch_run
+    log = (wd / ".qcgpjm-service-t" / "service.log").read_text()
+    assert ("node n1 ready" in log, "node n2 ready" in log) == (True, True)
+
+
+# --------------------------------------------------------------------------- salloc
+
+def test_service_inside_salloc_runs_tasks_on_both_nodes(tmp_path):
+    require_slurm()
+    (tmp_path / "req.json").write_text(json.dumps(_submit(
+        {"name": "where", "iteration": {"stop": 4},
+         "execution": {"script": "echo $QCG_PM_NODELIST", "stdout": "where.${it}.out"}})))
+    done = salloc_run(SERVICE + ["--file-path", str(tmp_path / "req.json"), "--wd",
+                                 str(tmp_path), "--id", "t"], args=["--exclusive"], timeout=90)
+    assert done.returncode == 0, done.stderr
+    nodes = sorted((tmp_path / ("where.%d.out" % i)).read_text().strip() for i in range(4))
+    assert nodes == ["n1", "n1", "n2", "n2"]
+
+
+def test_disable_nl_runs_each_task_as_a_bound_srun_step(tmp_path):
+    require_slurm()
+    (tmp_path / "req.json").write_text(json.dumps(_submit(
+        {"name": "b", "iteration": {"stop": 4},
+         "execution": {"script": "echo $SLURMD_NODENAME $(grep Cpus_allowed_list "
+                                 "/proc/self/status)", "stdout": "b.${it}.out"}})))
+    done = salloc_run(SERVICE + ["--file-path", str(tmp_path / "req.json"), "--wd",
+                                 str(tmp_path), "--id", "t", "--disable-nl"],
+                      args=["--exclusive"], timeout=90)
+    assert done.returncode == 0, done.stderr
+    seen = sorted("%s:%s" % tuple((tmp_path / ("b.%d.out" % i)).read_text().split()[::2])
+                  for i in range(4))
+    assert seen == ["n1:0", "n1:1", "n2:0", "n2:1"]
+
+
+def test_system_core_keeps_the_first_core_of_the_first_node(tmp_path):
+    require_slurm()
+    (tmp_path / "req.json").write_text(json.dumps(_submit(
+        {"name": "c", "iteration": {"stop": 3},
+         "execution": {"script": "echo $QCG_PM_NODELIST:$QCG_PM_CPU_SET",
+                       "stdout": "c.${it}.out"}})))
+    done = salloc_run(SERVICE + ["--file-path", str(tmp_path / "req.json"), "--wd",
+                                 str(tmp_path), "--id", "t", "--system-core"],
+                      args=["--exclusive"], timeout=90)
+    assert done.returncode == 0, done.stderr
+    used = sorted((tmp_path / ("c.%d.out" % i)).read_text().strip() for i in range(3))
+    assert used == ["n1:1", "n2:0", "n2:1"]
+
+
+# --------------------------------------------------------------------------- MPI
+
+def test_openmpi_hello_across_two_nodes(tmp_path):
+    hello = require_mpi_hello()
+    result = _batch_service(tmp_path, _submit(
+        {"name": "mpi", "execution": {"exec": str(hello), "model": "openmpi",
+                                      "stdout": "mpi.out", "stderr": "mpi.err"},
+         "resources": {"numNodes": {"exact": 2}}}))
+    assert result.state == "COMPLETED", result.stdout
+    ranks = parse_mpi_hello((tmp_path / "mpi.out").read_text())
+    assert sorted((r["node"], r["cpus"]) for r in ranks) == [
+        ("n1", "0"), ("n1", "1"), ("n2", "0"), ("n2", "1")]
+
+
+def test_srunmpi_hello_across_two_nodes(tmp_path):
+    hello = require_mpi_hello()
+    result = _batch_service(tmp_path, _submit(
+        {"name": "mpi", "execution": {"exec": str(hello), "model": "srunmpi",
+                                      "model_opts": {"mpirun_args": ["--mpi=pmix"]},
+                                      "stdout": "mpi.out", "stderr": "mpi.err"},
+         "resources": {"numNodes": {"exact": 2}}}))
+    assert result.state == "COMPLETED", result.stdout
+    ranks = parse_mpi_hello((tmp_path / "mpi.out").read_text())
+    assert sorted(r["node"] for r in ranks) == ["n1", "n1", "n2", "n2"]
+
+
+# --------------------------------------------------------------------------- lost agent
+
+def _agent_processes(node):
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "qcgflow.runtime.launch.agent" in cmd and node in cmd and "srun" not in cmd[0]:
+            found.append(proc)
+    return found
+
+
+def test_killed_agent_fails_its_tasks_with_the_cause_and_the_rest_finish(tmp_path):
+    require_slurm()
+    jobs = [
+        # 4 iterations over n1 and n2, each waits for a marker file the test writes
+        {"name": "w", "iteration": {"stop": 4}, "execution": {
+            "script": "echo $QCG_PM_NODELIST > w.${it}.node; "
+                      "while [ ! -e release ]; do sleep 0.05; done"}},
+        {"name": "later", "iteration": {"stop": 4},
+         "execution": {"script": "echo $QCG_PM_NODELIST > later.${it}.node"},
+         "dependencies": {"after": ["w"]}},
+    ]
+    wd = tmp_path
+    (wd / "req.json").write_text(json.dumps(_submit(*jobs)))
+    proc = psutil.Popen(["salloc", "-N2", "-w", "n1,n2", "--exclusive"] + SERVICE + [
+        "--file-path", str(wd / "req.json"), "--wd", str(wd), "--id", "t"],
+        env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(wd.glob("w.*.node"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        victims = [p for p in _agent_processes("n2")]
+        assert victims, "no agent process for n2"
+        for victim in victims:
+            victim.kill()
+        time.sleep(0.5)  # let the service notice before the n1 tasks end
+        (wd / "release").write_text("")
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    report = _report(wd)
+    on_n2 = [i for i in range(4) if (wd / ("w.%d.node" % i)).read_text().strip() == "n2"]
+    states = {i: report["w:%d" % i] for i in range(4)}
+    assert all(states[i][0] == "FAILED" and "agent on n2 lost" in states[i][1]
+               for i in on_n2) and len(on_n2) == 2, states
+
+
+def test_after_losing_an_agent_work_goes_to_the_remaining_node(tmp_path):
+    require_slurm()
+    jobs = [
+        {"name": "w", "execution": {
+            "script": "while [ ! -e release ]; do sleep 0.05; done"},
+         "resources": {"numNodes": {"exact": 1}}},
+        {"name": "later", "iteration": {"stop": 3},
+         "execution": {"script": "echo $QCG_PM_NODELIST > later.${it}.node"},
+         "dependencies": {"after": ["w"]}},
+    ]
+    wd = tmp_path
+    (wd / "req.json").write_text(json.dumps(_submit(*jobs)))
+    proc = psutil.Popen(["salloc", "-N2", "-w", "n1,n2", "--exclusive"] + SERVICE + [
+        "--file-path", str(wd / "req.json"), "--wd", str(wd), "--id", "t"],
+        env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _agent_processes("n2") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = wd / ".qcgpjm-service-t" / "service.log"
+        while (not log.exists() or "starting jobs" not in log.read_text()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for victim in _agent_processes("n2"):
+            victim.kill()
+        while "agent on n2 lost" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (wd / "release").write_text("")
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    report = _report(wd)
+    nodes = sorted((wd / ("later.%d.node" % i)).read_text().strip() for i in range(3))
+    assert (report["later"][0], nodes) == ("SUCCEED", ["n1", "n1", "n1"])
