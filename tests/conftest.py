@@ -10,6 +10,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "modules: needs environment modules (apt-get install "
                                        "environment-modules)")
+    config.addinivalue_line("markers", "slurm: needs the dev Slurm cluster (bash "
+                                       "ci/dev-cluster/dev-cluster.sh up)")
 
 
 @pytest.fixture(autouse=True)

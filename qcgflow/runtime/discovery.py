@@ -1,21 +1,50 @@
-"""Discovery of local resources: the ``--nodes`` option and the local host.
+"""Where the resources come from: ``--nodes``, the local host, a Slurm allocation or a file.
 
-Pure: the host name and CPU count are passed in by the caller, which reads them from the
-system; this module only turns them (or a ``--nodes`` value) into ``(node, core ids)``
-pairs suitable for :class:`qcgflow.runtime.resources.ResourcePool`.
+This is the only module that reads the environment for resources. :func:`discover` chooses
+the source from the options and returns a frozen :class:`ResourcesInfo`; the reads
+(environment, ``scontrol``, host name, CPU count, the resources file) are injectable so
+tests can drive every branch without a cluster::
+
+    --slurm-resources-file F  -> scontrol text or QCG-PilotJob JSON in F      -> mode from F
+    --resources local, or auto with --nodes or outside Slurm
+                              -> --nodes value | local host (name, CPU count) -> 'local'
+    --resources slurm, or auto inside an allocation (SLURM_JOB_ID / SLURM_JOBID)
+                              -> SLURM_JOB_NODELIST + `scontrol show job -d $SLURM_JOB_ID`
+                                 CPU_IDs (fallback: SLURM_JOB_CPUS_PER_NODE counts, ids
+                                 0..n-1, with a warning)                    -> 'slurm'
+    then: --slurm-limit-nodes-range-begin/-end (Slurm nodes only), --system-core
 
 ``--nodes`` follows QCG-PilotJob's syntax ``[NODE_NAME:]CORES[,[NODE_NAME:]CORES]...``:
 ``'4'`` is one node with 4 cores, ``'4,2,2'`` three unnamed nodes, ``'n1:4, n2:4'`` two
 named ones. An unnamed node is called ``n<position>`` after its 0-based position in the list.
+
+The resources file (``--slurm-resources-file``) holds either the saved output of
+``scontrol show job -d JOBID`` (node names from ``NodeList=``, CPU ids from the
+``Nodes=... CPU_IDs=...`` lines, GPUs from their ``GRES=``), or the JSON resources
+description of QCG-PilotJob (``{"type": "SLURM"|"LOCAL", "nodes": [{"name", "total_cores",
+"core_ids", "free_cores", "crs": {"GPU": {"data": {"ids": [...]}}}}]}``; the free cores are
+the ones used). The first form gives Slurm mode, the second the mode its ``type`` says.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import json
+import os
+import socket
+import subprocess
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Callable, Mapping, Optional
 
 from qcgflow.runtime.errors import ResourcesError
+from qcgflow.runtime.slurmres import (JobDetails, SlurmAllocation, SlurmNode,
+                                      allocation_from_env, job_id_of, limit_nodes,
+                                      parse_job_details, reserve_system_core)
 
-__all__ = ["parse_nodes_spec", "local_nodes"]
+__all__ = ["parse_nodes_spec", "local_nodes", "ResourcesInfo", "discover", "run_scontrol",
+           "parse_resources_json"]
+
+SCONTROL_TIMEOUT = 30.0
 
 # Characters that would make the runtime's 'node[c0:c1],node2[...]' allocation wire format
 # ambiguous, so they may not appear in a node name.
@@ -106,3 +135,247 @@ def local_nodes(spec: Optional[str], *, system_core: bool, hostname: str,
             # A node with nothing left to run jobs on would only mislead node-count requests.
             del nodes[0]
     return nodes
+
+
+# -- discover -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResourcesInfo:
+    """The resources a service runs on, and where they came from.
+
+    Attributes:
+        mode: ``'local'`` (processes on this host) or ``'slurm'`` (nodes of an allocation).
+        nodes: ``(node name, core ids)`` in pool order; names unique, cores ascending, never
+            empty. Slurm nodes are named by their Slurm node name, never by host name.
+        gpus: GPU ids per node name (nodes without GPUs are absent).
+        job_id: the Slurm job id, if any.
+        end_time: the allocation's end (naive local time, as Slurm prints it), None if
+            unknown or unlimited.
+        source: ``'nodes'`` (--nodes), ``'host'``, ``'scontrol'`` (real CPU ids),
+            ``'environment'`` (SLURM_JOB_CPUS_PER_NODE counts) or ``'file'``.
+        reserved_core: ``(node, core id)`` kept for the manager by --system-core, or None.
+        warnings: remarks worth a warning in the service log.
+    """
+
+    mode: str
+    nodes: tuple[tuple[str, tuple[int, ...]], ...]
+    gpus: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    job_id: Optional[str] = None
+    end_time: Optional[datetime] = None
+    source: str = "host"
+    reserved_core: Optional[tuple[str, int]] = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def total_cores(self) -> int:
+        """Number of cores over all nodes."""
+        return sum(len(cores) for _, cores in self.nodes)
+
+    def pool_nodes(self) -> list[tuple[str, list[int]]]:
+        """``(name, core ids)`` pairs for :class:`~qcgflow.runtime.resources.ResourcePool`."""
+        return [(name, list(cores)) for name, cores in self.nodes]
+
+
+def run_scontrol(job_id: str) -> str:
+    """Return the text of ``scontrol show job -d JOB_ID``.
+
+    Raises:
+        OSError: scontrol is missing, fails, or takes longer than ``SCONTROL_TIMEOUT``.
+    """
+    try:
+        done = subprocess.run(["scontrol", "show", "job", "-d", job_id], capture_output=True,
+                              text=True, timeout=SCONTROL_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"timed out after {SCONTROL_TIMEOUT:g} s") from exc
+    if done.returncode != 0:
+        detail = " ".join(done.stderr.split()) or "no message"
+        raise OSError(f"exit status {done.returncode}: {detail}")
+    return done.stdout
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def discover(config: Any, environ: Optional[Mapping[str, str]] = None,
+             scontrol: Optional[Callable[[str], str]] = None, *,
+             hostname: Optional[str] = None, cpu_count: Optional[int] = None,
+             read_text: Optional[Callable[[str], str]] = None) -> ResourcesInfo:
+    """Find the resources the options ask for (see the module docstring for the rules).
+
+    Args:
+        config: a :class:`~qcgflow.runtime.config.ServiceConfig` or anything with its
+            attributes ``resources``, ``nodes``, ``system_core`` and (optional)
+            ``slurm_limit_nodes_begin``/``_end``, ``slurm_resources_file``.
+        environ: the environment (default ``os.environ``).
+        scontrol: ``job id -> text`` of ``scontrol show job -d``, raising OSError when it
+            cannot be had (default :func:`run_scontrol`).
+        hostname, cpu_count: facts of the local host (default: read from the system).
+        read_text: ``path -> text`` for the resources file (default: read the file).
+
+    Returns:
+        A frozen :class:`ResourcesInfo` whose nodes can feed a ResourcePool.
+
+    Raises:
+        ResourcesError: a one-line message naming the option, variable or file and the value:
+            ``--resources slurm`` outside an allocation, malformed SLURM_* values or
+            scontrol text, an unreadable or malformed resources file, a node range that
+            selects nothing, --system-core with a single core, a bad --nodes value.
+    """
+    environ = os.environ if environ is None else environ
+    resources = getattr(config, "resources", "auto")
+    path = getattr(config, "slurm_resources_file", None)
+    begin = getattr(config, "slurm_limit_nodes_begin", None)
+    end = getattr(config, "slurm_limit_nodes_end", None)
+    system_core = bool(getattr(config, "system_core", False))
+    spec = getattr(config, "nodes", None)
+    if path:
+        mode, allocation = _from_file(path, environ, read_text or _read_text)
+    elif resources == "slurm" or (resources == "auto" and spec is None and job_id_of(environ)):
+        if not job_id_of(environ):
+            raise ResourcesError("--resources slurm: not inside a Slurm allocation "
+                                 "(SLURM_JOB_ID is not set)")
+        mode, allocation = "slurm", _from_slurm(environ, scontrol or run_scontrol)
+    else:
+        return _local(spec, system_core, begin, end, hostname, cpu_count)
+    allocation = limit_nodes(allocation, begin, end)
+    if system_core:
+        allocation = reserve_system_core(
+            allocation, "Slurm allocation" if not path else f"resources file '{path}'")
+    return ResourcesInfo(
+        mode=mode, nodes=tuple((node.name, node.cores) for node in allocation.nodes),
+        gpus={node.name: node.gpus for node in allocation.nodes if node.gpus},
+        job_id=allocation.job_id, end_time=allocation.end_time,
+        source="file" if path else allocation.source, reserved_core=allocation.reserved_core,
+        warnings=allocation.notes)
+
+
+def _local(spec: Optional[str], system_core: bool, begin: Optional[int], end: Optional[int],
+           hostname: Optional[str], cpu_count: Optional[int]) -> ResourcesInfo:
+    if spec is None:
+        hostname = socket.gethostname() if hostname is None else hostname
+        cpu_count = (os.cpu_count() or 1) if cpu_count is None else cpu_count
+    nodes = local_nodes(spec, system_core=system_core, hostname=hostname or "",
+                        cpu_count=cpu_count or 0)
+    reserved = None
+    if system_core:
+        first = parse_nodes_spec(spec)[0][0] if spec is not None else hostname
+        reserved = (first, 0)
+    warnings = ()
+    if begin is not None or end is not None:
+        warnings = ("--slurm-limit-nodes-range-begin/-end ignored: not inside a Slurm "
+                    "allocation, using local resources",)
+    return ResourcesInfo(mode="local", nodes=tuple((name, tuple(cores)) for name, cores in nodes),
+                         source="host" if spec is None else "nodes", reserved_core=reserved,
+                         warnings=warnings)
+
+
+def _from_slurm(environ: Mapping[str, str], scontrol: Callable[[str], str]) -> SlurmAllocation:
+    job_id = job_id_of(environ)
+    try:
+        text = scontrol(job_id)
+    except OSError as exc:
+        allocation = allocation_from_env(environ, None)
+        failed = (f"scontrol show job -d {job_id} failed ({exc}): the CPU ids and the end time "
+                  f"of the allocation are unknown")
+        return replace(allocation, notes=(failed,) + allocation.notes)
+    return allocation_from_env(environ, parse_job_details(text))
+
+
+def _from_file(path: str, environ: Mapping[str, str],
+               read_text: Callable[[str], str]) -> tuple[str, SlurmAllocation]:
+    try:
+        text = read_text(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ResourcesError(f"Cannot read --slurm-resources-file '{path}': {reason}") from exc
+    if text.lstrip().startswith("{"):
+        return parse_resources_json(text, path)
+    source = f"--slurm-resources-file '{path}'"
+    details = parse_job_details(text, source)
+    if not details.cpu_ids:
+        raise ResourcesError(
+            f"{source}: no 'Nodes=... CPU_IDs=...' lines (expected the output of "
+            f"`scontrol show job -d JOBID` or a JSON resources description)")
+    if details.node_list is None:
+        details = JobDetails(job_id=details.job_id, node_list=",".join(details.cpu_ids),
+                             end_time=details.end_time, cpu_ids=details.cpu_ids,
+                             gpu_ids=details.gpu_ids)
+    # The file, not the environment, describes the nodes; only the job id may come from it.
+    job_env = {"SLURM_JOB_ID": details.job_id or job_id_of(environ) or ""}
+    return "slurm", allocation_from_env(job_env, details)
+
+
+def parse_resources_json(text: str, path: str) -> tuple[str, SlurmAllocation]:
+    """Parse QCG-PilotJob's JSON resources description; return ``(mode, allocation)``.
+
+    Raises:
+        ResourcesError: invalid JSON, or a description that is not an object with a known
+            ``type`` and a non-empty ``nodes`` list of named nodes with integer core ids.
+    """
+    where = f"--slurm-resources-file '{path}'"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ResourcesError(f"{where}: not valid JSON ({exc})") from exc
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind not in ("SLURM", "LOCAL"):
+        raise ResourcesError(f"{where}: 'type' must be \"SLURM\" or \"LOCAL\", got {kind!r}")
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise ResourcesError(f"{where}: 'nodes' must be a non-empty list")
+    nodes = tuple(_json_node(raw, number, where) for number, raw in enumerate(raw_nodes))
+    names = [node.name for node in nodes]
+    for name in names:
+        if names.count(name) > 1:
+            raise ResourcesError(f"{where}: node '{name}' is listed twice")
+    return kind.lower(), SlurmAllocation(job_id=None, nodes=nodes, source="file")
+
+
+def _json_ids(values: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(values, list):
+        raise ResourcesError(f"{what} must be a list")
+    ids = []
+    for value in values:
+        text = str(value).strip()
+        if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
+            hint = " (hyper-thread groups are not supported)" if "," in text else ""
+            raise ResourcesError(f"{what}: '{value}' is not a non-negative integer id{hint}")
+        ids.append(int(text))
+    if len(set(ids)) != len(ids):
+        raise ResourcesError(f"{what}: an id is listed twice")
+    return tuple(sorted(ids))
+
+
+def _json_node(raw: Any, number: int, where: str) -> SlurmNode:
+    if not isinstance(raw, dict):
+        raise ResourcesError(f"{where}: node {number} is not an object")
+    name = raw.get("name")
+    if (not isinstance(name, str) or not name
+            or any(ch.isspace() or ch in _FORBIDDEN_IN_NAME for ch in name)):
+        raise ResourcesError(f"{where}: node {number} has no valid 'name' (got {name!r})")
+    what = f"{where} node '{name}'"
+    total = raw.get("total_cores")
+    if "free_cores" in raw and raw["free_cores"] is not None:
+        cores = _json_ids(raw["free_cores"], f"{what} free_cores")
+    elif raw.get("core_ids"):
+        if not isinstance(total, int) or isinstance(total, bool) or total < 1:
+            total = len(raw["core_ids"]) if isinstance(raw["core_ids"], list) else 0
+        cores = _json_ids(raw["core_ids"], f"{what} core_ids")[:total]
+    elif isinstance(total, int) and not isinstance(total, bool) and total > 0:
+        cores = tuple(range(total))
+    else:
+        raise ResourcesError(f"{what}: no cores (give total_cores, core_ids or free_cores)")
+    if not cores:
+        raise ResourcesError(f"{what}: no free cores")
+    gpus: tuple[int, ...] = ()
+    crs = raw.get("crs") or {}
+    gpu = crs.get("GPU") if isinstance(crs, dict) else None
+    if isinstance(gpu, dict):
+        data = gpu.get("data") if isinstance(gpu.get("data"), dict) else gpu
+        if data.get("ids") is not None:
+            gpus = _json_ids(data["ids"], f"{what} GPU ids")
+        elif isinstance(data.get("total"), int):
+            gpus = tuple(range(data["total"]))
+    return SlurmNode(name, cores, gpus)

@@ -275,3 +275,52 @@ def test_after_losing_an_agent_work_goes_to_the_remaining_node(tmp_path):
     report = _report(wd)
     nodes = sorted((wd / ("later.%d.node" % i)).read_text().strip() for i in range(3))
     assert (report["later"][0], nodes) == ("SUCCEED", ["n1", "n1", "n1"])
+
+
+def test_agents_started_with_ssh_run_tasks_on_both_nodes(tmp_path):
+    require_slurm()
+    if os.environ.get("QCGFLOW_DEV_SSH", "1") != "1":
+        pytest.skip("the dev cluster was started without ssh (QCGFLOW_DEV_SSH=0)")
+    (tmp_path / "req.json").write_text(json.dumps(_submit(
+        {"name": "where", "iteration": {"stop": 4},
+         "execution": {"script": "echo $QCG_PM_NODELIST $(grep Cpus_allowed_list "
+                                 "/proc/self/status)", "stdout": "where.${it}.out"}})))
+    done = salloc_run(SERVICE + ["--file-path", str(tmp_path / "req.json"), "--wd",
+                                 str(tmp_path), "--id", "t", "--nl-start-method", "ssh"],
+                      args=["--exclusive"], timeout=90)
+    assert done.returncode == 0, done.stderr
+    seen = sorted("%s:%s" % tuple((tmp_path / ("where.%d.out" % i)).read_text().split()[::2])
+                  for i in range(4))
+    assert seen == ["n1:0", "n1:1", "n2:0", "n2:1"]
+
+
+def test_agents_that_cannot_start_stop_the_service_with_the_reason(tmp_path):
+    require_slurm()
+    (tmp_path / "req.json").write_text(json.dumps(_submit(
+        {"name": "never", "execution": {"exec": "/bin/true"}})))
+    # a PATH without python's directory does not matter (the agent is started by absolute
+    # path); an ssh start to nodes that refuse: a bogus ssh config makes ssh fail at once
+    (tmp_path / "ssh_config").write_text("Host *\n  ProxyCommand /bin/false\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ssh").write_text("#!/bin/sh\nexec /usr/bin/ssh -F %s \"$@\"\n"
+                                % (tmp_path / "ssh_config"))
+    (bindir / "ssh").chmod(0o755)
+    env = cluster_env({"PATH": "%s:%s" % (bindir, os.environ["PATH"])})
+    done = salloc_run(SERVICE + ["--file-path", str(tmp_path / "req.json"), "--wd",
+                                 str(tmp_path), "--id", "t", "--nl-start-method", "ssh"],
+                      args=["--exclusive"], timeout=90, env=env)
+    assert (done.returncode, "node agents needed can still start" in done.stderr) == (3, True), \
+        done.stderr
+
+
+def test_qcgflow_run_inside_an_allocation_uses_both_nodes(tmp_path):
+    require_slurm()
+    example = Path(__file__).resolve().parents[2] / "examples" / "workflows" / \
+        "python_tasks.yaml"
+    done = salloc_run([sys.executable, "-m", "qcgflow.cli", "run", str(example), "--wd",
+                       str(tmp_path)], args=["--exclusive"], timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    logs = "".join(p.read_text() for p in tmp_path.glob(".qcgpjm-service-*/service.log"))
+    assert ((tmp_path / "total.txt").read_text().split()[0], "node n2 ready" in logs) == \
+        ("385", True)

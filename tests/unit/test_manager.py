@@ -77,7 +77,7 @@ BAD_LAST_JOBS = [
                  id="never-fits"),
     pytest.param(job_desc("z", after=["z"]), DependencyError, id="self-dependency"),
     pytest.param(job_desc("z", after=["a:5"]), DependencyError, id="bad-iteration-ref"),
-    pytest.param(job_desc("z", execution={"exec": "x", "model": "openmpi"}), InvalidRequest,
+    pytest.param(job_desc("z", execution={"exec": "x", "model": "srunmpi"}), InvalidRequest,
                  id="model-unavailable"),
     pytest.param("z", InvalidRequest, id="not-a-dict"),
 ]
@@ -190,12 +190,12 @@ def test_unavailable_model_message():
     h = make_manager()
     error = submit_error(h, [job_desc("a", execution={"exec": "x", "model": "srunmpi"})])
     assert str(error) == ("Job 'a': execution model 'srunmpi' is not available in this mode "
-                          "(available: default, threads)")
+                          "(available: default, threads, openmpi, intelmpi)")
 
 
 def test_models_can_be_widened():
-    h = make_manager(models=("default", "threads", "openmpi"))
-    assert h.submit(job_desc("a", execution={"exec": "x", "model": "openmpi"})) == ["a"]
+    h = make_manager(models=("default", "threads", "srunmpi"))
+    assert h.submit(job_desc("a", execution={"exec": "x", "model": "srunmpi"})) == ["a"]
 
 
 def test_iteration_count_too_large_to_hold_is_a_clear_error():

@@ -2,7 +2,11 @@
 
 The execution-stage variables (it, itval, root_wd, ncores, nnodes, nlist) are applied here,
 then paths are resolved: a relative ``wd`` is relative to the service's working directory,
-stdin/stdout/stderr are relative to the job's ``wd``.
+stdin/stdout/stderr are relative to the job's ``wd``. The execution model (models.py) wraps
+the program (mpirun, srun) and says how to bind it. Every task gets the QCG_PM_* variables;
+in Slurm mode also the SLURM_* variables of its own share of the allocation and, for a
+task of more than one core, a hostfile (``QCG_PM_HOSTFILE``), written by the Executor from ``TaskCommand.files``. Per-task files
+are named after the step id, in the service's aux dir (or as dot files in the job's wd).
 
 Modules and virtual environments need a shell: the task then runs under ``bash -c`` with a
 prelude that initialises environment modules, loads them and activates the venv. The
@@ -13,11 +17,12 @@ stderr, so the job ends FAILED with a message that says what was missing.
 import os
 import shlex
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..jobs import ExecutionSpec
 from ..resources import Allocation
 from ..variables import substitute, substitute_all
+from .models import ModelUnavailable, build_model  # noqa: F401  (the Executor catches it)
 
 EXIT_NO_MODULES = 210
 EXIT_MODULE_LOAD = 211
@@ -81,39 +86,110 @@ class TaskCommand:
 
 def build_task(execution: ExecutionSpec, ctx: TaskContext,
                base_env: Mapping[str, str]) -> TaskCommand:
-    """Apply execution-stage variables and build the command, environment and paths."""
+    """Apply execution-stage variables and build the command, environment, files and binding.
+
+    The environment is, in increasing precedence: ``base_env``, the QCG_PM_* variables,
+    the SLURM_* variables (Slurm mode only), the model's variables, the job's ``env``.
+
+    Raises:
+        ModelUnavailable: the model cannot run in this mode (srunmpi without Slurm).
+    """
     values = execution_variables(ctx)
     sub = lambda text: substitute(text, values, unescape=True)  # noqa: E731
     wd = ctx.root_wd
     if execution.wd:
         wd = os.path.join(ctx.root_wd, sub(execution.wd))
     in_wd = lambda path: None if path is None else os.path.join(wd, sub(path))  # noqa: E731
-
-    env = dict(base_env)
-    env.update(_qcg_environment(ctx))
-    if execution.model == "threads":
-        env["OMP_NUM_THREADS"] = values["ncores"]
-    if execution.env:
-        env.update(substitute_all(dict(execution.env), values, unescape=True))
+    prefix = (os.path.join(ctx.aux_dir, ctx.step_id) if ctx.aux_dir
+              else os.path.join(wd, "." + ctx.step_id))
 
     if execution.script is not None:
         body = sub(execution.script)
-        argv = None
+        program = ["/bin/bash", "-c", body]
     else:
-        argv = [sub(execution.exec)] + [sub(arg) for arg in execution.args]
         body = None
+        program = [sub(execution.exec)] + [sub(arg) for arg in execution.args]
+    model = build_model(execution.model, program, ctx.allocation, slurm=ctx.slurm,
+                        model_opts=execution.model_opts, file_prefix=prefix)
+
+    env = dict(base_env)
+    env.update(_qcg_environment(ctx))
+    files = list(model.files)
+    if ctx.slurm:
+        slurm_env = slurm_environment(ctx.allocation)
+        if "SLURM_NTASKS_PER_NODE" not in slurm_env:
+            env.pop("SLURM_NTASKS_PER_NODE", None)  # the pilot's own value would be wrong
+        env.update(slurm_env)
+        if ctx.allocation.total_cores > 1:
+            # Parallel tasks only (the seed's "machine file"): a file per one-core task
+            # would cost a write each and fill the aux dir with one file per iteration.
+            hostfile = prefix + ".hostfile"
+            env["QCG_PM_HOSTFILE"] = hostfile
+            files.append((hostfile, hostfile_content(ctx.allocation)))
+    env.update(model.env)
+    if execution.env:
+        env.update(substitute_all(dict(execution.env), values, unescape=True))
+
+    argv = list(model.argv)
     modules = tuple(sub(m) for m in execution.modules)
     venv = sub(execution.venv) if execution.venv else None
     if modules or venv:
+        # The prelude wraps the whole command: mpirun/srun need the modules' PATH too.
         prelude = _prelude(modules, venv, ctx.root_wd)
-        if body is not None:
-            argv = ["/bin/bash", "-c", prelude + "\n" + body]
+        if body is not None and argv == program:
+            argv = ["/bin/bash", "-c", prelude + "\n" + body]  # one shell: functions survive
         else:
             argv = ["/bin/bash", "-c", prelude + 'exec "$@"', "qcgflow-task"] + argv
-    elif body is not None:
-        argv = ["/bin/bash", "-c", body]
     return TaskCommand(argv, env, wd, in_wd(execution.stdin), in_wd(execution.stdout),
-                       in_wd(execution.stderr), node=ctx.allocation.parts[0].node)
+                       in_wd(execution.stderr), node=ctx.allocation.parts[0].node,
+                       cpus=model.cpus, files=tuple(files))
+
+
+def tasks_per_node(counts: Sequence[int]) -> str:
+    """Slurm's compressed per-node count list: ``[2, 2, 1]`` -> ``'2(x2),1'``."""
+    items: List[List[int]] = []
+    for count in counts:
+        if items and items[-1][0] == count:
+            items[-1][1] += 1
+        else:
+            items.append([count, 1])
+    return ",".join(str(c) if times == 1 else "%d(x%d)" % (c, times) for c, times in items)
+
+
+def slurm_environment(allocation: Allocation) -> Dict[str, str]:
+    """The SLURM_* variables that make a task look like a Slurm job of its own allocation.
+
+    The names are the seed's "Slurm execution environment" list plus
+    ``SLURM_JOB_CPUS_PER_NODE`` (Open MPI and hydra count slots from it) and
+    ``SLURM_OVERLAP=1`` (an srun inside the task, also the one mpirun or hydra use to
+    start their daemons, shares CPUs with the pilot's steps instead of waiting for them).
+    ``SLURM_JOB_ID`` and the other job-wide variables are left as they are.
+
+    Not ``SLURM_HOSTFILE`` (upstream sets it): srun reads it and then places tasks by it,
+    which breaks the one-daemon-per-node srun that mpirun uses to start Open MPI's orted
+    ("no topology info is available for the following node"). The hostfile's path is in
+    ``QCG_PM_HOSTFILE`` instead.
+    """
+    counts = [len(part.cores) for part in allocation.parts]
+    nodes = ",".join(allocation.node_names)
+    nnodes, ncores = str(len(counts)), str(sum(counts))
+    per_node = tasks_per_node(counts)
+    env = {
+        "SLURM_NNODES": nnodes, "SLURM_JOB_NUM_NODES": nnodes, "SLURM_STEP_NUM_NODES": nnodes,
+        "SLURM_NODELIST": nodes, "SLURM_JOB_NODELIST": nodes, "SLURM_STEP_NODELIST": nodes,
+        "SLURM_NPROCS": ncores, "SLURM_NTASKS": ncores, "SLURM_STEP_NUM_TASKS": ncores,
+        "SLURM_TASKS_PER_NODE": per_node, "SLURM_STEP_TASKS_PER_NODE": per_node,
+        "SLURM_JOB_CPUS_PER_NODE": per_node,
+        "SLURM_OVERLAP": "1",
+    }
+    if len(set(counts)) == 1:  # Slurm sets it only when every node has the same count
+        env["SLURM_NTASKS_PER_NODE"] = str(counts[0])
+    return env
+
+
+def hostfile_content(allocation: Allocation) -> str:
+    """One line per allocated core with its node's name, allocation order."""
+    return "".join((part.node + "\n") * len(part.cores) for part in allocation.parts)
 
 
 def _prelude(modules: Tuple[str, ...], venv: Optional[str], root_wd: str) -> str:

@@ -1,0 +1,17 @@
+#!/bin/sh
+# TaskProlog of the qcgflow dev cluster: Slurm runs it before every task and adds each
+# "export NAME=VALUE" line it prints to the task's environment.
+#
+# All virtual nodes are one host. Open MPI's shared-memory transport (the vader BTL)
+# derives its segment file names from the host name, job and local rank, so local rank 0
+# on n1 and local rank 0 on n2 would open the same file and crash. A backing directory
+# per virtual node keeps them apart; orted daemons started by srun inherit it, so this
+# covers both `srun --mpi=pmix` and `mpirun` inside an allocation. The node's own
+# directory always wins: a value in the environment was inherited from the step that
+# started this one (a batch script on n1 running srun on n2) and names another node.
+node="${SLURMD_NODENAME:-}"
+[ -n "$node" ] || exit 0
+dir="/dev/shm/qcgflow-dev-$node"
+mkdir -p "$dir" 2>/dev/null && chmod 1777 "$dir" 2>/dev/null
+[ -d "$dir" ] && echo "export OMPI_MCA_btl_vader_backing_directory=$dir"
+exit 0
