@@ -20,11 +20,13 @@ jobs: Python ones ``{"start": 0, "stop": n}`` (elements in the call file), comma
 
 import json
 import os
+import pickle
 import sys
 from typing import Any, Dict, List, Optional
 
 from . import options as _options
 from . import payload
+from .errors import GraphError
 from .graph import COMMAND, Graph, TaskNode, TaskRef
 
 RUNNER = "qcgflow.runner"
@@ -132,9 +134,13 @@ def write_calls(graph: Graph, root: str) -> None:
             how, what = node.mapped
             mapped = placeholder(graph, what, element=True) if how == "element" \
                 else _replace_refs(graph, what)
-        payload.write_call(os.path.join(directory, payload.CALL_FILE), node.fn,
-                           _replace_refs(graph, node.args), _replace_refs(graph, node.kwargs),
-                           mapped)
+        try:
+            payload.write_call(os.path.join(directory, payload.CALL_FILE), node.fn,
+                               _replace_refs(graph, node.args),
+                               _replace_refs(graph, node.kwargs), mapped)
+        except (TypeError, AttributeError, pickle.PicklingError) as exc:
+            raise GraphError("task %s: its function and arguments cannot be pickled for the "
+                             "call file: %s" % (name, exc)) from None
 
 
 def requests(jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

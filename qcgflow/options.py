@@ -117,6 +117,12 @@ def _retries(value: Any) -> int:
     return value
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("use True or False")
+    return value
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value or _BAD_NAME.search(value):
         raise _Invalid("use a non-empty name without ':', '/', '$' or white space, e.g. "
@@ -168,16 +174,18 @@ OPTIONS: Dict[str, Option] = {o.name: o for o in (
     Option("venv", "virtual environment to activate", _path, ("execution", "venv")),
     Option("retries", "resubmit a failed task up to n times", _retries, ()),
     Option("name", "the job name (default: the function's name and a number)", _name, ()),
+    Option("cache", "False: never reuse an earlier result of this task (resume, cache_dir); "
+           "it runs every time, and so do the tasks using its result", _flag, ()),
     Option("scheduler", "iteration scheduler of a mapped task with a range of cores or nodes",
            _scheduler, ()),
 )}
 
 
-def _unknown(option: str, where: str) -> TaskOptionError:
+def _unknown(option: str, value: Any, where: str) -> TaskOptionError:
     close = difflib.get_close_matches(option, list(OPTIONS), n=1)
     fix = ("did you mean %r? " % close[0] if close else "") + \
         "the options are: %s" % ", ".join(OPTIONS)
-    return TaskOptionError(option, None, "unknown option; " + fix, where)
+    return TaskOptionError(option, value, "unknown option; " + fix, where)
 
 
 def validate(options: Mapping[str, Any], where: str = "",
@@ -193,7 +201,7 @@ def validate(options: Mapping[str, Any], where: str = "",
     for key, value in options.items():
         option = OPTIONS.get(key)
         if option is None:
-            raise _unknown(key, where)
+            raise _unknown(key, value, where)
         if value is None:
             result.pop(key, None)
             continue

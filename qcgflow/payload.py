@@ -151,15 +151,51 @@ def _load(path: str):
         return cloudpickle.load(handle)
 
 
-def write_call(path: str, fn, args, kwargs, mapped=None) -> None:
-    """Write a call file; ``mapped`` is the list of elements (or a placeholder of one).
+class Packed:
+    """A value pickled on its own inside a call file: every task unpickles its own copy,
+    so a task in a persistent worker (runtime/launch/taskworker.py) that mutates its
+    arguments leaves the next task's copy alone, as separate processes would."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self):
+        return (Packed, (self.data,))
+
+    def value(self):
+        return cloudpickle.loads(self.data)
+
+
+_SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None)))  # never mutated
+
+
+def _pack(value):
+    return value if type(value) in _SCALARS else Packed(cloudpickle.dumps(value))
+
+
+def _unpack(value):
+    return value.value() if type(value) is Packed else value
+
+
+def write_call(path: str, fn, args, kwargs, mapped=None, skip=None) -> None:
+    """Write a call file; ``mapped`` is the list of elements (or a placeholder of one);
+    ``skip``: iterations whose result file is already in place (reused, qcgflow.resume).
 
     The function's source lines travel with it, so that a traceback written by the runner
     shows them even when cloudpickle ships the function by value (its code then has no
-    file the task's machine could read).
+    file the task's machine could read). The arguments, and each element that is not a
+    scalar, are pickled apart (``Packed``): a task loads only its own element, and a
+    worker that keeps the file loaded gives each task fresh copies.
     """
-    _dump(path, {"fn": fn, "args": tuple(args), "kwargs": dict(kwargs), "map": mapped,
-                 "source": _source_of(fn)})
+    if mapped is not None and type(mapped) not in (ResultOf, CommandOutput):
+        mapped = [_pack(element) for element in mapped]
+    call = {"fn": fn, "args": Packed(cloudpickle.dumps((tuple(args), dict(kwargs)))),
+            "kwargs": None, "map": mapped, "source": _source_of(fn)}
+    if skip:
+        call["skip"] = frozenset(skip)
+    _dump(path, call)
 
 
 def _source_of(fn):
@@ -187,7 +223,37 @@ def _register_source(fn, source) -> None:
 
 
 def read_call(path: str) -> dict:
-    return _load(path)
+    """The call in ``path`` as ``write_call`` was given it (arguments and elements
+    unpacked)."""
+    return _unpacked(_load(path))
+
+
+def _unpacked(call: dict) -> dict:
+    call = dict(call)
+    if type(call["args"]) is Packed:
+        call["args"], call["kwargs"] = call["args"].value()
+    mapped = call["map"]
+    if mapped is not None and type(mapped) not in (ResultOf, CommandOutput):
+        call["map"] = [_unpack(element) for element in mapped]
+    return call
+
+
+_CALLS: dict = {}  # path -> (identity of the file, call): a worker runs many iterations
+
+
+def _cached_call(path: str) -> dict:
+    """The call in ``path``, loaded once per process while the file is the same file
+    (a rewritten call file, e.g. by a resume, is a new inode: loaded again)."""
+    info = os.stat(path)
+    key = (info.st_ino, info.st_mtime_ns, info.st_size)
+    entry = _CALLS.get(path)
+    if entry is not None and entry[0] == key:
+        return entry[1]
+    call = _load(path)
+    if len(_CALLS) >= 16:
+        _CALLS.clear()
+    _CALLS[path] = (key, call)
+    return call
 
 
 def write_value(path: str, value) -> None:
@@ -223,14 +289,20 @@ def run_call(call_path: str, result_path: str, it=None) -> int:
     """Run the call in ``call_path``; write the result; 0 on success, 1 when it raised."""
     base = os.path.dirname(os.path.dirname(os.path.abspath(call_path)))
     try:
-        call = read_call(call_path)
+        call = _cached_call(call_path)
+        if it is not None and int(it) in call.get("skip", ()):
+            sys.stdout.write("qcgflow: iteration %s reused from an earlier run\n" % it)
+            return 0
         _register_source(call["fn"], call.get("source"))
-        args = resolve(call["args"], base, it)
-        kwargs = resolve(call["kwargs"], base, it)
+        args, kwargs = call["args"], call["kwargs"]
+        if type(args) is Packed:
+            args, kwargs = args.value()
+        args = resolve(args, base, it)
+        kwargs = resolve(kwargs, base, it)
         if call["map"] is not None:
             mapped = call["map"]
             element = mapped.load(base, it) if type(mapped) in (ResultOf, CommandOutput) \
-                else resolve(mapped[int(it)], base, it)
+                else resolve(_unpack(mapped[int(it)]), base, it)
             args = (element,) + tuple(args)
         value = call["fn"](*args, **kwargs)
     except BaseException as error:  # noqa: B902 - everything goes back to the caller

@@ -27,14 +27,16 @@ import tempfile
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import payload
+from . import resume as _resume
 from .compile import command_output, job_description, write_calls
 from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
 from .graph import COMMAND, Graph, TaskNode, TaskRef, target_refs
 from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
-from .runtime.client import TOPIC_JOB_FINISHED, ClientError, ServiceClient
+from .runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
+                             ServiceError)
 
 _log = logging.getLogger(__name__)
 
@@ -85,8 +87,10 @@ class Session:
     """
 
     def __init__(self, client: ServiceClient, root: str, service: Optional[LocalService] = None,
-                 pub_address: Optional[str] = None, prefix: str = ""):
+                 pub_address: Optional[str] = None, prefix: str = "",
+                 on_executing: Optional[Callable[[str], None]] = None):
         self.client, self.root, self.service, self.prefix = client, root, service, prefix
+        self.on_executing = on_executing  # called (consumer thread) with a started job's name
         self.base = os.path.join(root, payload.RUN_DIR)
         self.tasks: Dict[TaskNode, _Task] = {}
         self.jobs: Dict[str, Any] = {}  # submitted job name -> (task, iteration or None)
@@ -95,7 +99,9 @@ class Session:
         self.lock = threading.RLock()
         self.outbox: List[Dict[str, Any]] = []  # jobs for the consumer thread to submit
         self.closed = False
-        self.stream = client.subscribe(TOPIC_JOB_FINISHED, address=pub_address)
+        self.memo: Optional[_resume.Memo] = None  # set by run(): records and reuses results
+        topics = (TOPIC_JOB_FINISHED,) + ((TOPIC_JOB_STATUS,) if on_executing else ())
+        self.stream = client.subscribe(topics, address=pub_address)
         self.thread = threading.Thread(target=self._consume, name="qcgflow-session",
                                        daemon=True)
         self.thread.start()
@@ -103,9 +109,11 @@ class Session:
     # ------------------------------------------------------------------ lifetime
     @classmethod
     def start(cls, wd: Optional[str] = None, nodes: Optional[Any] = None,
-              service_args: Sequence[str] = ()) -> "Session":
+              service_args: Sequence[str] = (),
+              on_executing: Optional[Callable[[str], None]] = None) -> "Session":
         """A session on a new local service working in ``wd`` (default: a new temp dir);
-        ``service_args``: more ``qcgflow service`` options."""
+        ``service_args``: more ``qcgflow service`` options; ``on_executing(job)`` is called
+        when a job starts executing (from the publisher's events, which may be dropped)."""
         root = os.path.abspath(wd) if wd else tempfile.mkdtemp(prefix="qcgflow-run-")
         os.makedirs(root, exist_ok=True)
         service = LocalService.start(root, nodes, extra_args=service_args)
@@ -113,7 +121,8 @@ class Session:
         try:
             client = ServiceClient(service.ready["address"], liveness=service.liveness,
                                    keys_dir=service.ready.get("keys_dir"))
-            return cls(client, root, service, service.ready["pub_address"])
+            return cls(client, root, service, service.ready["pub_address"],
+                       on_executing=on_executing)
         except BaseException:
             service.stop(client)
             if client is not None:
@@ -169,9 +178,15 @@ class Session:
             if self.closed:
                 raise RunError("the session is shut down: call qcgflow.init() again")
             new = self._collect(refs)
+            plans: Dict[TaskNode, Any] = {}
+            if self.memo is not None:  # reuse earlier results (qcgflow.resume)
+                names = {n: self._name(n) for n in new} if names is None else names
+                new, plans = self.memo.plan(new, [ref.node for ref in refs], names)
+            reused = {node for node, plan in plans.items() if plan.full}
             for node in new:
                 name = names[node] if names is not None else self._name(node)
-                preds = list(dict.fromkeys(ref.node for ref, _ in node.dependencies()))
+                preds = [] if node in reused else \
+                    list(dict.fromkeys(ref.node for ref, _ in node.dependencies()))
                 task = self.tasks[node] = _Task(node, name, preds)
                 node.future = task.future
                 for pred in preds:
@@ -180,10 +195,15 @@ class Session:
             for node in new:
                 for known in [node] + self.tasks[node].preds:
                     names_now[known] = self.tasks[known].name
-            write_calls(_View(names_now, {}, new), self.root)
+            write_calls(_View(names_now, {}, [n for n in new if n not in reused]), self.root)
+            if plans:
+                _resume.write_skips(self.root, plans, names_now)
+            for node in reused:
+                self._reused(self.tasks[node])
             jobs: List[Dict[str, Any]] = []
             for node in new:
-                self._advance(self.tasks[node], jobs)
+                if self.tasks[node].state == HELD:
+                    self._advance(self.tasks[node], jobs)
             if now:
                 self._send(jobs)
             elif jobs:
@@ -257,15 +277,29 @@ class Session:
         try:
             self.client.request({"request": "submit", "jobs": jobs})
         except ClientError as exc:
-            error = RunError("the service refused the jobs: %s" % exc)
-            for job in jobs:
-                task, _ = self.jobs.pop(job["name"], (None, None))
-                if task is not None and task.state == SUBMITTED:
-                    task.state = HELD
-                    self._fail(task, error)
-            raise error from None
+            self._refuse(jobs, exc)
+            raise RunError("the service refused the jobs: %s" % exc) from None
+
+    def _refuse(self, jobs: List[Dict[str, Any]], exc: ClientError) -> None:
+        for job in jobs:
+            task, _ = self.jobs.pop(job["name"], (None, None))
+            if task is not None and task.state == SUBMITTED:
+                task.state = HELD
+                refused = isinstance(exc, ServiceError)  # else no answer: RunError, as in
+                # _check_service; task.error is a TaskFailed for the DependencyFailed chain
+                self._fail(task, TaskFailed(task.name, messages="%s%s" % (
+                    "refused by the service: " if refused else "", exc)),
+                           None if refused else RunError(str(exc)))
 
     # ------------------------------------------------------------------ outcomes
+    def _reused(self, task: _Task) -> None:
+        """Its result files were put in place by the memo: done, never submitted."""
+        try:
+            task.future.set_result(self._value(task))
+            task.state = DONE
+        except Exception as exc:  # noqa: BLE001 - a broken result file fails the task
+            self._fail(task, TaskFailed(task.name, messages="cannot load: %s" % exc))
+
     def _succeed(self, task: _Task) -> None:
         try:
             value = self._value(task)
@@ -273,6 +307,8 @@ class Session:
             self._fail(task, TaskFailed(task.name, messages="cannot load the result: %s"
                                         % exc))
             return
+        if self.memo is not None:
+            self.memo.record(task.node, task.name)
         task.state = DONE
         task.future.set_result(value)
         jobs: List[Dict[str, Any]] = []
@@ -281,10 +317,10 @@ class Session:
                 self._advance(dependant, jobs)
         self._send(jobs)
 
-    def _fail(self, task: _Task, error: TaskError) -> None:
+    def _fail(self, task: _Task, error: TaskError, raised: Optional[Exception] = None) -> None:
         task.state, task.error = DONE, error
-        task.future.set_exception(error.as_instanceof_cause()
-                                  if isinstance(error, TaskFailed) else error)
+        task.future.set_exception(raised or (error.as_instanceof_cause()
+                                             if isinstance(error, TaskFailed) else error))
         for dependant in task.dependants:
             if dependant.state == HELD:
                 self._fail(dependant, self._dependency_error(dependant.name, error))
@@ -428,6 +464,8 @@ class Session:
                         quiet_since = time.monotonic()
                         if event.topic == TOPIC_JOB_FINISHED:
                             self._on_final(event.job, event.state)
+                        elif event.state == "EXECUTING" and self.on_executing is not None:
+                            self.on_executing(event.job)
                     elif self.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
                         quiet_since = time.monotonic()
                         self._check_service()
@@ -438,10 +476,35 @@ class Session:
 
     def _flush(self) -> None:
         jobs, self.outbox = self.outbox, []
-        try:
-            self._send(jobs)
-        except RunError as exc:  # the futures of the jobs carry it
-            _log.warning("%s", exc)
+        if len(jobs) > 1:
+            # .remote calls batched into one request, which the service refuses as a whole:
+            # then each is sent alone (predecessors first), so a bad call fails alone
+            try:
+                self.client.request({"request": "submit", "jobs": jobs})
+                return
+            except ServiceError:
+                pass
+            except ClientError as exc:  # no answer: sending again could submit twice
+                return self._refuse(jobs, exc)
+        for job in jobs:
+            if self._after_refused(job):
+                continue
+            try:
+                self._send([job])
+            except RunError as exc:  # the futures of the jobs carry it
+                _log.warning("%s", exc)
+
+    def _after_refused(self, job: Dict[str, Any]) -> bool:
+        """Fail (and leave unsent) a job that runs after one the service refused."""
+        task, _ = self.jobs.get(job["name"], (None, None))
+        after = {name.split(":")[0] for name in job.get("dependencies", {}).get("after", ())}
+        for pred in (self.tasks[node] for node in task.preds) if task is not None else ():
+            if pred.name in after and pred.error is not None:
+                del self.jobs[job["name"]]
+                task.state = HELD
+                self._fail(task, self._dependency_error(task.name, pred.error))
+                return True
+        return False
 
     def _fail_job(self, job: Optional[str], exc: Exception) -> None:
         entry = self.jobs.pop(job, None) if job else None
@@ -483,7 +546,8 @@ def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:
 
 
 def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
-        timeout: Optional[float] = None) -> Any:
+        timeout: Optional[float] = None, resume: Optional[bool] = None,
+        cache_dir: Optional[str] = None) -> Any:
     """Run the graph of ``target`` on a local service and return its results.
 
     Args:
@@ -493,6 +557,9 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         wd: the run's working directory (created if missing; call, result and output
             files stay there); default: a new ``$TMPDIR/qcgflow-run-*``.
         timeout: seconds for the whole run (None: no limit).
+        resume: reuse the results of tasks completed in ``wd`` before with the same key
+            (docs/graph-api.md, "Resume and caching"); default ``$QCGFLOW_RESUME == "1"``.
+        cache_dir: results shared by runs in any ``wd`` (default ``$QCGFLOW_CACHE_DIR``).
 
     Returns:
         ``target`` with every ref replaced by its result: a Python task's return value (a
@@ -505,11 +572,14 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         DependencyFailed: a target task did not run; ``root`` names the failed task.
         RunError: the service could not start, refused the jobs, or the timeout passed.
         GraphError, TaskOptionError: the graph is not valid (nothing is started).
+        ValueError: ``resume=True`` without ``wd`` or ``cache_dir`` (nothing to resume).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    settings = _resume.run_settings(wd, resume, cache_dir)  # before anything starts
     graph = Graph.build(target)
     session = Session.start(wd, nodes)
     try:
+        session.memo = settings and _resume.Memo(session.root, *settings)
         futures = dict(zip((ref.node for ref in graph.targets),
                            session.submit(graph.targets, graph.names)))
         left = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -17,11 +17,17 @@ directly runs the plain function in this process.
 """
 
 import functools
+import itertools
 from typing import Any, Callable, Dict, Iterable
 
 from . import options as _options
 from .errors import GraphError
 from .graph import PYTHON, TaskNode, TaskRef, find_refs
+
+
+# The elements of a .map() are kept here and pickled into its call file: past ten million
+# that is gigabytes, so it is refused (the runtime itself would take 100 million iterations).
+MAX_MAP = 10_000_000
 
 
 class TaskFunction:
@@ -93,7 +99,15 @@ def mapping(iterable: Any, where: str):
     if isinstance(iterable, (str, bytes, dict)):
         raise GraphError("%s: .map() needs a list, tuple, range or generator of elements, got "
                          "%s" % (where, type(iterable).__name__))
-    values = list(iterable)
+    try:
+        # at most one element past the limit is taken, so an endless generator ends too
+        values = list(itertools.islice(iterable, MAX_MAP + 1))
+    except TypeError:
+        raise GraphError("%s: .map() needs a list, tuple, range or generator of elements, got "
+                         "%s" % (where, type(iterable).__name__)) from None
+    if len(values) > MAX_MAP:
+        raise GraphError("%s: .map() over more than %d elements: split it into several "
+                         "mapped tasks" % (where, MAX_MAP))
     if not values:
         raise GraphError("%s: .map() over an empty iterable: a mapped task needs at least one "
                          "element" % where)

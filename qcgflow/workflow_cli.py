@@ -29,6 +29,8 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional
 
+from . import resume
+from .progress_view import make_view
 from .workflow_file import WorkflowFileError, load_workflow
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +57,7 @@ def workflow_kind(path: str) -> str:
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return "workflow"  # load_workflow reports the file's problem with its line
         return "requests" if isinstance(data, list) else "workflow"
     raise ValueError("%s: expected a workflow file (.yaml, .yml, .json), a requests file "
@@ -122,15 +124,16 @@ class Progress:
         plain = sum(1 for name in self.states if _iterations(self.jobs.get(name, {})) is None)
         return plain + len(self.iterations)
 
-    def line(self, elapsed: float) -> str:
-        done = self.done_units()
-        counts = self.counts()
-        text = "%6.1fs  %d/%d tasks done" % (elapsed, done, self.units)
-        if counts:
-            text += "  (%s)" % ", ".join("%s %d" % (s.lower(), n) for s, n in counts.items())
-        if 0 < done < self.units:
-            text += "  %.1f/s, ETA %.0fs" % (done / elapsed, elapsed / done * (self.units - done))
-        return text
+    def unit_counts(self) -> Dict[str, int]:
+        """Tasks (iterations, and jobs without iterations) per final state."""
+        counts: Dict[str, int] = {}
+        for entry in self.iterations.values():
+            state = entry.get("state", "?")
+            counts[state] = counts.get(state, 0) + 1
+        for name, state in self.states.items():
+            if _iterations(self.jobs.get(name, {})) is None:
+                counts[state] = counts.get(state, 0) + 1
+        return counts
 
     def counts(self) -> Dict[str, int]:
         counts: Dict[str, int] = {}
@@ -236,6 +239,7 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
         command += ["--nodes", args.nodes]
     progress = Progress(jobs)
     live = not args.quiet and sys.stderr.isatty()
+    view = None if args.quiet else make_view(progress.units, live)
     start = time.monotonic()
     with open(os.path.join(wd, SERVICE_OUT), "wb") as out:
         popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
@@ -252,20 +256,23 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
                     if report:
                         progress.update(read_report(report)[len(progress.entries) +
                                                             len(progress.iterations):])
-                    line = progress.line(time.monotonic() - start)
-                    print(("\r" + line + "\033[K") if live else line, file=sys.stderr,
-                          end="" if live else "\n", flush=True)
+                    view.show(progress.done_units(), progress.unit_counts(),
+                              time.monotonic() - start)
         except KeyboardInterrupt:
             popen.terminate()
             popen.wait()
+            if view is not None:
+                view.close()
             print("\nqcgflow run: interrupted", file=sys.stderr)
             return 130
-    if live:
-        print(file=sys.stderr)
     report = _new_report(wd, before)
     progress = Progress(jobs)
     progress.update(read_report(report) if report else [])
     elapsed = time.monotonic() - start
+    if view is not None and live:  # the bar ends on the final figures
+        view.show(progress.done_units(), progress.unit_counts(), elapsed)
+    if view is not None:
+        view.close()
     print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
         title, len(progress.jobs), progress.units, wd, elapsed)))
     if popen.returncode != 0 or report is None:
@@ -274,7 +281,22 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
         print("qcgflow run: the service failed (exit code %s): %s" % (popen.returncode, tail),
               file=sys.stderr)
         return EXIT_FAILED
-    return 0 if progress.succeeded() else EXIT_FAILED
+    if progress.succeeded():
+        return 0
+    for line in _refusals(os.path.join(wd, SERVICE_OUT)):  # why jobs never ran
+        print("qcgflow run: the service refused %s" % line, file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _refusals(service_out: str) -> List[str]:
+    """The service's one-line errors about requests (``request N: message``)."""
+    prefix = "qcgflow service: request "
+    try:
+        with open(service_out, encoding="utf-8", errors="replace") as handle:
+            return [line[len("qcgflow service: "):].rstrip() for line in handle
+                    if line.startswith(prefix)]
+    except OSError:
+        return []
 
 
 def _new_report(wd: str, before) -> Optional[str]:
@@ -319,11 +341,13 @@ def run_main(argv: List[str]) -> int:
     parser.add_argument("--interval", type=float, default=2.0,
                         help="seconds between progress lines when stderr is not a terminal")
     parser.add_argument("--resume", action="store_true",
-                        help="not available yet: continue an interrupted run")
+                        help="reuse the results of tasks that completed in --wd before with "
+                             "the same key (command or function source, options, arguments); "
+                             "run the rest")
+    parser.add_argument("--cache", metavar="DIR",
+                        help="a result cache shared by runs in any --wd (Python tasks' "
+                             "results, by the same keys)")
     args = parser.parse_args(argv)
-    if args.resume:
-        return _fail("run", "--resume is not available yet (issue 8: resuming runs); start "
-                            "the run again in a new --wd")
     path = args.workflow
     if not os.path.exists(path):
         return _fail("run", "%s: no such file" % path)
@@ -332,7 +356,13 @@ def run_main(argv: List[str]) -> int:
     except ValueError as exc:
         return _fail("run", str(exc))
     if kind == "python":
-        return _run_script(path, args)
+        with resume.script_env(args.resume, args.cache):  # the script's qcgflow.run calls
+            return _run_script(path, args)
+    if kind == "requests" and (args.resume or args.cache):
+        return _fail("run", "--resume and --cache work with workflow files and Python "
+                            "scripts; a requests file has no task keys")
+    if args.resume and not args.wd:
+        return _fail("run", "--resume needs --wd DIR: the directory of the run to resume")
     wd = os.path.abspath(args.wd) if args.wd else tempfile.mkdtemp(prefix="qcgflow-")
     extra = [os.path.dirname(os.path.abspath(path)), os.getcwd()]
     if kind == "workflow":
@@ -343,7 +373,14 @@ def run_main(argv: List[str]) -> int:
         os.makedirs(wd, exist_ok=True)
         requests_path = os.path.join(wd, REQUESTS)
         workflow.write(requests_path)
-        jobs, title = workflow.jobs, "workflow %s" % workflow.name
+        jobs, reused = resume.plan_workflow(workflow, wd, requests_path, args.resume,
+                                            args.cache)
+        title = "workflow %s" % workflow.name
+        if reused:
+            print("qcgflow run: %s" % reused, file=sys.stderr)
+        if not jobs:
+            print("%s: nothing to run, every task was reused" % title)
+            return 0
     else:
         os.makedirs(wd, exist_ok=True)
         requests_path = os.path.abspath(path)
@@ -355,7 +392,10 @@ def run_main(argv: List[str]) -> int:
                    "requests": requests_path}, handle, indent=2)
     if not args.quiet:
         print("qcgflow run: %s in %s" % (title, wd), file=sys.stderr)
-    return _run_service(requests_path, jobs, wd, args, title, extra)
+    code = _run_service(requests_path, jobs, wd, args, title, extra)
+    if kind == "workflow":
+        resume.finish_workflow(wd, args.cache)  # records for a later --resume
+    return code
 
 
 # --------------------------------------------------------------------------- compile, status

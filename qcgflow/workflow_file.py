@@ -175,9 +175,15 @@ def load(path: str, file: Optional[str] = None) -> Tuple[Any, Source]:
     except OSError as exc:
         raise WorkflowFileError(file, 1, "", "cannot read the file: %s" % exc.strerror) \
             from None
-    if path.endswith(".json"):
-        return _load_json(text, file)
-    return _load_yaml(text, file)
+    except UnicodeDecodeError as exc:
+        raise WorkflowFileError(file, 1, "", "not UTF-8 text (invalid byte at offset %d)"
+                                % exc.start) from None
+    try:
+        if path.endswith(".json"):
+            return _load_json(text, file)
+        return _load_yaml(text, file)
+    except RecursionError:  # both parsers recurse once per level of nesting
+        raise WorkflowFileError(file, 1, "", "nested too deeply to be read") from None
 
 
 # --------------------------------------------------------------------------- the builder

@@ -18,6 +18,9 @@ import shlex
 from typing import Any, List, Optional
 
 RUNTIME_VARIABLES = ("it", "itval", "root_wd", "ncores", "nnodes", "nlist")
+# A sweep is expanded when the file is read (each iteration's ${itval} text): past a
+# million iterations per task that costs seconds and hundreds of MB, so it is refused.
+MAX_SWEEP = 1_000_000
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PARAM = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -56,6 +59,10 @@ def _range(spec: Any, path: tuple, src) -> List[int]:
                               "(integers)")
     if len(spec) == 3 and spec[2] == 0:
         raise src.error(path, "the step of a range cannot be 0")
+    if len(range(*spec)) > MAX_SWEEP:
+        raise src.error(path, "the range %s has %d values, over the limit of %d per task: "
+                              "split the sweep over several tasks"
+                        % (spec, len(range(*spec)), MAX_SWEEP))
     values = list(range(*spec))
     if not values:
         raise src.error(path, "the range %s is empty" % spec)
@@ -83,8 +90,18 @@ def parse_sweep(spec: Any, path: tuple, src) -> Sweep:
             if not IDENTIFIER.match(name) or name in RUNTIME_VARIABLES:
                 raise src.error(path + (name,), "a parameter name must be an identifier and "
                                                 "not one of %s" % ", ".join(RUNTIME_VARIABLES))
-        return Sweep(list(spec), [_values(v, path + (k,), src) for k, v in spec.items()])
-    return Sweep(None, [_values(spec, path, src)])
+        columns = [_values(v, path + (k,), src) for k, v in spec.items()]
+        size = math.prod(len(column) for column in columns)
+        if size > MAX_SWEEP:
+            raise src.error(path, "the product of the parameters has %d iterations, over the "
+                                  "limit of %d per task: split the sweep over several tasks"
+                            % (size, MAX_SWEEP))
+        return Sweep(list(spec), columns)
+    values = _values(spec, path, src)
+    if len(values) > MAX_SWEEP:
+        raise src.error(path, "%d values, over the limit of %d per task: split the sweep over "
+                              "several tasks" % (len(values), MAX_SWEEP))
+    return Sweep(None, [values])
 
 
 # --------------------------------------------------------------------------- parameters

@@ -2,10 +2,15 @@
 
 Guarantees: lines are written in the order they were added; a line waits at most the
 ``delay`` given to ``flush_later`` (a timer on the service's event loop writes it even when
-nothing else happens); ``close`` writes whatever is left.
+nothing else happens); ``close`` writes whatever is left. A write that fails (a full disk)
+never raises: it is logged once per file, and the file object keeps what it could not
+write and tries again at the next flush.
 """
 
+import logging
 from typing import List
+
+_log = logging.getLogger(__name__)
 
 
 class BatchedLines:
@@ -15,6 +20,7 @@ class BatchedLines:
         self.path = path
         self._pending: List[str] = []
         self._timer = None
+        self._failing = False  # a write failed and was logged; logged again once it works
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def __len__(self) -> int:
@@ -41,13 +47,30 @@ class BatchedLines:
 
     def flush(self) -> None:
         if self._pending:
-            self._file.write("".join(self._pending))
-            self._pending.clear()
-            self._file.flush()
+            try:
+                self._file.write("".join(self._pending))
+                self._pending.clear()
+                self._file.flush()
+            except OSError as exc:
+                self._failed(exc)
+            else:
+                if self._failing:
+                    self._failing = False
+                    _log.warning("%s can be written again", self.path)
+
+    def _failed(self, exc: OSError) -> None:
+        self._pending.clear()  # handed to the file object, which keeps what it could not write
+        if not self._failing:
+            self._failing = True
+            _log.error("cannot write %s: %s (the service goes on; lines may be lost)",
+                       self.path, exc.strerror or exc)
 
     def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.flush()
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:  # the last flush failed: the descriptor is closed anyway
+            self._failed(exc)

@@ -24,6 +24,9 @@ Exceptions (all ``ClientError``)::
      +-- ServiceUnavailable  the client cannot talk to the service at all (closed client,
      |                       missing keys, service process gone)
      +-- ProtocolError       the reply is not a valid service reply
+
+A request over ``protocol.MAX_REQUEST_BYTES`` (32 MiB) is refused with a plain
+``ClientError`` before it is sent: the service would drop it without a reply.
 """
 
 import ipaddress
@@ -215,6 +218,18 @@ def resolve_keys(address: str, keys_dir: Optional[str]) -> Optional[CurveKeys]:
 
 # --------------------------------------------------------------------------- requests
 
+_SMALL_REQUEST = 1 << 20  # below this no size check (and no import of protocol) is needed
+
+
+def _check_size(payload: bytes, name) -> None:
+    """Refuse what the service would drop unanswered (its ZMQ_MAXMSGSIZE)."""
+    from .protocol import MAX_REQUEST_BYTES
+    if len(payload) > MAX_REQUEST_BYTES:
+        raise ClientError("the %r request is %d bytes, over the service's limit of %d bytes: "
+                          "send it in smaller parts (e.g. fewer jobs per submit)"
+                          % (name, len(payload), MAX_REQUEST_BYTES))
+
+
 def _decode_reply(raw: bytes) -> dict:
     try:
         reply = json.loads(raw)
@@ -281,6 +296,8 @@ class ServiceClient:
     def exchange(self, message: dict, timeout: Optional[float] = None) -> dict:
         """Send ``message`` and return the reply as it is (no check of its code)."""
         payload = json.dumps(message).encode()
+        if len(payload) > _SMALL_REQUEST:
+            _check_size(payload, message.get("request"))
         wait = self.timeout if timeout is None else float(timeout)
         with self._lock:
             if self._context is None:

@@ -18,14 +18,10 @@ _NOT_YET = {
     "governor": "governor mode",
     "parent": "governor mode",
     "slurm_partition_nodes": "partitioned Slurm allocations",
-    "slurm_limit_nodes_range_begin": "Slurm mode",
-    "slurm_limit_nodes_range_end": "Slurm mode",
-    "slurm_resources_file": "Slurm mode",
-    "resume": "resuming",
-    "nl_start_method": "node launcher agents",
-    "nl_init_timeout": "node launcher agents",
-    "nl_ready_threshold": "node launcher agents",
 }
+
+NL_START_METHODS = ("slurm", "ssh")
+NL_INIT_TIMEOUT_DEFAULT = 600.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +51,15 @@ class ServiceConfig:
     wrapper_rt_stats: Optional[str] = None
     enable_proc_stats: bool = False
     disable_warm_workers: bool = False
+    resume: Optional[str] = None  # --resume PATH (aux dir or working dir holding one)
+    no_journal: bool = False
+    # Slurm mode and node launchers; 0-based node range, end exclusive (as upstream)
+    slurm_limit_nodes_begin: Optional[int] = None
+    slurm_limit_nodes_end: Optional[int] = None
+    slurm_resources_file: Optional[str] = None
+    nl_start_method: str = "slurm"
+    nl_init_timeout: float = NL_INIT_TIMEOUT_DEFAULT
+    nl_ready_threshold: float = 1.0
 
 
 def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
@@ -84,18 +89,28 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
     add("--id", help="identifier of this manager instance (default: <host>.<pid>)")
     add("--tags", help="tags of this manager instance, separated by commas")
     add("--slurm-partition-nodes", type=int, help="nodes per partition manager")
-    add("--slurm-limit-nodes-range-begin", type=int, help="first node of the allocation to use")
-    add("--slurm-limit-nodes-range-end", type=int, help="last node of the allocation to use")
-    add("--slurm-resources-file", help="file with a Slurm resources description")
-    add("--resume", help="working directory of an interrupted run to resume")
+    add("--slurm-limit-nodes-range-begin", type=int,
+        help="first node of the allocation to use (0-based index)")
+    add("--slurm-limit-nodes-range-end", type=int,
+        help="end of the node range to use (0-based index, exclusive)")
+    add("--slurm-resources-file",
+        help="file describing the resources instead of the Slurm environment: the output of "
+             "`scontrol show job -d JOBID`, or QCG-PilotJob's JSON resources description")
+    add("--resume", help="resume an interrupted run: its service directory "
+                         "(.qcgpjm-service-*) or the working directory holding it")
+    add("--no-journal", action="store_true",
+        help="(qcgflow) do not write the resume journal (for measurements; such a run "
+             "cannot be resumed)")
     add("--enable-proc-stats", action="store_true", help="gather launched process statistics")
     add("--enable-rt-stats", action="store_true", help="gather exact start/stop times")
     add("--wrapper-rt-stats", help="path of the start/stop statistics wrapper")
-    add("--nl-init-timeout", type=int, help="node launcher start timeout (s)")
+    add("--nl-init-timeout", type=float, help="node launcher start timeout (s, default 600)")
     add("--nl-ready-treshold", "--nl-ready-threshold", dest="nl_ready_threshold", type=float,
-        help="fraction (0.0-1.0) of node launchers registered before computing starts")
+        help="fraction (0.0-1.0, default 1.0) of node launchers registered before "
+             "computing starts")
     add("--disable-pub", action="store_true", help="disable the status publisher")
-    add("--nl-start-method", help="how to start node launchers (slurm|ssh)")
+    add("--nl-start-method", default="slurm",
+        help="how to start node launchers [slurm|ssh] (default slurm)")
     add("--net-address", help="(qcgflow) address to bind the network sockets to (default "
                               "127.0.0.1; any other address requires CURVE authentication, "
                               "implies --net)")
@@ -129,13 +144,23 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
     if (args.net_port_min and args.net_port_max and args.net_port_min > args.net_port_max):
         raise UnsupportedOption("--net-port-min (%d) is larger than --net-port-max (%d)"
                                 % (args.net_port_min, args.net_port_max))
-    _check_mode("--resources", args.resources, ("auto", "slurm", "local"),
-                "; use --resources local")
-    _check_mode("--envschema", args.envschema, ("auto", "slurm"), "")
+    _check_mode("--resources", args.resources, ("auto", "slurm", "local"))
+    _check_mode("--envschema", args.envschema, ("auto", "slurm"))
+    _check_slurm_options(args)
+    _check_mode("--nl-start-method", args.nl_start_method, NL_START_METHODS)
+    nl_init_timeout = (NL_INIT_TIMEOUT_DEFAULT if args.nl_init_timeout is None
+                       else args.nl_init_timeout)
+    if not 0 < nl_init_timeout < float("inf"):
+        raise UnsupportedOption("--nl-init-timeout: %g is not a positive number of seconds"
+                                % args.nl_init_timeout)
+    nl_ready_threshold = 1.0 if args.nl_ready_threshold is None else args.nl_ready_threshold
+    if not 0.0 <= nl_ready_threshold <= 1.0:
+        raise UnsupportedOption("--nl-ready-treshold: %g is not a fraction between 0.0 and 1.0"
+                                % args.nl_ready_threshold)
     if args.report_format not in ("json", "text"):
         raise UnsupportedOption("--report-format: unknown format '%s' (use json or text)"
                                 % args.report_format)
-    if not args.file_path and not net:
+    if not args.file_path and not net and not args.resume:
         raise UnsupportedOption("no interface: give --file-path FILE and/or --net")
     tags = tuple(t.strip() for t in (args.tags or "").split(",") if t.strip())
     return ServiceConfig(
@@ -148,17 +173,48 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         net_port_max=args.net_port_max, ready_fd=args.ready_fd,
         show_progress=args.show_progress, enable_rt_stats=args.enable_rt_stats,
         wrapper_rt_stats=args.wrapper_rt_stats, enable_proc_stats=args.enable_proc_stats,
-        disable_warm_workers=args.disable_warm_workers)
+        disable_warm_workers=args.disable_warm_workers,
+        resume=args.resume, no_journal=args.no_journal,
+        slurm_limit_nodes_begin=args.slurm_limit_nodes_range_begin,
+        slurm_limit_nodes_end=args.slurm_limit_nodes_range_end,
+        slurm_resources_file=args.slurm_resources_file,
+        nl_start_method=args.nl_start_method, nl_init_timeout=nl_init_timeout,
+        nl_ready_threshold=nl_ready_threshold)
 
 
-def _check_mode(option: str, value: str, known: Tuple[str, ...], hint: str) -> None:
-    """Refuse an unknown value, and 'slurm', which this version cannot honour yet."""
+def _check_mode(option: str, value: str, known: Tuple[str, ...]) -> None:
+    """Refuse a value that is not one of ``known``."""
     if value not in known:
         raise UnsupportedOption("%s: unknown value '%s' (use %s or %s)"
                                 % (option, value, ", ".join(known[:-1]), known[-1]))
-    if value == "slurm":
-        raise UnsupportedOption("%s slurm: Slurm mode is not available in this version of "
-                                "qcgflow%s" % (option, hint))
+
+
+def _check_slurm_options(args) -> None:
+    """Refuse Slurm resource options that contradict the resource source or each other."""
+    begin, end = args.slurm_limit_nodes_range_begin, args.slurm_limit_nodes_range_end
+    if begin is not None and begin < 0:
+        raise UnsupportedOption("--slurm-limit-nodes-range-begin: %d is negative (nodes are "
+                                "numbered from 0)" % begin)
+    if end is not None and end < 1:
+        raise UnsupportedOption("--slurm-limit-nodes-range-end: %d selects no nodes (the end "
+                                "is exclusive, nodes are numbered from 0)" % end)
+    if begin is not None and end is not None and begin >= end:
+        raise UnsupportedOption("--slurm-limit-nodes-range-begin %d is not below "
+                                "--slurm-limit-nodes-range-end %d (the end is exclusive)"
+                                % (begin, end))
+    if args.slurm_resources_file is not None and not args.slurm_resources_file.strip():
+        raise UnsupportedOption("--slurm-resources-file: the path is empty")
+    slurm_only = [name for name, given in (
+        ("--slurm-resources-file", args.slurm_resources_file is not None),
+        ("--slurm-limit-nodes-range-begin", begin is not None),
+        ("--slurm-limit-nodes-range-end", end is not None)) if given]
+    if args.nodes is not None and args.resources == "slurm":
+        raise UnsupportedOption("--nodes describes local resources and cannot be combined "
+                                "with --resources slurm")
+    if slurm_only and (args.nodes is not None or args.resources == "local"):
+        raise UnsupportedOption("%s applies to Slurm resources and cannot be combined with %s"
+                                % (slurm_only[0], "--nodes" if args.nodes is not None
+                                   else "--resources local"))
 
 
 def _given(args, dest: str) -> bool:

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional
 
 from .jobs import JobState
-from .launch.environment import PRELUDE_FAILURES, TaskContext, build_task
+from .launch.environment import PRELUDE_FAILURES, ModelUnavailable, TaskContext, build_task
 from .launch.local import ExitInfo, ProcessSpec
+from .launch.oom import OOM_NOTE, OomWatch
 
 _log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Outcome:
 
 class _Task:
     __slots__ = ("job", "position", "allocation", "pid", "wd", "pname", "timer", "kill_timer",
-                 "stop_reason", "stop_state", "stderr")
+                 "stop_reason", "stop_state", "stderr", "node", "oom_mark")
 
     def __init__(self, job, position, allocation):
         self.job = job
@@ -50,6 +51,8 @@ class _Task:
         self.stop_reason = None   # why we signalled it (wall time, cancel)
         self.stop_state = None
         self.stderr = None
+        self.node = None  # where the process runs (launchers with several nodes)
+        self.oom_mark = None  # the host's OOM-kill counter when it started (launch/oom.py)
 
 
 class Executor:
@@ -69,6 +72,7 @@ class Executor:
         self._slurm = slurm
         self._aux_dir = aux_dir
         self._steps = 0
+        self._oom = OomWatch()
         # Called with (unit name, allocation, ExitInfo) for every process that ended:
         # exact start/end times and rusage for the run statistics (--enable-rt-stats).
         self.exit_listeners: List[Callable] = []
@@ -98,11 +102,13 @@ class Executor:
             for path, content in command.files:
                 with open(path, "w") as handle:
                     handle.write(content)
-        except OSError as exc:
-            message = "cannot prepare the working directory: %s" % exc
+        except (OSError, ModelUnavailable) as exc:
+            message = (exc.reason if isinstance(exc, ModelUnavailable)
+                       else "cannot prepare the working directory: %s" % exc)
             self._loop.call_soon(lambda: self._failed_to_start(task, message))
             return
         task.pname = os.path.basename(command.argv[0])
+        task.node = command.node
         task.stderr = command.stderr
         self._launcher.launch(
             ProcessSpec(command.argv, command.env, command.wd, command.stdin, command.stdout,
@@ -114,8 +120,9 @@ class Executor:
 
     def _started(self, task: _Task, pid: int) -> None:
         task.pid = pid
+        task.oom_mark = self._oom.mark()
         if task.stop_reason is not None:  # stopped while it was being spawned
-            self._launcher.signal(pid, signal.SIGKILL)
+            self._launcher.signal(pid, signal.SIGKILL, task.node)
         self._on_executing(task.job, task.position)
         wt = task.job.spec.resources.wt
         if wt:
@@ -146,11 +153,11 @@ class Executor:
         if task.pid is None:
             return  # still being spawned: killed as soon as it exists
         if grace <= 0:
-            self._launcher.signal(task.pid, signal.SIGKILL)
+            self._launcher.signal(task.pid, signal.SIGKILL, task.node)
             return
-        self._launcher.signal(task.pid, signal.SIGTERM)
+        self._launcher.signal(task.pid, signal.SIGTERM, task.node)
         task.kill_timer = self._loop.call_later(
-            grace, lambda: self._launcher.signal(task.pid, signal.SIGKILL))
+            grace, lambda: self._launcher.signal(task.pid, signal.SIGKILL, task.node))
 
     def _exited(self, task: _Task, info: ExitInfo) -> None:
         for timer in (task.timer, task.kill_timer):
@@ -159,13 +166,17 @@ class Executor:
         runtime = self._runtime(task, info.exit_code, info)
         for listener in self.exit_listeners:
             listener(task.job.unit_name(task.position), task.allocation, info)
-        if task.stop_reason is not None:
+        if info.failure is not None:
+            outcome = Outcome(JobState.FAILED, info.failure, runtime)
+        elif task.stop_reason is not None:
             outcome = Outcome(task.stop_state, task.stop_reason, runtime)
         elif info.exit_code == 0:
             outcome = Outcome(JobState.SUCCEED, None, runtime)
         elif info.signal is not None:
-            outcome = Outcome(JobState.FAILED, "killed by signal %s"
-                              % _signal_name(info.signal), runtime)
+            message = "killed by signal %s" % _signal_name(info.signal)
+            if info.signal == signal.SIGKILL and self._oom.killed_since(task.oom_mark):
+                message += " (%s)" % OOM_NOTE
+            outcome = Outcome(JobState.FAILED, message, runtime)
         elif info.exit_code in PRELUDE_FAILURES and (task.job.spec.execution.modules
                                                      or task.job.spec.execution.venv):
             detail = _last_line(task.stderr)

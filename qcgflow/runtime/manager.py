@@ -52,8 +52,16 @@ class Manager:
         self.started_at = clock.now()
         self._kicked = False
         self._halted = False
+        self._paused = False
         self._idle_notified = False
         self.on_idle: List[Callable[[], None]] = []  # called when no job is unfinished
+        # told about every accepted submit request (the JobSpecs) and removal (the names),
+        # before any state of those jobs changes (the resume journal)
+        self.on_submit: List[Callable[[List[JobSpec]], None]] = []
+        self.on_remove: List[Callable[[List[str]], None]] = []
+        # when the allocation ends (clock.now() seconds), if known: jobs whose wt would
+        # outlast it are not started (they stay QUEUED, unfinished for a resume)
+        self.deadline: Optional[float] = None
 
     # ------------------------------------------------------------------ submit
     def submit(self, raw_jobs: Sequence[dict]) -> List[str]:
@@ -85,6 +93,8 @@ class Manager:
                 raise NotEnoughResources("Not enough resources for job %s" % spec.name)
             entries.append(entry)
         self._idle_notified = False  # new work: the next idle moment is a new one
+        for listener in self.on_submit:
+            listener(specs)
         for entry in entries:
             job = self.registry.add(entry.job.spec)
             entry.job, entry.seq = job, job.seq
@@ -130,11 +140,27 @@ class Manager:
         """Start nothing more (the service is stopping)."""
         self._halted = True
 
+    def pause(self) -> None:
+        """Accept jobs but start none until :meth:`resume` (node agents not ready yet)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Start jobs again after :meth:`pause`."""
+        self._paused = False
+        self.kick()
+
     def _schedule(self) -> None:
         self._kicked = False
-        if self._halted:
+        if self._halted or self._paused:
             return
-        for start in self.scheduler.step():
+        time_left = None if self.deadline is None else self.deadline - self.clock.now()
+        held = set(self.scheduler.held) if self.deadline is not None else None
+        starts = self.scheduler.step(time_left)
+        if held is not None and len(self.scheduler.held) > len(held):
+            _log.warning("not started, their wall time outlasts the allocation (%.0f s left): "
+                         "%s; they stay QUEUED for a resume", time_left,
+                         ", ".join(sorted(self.scheduler.held - held)))
+        for start in starts:
             job = start.entry.job
             self.registry.transition(job, start.position, JobState.SCHEDULED)
             self.executor.start(job, start.position, start.allocation)
@@ -321,7 +347,29 @@ class Manager:
                                      % (name, job.state.name))
         for name in names:
             self.registry.remove(name)
+        for listener in self.on_remove:
+            listener(list(names))
         return len(names)
+
+    def restore_final(self, name: str, index: Optional[int], state: JobState,
+                      message: Optional[str] = None) -> int:
+        """Resume: mark a unit (job, or iteration ``index``) finished in ``state`` without
+        running it; dependants see it as they would have seen it end. Returns 1 when the
+        unit was restored, 0 when it is unknown or already final."""
+        job = self.registry.get(name)
+        if job is None or (index is not None and not job.iterative):
+            return 0
+        position = None
+        if index is not None:
+            position = index - job.spec.iteration.start
+            if not 0 <= position < job.total:
+                return 0
+            entry = self.entries.get(name)
+            if entry is not None:
+                entry.omitted.add(position)  # never started by the scheduler
+        finals = self.registry.restore(job, position, state, message)
+        self._resolve(finals)
+        return 1 if finals else 0
 
     def finish_all(self, reason: str) -> None:
         """Stop every running task (SIGKILL); used by ``finish`` and on shutdown."""

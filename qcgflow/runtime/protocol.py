@@ -22,9 +22,13 @@ OK = 0
 ERROR = -1
 
 MAX_ITERATIONS = 100_000_000  # one byte of state each: 100 MB at most
+# The largest request the network interface reads (ZMQ_MAXMSGSIZE): a bigger message
+# drops the sender's connection before it is buffered, so no client can exhaust the
+# service's memory; ~100,000 job descriptions fit. Clients refuse to send more.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
 
 MODELS = ("default", "threads", "openmpi", "intelmpi", "srunmpi")
-LOCAL_MODELS = ("default", "threads")
+LOCAL_MODELS = ("default", "threads", "openmpi", "intelmpi")  # srunmpi needs Slurm
 
 _JOB_KEYS = ("name", "iteration", "execution", "resources", "dependencies", "attributes")
 _EXECUTION_KEYS = ("exec", "args", "script", "env", "wd", "stdin", "stdout", "stderr",
@@ -218,6 +222,8 @@ class _JobParser:
             return None
         if not isinstance(value, str):
             raise self.fail("%s.%s must be a string, got %s" % (where, key, _kind(value)))
+        if "\x00" in value:  # no file name, argument or variable can hold one
+            raise self.fail("%s.%s must not contain a NUL character" % (where, key))
         return value
 
     def string_list(self, obj: Mapping, key: str, where: str) -> Tuple[str, ...]:
@@ -231,6 +237,9 @@ class _JobParser:
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 raise self.fail("%s.%s[%d] must be a string or a number, got %s"
                                 % (where, key, index, _kind(item)))
+            if isinstance(item, str) and "\x00" in item:
+                raise self.fail("%s.%s[%d] must not contain a NUL character"
+                                % (where, key, index))
             items.append(str(item))
         return tuple(items)
 
@@ -342,6 +351,9 @@ class _JobParser:
         for key, item in env.items():
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 raise self.fail("execution.env.%s must be a string, got %s" % (key, _kind(item)))
+            if "\x00" in str(key) + str(item) or "=" in str(key) or not str(key):
+                raise self.fail("execution.env: invalid variable %r (a name must be non-empty, "
+                                "without '=' or NUL)" % (key,))
         model = self.string(value, "model", "execution") or "default"
         if model.lower() not in MODELS:
             raise self.fail("execution.model: unknown model '%s' (known: %s)"
@@ -409,7 +421,7 @@ def _scalar_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-_NAME_INVALID = re.compile(r"[:\s/]")
+_NAME_INVALID = re.compile(r"[:\s/\x00]")
 
 
 def parse_job(raw: Mapping[str, Any], submit_vars: Mapping[str, str]) -> JobSpec:

@@ -225,6 +225,55 @@ class Registry:
         """SCHEDULED -> EXECUTING, also lifting the parent when needed."""
         self.transition(job, position, JobState.EXECUTING)
 
+    def restore(self, job: Job, position: Optional[int], state: JobState,
+                message: Optional[str] = None) -> List[Tuple[Job, Optional[int]]]:
+        """Put a QUEUED unit straight into the final ``state`` it reached in an earlier run
+        (resume). Listeners are not told: the journal and jobs.report already hold it.
+
+        Returns:
+            The units that became final, as ``transition`` does (an iterative parent follows
+            when its last iteration is restored); empty when the unit was already final.
+        """
+        now = self._clock.now()
+        if position is None or job.state in FINAL_STATES:
+            if job.state in FINAL_STATES:
+                return []
+            return self._restore_job(job, state, message, now)
+        old = CODE_STATES[job.iter_states[position]]
+        if old is not JobState.QUEUED:
+            return []
+        record = IterationRecord(position, job.spec.iteration.start + position)
+        record.state = state
+        record.history = [(JobState.QUEUED, job.history[0][1]), (state, now)]
+        record.messages = message
+        job.records[position] = record
+        job.iter_states[position] = STATE_CODES[state]
+        self.unit_stats.moved(old, state)
+        job.finished += 1
+        job.failed += state is not _SUCCEED
+        self._forget(job, position, record, state)
+        finished: List[Tuple[Job, Optional[int]]] = [(job, position)]
+        if job.finished == job.total:
+            final = JobState.SUCCEED if job.failed == 0 else JobState.FAILED
+            why = None if job.failed == 0 else "%d of %d iterations did not succeed" % (
+                job.failed, job.total)
+            finished.extend(self._restore_job(job, final, why, now))
+        return finished
+
+    def _restore_job(self, job: Job, state: JobState, message: Optional[str], now: float):
+        old = job.state
+        if old is not JobState.QUEUED:
+            return []
+        job.state = state
+        job.history.append((state, now))
+        self._job_counts[old] -= 1
+        self._job_counts[state] += 1
+        if not job.iterative:
+            self.unit_stats.moved(old, state)
+        if message:
+            job.messages = message
+        return [(job, None)]
+
     @staticmethod
     def _forget(job: Job, position: int, record: IterationRecord, state: JobState) -> None:
         if state is _SUCCEED and job.total > KEEP_RECORDS_UP_TO:

@@ -156,12 +156,15 @@ class Scheduler:
     def __init__(self, pool: ResourcePool):
         self.pool = pool
         self.queue = ReadyQueue()
+        self.held: set = set()  # names of jobs held back because their wt outlasts time_left
 
-    def step(self) -> List[Start]:
+    def step(self, time_left: Optional[float] = None) -> List[Start]:
         """Allocate resources to as many ready iterations as fit, head of the queue first.
 
         Jobs with nothing ready any more are dropped from the queue; allocations are taken
-        from the pool (the caller releases them when the iteration ends).
+        from the pool (the caller releases them when the iteration ends). With ``time_left``
+        (seconds until the allocation ends), a job whose wall time ``wt`` is longer is not
+        started: it stays queued (and is named in ``held``); jobs without ``wt`` start.
         """
         pool = self.pool
         starts: List[Start] = []
@@ -169,6 +172,11 @@ class Scheduler:
             return starts
         drop: List[JobEntry] = []
         for entry in self.queue.entries():
+            if time_left is not None:
+                wt = entry.job.spec.resources.wt
+                if wt is not None and wt > time_left:
+                    self.held.add(entry.job.spec.name)
+                    continue
             position = entry.peek()
             while position is not None:
                 allocation = pool.allocate(entry.request_for(position))

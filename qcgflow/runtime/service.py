@@ -32,9 +32,10 @@ import zmq
 
 from .clock import SystemClock
 from .config import ServiceConfig, parse_service_args
-from .discovery import local_nodes
+from .discovery import discover
 from .errors import RuntimeLayerError
 from .eventloop import EventLoop
+from .logfile import ServiceLogHandler
 from .executor import Executor
 from .handlers import RequestHandler, status_data
 from .interfaces.file import read_requests
@@ -43,17 +44,22 @@ from .publisher import StatusPublisher
 from .security import (HandshakeWatcher, ZapHandler, is_loopback, make_curve_server,
                        write_keys)
 from .jobs import JobState
+from .journal import JOURNAL_FILE, RUN_ENV, JournalWriter, plan_resume, read_journal
 from .launch.local import LocalLauncher
 from .launch.pyworker import WarmLauncher
 from .manager import Manager
+from .nodeagents import make_slurm_launcher
+from .protocol import MODELS
 from .reports import JobsReport
 from .resources import ResourcePool
+from .resume import apply_plan, kill_leftovers, locate_aux_dir, service_id_of
 from .stats.hooks import ServiceStats
 
 _log = logging.getLogger("qcgflow.runtime.service")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
+EXIT_NOT_STARTED = 3  # the node agents did not start (Slurm mode)
 
 
 class _Interrupted(BaseException):
@@ -68,8 +74,12 @@ class Service:
     def __init__(self, config: ServiceConfig, clock=None):
         self.config = config
         self.clock = clock or SystemClock()
-        self.wd = os.path.abspath(config.wd or os.getcwd())
-        self.service_id = config.service_id or "%s.%d" % (socket.gethostname(), os.getpid())
+        # --resume reuses the interrupted run's aux dir (as upstream), its parent by default
+        resume_dir = locate_aux_dir(config.resume) if config.resume else None
+        self.wd = os.path.abspath(config.wd or (os.path.dirname(resume_dir) if resume_dir
+                                                else os.getcwd()))
+        self.service_id = (config.service_id or (resume_dir and service_id_of(resume_dir))
+                           or "%s.%d" % (socket.gethostname(), os.getpid()))
         self.tags = config.tags
         self.interfaces = tuple(name for name, on in (("file", bool(config.file_path)),
                                                       ("zmq", config.net)) if on)
@@ -81,20 +91,24 @@ class Service:
         self._publisher: Optional[StatusPublisher] = None
         self._zap: Optional[ZapHandler] = None
         self._watchers = []
-        self.aux_dir = os.path.join(self.wd, ".qcgpjm-service-%s" % self.service_id)
+        self.aux_dir = resume_dir or os.path.join(self.wd,
+                                                  ".qcgpjm-service-%s" % self.service_id)
+        self.journal: Optional[JournalWriter] = None
+        self._resume_plan = None
         self.loop = EventLoop()
         self._log_handler: Optional[logging.Handler] = None
         self._stopping = False
         self.report: Optional[JobsReport] = None
         self.manager: Optional[Manager] = None
         self.stats: Optional[ServiceStats] = None
+        self.readiness = None  # AgentReadiness in Slurm mode with agents
+        self.failure: Optional[str] = None  # why the service could not run the workflow
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         """Create the working files and all collaborators (no request is handled yet)."""
-        nodes = local_nodes(self.config.nodes, system_core=self.config.system_core,
-                            hostname=socket.gethostname(), cpu_count=os.cpu_count() or 1)
-        pool = ResourcePool(nodes)
+        self.resources_info = discover(self.config)
+        pool = ResourcePool(self.resources_info.pool_nodes())
         os.makedirs(self.aux_dir, exist_ok=True)
         os.chdir(self.wd)  # tasks run here by default: no chdir per task
         self._setup_logging()
@@ -102,10 +116,14 @@ class Service:
                   ",".join(self.tags) or "-", os.getpid())
         _log.info("resources: %d nodes, %d cores (%s)", pool.total_nodes, pool.total_cores,
                   ", ".join("%s:%d" % (name, len(cores)) for name, cores in pool.nodes))
-        if os.environ.get("SLURM_JOB_ID") and self.config.resources == "auto":
-            _log.warning("inside Slurm allocation %s but running in local mode (Slurm mode is "
-                         "not available in this version)", os.environ["SLURM_JOB_ID"])
-        self.manager = Manager(pool, self.clock, self.loop)
+        for warning in self.resources_info.warnings:
+            _log.warning("resources: %s", warning)
+        self.manager = Manager(pool, self.clock, self.loop,
+                               **({"models": MODELS} if self.in_slurm else {}))
+        end = getattr(self.resources_info, "end_time", None)
+        if end is not None:  # walltime awareness: never start what cannot end in time
+            self.manager.deadline = end.timestamp()
+            _log.info("the allocation ends at %s: jobs whose wt outlasts it stay queued", end)
         self.report = JobsReport(os.path.join(self.aux_dir, self.config.report_file),
                                  self.config.report_format)
         self.manager.registry.listeners.append(self.report)
@@ -114,16 +132,73 @@ class Service:
         if self.config.net:
             self._setup_network()
         task_env = dict(os.environ)
+        self._open_journal(task_env)
         if self.address:
             task_env["QCG_PM_ZMQ_ADDRESS"] = self.address
-        launcher = LocalLauncher(self.loop)
-        if not self.config.disable_warm_workers:
-            launcher = WarmLauncher(self.loop, launcher, task_env, self.wd,
-                                    os.path.join(self.aux_dir, "zygote.log"))
+        slurm = self.in_slurm
+        if slurm:
+            # Tasks run on other nodes: the warm Python worker (one per service, here) is
+            # not used; every task starts through its node's agent (or srun).
+            launcher, self.readiness = make_slurm_launcher(
+                self.loop, self.manager, self.config, self.aux_dir, self.wd, task_env,
+                self._fail_start)
+        else:
+            launcher = LocalLauncher(self.loop)
+            if not self.config.disable_warm_workers:
+                launcher = WarmLauncher(self.loop, launcher, task_env, self.wd,
+                                        os.path.join(self.aux_dir, "zygote.log"))
         self.launcher = launcher
         self.manager.executor = Executor(self.loop, launcher, self.wd, task_env,
-                                         self.manager.task_executing, self.manager.task_done)
+                                         self.manager.task_executing, self.manager.task_done,
+                                         slurm=slurm, aux_dir=self.aux_dir)
         self.stats = ServiceStats.attach(self.config, self.loop, self.manager, self.aux_dir)
+        self._replay_journal()
+
+    def _open_journal(self, task_env) -> None:
+        """Lock the journal (refused when a live service holds it), read it when resuming."""
+        path = os.path.join(self.aux_dir, JOURNAL_FILE)
+        if not self.config.no_journal:
+            self.journal = JournalWriter(path, self.loop, resumed=bool(self.config.resume))
+            task_env[RUN_ENV] = self.journal.token  # finds this run's leftovers on a resume
+        if self.config.resume:  # read (and cut a torn tail) only while holding the lock
+            self._resume_plan = plan_resume(read_journal(path))
+        if self.journal is not None:
+            self.journal.start()
+
+    def _replay_journal(self) -> None:
+        """Resume: end leftovers, replay the journal, then journal what happens next."""
+        plan = self._resume_plan
+        if plan is not None:
+            self._resume_plan = None
+            kill_leftovers(plan.tokens)
+            restored = apply_plan(plan, self.manager, os.path.join(self.aux_dir, JOURNAL_FILE))
+            _log.info("resumed from %s: %d jobs, %d finished units restored, %d units "
+                      "interrupted by the stop run again", self.aux_dir,
+                      len(self.manager.registry), restored, plan.rerun)
+        if self.journal is not None:
+            self.manager.registry.listeners.append(self.journal)
+            self.manager.on_submit.append(self.journal.submitted)
+            self.manager.on_remove.append(self.journal.removed)
+
+    def _journal_stop(self, why: str) -> None:
+        if self.journal is not None:
+            self.journal.stopping = True
+            self.journal.stopped(why)
+
+    @property
+    def in_slurm(self) -> bool:
+        """Whether resources came from a Slurm allocation (tasks go to node agents)."""
+        info = getattr(self, "resources_info", None)
+        return info is not None and getattr(info, "mode", "local") == "slurm"
+
+    def _fail_start(self, message: str) -> None:
+        """The node agents could not start: stop without starting the workflow."""
+        _log.error("cannot start: %s", message)
+        self.failure = message
+        self._stopping = True
+        self.manager.halt()
+        self.manager.finish_all("canceled: %s" % message)
+        self.loop.call_soon(self._stop_when_tasks_gone)
 
     def _setup_network(self) -> None:
         config = self.config
@@ -169,7 +244,7 @@ class Service:
             _log.warning("cannot write the ready line to fd %d: %s", self.config.ready_fd, exc)
 
     def _setup_logging(self) -> None:
-        handler = logging.FileHandler(os.path.join(self.aux_dir, "service.log"))
+        handler = ServiceLogHandler(os.path.join(self.aux_dir, "service.log"))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger("qcgflow")
         root.addHandler(handler)
@@ -184,6 +259,7 @@ class Service:
         """The ``finish`` request: stop now, killing running tasks; queued jobs stay queued."""
         _log.info("finish requested: stopping")
         self._stopping = True
+        self._journal_stop("finish")
         self.manager.halt()
         self.manager.finish_all("canceled: the service was asked to finish")
         self.loop.call_soon(self._stop_when_tasks_gone)
@@ -231,10 +307,16 @@ class Service:
             self._context.destroy(linger=0)  # closes any socket still open (monitors)
         if self.report is not None:
             self.report.close()
+        if self.journal is not None:
+            self.journal.close()
         if self.manager is not None:
             path = os.path.join(self.aux_dir, "final_status.json")
-            with open(path, "w", encoding="utf-8") as handle:
-                json.dump(status_data(self.manager, self), handle, indent=2)
+            try:
+                with open(path, "w", encoding="utf-8") as handle:
+                    json.dump(status_data(self.manager, self), handle, indent=2)
+            except OSError as exc:  # a full disk must not turn the exit into a traceback
+                print("qcgflow service: cannot write %s: %s" % (path, exc.strerror or exc),
+                      file=sys.stderr)
         _log.info("service %s finished", self.service_id)
         if self._log_handler is not None:
             logging.getLogger("qcgflow").removeHandler(self._log_handler)
@@ -255,6 +337,7 @@ class Service:
     def interrupt(self, signum: int) -> None:
         _log.warning("interrupted by %s: killing running tasks", signal.Signals(signum).name)
         self._stopping = True
+        self._journal_stop(signal.Signals(signum).name)
         self.manager.halt()
         self.manager.finish_all("canceled: the service was interrupted")
         self.loop.call_soon(self._stop_when_tasks_gone)
@@ -309,6 +392,9 @@ def run_service(argv: Sequence[str]) -> int:
         os.close(wake_read)
         os.close(wake_write)
         service.close()
+    if service.failure is not None:
+        print("qcgflow service: %s" % service.failure, file=sys.stderr)
+        return EXIT_NOT_STARTED
     line = service.summary()
     if line:
         print("qcgflow service: %s" % line, file=sys.stderr)

@@ -153,11 +153,8 @@ def test_no_requests_file_option(tmp_path):
 
 @pytest.mark.parametrize("option", [
     ["--governor"],
-    ["--parent", "tcp://127.0.0.1:5555"], ["--resume", "somewhere"],
-    ["--slurm-partition-nodes", "2"], ["--slurm-limit-nodes-range-begin", "1"],
-    ["--slurm-resources-file", "res.txt"], ["--resources", "slurm"],
-    ["--envschema", "slurm"], ["--nl-start-method", "ssh"], ["--nl-init-timeout", "5"],
-    ["--nl-ready-treshold", "0.5"],
+    ["--parent", "tcp://127.0.0.1:5555"],
+    ["--slurm-partition-nodes", "2"],
 ], ids=lambda o: o[0] + ("=" + o[1] if len(o) > 1 else ""))
 def test_options_not_available_yet_are_refused(tmp_path, option):
     result = run_service(tmp_path, [submit(job("a", "true"))], *option, timeout=10)

@@ -324,3 +324,17 @@ def test_qcgflow_run_inside_an_allocation_uses_both_nodes(tmp_path):
     logs = "".join(p.read_text() for p in tmp_path.glob(".qcgpjm-service-*/service.log"))
     assert ((tmp_path / "total.txt").read_text().split()[0], "node n2 ready" in logs) == \
         ("385", True)
+
+
+def test_mpi_ensemble_example_spreads_members_over_the_nodes(tmp_path):
+    require_mpi_hello()  # the cluster is up and Open MPI works on it
+    example = Path(__file__).resolve().parents[2] / "examples" / "workflows" / \
+        "mpi_ensemble.yaml"
+    done = salloc_run([sys.executable, "-m", "qcgflow.cli", "run", str(example), "--wd",
+                       str(tmp_path), "--quiet"], args=["--exclusive"], timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = _report(tmp_path, next(tmp_path.glob(".qcgpjm-service-*")).name[
+        len(".qcgpjm-service-"):])
+    nodes = sorted(report["ring:%d" % i][0] for i in range(4))
+    assert ((tmp_path / "ensemble.txt").read_text().count("2 ranks"), nodes) == \
+        (4, ["SUCCEED"] * 4)

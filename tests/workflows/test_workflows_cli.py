@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import pty
 import subprocess
 import sys
@@ -84,6 +85,19 @@ def test_the_python_tasks_example_computes_the_total(tmp_path):
     assert (tmp_path / "run" / "total.txt").read_text() == "385\n"
 
 
+def test_the_mpi_ensemble_example_runs_its_members(tmp_path):
+    missing = [tool for tool in ("mpicc", "mpirun") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip("Open MPI is not installed (%s missing): apt-get install openmpi-bin "
+                    "libopenmpi-dev, or bash ci/dev-cluster/dev-cluster.sh up"
+                    % ", ".join(missing))
+    result = cli("run", EXAMPLES / "mpi_ensemble.yaml", "--nodes", "4", "--wd",
+                 tmp_path / "run", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "run" / "ensemble.txt").read_text().splitlines() == [
+        "member %d: 2 ranks, sum %d" % (seed, 3 * seed) for seed in range(1, 5)]
+
+
 def test_the_python_api_example_runs_as_a_script(tmp_path):
     result = cli("run", EXAMPLES / "api_sweep.py", cwd=tmp_path,
                  env={"QCGFLOW_EXAMPLE_WD": str(tmp_path / "api")})
@@ -92,7 +106,7 @@ def test_the_python_api_example_runs_as_a_script(tmp_path):
 
 def test_every_example_is_tested():
     tested = {"hello.yaml", "diamond.yaml", "sweep.yaml", "sweep.json", "pipeline.yaml",
-              "python_tasks.yaml", "api_sweep.py"}
+              "python_tasks.yaml", "api_sweep.py", "mpi_ensemble.yaml"}
     helpers = {"stats.py"}
     assert {p.name for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".json", ".py")} \
         == tested | helpers
@@ -147,9 +161,9 @@ def test_a_script_refuses_nodes(tmp_path):
     assert cli("run", path, "--nodes", "2", cwd=tmp_path).returncode == 2
 
 
-def test_resume_is_refused_with_a_message(tmp_path):
+def test_resume_without_wd_is_refused_with_a_message(tmp_path):
     result = cli("run", EXAMPLES / "sweep.yaml", "--resume", cwd=tmp_path)
-    assert (result.returncode, "--resume is not available yet" in result.stderr) == (2, True)
+    assert (result.returncode, "--resume needs --wd DIR" in result.stderr) == (2, True)
 
 
 def test_a_missing_file_is_a_usage_error(tmp_path):
@@ -175,7 +189,7 @@ def test_quiet_prints_no_progress(tmp_path):
     assert result.stderr == ""
 
 
-def test_a_terminal_gets_a_line_rewritten_in_place(tmp_path):
+def test_a_terminal_gets_a_live_progress_bar(tmp_path):
     master, slave = pty.openpty()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run",
@@ -195,7 +209,10 @@ def test_a_terminal_gets_a_line_rewritten_in_place(tmp_path):
         output += chunk
     os.close(master)
     proc.wait(DEADLINE)
-    assert b"\r" in output and b"tasks done" in output
+    text = output.decode(errors="replace")
+    # rich's bar redrawn in place: bar glyphs, "done/total", and cursor control codes
+    assert ("━" in text, "0/1" in text, "1/1" in text, "\x1b[" in text) == \
+        (True, True, True, True), text[-500:]
 
 
 # --------------------------------------------------------------------------- compile

@@ -240,6 +240,8 @@ class Manager:
             raise errors.ConnectionError(str(exc)) from None
         except _client.ProtocolError as exc:
             raise errors.InternalError(str(exc)) from None
+        except _client.ClientError as exc:  # refused before sending (a request too large)
+            raise errors.ConnectionError(str(exc)) from None
 
     def _send_and_validate_result(self, data: dict, timeout: Optional[float] = None) -> dict:
         """The ``data`` of the reply (an empty dict when the reply has none)."""

@@ -22,7 +22,8 @@ def read_requests(path: str) -> List[Any]:
     """Load the requests of ``path``.
 
     Raises:
-        RequestsFileError: the file is missing, unreadable, not JSON or not a list.
+        RequestsFileError: the file is missing, unreadable, not UTF-8, not JSON (or nested
+            deeper than the interpreter's recursion limit) or not a list.
     """
     try:
         with open(path, encoding="utf-8") as handle:
@@ -32,11 +33,18 @@ def read_requests(path: str) -> List[Any]:
     except OSError as exc:
         raise RequestsFileError("%s: cannot read the requests file: %s"
                                 % (path, exc.strerror or exc)) from None
+    except UnicodeDecodeError as exc:
+        raise RequestsFileError("%s: not UTF-8 text (invalid byte at offset %d)"
+                                % (path, exc.start)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RequestsFileError("%s:%d:%d: malformed JSON: %s"
                                 % (path, exc.lineno, exc.colno, exc.msg)) from None
+    except RecursionError:  # json's decoder recurses once per nesting level
+        raise RequestsFileError("%s: malformed JSON: nested too deeply" % path) from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise RequestsFileError("%s: malformed JSON: %s" % (path, exc)) from None
     if not isinstance(data, list):
         raise RequestsFileError("%s: the requests file must hold a JSON list of requests, "
                                 "found %s" % (path, type(data).__name__))

@@ -8,6 +8,9 @@
 Sockets bind to 127.0.0.1 unless another address is given; off loopback they require
 CURVE authentication (see ``security.py``). A malformed message gets an error reply
 (``Invalid request``), never a dropped connection, so a REQ client is never left waiting.
+The exception is a message over ``protocol.MAX_REQUEST_BYTES`` (32 MiB): ZeroMQ drops
+that connection before the message is buffered (the sender gets no reply; our clients
+refuse to send such a message) and the service goes on serving the others.
 """
 
 import json
@@ -15,6 +18,8 @@ import logging
 from typing import Callable, Optional
 
 import zmq
+
+from ..protocol import MAX_REQUEST_BYTES
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ class NetworkInterface:
         self._handle = handle
         self.socket = context.socket(zmq.REP)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self.address: Optional[str] = None
 
     def start(self, host: str, port, port_min, port_max) -> str:
@@ -62,7 +68,8 @@ class NetworkInterface:
                 return
             try:
                 request = json.loads(message)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                # RecursionError: JSON nested deeper than the decoder's recursion limit
                 _log.warning("malformed request on the network interface: %.200r", message)
                 reply = {"code": -1, "message": "Invalid request"}
             else:

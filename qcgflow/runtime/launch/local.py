@@ -59,6 +59,7 @@ class ExitInfo:
     user_time: float = 0.0
     system_time: float = 0.0
     max_rss_kb: int = 0
+    failure: Optional[str] = None  # why the task was lost (its node's agent died), if it was
 
 
 @dataclass
@@ -149,7 +150,7 @@ class LocalLauncher:
             self._loop.add_reader(pidfd, lambda pid=pid: self._reap(pid))
             on_started(pid)
 
-    def signal(self, pid: int, signum: int) -> bool:
+    def signal(self, pid: int, signum: int, node: Optional[str] = None) -> bool:
         """Send ``signum`` to the process group of ``pid``; False if it is gone."""
         if pid not in self._children:
             return False

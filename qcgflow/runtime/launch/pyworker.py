@@ -81,8 +81,10 @@ class _Request:
     on_started: Callable[[int], None]
     on_exit: Callable[[ExitInfo], None]
     on_error: Callable[[str], None]
+    rid: int = 0
     pid: Optional[int] = None
     started: float = 0.0
+    worker: bool = False  # runs in a persistent worker: signals go through the zygote
 
 
 class WarmLauncher:
@@ -133,15 +135,20 @@ class WarmLauncher:
             self._inner.launch(spec, on_started, on_exit, on_error)
             return
         self._next_id += 1
-        self._requests[self._next_id] = _Request(spec, on_started, on_exit, on_error)
+        self._requests[self._next_id] = _Request(spec, on_started, on_exit, on_error,
+                                                 self._next_id)
         self._send(("run", self._next_id, warm[0], warm[1], list(spec.argv[3:]),
                     dict(spec.env), spec.cwd, spec.stdin, spec.stdout, spec.stderr,
                     list(spec.cpus) if spec.cpus else None))
 
-    def signal(self, pid: int, signum: int) -> bool:
+    def signal(self, pid: int, signum: int, node: Optional[str] = None) -> bool:
         """Send ``signum`` to the process group of ``pid``; False if it is gone."""
-        if pid not in self._by_pid:
-            return self._inner.signal(pid, signum)
+        request = self._by_pid.get(pid)
+        if request is None:
+            return self._inner.signal(pid, signum, node)
+        if request.worker:  # the zygote knows whether the worker still runs this task
+            self._send(("signal", request.rid, signum))
+            return True
         try:
             os.killpg(pid, signum)
         except ProcessLookupError:  # not yet its own group leader (just forked)
@@ -152,8 +159,11 @@ class WarmLauncher:
         return True
 
     def kill_all(self) -> None:
-        for pid in list(self._by_pid):
-            self.signal(pid, signal.SIGKILL)
+        for pid, request in list(self._by_pid.items()):
+            if request.worker:  # the service is ending: no task follows on that worker
+                _killpg(pid, signal.SIGKILL)
+            else:
+                self.signal(pid, signal.SIGKILL)
         self._inner.kill_all()
 
     def close(self) -> None:
@@ -259,6 +269,7 @@ class WarmLauncher:
             return
         if kind == "started":
             request.pid, request.started = message[2], message[3]
+            request.worker = len(message) > 4 and message[4]
             self._by_pid[request.pid] = request
             self.warm_started += 1
             request.on_started(request.pid)
@@ -295,3 +306,12 @@ class WarmLauncher:
             now = request.started
             request.on_exit(ExitInfo(request.pid, -signal.SIGKILL, signal.SIGKILL, now, now))
 
+
+def _killpg(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass

@@ -28,7 +28,6 @@ left to the service (which kills its tasks before closing).
 """
 
 import gc
-import io
 import os
 import pickle
 import select
@@ -37,6 +36,8 @@ import socket
 import struct
 import sys
 import time
+
+from .taskworker import _exit_status, _finalize, _open_files, _rebind_stdio, _reseed, serve
 
 _HEADER = struct.Struct("!I")
 
@@ -49,9 +50,10 @@ def _send(sock: socket.socket, message) -> None:
 class Zygote:
     """The zygote's loop: requests in, forks, reaps, reports."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, spawn_fd: int = -1):
         self.sock = socket.socket(fileno=fd)
         self.sock.set_inheritable(False)
+        self.spawn = socket.socket(fileno=spawn_fd) if spawn_fd >= 0 else None
         self.buffer = b""
         self.children = {}   # pid -> (request id, learn pipe read end or -1)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -61,14 +63,20 @@ class Zygote:
         self.poller = select.poll()
         self.poller.register(self.sock.fileno(), select.POLLIN)
         self.poller.register(self.wake_r, select.POLLIN)
+        self.workers = {}    # pid -> worker id (persistent task workers, taskworker.py)
+        if self.spawn is not None:
+            self.spawn.set_inheritable(False)
+            self.poller.register(self.spawn.fileno(), select.POLLIN)
 
     def serve(self) -> None:
         while True:
             for fd, _ in _retry(self.poller.poll):
                 if fd == self.wake_r:
                     _drain(self.wake_r)
+                elif self.spawn is not None and fd == self.spawn.fileno():
+                    self._spawn_request()
                 elif not self._read():
-                    return  # the service went away
+                    return  # the service went away (its workers end with their sockets)
             self._reap()
 
     def _read(self) -> bool:
@@ -82,7 +90,10 @@ class Zygote:
                 break
             message = pickle.loads(self.buffer[_HEADER.size:_HEADER.size + size])
             self.buffer = self.buffer[_HEADER.size + size:]
-            self._run(*message[1:])
+            if message[0] == "learn":  # what a worker imported: later workers start warm
+                _learn_modules(message[1])
+            else:
+                self._run(*message[1:])
         return True
 
     def _run(self, rid, program, module, args, env, wd, stdin, stdout, stderr, cpus) -> None:
@@ -111,7 +122,7 @@ class Zygote:
         _send(self.sock, ("started", rid, pid, started))
 
     def _reap(self) -> None:
-        while self.children:
+        while self.children or self.workers:
             try:
                 pid, status, usage = os.wait4(-1, os.WNOHANG)
             except ChildProcessError:
@@ -119,10 +130,62 @@ class Zygote:
             if pid == 0:
                 return
             ended = time.monotonic()
+            if pid in self.workers:  # the service ends the task it ran (if any)
+                _send(self.sock, ("worker-exit", self.workers.pop(pid), pid, status, ended,
+                                  usage.ru_utime, usage.ru_stime, usage.ru_maxrss))
+                continue
             rid, learn_r = self.children.pop(pid)
             _send(self.sock, ("exit", rid, pid, status, ended, usage.ru_utime, usage.ru_stime,
                               usage.ru_maxrss))
             _learn(learn_r)
+
+
+    # ------------------------------------------------------------ persistent workers
+    def _spawn_request(self) -> None:
+        """("spawn", worker id) with one end of a socket pair: fork a worker serving it."""
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.spawn, 4096, 1)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data:
+            self.poller.unregister(self.spawn.fileno())
+            return
+        _, wid = pickle.loads(data)
+        if not fds:
+            return
+        sock = socket.socket(fileno=fds[0])
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except OSError:
+            sock.close()  # the service sees the worker's socket end: a task there fails
+            return
+        if pid == 0:
+            try:
+                self._become_worker(sock)
+            finally:
+                os._exit(1)
+        sock.close()
+        self.workers[pid] = wid
+        _send(self.sock, ("spawned", wid, pid))
+
+    def _become_worker(self, sock) -> None:
+        """In the forked worker: drop the zygote's descriptors, reset what a fresh process
+        has, then serve tasks (never returns)."""
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        keep = sock.fileno()
+        for owned in (self.sock, self.spawn):
+            os.close(owned.detach())  # detach: no stale fd number closed later
+        for fd in (self.wake_r, self.wake_w):
+            os.close(fd)
+        for signum in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        os.closerange(3, keep)
+        os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+        serve(sock, os.getcwd())
 
 
 def _ignore(_signum, _frame) -> None:
@@ -145,26 +208,6 @@ def _drain(fd: int) -> None:
         pass
 
 
-def _open_files(wd, stdin, stdout, stderr):
-    """Open the task's stdin/stdout/stderr in the zygote, so a bad path is a start error
-    with the path in it (like Popen's) rather than a failed child."""
-    if not os.path.isdir(wd):
-        raise FileNotFoundError(2, "No such file or directory", wd)
-    opened = []
-    try:
-        opened.append(os.open(stdin or os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-        append = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        opened.append(os.open(stdout or os.devnull, append, 0o666))
-        if stderr and stderr == stdout:
-            opened.append(os.dup(opened[1]))
-        else:
-            opened.append(os.open(stderr or os.devnull, append, 0o666))
-    except OSError:
-        for fd in opened:
-            os.close(fd)
-        raise
-    return opened
-
 
 def _learn(learn_r: int) -> None:
     """Import what a finished child imported, so that its successors start warm."""
@@ -179,6 +222,11 @@ def _learn(learn_r: int) -> None:
         found = pickle.loads(data)
     except Exception:  # a child that died half-way through writing: nothing to learn
         return
+    _learn_modules(found)
+
+
+def _learn_modules(found) -> None:
+    """Import ``found`` ((name, file) pairs) here, where each resolves to the same file."""
     import importlib
     for name, origin in sorted(found):
         if name in sys.modules:
@@ -233,34 +281,6 @@ def _child(zygote, program, module, args, env, wd, fds, cpus, learn_w, known) ->
         os._exit(code)
 
 
-def _rebind_stdio() -> None:
-    """New sys.stdin/stdout/stderr on fds 0/1/2, configured as the interpreter does."""
-    old_out = sys.__stdout__ or sys.stdout
-    old_in = sys.__stdin__ or sys.stdin
-    encoding = getattr(old_out, "encoding", None) or "utf-8"
-    errors = getattr(old_out, "errors", None) or "strict"
-    # -u / PYTHONUNBUFFERED (the zygote's setting is the task's): raw, write-through streams
-    unbuffered = bool(getattr(old_out, "write_through", False))
-    buffering = 0 if unbuffered else -1
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
-        io.open(0, "rb", closefd=False), encoding=getattr(old_in, "encoding", encoding),
-        errors=getattr(old_in, "errors", errors))
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
-        io.open(1, "wb", buffering, closefd=False), encoding=encoding, errors=errors,
-        line_buffering=os.isatty(1), write_through=unbuffered)
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-        io.open(2, "wb", buffering, closefd=False), encoding=encoding,
-        errors="backslashreplace", line_buffering=True, write_through=unbuffered)
-
-
-def _reseed() -> None:
-    """Fresh processes draw fresh seeds; forked ones would share the zygote's."""
-    numpy_random = sys.modules.get("numpy.random")
-    if numpy_random is not None:
-        try:
-            numpy_random.seed()
-        except Exception:
-            pass
 
 
 def _run_main(module: str, args) -> int:
@@ -290,40 +310,6 @@ def _run_main(module: str, args) -> int:
     return 0
 
 
-def _exit_status(exc: SystemExit) -> int:
-    code = exc.code
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    try:
-        print(code, file=sys.stderr)
-    except Exception:
-        pass
-    return 1
-
-
-def _finalize(code: int) -> int:
-    """What the interpreter does on exit: join threads, atexit, flush the std streams."""
-    threading = sys.modules.get("threading")
-    if threading is not None:
-        try:
-            threading._shutdown()
-        except BaseException:
-            pass
-    import atexit
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            if code == 0:
-                code = 120  # as python when flushing stdout fails
-    if code == -signal.SIGINT:  # as python: die of SIGINT after KeyboardInterrupt
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        code = 130
-    return code
 
 
 def _report_imports(learn_w: int, known, wd: str) -> None:
@@ -342,18 +328,22 @@ def _report_imports(learn_w: int, known, wd: str) -> None:
         found.append((name, origin))
     if not found:
         return
+    data = pickle.dumps(found)
     try:
-        os.write(learn_w, pickle.dumps(found))
+        if len(data) > 65536:  # the default pipe: a big package (easyvvuq: ~3000 modules,
+            import fcntl       # ~350 kB listed) would be cut and never learnt
+            fcntl.fcntl(learn_w, fcntl.F_SETPIPE_SZ, min(len(data), 1 << 20))
+        os.write(learn_w, data)  # cut when over the limit: then nothing is learnt
     except OSError:
         pass  # a list larger than the pipe: learn it from another child
 
 
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m qcgflow.runtime.launch.zygote FD\n")
+    if len(args) not in (1, 2):
+        sys.stderr.write("usage: python -m qcgflow.runtime.launch.zygote FD [SPAWN_FD]\n")
         return 2
-    Zygote(int(args[0])).serve()
+    Zygote(*(int(arg) for arg in args)).serve()
     return 0
 
 
