@@ -29,8 +29,6 @@ MODES = ("thread", "pool", "native", "qcgpj")
 def measure(mode: str, cores: int, delay: float, timeout: float) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
-    # QCGPJPool starts its tasks as `python3 -m easyvvuq...`: this venv's python must be it
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     with tempfile.TemporaryDirectory(prefix="evq-bench-") as work:
         done = subprocess.run([sys.executable, EXAMPLE, "--mode", mode, "--cores", str(cores),
                                "--delay", str(delay), "--wd", work], cwd=work, env=env,

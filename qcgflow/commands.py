@@ -6,15 +6,19 @@
     a = sim.bind(seed=7)                       # ${seed} filled now
     b = sim.map([1, 2, 3], seed=7)             # iterations: ${itval} is the element
     c = qcgflow.shell("cat out_*.txt").bind(after=[b])   # depends on b
+    d = qcgflow.shell("./post --n ${n}").bind(n=count.bind())  # a task's result fills ${n}
 
     solver = qcgflow.mpi("./solver", args=["-n", "${n}"], cores=8, model="openmpi")
 
 ``${name}`` placeholders are filled from ``bind`` / ``map`` keywords (every keyword must
 name a placeholder; ``$`` in values is escaped). Other placeholders are left to the runtime:
 ``${it}``, ``${itval}``, ``${ncores}``, ``${nnodes}``, ``${nlist}``, ``${root_wd}`` and the
-shell's own variables. ``after=[refs]`` adds dependencies. A task's result cannot fill a
-placeholder in this version (the value is known only at run time): pass such refs in
-``after``. A command task's result is a ``CommandResult`` (exit_code, wd, stdout, stderr).
+shell's own variables. ``after=[refs]`` adds dependencies. A keyword whose value is a ref
+(``n=ref``) is a dependency whose result fills the placeholder when the task starts; so is
+``${itval}`` in ``.map(mapped_ref)`` (iteration i: element i). The job then runs
+``python -m qcgflow.fill`` which renders the results and execs the command (qcgflow/fill.py
+says how values render and quote). A command task's result is a ``CommandResult``
+(exit_code, wd, stdout, stderr).
 """
 
 import os
@@ -69,16 +73,19 @@ class CommandTemplate:
         return variant
 
     def bind(self, after: Sequence[TaskRef] = (), **values) -> TaskRef:
-        """A ref to this command with ``values`` filled in; it runs after the ``after`` refs.
+        """A ref to this command with ``values`` filled in; it runs after the ``after`` refs
+        and after every ref among ``values``, whose result fills its placeholder.
 
         Raises:
-            GraphError: a keyword names no placeholder, or a value holds a ref.
+            GraphError: a keyword names no placeholder, or a value holds a ref inside a
+                container (give the ref itself).
         """
         return TaskRef(self._node(values, after, None))
 
     def map(self, iterable: Iterable, after: Sequence[TaskRef] = (), **values) -> TaskRef:
         """One iterative job, one iteration per element (``${itval}`` is the element,
-        ``${it}`` its index); over a mapped ref, iteration i waits for that task's i."""
+        ``${it}`` its index); over a mapped ref, iteration i waits for that task's i and
+        ``${itval}`` is its result."""
         mapped = mapping(iterable, self.where)
         if mapped[0] == "values":
             bad = [v for v in mapped[1] if isinstance(v, bool) or
@@ -92,21 +99,24 @@ class CommandTemplate:
         if type(after) is TaskRef:
             after = [after]
         wanted = self.placeholders
-        filled = {}
+        filled, refs = {}, {}
         for key, value in values.items():
             if key not in wanted:
                 raise GraphError("%s has no placeholder ${%s}; its placeholders are: %s"
                                  % (self.where, key, ", ".join(sorted(wanted)) or "none"))
+            if type(value) is TaskRef:
+                refs[key] = value  # filled when the task starts (qcgflow.fill)
+                continue
             if next(find_refs(value), None) is not None:
-                raise GraphError("%s: ${%s} cannot be filled from a task's result in this "
-                                 "version; pass the ref as after=[...] to depend on it"
-                                 % (self.where, key))
+                raise GraphError("%s: ${%s} holds a ref inside a %s; give the ref itself "
+                                 "(${%s}=ref), a mapped ref fills it with the list of its "
+                                 "results" % (self.where, key, type(value).__name__, key))
             filled[key] = str(value).replace("$", "$$")
         execution = {key: (fill(value, filled) if isinstance(value, str) else
                            [fill(item, filled) for item in value])
                      for key, value in self.execution.items()}
         return TaskNode(COMMAND, base=self.base, execution=execution, mapped=mapped,
-                        after=tuple(after), options=self.task_options)
+                        after=tuple(after), kwargs=refs, options=self.task_options)
 
     def __repr__(self) -> str:
         return "<qcgflow %s>" % self.where

@@ -3,7 +3,8 @@
 ::
 
     Graph ──compile_graph (pure)──> [job description dicts]  (qcgflow.runtime.protocol format)
-          ──write_calls (I/O)─────> <root>/.qcgflow/<job>/call.pkl for every Python task
+          ──write_calls (I/O)─────> <root>/.qcgflow/<job>/call.pkl for every Python task,
+                                    fill.json for every command filled from results
     compile(target, path=FILE) = both, plus FILE = [submit, control finishAfterAllTasksDone]
 
 A Python task becomes a plain job::
@@ -13,7 +14,12 @@ A Python task becomes a plain job::
     stdout/stderr: ${root_wd}/.qcgflow/<job>/stdout, stderr           (stdout.${it} ...)
 
 A command task keeps its script or exec/args; its output goes to ``<job>.out`` /
-``<job>.err`` (``<job>.${it}.out``) in its working directory. Mapped tasks are iterative
+``<job>.err`` (``<job>.${it}.out``) in its working directory. One whose placeholders take
+task results (``fill_refs``) runs the fill helper instead, which execs the command::
+
+    exec: <python>  args: -m qcgflow.fill ${root_wd}/.qcgflow/<job>/fill.json ${it}
+                          [${ncores} ... the runtime variables its template uses]
+          (write_calls writes fill.json: the template and where the results are) Mapped tasks are iterative
 jobs: Python ones ``{"start": 0, "stop": n}`` (elements in the call file), commands
 ``{"values": [...]}`` (``${itval}``); element-wise maps depend on ``<job>:${it}``.
 """
@@ -24,8 +30,8 @@ import pickle
 import sys
 from typing import Any, Dict, List, Optional
 
+from . import fill, payload
 from . import options as _options
-from . import payload
 from .errors import GraphError
 from .graph import COMMAND, Graph, TaskNode, TaskRef
 
@@ -60,7 +66,8 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
     mapped = node.mapped is not None
     suffix = ".${it}" if mapped else ""
     if node.kind == COMMAND:
-        execution.update(node.execution)
+        refs = fill_refs(node)
+        execution.update(_fill_execution(node, name, python) if refs else node.execution)
         output = command_output(node, name)
         execution["stdout"], execution["stderr"] = output.stdout, output.stderr
     else:
@@ -84,6 +91,49 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
     if node.options.get("retries"):
         job["attributes"] = {"qcgflow": {"retries": node.options["retries"]}}
     return job
+
+
+def fill_refs(node: TaskNode) -> Dict[str, Any]:
+    """A command task's placeholders filled from task results when it starts: the bound
+    refs, and ``itval`` (the producer's element) in an element-wise map that uses it.
+    Empty for a Python task and for a command without such placeholders."""
+    if node.kind != COMMAND:
+        return {}
+    refs: Dict[str, Any] = dict(node.kwargs)
+    if node.mapped is not None and node.mapped[0] == "element" and \
+            "itval" in _template_placeholders(node):
+        refs["itval"] = node.mapped[1]
+    return refs
+
+
+def _template_placeholders(node: TaskNode) -> set:
+    from .commands import placeholders  # commands imports graph and task: not at load time
+    texts = [node.execution.get("script") or node.execution.get("exec")]
+    return set().union(*(placeholders(text) for text in texts + list(
+        node.execution.get("args", ()))))
+
+
+def _fill_variables(node: TaskNode) -> List[str]:
+    used = _template_placeholders(node) - set(fill_refs(node))
+    return [variable for variable in fill.RUNTIME_VARIABLES if variable in used]
+
+
+def _fill_execution(node: TaskNode, name: str, python: str) -> Dict[str, Any]:
+    """The job's command when placeholders take results: the fill helper, given the
+    iteration and the runtime variables the template uses (see qcgflow/fill.py)."""
+    args = ["-m", fill.MODULE, _run_path(name, fill.SPEC_FILE), "${it}"]
+    return {"exec": python,
+            "args": args + ["${%s}" % variable for variable in _fill_variables(node)]}
+
+
+def fill_spec(graph: Graph, node: TaskNode) -> Dict[str, Any]:
+    """The fill spec file's content of a command task with result placeholders."""
+    refs = {}
+    for key, ref in fill_refs(node).items():
+        element = key == "itval" and ref is not node.kwargs.get(key)
+        refs[key] = fill.ref_entry(graph.names[ref.node], placeholder(graph, ref, element))
+    return fill.spec(graph.names[node], dict(node.execution), refs, _fill_variables(node),
+                     node.mapped is not None)
 
 
 def compile_graph(graph: Graph, python: Optional[str] = None) -> List[Dict[str, Any]]:
@@ -128,6 +178,10 @@ def write_calls(graph: Graph, root: str) -> None:
         directory = os.path.join(base, name)
         os.makedirs(directory, exist_ok=True)
         if node.kind == COMMAND:
+            if fill_refs(node):
+                with open(os.path.join(directory, fill.SPEC_FILE), "w",
+                          encoding="utf-8") as handle:
+                    json.dump(fill_spec(graph, node), handle, indent=1)
             continue
         mapped = None
         if node.mapped is not None:

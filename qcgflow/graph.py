@@ -33,7 +33,8 @@ class TaskNode:
         fn: the Python callable (python tasks).
         execution: the command part of a job description (command tasks), placeholders
             filled, runtime variables (``${it}``, ``${ncores}``...) left in.
-        args, kwargs: the bound arguments of a Python task (refs inside are dependencies).
+        args, kwargs: the bound arguments of a Python task (refs inside are dependencies);
+            a command task's kwargs: placeholder -> ref, filled when it starts (qcgflow.fill).
         mapped: None, ``("values", [elements])`` or ``("element", ref)`` (element-wise).
         after: extra dependencies (refs), for command tasks.
         options: validated options (qcgflow.options).

@@ -126,6 +126,8 @@ class Keyer:
         if node.kind == COMMAND:
             self._enc(node.execution, out)
             self._enc(list(node.after), out)
+            if node.kwargs:  # placeholders filled from results (old keys unchanged)
+                self._enc(node.kwargs, out)
         else:
             out.append(b"F" + self.function_digest(node.fn))
             self._enc(node.args, out)

@@ -47,6 +47,9 @@ def make_campaign(args, work_dir: str):
     command = "%s %s input.json" % (sys.executable, MODEL)
     actions = Actions(CreateRunDirectory(work_dir, flatten=True), Encode(encoder),
                       ExecuteLocal(command), Decode(decoder))
+    if getattr(args, "cleanup", False):  # not the standard chain any more: the pool runs it
+        from easyvvuq.actions import CleanUp
+        actions.actions.append(CleanUp())
     campaign = uq.Campaign(name="demo", params=params, actions=actions, work_dir=work_dir)
     vary = {"a": cp.Uniform(0.0, 1.0), "b": cp.Uniform(0.0, 1.0)}
     if args.sampler == "pce":
@@ -108,7 +111,9 @@ def run(args) -> dict:
     elif args.mode == "qcgpj":
         from easyvvuq.actions import QCGPJPool
         from qcg.pilotjob.executor_api.qcgpj_executor import QCGPJExecutor
-        pool = QCGPJPool(qcgpj_executor=QCGPJExecutor(resources=str(args.cores)))
+        # its tasks run `python3 -m easyvvuq...` in a login shell: activate this venv there
+        pool = QCGPJPool(qcgpj_executor=QCGPJExecutor(resources=str(args.cores)),
+                         template_params={"venv": sys.prefix})
     report["start"] = time.monotonic() - started
     failed = {}
     started = time.monotonic()
@@ -167,6 +172,10 @@ def main(argv=None) -> int:
     parser.add_argument("--model-cores", type=int, default=1, help="cores per run")
     parser.add_argument("--wd", help="campaign directory (default: a new temp dir)")
     args = parser.parse_args(argv)
+    try:
+        import easyvvuq  # noqa: F401 - checked here, used in make_campaign
+    except ImportError as exc:
+        sys.exit("easyvvuq_pce.py needs easyvvuq: pip install easyvvuq==1.3 six (%s)" % exc)
     print(json.dumps(run(args)))
     return 0
 

@@ -107,10 +107,11 @@ class Pool(cf.Executor):
                                      on_executing=self._on_executing)
         self._warm: Optional[cf.Future] = None
         if warm:
-            first = task(warm_up).options(cores=1, name="easyvvuq-warm-up").bind()
-            # the second starts after the worker has learnt what the first imported
-            second = task(warmed).options(cores=1, name="easyvvuq-warm").bind(first)
-            self._warm = self.session.submit(second)[0]
+            try:
+                self._warm = self._start_warm_up()
+            except BaseException:
+                self.session.shutdown()
+                raise
 
     # ------------------------------------------------------------------ Executor API
     @property
@@ -119,7 +120,7 @@ class Pool(cf.Executor):
         return self.session.root
 
     def warm_up(self, timeout: Optional[float] = None) -> None:
-        """Wait until the warm worker has imported easyvvuq (no-op with ``warm=False``).
+        """Wait until the warm workers have imported easyvvuq (no-op with ``warm=False``).
 
         Raises:
             TimeoutError: not warm within ``timeout`` seconds.
@@ -224,6 +225,18 @@ class Pool(cf.Executor):
         return "<easyvvuq.Pool %s%s>" % (self.wd, " (shut down)" if self._shared.closed else "")
 
     # ------------------------------------------------------------------ runs
+    def _start_warm_up(self) -> cf.Future:
+        """One task per core imports easyvvuq at once: each persistent worker the service
+        keeps (one per running task) gets it, and forked children learn it from the
+        zygote; a last task runs when that is done."""
+        reply = self.session.client.request({"request": "resourcesInfo"}) or {}
+        cores = max(1, int(reply.get("total_cores") or 1))
+        first = [task(warm_up).options(cores=1, name="easyvvuq-warm-up-%d" % i).bind()
+                 for i in range(cores)]
+        last = task(warmed).options(cores=1, name="easyvvuq-warm").bind(first)
+        return self.session.submit(last)[0]
+
+
     def _submit_split(self, actions, how: Split, previous: Dict[str, Any],
                       opts: Dict[str, Any], label: str) -> cf.Future:
         previous = actions.actions[0].start(previous)  # CreateRunDirectory: mkdir only

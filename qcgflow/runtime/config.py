@@ -14,11 +14,7 @@ from .errors import UnsupportedOption
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "notset")
 
 # option -> why it is refused in this version (the issue that brings it)
-_NOT_YET = {
-    "governor": "governor mode",
-    "parent": "governor mode",
-    "slurm_partition_nodes": "partitioned Slurm allocations",
-}
+_NOT_YET: dict = {}
 
 NL_START_METHODS = ("slurm", "ssh")
 NL_INIT_TIMEOUT_DEFAULT = 600.0
@@ -60,6 +56,15 @@ class ServiceConfig:
     nl_start_method: str = "slurm"
     nl_init_timeout: float = NL_INIT_TIMEOUT_DEFAULT
     nl_ready_threshold: float = 1.0
+    # governor mode (qcgflow/runtime/governor/): --governor, or --slurm-partition-nodes N
+    # (implies --governor); a manager with --parent registers with a governor
+    governor: bool = False
+    parent: Optional[str] = None
+    parent_secrets: Optional[str] = None
+    slurm_partition_nodes: Optional[int] = None
+    manager_timeout: float = 10.0
+    manager_queue_depth: int = 1
+    slurm_partition_start: str = "local"  # local (children of the governor) | srun
 
 
 def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
@@ -89,6 +94,18 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
     add("--id", help="identifier of this manager instance (default: <host>.<pid>)")
     add("--tags", help="tags of this manager instance, separated by commas")
     add("--slurm-partition-nodes", type=int, help="nodes per partition manager")
+    add("--parent-secrets", help="(qcgflow) the governor's secrets directory (token, CURVE "
+                                 "keys): <governor aux dir>/governor-secrets")
+    add("--manager-timeout", type=float,
+        help="(qcgflow, governor) seconds of silence after which a manager counts as lost "
+             "(default 10)")
+    add("--slurm-partition-start", choices=("local", "srun"),
+        help="(qcgflow) where the partition managers run: local (default: children of the "
+             "governor on its host) or srun (one `srun --overlap` step on the first node of "
+             "each partition; give --net-address reachable from the nodes)")
+    add("--manager-queue-depth", type=int,
+        help="(qcgflow, governor) units given to a manager per core it has, so that it "
+             "queues the next ones itself (default 1)")
     add("--slurm-limit-nodes-range-begin", type=int,
         help="first node of the allocation to use (0-based index)")
     add("--slurm-limit-nodes-range-end", type=int,
@@ -160,6 +177,8 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
     if args.report_format not in ("json", "text"):
         raise UnsupportedOption("--report-format: unknown format '%s' (use json or text)"
                                 % args.report_format)
+    net = net or bool(args.governor or args.parent or args.slurm_partition_nodes)
+    _check_governor_options(args)
     if not args.file_path and not net and not args.resume:
         raise UnsupportedOption("no interface: give --file-path FILE and/or --net")
     tags = tuple(t.strip() for t in (args.tags or "").split(",") if t.strip())
@@ -179,7 +198,48 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         slurm_limit_nodes_end=args.slurm_limit_nodes_range_end,
         slurm_resources_file=args.slurm_resources_file,
         nl_start_method=args.nl_start_method, nl_init_timeout=nl_init_timeout,
-        nl_ready_threshold=nl_ready_threshold)
+        nl_ready_threshold=nl_ready_threshold,
+        governor=bool(args.governor or args.slurm_partition_nodes), parent=args.parent,
+        parent_secrets=args.parent_secrets, slurm_partition_nodes=args.slurm_partition_nodes,
+        manager_timeout=10.0 if args.manager_timeout is None else args.manager_timeout,
+        manager_queue_depth=args.manager_queue_depth or 1,
+        slurm_partition_start=args.slurm_partition_start or "local")
+
+
+def _check_governor_options(args) -> None:
+    """Refuse governor-mode options that contradict each other."""
+    governor = args.governor or args.slurm_partition_nodes is not None
+    if args.slurm_partition_nodes is not None and args.slurm_partition_nodes < 1:
+        raise UnsupportedOption("--slurm-partition-nodes: %d is not a positive number of "
+                                "nodes" % args.slurm_partition_nodes)
+    if governor and args.parent:
+        raise UnsupportedOption("--parent cannot be combined with --governor: a governor "
+                                "does not register with another governor")
+    if governor and args.resume:
+        raise UnsupportedOption("--resume cannot be combined with --governor: resuming a "
+                                "governor is not supported yet (see docs/governor.md)")
+    if governor and args.nodes is not None:
+        raise UnsupportedOption("--nodes cannot be combined with %s: a governor has no "
+                                "resources of its own (its managers bring them)"
+                                % ("--governor" if args.governor else "--slurm-partition-nodes"))
+    if args.parent_secrets is not None and not args.parent:
+        raise UnsupportedOption("--parent-secrets is only used with --parent ADDRESS")
+    if args.parent and not args.parent_secrets:
+        raise UnsupportedOption("--parent %s needs --parent-secrets DIR (the governor's "
+                                "<aux dir>/governor-secrets directory)" % args.parent)
+    if args.manager_timeout is not None and not 0 < args.manager_timeout < float("inf"):
+        raise UnsupportedOption("--manager-timeout: %g is not a positive number of seconds"
+                                % args.manager_timeout)
+    if args.manager_timeout is not None and not governor:
+        raise UnsupportedOption("--manager-timeout is only used with --governor")
+    if args.manager_queue_depth is not None and not 1 <= args.manager_queue_depth <= 64:
+        raise UnsupportedOption("--manager-queue-depth: %d is not between 1 and 64"
+                                % args.manager_queue_depth)
+    if args.slurm_partition_start is not None and args.slurm_partition_nodes is None:
+        raise UnsupportedOption("--slurm-partition-start is only used with "
+                                "--slurm-partition-nodes")
+    if args.manager_queue_depth is not None and not governor:
+        raise UnsupportedOption("--manager-queue-depth is only used with --governor")
 
 
 def _check_mode(option: str, value: str, known: Tuple[str, ...]) -> None:

@@ -166,7 +166,9 @@ class Executor:
         runtime = self._runtime(task, info.exit_code, info)
         for listener in self.exit_listeners:
             listener(task.job.unit_name(task.position), task.allocation, info)
-        if info.failure is not None:
+        if info.interrupted is not None:
+            outcome = Outcome(JobState.CANCELED, info.interrupted, runtime)
+        elif info.failure is not None:
             outcome = Outcome(JobState.FAILED, info.failure, runtime)
         elif task.stop_reason is not None:
             outcome = Outcome(task.stop_state, task.stop_reason, runtime)

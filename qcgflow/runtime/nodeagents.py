@@ -9,10 +9,13 @@
                       --nl-init-timeout passes first -> on_failure(message): the service
                       stops without starting the workflow
                       agent lost -> pool.disable(node), its tasks FAILED with the cause
+                      agent terminated by Slurm (allocation end) -> its tasks CANCELED
+                      "interrupted: ...", journaled to run again on --resume
 
 Guarantees: no job starts before ``ceil(threshold x nodes)`` agents (at least one) have
 registered; jobs only ever start on nodes whose agent is registered; agents that register
-after the start enable their nodes then.
+after the start enable their nodes then; when every agent is lost the service stops
+(``on_failure``) instead of waiting for nodes that will not come back.
 """
 
 import logging
@@ -41,6 +44,7 @@ class AgentReadiness:
         self._init_timeout = init_timeout
         self._on_failure = on_failure
         self._timer = None
+        self._failed = False
         self.lost: Dict[str, str] = {}
 
     def begin(self) -> None:
@@ -70,6 +74,9 @@ class AgentReadiness:
         if not self._started and len(self._nodes) - len(self.lost) < self._needed:
             self._fail("only %d of the %d node agents needed can still start (%s)"
                        % (len(self._nodes) - len(self.lost), self._needed, why))
+        elif self._started and not self._ready and len(self.lost) == len(self._nodes):
+            # No node can run anything any more: queued work would wait forever.
+            self._fail("every node agent is lost (the last: %s)" % why)
 
     def _timed_out(self) -> None:
         if not self._started:
@@ -78,9 +85,12 @@ class AgentReadiness:
                                       self._needed, _first(self.lost)))
 
     def _fail(self, message: str) -> None:
+        if self._failed:
+            return  # the first reason is the one to report
+        self._failed = True
         if self._timer is not None:
             self._timer.cancel()
-        self._started = True  # once: nothing more to wait for
+        self._started = True  # nothing more to wait for
         self._on_failure(message)
 
 
@@ -89,7 +99,8 @@ def _first(lost: Dict[str, str]) -> str:
 
 
 def make_slurm_launcher(loop, manager, config, aux_dir: str, wd: str,
-                        task_env: Dict[str, str], on_failure: Callable[[str], None]):
+                        task_env: Dict[str, str], on_failure: Callable[[str], None],
+                        on_node_terminating: Callable[[str], None] = lambda node: None):
     """The launcher for Slurm mode; returns ``(launcher, readiness or None)``."""
     nodes = [name for name, _ in manager.pool.nodes]
     if config.disable_nl:
@@ -100,7 +111,8 @@ def make_slurm_launcher(loop, manager, config, aux_dir: str, wd: str,
         loop, nodes, os.path.join(aux_dir, "agents"), wd, task_env,
         start_method=config.nl_start_method or "slurm", log_dir=aux_dir,
         on_node_up=lambda node: readiness.node_up(node),
-        on_node_lost=lambda node, why: readiness.node_lost(node, why))
+        on_node_lost=lambda node, why: readiness.node_lost(node, why),
+        on_node_terminating=on_node_terminating)
     readiness = AgentReadiness(loop, manager, nodes, config.nl_ready_threshold,
                                config.nl_init_timeout, on_failure)
     readiness.begin()

@@ -131,6 +131,9 @@ class Service:
         self.handler = RequestHandler(self.manager, self)
         if self.config.net:
             self._setup_network()
+        if self.config.parent:  # governor mode: this manager registers with a governor
+            from .governor.link import attach_parent
+            self.parent_link = attach_parent(self)
         task_env = dict(os.environ)
         self._open_journal(task_env)
         if self.address:
@@ -141,7 +144,7 @@ class Service:
             # not used; every task starts through its node's agent (or srun).
             launcher, self.readiness = make_slurm_launcher(
                 self.loop, self.manager, self.config, self.aux_dir, self.wd, task_env,
-                self._fail_start)
+                self._fail_start, self._allocation_ending)
         else:
             launcher = LocalLauncher(self.loop)
             if not self.config.disable_warm_workers:
@@ -179,6 +182,14 @@ class Service:
             self.manager.registry.listeners.append(self.journal)
             self.manager.on_submit.append(self.journal.submitted)
             self.manager.on_remove.append(self.journal.removed)
+
+    def _allocation_ending(self, node: str) -> None:
+        """A node's agent was signalled (Slurm does that to every step when the allocation
+        ends, the manager's own step included): the tasks ending now are interruptions,
+        journaled to run again on --resume. The node takes no new work from here on."""
+        self.manager.pool.disable(node)
+        if not self._stopping:
+            self._journal_stop("the agent on %s was terminated" % node)
 
     def _journal_stop(self, why: str) -> None:
         if self.journal is not None:
@@ -296,6 +307,8 @@ class Service:
 
     def close(self) -> None:
         """Write final_status.json and flush and close the working files."""
+        if getattr(self, "parent_link", None) is not None:
+            self.parent_link.close(self.failure or "finished")
         if self.manager is not None:
             self.launcher.close()
         if self.stats is not None:
@@ -355,12 +368,19 @@ def _drain(fd: int) -> None:
         pass
 
 
+def _make_service(config: ServiceConfig) -> Service:
+    if config.governor:  # governor mode: a composition root of its own
+        from .governor.service import GovernorService
+        return GovernorService(config)
+    return Service(config)
+
+
 def run_service(argv: Sequence[str]) -> int:
     """``qcgflow service``: parse options, run, return the exit status."""
     try:
         config = parse_service_args(argv)
         requests = read_requests(config.file_path) if config.file_path else []
-        service = Service(config)
+        service = _make_service(config)
         service.setup()
     except RuntimeLayerError as exc:
         print("qcgflow service: %s" % exc, file=sys.stderr)

@@ -338,3 +338,32 @@ def test_orphaned_agent_kills_its_tasks_and_exits(tmp_path):
     router.close()
     context.term()
     assert proc.returncode == agent_module.EXIT_ORPHANED and not psutil.pid_exists(pid)
+
+
+def test_agent_terminated_like_at_allocation_end_reports_tasks_as_interrupted(rig):
+    terminating = []
+    r = rig()
+    r.launcher.on_node_terminating = terminating.append
+    r.start()
+    t = r.launch(["/bin/sleep", "30"], node="a2")
+    r.run_until(lambda: "pid" in t)
+    # what Slurm does when the allocation ends: every process of the step gets SIGTERM
+    os.kill(_agent_pid(r, "a2"), signal.SIGTERM)
+    r.run_until(lambda: terminating)
+    os.kill(t["pid"], signal.SIGTERM)
+    r.run_until(lambda: "exit" in t)
+    assert (terminating, t["exit"].interrupted) == (
+        ["a2"], "interrupted: the agent on a2 got SIGTERM (the allocation is ending or was "
+                "canceled)")
+
+
+def test_terminated_agent_kills_what_is_left_after_its_grace(rig):
+    r = rig()
+    r.start()
+    t = r.launch(["/bin/sleep", "30"], node="a1")
+    r.run_until(lambda: "pid" in t)
+    os.kill(_agent_pid(r, "a1"), signal.SIGTERM)
+    r.run_until(lambda: "exit" in t, timeout=agent_module.TERMINATE_GRACE + 10)
+    gone = not psutil.pid_exists(t["pid"]) or \
+        psutil.Process(t["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert (gone, t["exit"].interrupted is not None) == (True, True)

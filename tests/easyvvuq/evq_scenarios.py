@@ -24,7 +24,7 @@ from qcgflow.easyvvuq import Pool, RunFailed, RunsFailed, execute  # noqa: E402
 
 def new_campaign(work_dir: str, name: str, **settings):
     args = argparse.Namespace(sampler="pce", order=3, delay=0.02, fail_above=10.0,
-                              fail_once=0)
+                              fail_once=0, cleanup=False)
     for key, value in settings.items():
         setattr(args, key, value)
     path = os.path.join(work_dir, name)
@@ -79,6 +79,9 @@ def scenario_campaigns(work_dir):
                 .collate()
             result["native"] = demo.statistics(campaign, chosen, sampler)
             out["stats"][sampler] = result
+        campaign, chosen = new_campaign(work_dir, "fallback", cleanup=True)
+        out["fallback_type"] = type(execute(campaign, pool=pool).collate()).__name__
+        out["fallback"] = demo.statistics(campaign, chosen, "pce")
         out["failures"] = failures(work_dir, pool)
         out["resources"] = resources(work_dir, pool)
     return out

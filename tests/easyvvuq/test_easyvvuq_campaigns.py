@@ -2,9 +2,15 @@
 native path give the statistics of a ThreadPoolExecutor run, bit for bit; failures are
 reported by run and the others are stored; per-run resources; MPI wraps the model."""
 
+import json
 import shutil
+import subprocess
 
 import pytest
+
+from easyvvuq_harness import REPO, scenario_env
+
+EXAMPLE = REPO / "examples" / "workflows" / "easyvvuq_pce.py"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -18,6 +24,14 @@ FAILING = ["13", "14", "15", "16"]  # the PCE runs whose a (0.93) is above fail_
 def test_statistics_equal_threads(campaigns, sampler, mode):
     stats = campaigns["stats"][sampler]
     assert stats[mode] == stats["thread"]
+
+
+def test_other_chain_falls_back_to_the_pool(campaigns):
+    assert campaigns["fallback_type"] == "_Fallback"
+
+
+def test_fallback_statistics_equal_threads(campaigns):
+    assert campaigns["fallback"] == campaigns["stats"]["pce"]["thread"]
 
 
 def test_failed_runs_named_with_exit_code(campaigns):
@@ -80,3 +94,12 @@ def test_per_run_cores(per_run_resources, path):
 def test_mpi_model_wraps_simulation(per_run_resources, path):
     """With model='openmpi' the model itself runs as n ranks (n = the run's cores)."""
     assert per_run_resources[path + "_ranks"] == per_run_resources[path + "_cores"]
+
+
+def test_example_script_runs(evq_python, tmp_path):
+    """examples/workflows/easyvvuq_pce.py as a user runs it (native path, 4 runs)."""
+    done = subprocess.run([str(evq_python), str(EXAMPLE), "--order", "1", "--delay", "0.01",
+                           "--wd", str(tmp_path / "campaign")], capture_output=True,
+                          text=True, timeout=600, env=scenario_env())
+    report = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
+    assert (report.get("collated"), report.get("failed")) == (4, {}), done.stderr[-2000:]

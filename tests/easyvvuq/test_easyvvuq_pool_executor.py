@@ -94,3 +94,14 @@ def test_resources_for_overrides_defaults():
                                         ("wall time limit (1s) exceeded", None)])
 def test_exit_code_of(text, code):
     assert exit_code_of(text) == code
+
+
+def test_variant_shares_the_service(pool):
+    with pool.options(cores=1) as variant:
+        assert variant.submit(pow, 3, 2).result(DEADLINE) == 9
+    assert pool.submit(pow, 2, 5).result(DEADLINE) == 32
+
+
+def test_variant_bad_option_is_value_error(pool):
+    with pytest.raises(ValueError, match="model"):
+        pool.options(model="no-such-model")

@@ -138,9 +138,9 @@ def test_template_keywords_must_name_placeholders():
         qcgflow.shell("echo ${x}").bind(y=1)
 
 
-def test_template_placeholder_cannot_take_a_ref():
-    with pytest.raises(GraphError, match="after="):
-        qcgflow.shell("echo ${x}").bind(x=f.bind(1))
+def test_template_placeholder_cannot_take_a_ref_nested_in_a_value():
+    with pytest.raises(GraphError, match=r"\$\{x\} holds a ref inside a list"):
+        qcgflow.shell("echo ${x}").bind(x=[f.bind(1)])  # a ref itself is fine (qcgflow.fill)
 
 
 def test_template_map_elements_must_be_text_or_numbers():

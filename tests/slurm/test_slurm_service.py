@@ -338,3 +338,70 @@ def test_mpi_ensemble_example_spreads_members_over_the_nodes(tmp_path):
     nodes = sorted(report["ring:%d" % i][0] for i in range(4))
     assert ((tmp_path / "ensemble.txt").read_text().count("2 ranks"), nodes) == \
         (4, ["SUCCEED"] * 4)
+
+
+def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
+    """Slurm signals every step when an allocation ends (here: scancel -s TERM, what the
+    time limit does first): the running tasks end CANCELED as interrupted, not FAILED,
+    the service stops, and --resume in a new allocation runs them again."""
+    require_slurm()
+    jobs = [
+        {"name": "w", "iteration": {"stop": 4}, "execution": {
+            "script": "echo run >> w.${it}.count; touch w.${it}.started; "
+                      "while [ ! -e release ]; do sleep 0.05; done"}},
+        {"name": "later", "execution": {"script": "echo done > later.out"},
+         "dependencies": {"after": ["w"]}},
+    ]
+    wd = tmp_path
+    (wd / "req.json").write_text(json.dumps(_submit(*jobs)))
+    name = "qcgflow-end-%d" % os.getpid()
+    proc = psutil.Popen(["salloc", "-J", name, "-N2", "-w", "n1,n2", "--exclusive"] +
+                        SERVICE + ["--file-path", str(wd / "req.json"), "--wd", str(wd),
+                                   "--id", "t"],
+                        env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(wd.glob("w.*.started"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(list(wd.glob("w.*.started"))) == 4, "the tasks did not start"
+        run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    report = _report(wd)
+    interrupted = [report["w:%d" % i] for i in range(4)]
+    assert all(state == "CANCELED" and message.startswith("interrupted: the agent on n")
+               for state, message in interrupted), interrupted
+    (wd / "release").write_text("")
+    done = salloc_run(SERVICE + ["--resume", str(wd)], args=["--exclusive"], timeout=90)
+    assert done.returncode == 0, done.stderr
+    counts = [len((wd / ("w.%d.count" % i)).read_text().split()) for i in range(4)]
+    assert (counts, (wd / "later.out").read_text()) == ([2, 2, 2, 2], "done\n")
+
+
+MPI_SCRIPT = """
+import sys
+import qcgflow
+hello = qcgflow.mpi(sys.argv[1], nodes=2, model=sys.argv[2],
+                    model_opts={"mpirun_args": sys.argv[3:]} if sys.argv[3:] else None)
+wd = sys.argv[0].rsplit("/", 1)[0] + "/run"
+for tag, result in zip("ab", qcgflow.run(hello.map(["a", "b"]), wd=wd)):
+    with open("%s/%s.out" % (wd, tag), "w") as handle:
+        handle.write(result.read_stdout())
+"""
+
+
+@pytest.mark.parametrize("model, extra", [("openmpi", []), ("srunmpi", ["--mpi=pmix"])])
+def test_mpi_templates_of_the_python_api_run_across_nodes(tmp_path, model, extra):
+    hello = require_mpi_hello()
+    script = tmp_path / "mpi_script.py"
+    script.write_text(MPI_SCRIPT)
+    done = salloc_run([sys.executable, str(script), str(hello), model] + extra,
+                      args=["--exclusive"], timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ranks = {tag: parse_mpi_hello((tmp_path / "run" / ("%s.out" % tag)).read_text())
+             for tag in ("a", "b")}
+    assert {tag: sorted(r["node"] for r in found) for tag, found in ranks.items()} == {
+        "a": ["n1", "n1", "n2", "n2"], "b": ["n1", "n1", "n2", "n2"]}

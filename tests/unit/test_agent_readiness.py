@@ -131,3 +131,27 @@ def test_failure_is_reported_once():
     readiness.node_lost("n2", "x")
     loop.fire()
     assert len(failures) == 1
+
+
+def test_losing_every_agent_after_the_start_stops_the_service():
+    readiness, _, _, failures = make(nodes=("n1", "n2"))
+    readiness.node_up("n1")
+    readiness.node_up("n2")
+    readiness.node_lost("n1", "a")
+    readiness.node_lost("n2", "agent on n2 lost: b")
+    assert failures == ["every node agent is lost (the last: agent on n2 lost: b)"]
+
+
+def test_losing_some_agents_after_the_start_goes_on():
+    readiness, _, _, failures = make(nodes=("n1", "n2"))
+    readiness.node_up("n1")
+    readiness.node_up("n2")
+    readiness.node_lost("n1", "a")
+    assert failures == []
+
+
+def test_the_first_failure_is_the_one_reported():
+    readiness, _, _, failures = make(nodes=("n1", "n2"))
+    readiness.node_lost("n1", "first")
+    readiness.node_lost("n2", "second")
+    assert failures == ["only 1 of the 2 node agents needed can still start (first)"]

@@ -78,11 +78,15 @@ def test_bad_values_are_one_line_errors(argv, message):
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("argv", [
-    ["--governor"], ["--parent", "tcp://127.0.0.1:5555"], ["--slurm-partition-nodes", "2"],
+@pytest.mark.parametrize("argv, needle", [
+    (["--governor", "--resume", "x"], "--resume cannot be combined with --governor"),
+    (["--governor", "--parent", "tcp://127.0.0.1:5555"], "does not register"),
+    (["--parent", "tcp://127.0.0.1:5555"], "needs --parent-secrets"),
+    (["--slurm-partition-nodes", "0"], "not a positive number"),
+    (["--governor", "--nodes", "2"], "no resources of its own"),
 ])
-def test_still_refused(argv):
-    with pytest.raises(UnsupportedOption, match="not available in this version"):
+def test_governor_option_conflicts_are_refused(argv, needle):
+    with pytest.raises(UnsupportedOption, match=needle):
         parse(*argv)
 
 

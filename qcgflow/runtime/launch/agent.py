@@ -19,6 +19,8 @@ Started by the manager on every node of the allocation (``srun --overlap -w NODE
       ──> signal {id, signum} ─────────────────────>  killpg
       <── heartbeat (every HEARTBEAT s) ──────────
       ──> stop ──> (SIGKILL every task) <── bye ──  exit
+      <── terminating {signal} ───────────────────  SIGTERM/SIGINT/SIGHUP: report the
+                                                      exits that follow, then end
 
 Messages are one JSON object per ZeroMQ frame. Guarantees: every ``launch`` is answered by
 exactly one ``started`` (then one ``exited``) or one ``error``; tasks run in their own
@@ -39,6 +41,7 @@ import zmq
 PROTOCOL_VERSION = 1
 HEARTBEAT = 1.0          # seconds between heartbeats to the manager
 ORPHAN_TIMEOUT = 30.0    # seconds without any message from the manager before giving up
+TERMINATE_GRACE = 5.0    # seconds a terminated agent keeps reporting exits before it ends
 
 EXIT_REFUSED = 3
 EXIT_ORPHANED = 4
@@ -63,6 +66,8 @@ class Agent:
         self.own_cpus = os.sched_getaffinity(0)
         self.last_heard = time.monotonic()
         self.running = True
+        self.terminating = None  # the signal that asked this agent to end
+        self.give_up_at = None   # then: report exits until the tasks are gone or this time
 
     # ------------------------------------------------------------------ wire
     def send(self, message: dict) -> None:
@@ -93,6 +98,11 @@ class Agent:
                 else:
                     self.reap(source)
             now = time.monotonic()
+            if self.terminating is not None and (not self.children or now > self.give_up_at):
+                self.kill_all()
+                self.send({"op": "bye"})
+                self.running = False
+                return
             if now >= next_beat:
                 self.send({"op": "heartbeat"})
                 next_beat = now + HEARTBEAT
@@ -300,13 +310,20 @@ def main(argv=None) -> None:
                   float(options["--orphan-timeout"]), options["--node-local-env"] == "1")
 
     def terminate(signum, frame):
-        agent.kill_all()
-        os._exit(128 + signum)
+        # Slurm signals every step at once when the allocation ends (or is canceled): the
+        # tasks get the signal from Slurm too. Telling the manager first (one socket keeps
+        # the order) lets it count those deaths as interruptions, not task failures.
+        if agent.terminating is None:
+            agent.terminating = signum
+            agent.send({"op": "terminating", "signal": signum})
+            agent.give_up_at = time.monotonic() + TERMINATE_GRACE
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, terminate)
     agent.register(float(options["--register-timeout"]))
     agent.run()
+    if agent.terminating is not None:
+        os._exit(128 + agent.terminating)
     socket.close()
     context.term()
 

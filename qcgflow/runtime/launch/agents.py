@@ -66,6 +66,7 @@ class _AgentState:
     last_seen: float = 0.0
     lost: bool = False
     ready: bool = False                   # welcomed and answered 'ready'
+    terminating: Optional[int] = None     # the signal its node's step got (allocation end)
     pid: Optional[int] = None             # the agent's pid on its node
     tasks: Dict[int, _Remote] = field(default_factory=dict)
 
@@ -90,7 +91,8 @@ class AgentLauncher:
                  log_dir: Optional[str] = None, bind_host: Optional[str] = None,
                  heartbeat_timeout: float = 10.0, python: str = sys.executable,
                  on_node_up: Callable[[str], None] = lambda node: None,
-                 on_node_lost: Callable[[str, str], None] = lambda node, why: None):
+                 on_node_lost: Callable[[str, str], None] = lambda node, why: None,
+                 on_node_terminating: Callable[[str], None] = lambda node: None):
         if start_method not in START_METHODS:
             raise ValueError("unknown node launcher start method '%s' (use slurm or ssh)"
                              % start_method)
@@ -107,6 +109,7 @@ class AgentLauncher:
         self._python = python
         self.on_node_up = on_node_up
         self.on_node_lost = on_node_lost
+        self.on_node_terminating = on_node_terminating
         self._next_id = 0
         self._closing = False
         self._node_local_keys: set = set()  # variables some node's step gives its own value
@@ -316,6 +319,11 @@ class AgentLauncher:
     def _dispatch(self, state: _AgentState, op: str, message: dict) -> None:
         if op == "heartbeat" or op == "bye":
             return
+        if op == "terminating":
+            state.terminating = message.get("signal")
+            _log.warning("agents: %s", _interruption(state))
+            self.on_node_terminating(state.node)
+            return
         if op == "ready":
             # The agent knows the manager's environment now and has told which variables
             # its node gives values of its own: only now may tasks go there.
@@ -337,9 +345,13 @@ class AgentLauncher:
             del state.tasks[remote.task_id]
             ended = time.monotonic()
             runtime = float(message.get("runtime", 0.0))
+            interrupted = None
+            if state.terminating is not None and message["code"] != 0:
+                interrupted = _interruption(state)
             remote.on_exit(ExitInfo(remote.pid, message["code"], message.get("signal"),
                                     ended - runtime, ended, message.get("utime", 0.0),
-                                    message.get("stime", 0.0), message.get("maxrss", 0)))
+                                    message.get("stime", 0.0), message.get("maxrss", 0),
+                                    interrupted=interrupted))
         elif op == "error":
             del state.tasks[remote.task_id]
             remote.on_error(message.get("message", "cannot start the process"))
@@ -382,14 +394,24 @@ class AgentLauncher:
             "agent on %s failed to start: %s" % (state.node, why)
         _log.error("agents: %s", message)
         ended = time.monotonic()
+        interrupted = _interruption(state) if state.terminating is not None else None
         for remote in list(state.tasks.values()):
             del state.tasks[remote.task_id]
             if remote.pid is None:
                 remote.on_error(message)
             else:
                 remote.on_exit(ExitInfo(remote.pid, -1, None, remote.started, ended,
-                                        failure=message))
+                                        failure=message, interrupted=interrupted))
         self.on_node_lost(state.node, message)
+
+
+def _interruption(state: "_AgentState") -> str:
+    try:
+        name = _signal.Signals(state.terminating).name
+    except (ValueError, TypeError):
+        name = "signal %s" % state.terminating
+    return ("interrupted: the agent on %s got %s (the allocation is ending or was canceled)"
+            % (state.node, name))
 
 
 def _host_address() -> str:

@@ -60,6 +60,7 @@ class ExitInfo:
     system_time: float = 0.0
     max_rss_kb: int = 0
     failure: Optional[str] = None  # why the task was lost (its node's agent died), if it was
+    interrupted: Optional[str] = None  # it ended because the allocation is ending: not its fault
 
 
 @dataclass
