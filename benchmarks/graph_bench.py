@@ -79,14 +79,19 @@ def gather(values):
     return len(values)
 
 
-def _graphs(n: int, m: int, k: int):
+def _chain(m: int):
     ref = noop.bind(0)
     for _ in range(m - 1):
         ref = noop.bind(ref)
+    return ref
+
+
+def _graphs(n: int, m: int, k: int):
+    """Builders of new graphs (a session runs a node it has seen only once)."""
     return {
         "single": lambda: noop.bind(0),
         "map": lambda: gather.bind(noop.map(range(n))),
-        "chain": lambda: ref,
+        "chain": lambda: _chain(m),
         "fan": lambda: gather.bind(noop.map(range(k), noop.bind(0))),
     }
 

@@ -3,7 +3,9 @@
 ::
 
     session ── write_call ──> <root>/.qcgflow/<job>/call.pkl
-                                 {"fn", "args", "kwargs", "map"}  refs replaced by ResultOf /
+                                 {"fn", "args": Packed((args, kwargs)), "kwargs": None,
+                                  "map": [element or Packed(element)] | placeholder,
+                                  "source", ["skip"]}  refs replaced by ResultOf /
                                  CommandOutput placeholders (paths relative to <root>/.qcgflow)
     runner  ── read_call, resolve(placeholders -> predecessors' results), run,
                write_result ──> <root>/.qcgflow/<job>/result.pkl (or result.<it>.pkl)

@@ -3,7 +3,10 @@
 Loads the call file, replaces argument refs by the results of the predecessors (their
 result files), runs the function and writes the result file. Exit status: 0 success, 1 the
 function raised (the result file holds the exception and its traceback), 2 bad usage.
-Started once per task: imports only os, sys, cloudpickle and traceback (via payload).
+Imports only os, sys, cloudpickle and traceback (via payload). Our service calls ``main``
+in a persistent worker, once per task (runtime/launch/taskworker.py): it keeps no state
+between calls but the loaded call file (``payload._cached_call``; each task still
+unpickles its own arguments); elsewhere it is started once per task.
 """
 
 import sys

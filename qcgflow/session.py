@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from . import payload
 from . import resume as _resume
-from .compile import command_output, job_description, write_calls
+from .compile import command_output, fill_refs, job_description, write_calls
 from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
 from .graph import COMMAND, Graph, TaskNode, TaskRef, target_refs
 from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
@@ -343,7 +343,7 @@ class Session:
     def _own_failure(self, task: _Task, job: str, it=None) -> TaskFailed:
         """A Python task's error result file, else the runtime's reason (exit code, wt)."""
         label = task.name if it is None else "%s:%s" % (task.name, it)
-        if task.node.kind != COMMAND:
+        if task.node.kind != COMMAND or fill_refs(task.node):  # a fill error: its file
             if it is not None or task.node.iterations is None:
                 iterations = [it]
             else:

@@ -130,6 +130,15 @@ def test_disable_warm_workers_still_gives_one_interpreter_per_task(tmp_path):
     assert len(pids) == 3
 
 
+def test_a_task_too_large_for_a_worker_request_is_forked_instead(tmp_path):
+    big = {"BIG%d" % i: "x" * 50000 for i in range(4)}  # 200 kB: over one datagram
+    with qcgflow.init(nodes=1, wd=str(tmp_path / "run")):
+        before = pid_of(whoami.remote(0))
+        pid, _, _, _, _ = qcgflow.get(whoami.options(env=big).remote(1))
+        after = pid_of(whoami.remote(2))
+    assert pid != before and after == before
+
+
 def test_a_working_directory_option_is_the_tasks_cwd(tmp_path):
     wd = tmp_path / "run"
     cwd = qcgflow.run(whoami.options(wd="sub").bind(0), nodes=1, wd=str(wd))[1]
@@ -210,6 +219,26 @@ def test_cancel_a_task_running_in_a_worker(tmp_path):
     assert entry["runtime"]["exit_code"] == "-15"
     assert result.state("b") == "SUCCEED"
     assert payload.load_value(str(calls / "b.result.pkl")) != int(entry["runtime"]["pid"])
+
+
+def test_a_task_whose_output_cannot_be_opened_fails_naming_the_path(tmp_path):
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    payload.write_call(str(calls / "a.pkl"), os.getpid, (), {})
+    payload.write_call(str(calls / "b.pkl"), os.getpid, (), {})
+
+    def runner_job(name, stdout):
+        return job(name, sys.executable, ["-m", "qcgflow.runner", calls / ("%s.pkl" % name),
+                                          calls / ("%s.result.pkl" % name)], stdout=stdout)
+    result = run_driver(tmp_path, [
+        submit(runner_job("a", str(tmp_path / "missing" / "a.out"))),
+        wait_marker("a", "FAILED"),
+        submit(runner_job("b", str(calls / "b.out"))),
+        wait_marker("b", "SUCCEED"),
+    ], nodes="1", timeout=30)
+    assert result.state("a") == "FAILED"
+    assert str(tmp_path / "missing" / "a.out") in result.entry("a")["messages"]
+    assert result.state("b") == "SUCCEED"  # the worker that refused it runs the next one
 
 
 # ------------------------------------------------------------------ the launcher itself

@@ -18,6 +18,11 @@ and the environment variables read while an interpreter or a native library star
 (``PYTHON*``, ``LD_*``, ``LANG``, ``LC_*``, ``OMP_*``, ...) are those of the zygote.
 Everything else, and every job after the zygote failed, runs as a normal process.
 
+``python -m qcgflow.runner`` jobs (the graph API's Python tasks) do not even cost a fork:
+they run one after another in persistent workers forked by the zygote, which the service
+talks to directly (launch/workerpool.py, launch/taskworker.py), unless the job's
+environment has ``QCGFLOW_WORKER_REUSE=0``.
+
 The zygote forks the child, so it reaps it and reports the exit status and rusage; the
 child is a session leader, so ``signal`` (wall time, cancel, kill) reaches its process
 group directly from here, exactly as for a normal process. A pid is signalled only between
@@ -28,6 +33,7 @@ frame is in flight (a pid is not reused that fast).
 import logging
 import os
 import pickle
+import select
 import shutil
 import signal
 import socket
@@ -38,6 +44,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional
 
 from .local import ExitInfo, ProcessSpec
+from .taskworker import reusable
+from .workerpool import WorkerPool
 
 _log = logging.getLogger(__name__)
 
@@ -84,7 +92,7 @@ class _Request:
     rid: int = 0
     pid: Optional[int] = None
     started: float = 0.0
-    worker: bool = False  # runs in a persistent worker: signals go through the zygote
+    worker: object = None  # the persistent worker running it (workerpool), if any
 
 
 class WarmLauncher:
@@ -115,10 +123,16 @@ class WarmLauncher:
         self._flush_timer = None
         self._buffer = b""
         self._broken = False
-        self.warm_started = 0  # tasks started in the zygote (tests, benchmarks)
+        self._pool: Optional[WorkerPool] = None
+        self._forked = 0
+
+    @property
+    def warm_started(self) -> int:
+        """Tasks started warm: forked by the zygote or run by a worker (tests, benchmarks)."""
+        return self._forked + (self._pool.started if self._pool is not None else 0)
 
     def __len__(self) -> int:
-        return len(self._inner) + len(self._requests)
+        return len(self._inner) + len(self._requests) + (len(self._pool) if self._pool else 0)
 
     @property
     def zygote_pid(self) -> Optional[int]:
@@ -135,20 +149,30 @@ class WarmLauncher:
             self._inner.launch(spec, on_started, on_exit, on_error)
             return
         self._next_id += 1
-        self._requests[self._next_id] = _Request(spec, on_started, on_exit, on_error,
-                                                 self._next_id)
-        self._send(("run", self._next_id, warm[0], warm[1], list(spec.argv[3:]),
+        request = _Request(spec, on_started, on_exit, on_error, self._next_id)
+        if reusable(warm[1], spec.env) and self._pool.launch(request, warm[0], warm[1]):
+            return
+        self._fork(request)
+
+    def _fork(self, request: "_Request") -> None:
+        """Have the zygote fork a child for ``request``."""
+        spec = request.spec
+        if self._broken:
+            self._inner.launch(spec, request.on_started, request.on_exit, request.on_error)
+            return
+        program, module = warm_module(spec)
+        self._requests[request.rid] = request
+        self._send(("run", request.rid, program, module, list(spec.argv[3:]),
                     dict(spec.env), spec.cwd, spec.stdin, spec.stdout, spec.stderr,
                     list(spec.cpus) if spec.cpus else None))
 
     def signal(self, pid: int, signum: int, node: Optional[str] = None) -> bool:
         """Send ``signum`` to the process group of ``pid``; False if it is gone."""
-        request = self._by_pid.get(pid)
-        if request is None:
+        request = self._pool.by_pid.get(pid) if self._pool is not None else None
+        if request is not None:
+            return self._pool.signal(request, signum)
+        if pid not in self._by_pid:
             return self._inner.signal(pid, signum, node)
-        if request.worker:  # the zygote knows whether the worker still runs this task
-            self._send(("signal", request.rid, signum))
-            return True
         try:
             os.killpg(pid, signum)
         except ProcessLookupError:  # not yet its own group leader (just forked)
@@ -159,42 +183,51 @@ class WarmLauncher:
         return True
 
     def kill_all(self) -> None:
-        for pid, request in list(self._by_pid.items()):
-            if request.worker:  # the service is ending: no task follows on that worker
-                _killpg(pid, signal.SIGKILL)
-            else:
-                self.signal(pid, signal.SIGKILL)
+        if self._pool is not None:
+            self._pool.kill_all()
+        for pid in list(self._by_pid):
+            self.signal(pid, signal.SIGKILL)
         self._inner.kill_all()
 
     def close(self) -> None:
-        """Stop the zygote (it ends when its socket closes), then the inner launcher."""
+        """Stop the workers and the zygote (they end when their sockets close), then the
+        inner launcher."""
+        if self._pool is not None:
+            self._pool.close()
         self._stop_zygote()
         self._inner.close()
 
     # ------------------------------------------------------------------ the zygote
     def _start_zygote(self) -> bool:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        spawn, spawn_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         log = None
         try:
             log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "qcgflow.runtime.launch.zygote", str(child.fileno())],
-                pass_fds=(child.fileno(),), env=self._env, cwd=self._cwd,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                start_new_session=True)
+                [sys.executable, "-m", "qcgflow.runtime.launch.zygote", str(child.fileno()),
+                 str(spawn_child.fileno())],
+                pass_fds=(child.fileno(), spawn_child.fileno()), env=self._env,
+                cwd=self._cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=log, start_new_session=True)
         except OSError as exc:
             _log.warning("cannot start the warm Python worker (%s): Python tasks run as "
                          "processes", exc)
             parent.close()
+            spawn.close()
             self._broken = True
             return False
         finally:
             child.close()
+            spawn_child.close()
             if log not in (None, subprocess.DEVNULL):
                 log.close()
         _log.info("warm Python worker started, pid %d", self._process.pid)
         self._sock = parent
         parent.setblocking(False)
+        spawn.settimeout(5.0)  # a spawn request is tiny; the zygote reads it at once
+        self._pool = WorkerPool(self._loop, spawn, lambda modules: self._send(("learn", modules)),
+                                self._fork)
         self._loop.add_reader(parent.fileno(), self._receive)
         return True
 
@@ -230,11 +263,11 @@ class WarmLauncher:
         self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
         self._sock = None
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        if self._pool is not None:
+            self._pool.close_channel()
+        if not _wait_exit(self._process, 5.0):
             self._process.kill()
-            self._process.wait()
+        self._process.wait()
 
     def _receive(self) -> None:
         try:
@@ -264,14 +297,19 @@ class WarmLauncher:
 
     def _handle(self, message) -> None:
         kind, rid = message[0], message[1]
+        if kind == "spawned":
+            self._pool.spawned(rid, message[2])
+            return
+        if kind == "worker-exit":
+            self._pool.worker_exit(*message[1:])
+            return
         request = self._requests.get(rid)
         if request is None:
             return
         if kind == "started":
             request.pid, request.started = message[2], message[3]
-            request.worker = len(message) > 4 and message[4]
             self._by_pid[request.pid] = request
-            self.warm_started += 1
+            self._forked += 1
             request.on_started(request.pid)
         elif kind == "error":
             del self._requests[rid]
@@ -292,7 +330,11 @@ class WarmLauncher:
         _log.error("the warm Python worker ended unexpectedly (see %s): Python tasks run as "
                    "processes from now on", self._log_path or "its stderr")
         self._broken = True
+        waiting = self._pool.zygote_died() if self._pool is not None else []
         self._stop_zygote()
+        for request in waiting:
+            self._inner.launch(request.spec, request.on_started, request.on_exit,
+                               request.on_error)
         requests, self._requests, self._by_pid = self._requests, {}, {}
         for request in requests.values():
             if request.pid is None:
@@ -307,11 +349,18 @@ class WarmLauncher:
             request.on_exit(ExitInfo(request.pid, -signal.SIGKILL, signal.SIGKILL, now, now))
 
 
-def _killpg(pid: int, signum: int) -> None:
+def _wait_exit(process: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for ``process`` to end; True if it did. Woken by the exit
+    itself (a pidfd), not by Popen.wait's polling sleeps (up to 50 ms late)."""
     try:
-        os.killpg(pid, signum)
-    except ProcessLookupError:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # gone already, or no pidfd here
         try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
+            process.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)

@@ -1,7 +1,9 @@
 """The warm Python worker ("zygote"): forks one child per ``python -m MODULE ARGS`` job.
 
 Started once per service (on the first such job) as ``python -m
-qcgflow.runtime.launch.zygote FD``; FD is its end of a socket pair with the service.
+qcgflow.runtime.launch.zygote FD SPAWN_FD``; FD is its end of a stream socket pair with the
+service, SPAWN_FD its end of the spawn channel (SOCK_SEQPACKET), on which the service asks
+for persistent task workers (launch/taskworker.py) for ``qcgflow.runner`` jobs.
 
 ::
 
@@ -23,8 +25,18 @@ Warmth is learnt: a child reports the modules it imported that the zygote did no
 (outside the task's own directory) and the zygote imports them, so the next child of the
 same kind finds them loaded. Nothing is imported before the first job.
 
+Persistent workers::
+
+    service ── ("spawn", wid) + one end of a socket pair (SPAWN_FD) ──> fork a worker that
+                                                                        serves that end
+            <── ("spawned", wid, pid)
+            (tasks and their results go straight between the service and the worker)
+            <── ("worker-exit", wid, pid, status, t1, rusage)   the worker was reaped
+            ── ("learn", modules) ──> import what a worker imported (later workers: warm)
+
 The zygote ends when the service closes its end of the socket; children still running are
-left to the service (which kills its tasks before closing).
+left to the service (which kills its tasks before closing), and so are workers (each ends
+when the service closes its socket).
 """
 
 import gc
