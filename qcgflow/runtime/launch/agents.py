@@ -375,6 +375,12 @@ class AgentLauncher:
         code = state.starter.wait()
         if self._closing:
             return
+        self._receive()  # what the agent said before it ended (e.g. 'terminating') first
+        signum = _TERMINATION_STATUSES.get(code)
+        if signum is not None and state.terminating is None:
+            # srun (or ssh) itself was signalled like every step at the allocation's end;
+            # its exit may beat the agent's own 'terminating' message here
+            state.terminating = signum
         tail = _last_line(os.path.join(self._log_dir, "agent-%s.log" % state.node))
         detail = "its %s process ended with status %s%s" % (
             {"slurm": "srun", "ssh": "ssh"}.get(self._start_method, "agent"), code,
@@ -403,6 +409,13 @@ class AgentLauncher:
                 remote.on_exit(ExitInfo(remote.pid, -1, None, remote.started, ended,
                                         failure=message, interrupted=interrupted))
         self.on_node_lost(state.node, message)
+
+
+# exit statuses of a starter (srun/ssh) ended by SIGTERM, SIGINT or SIGHUP, as Popen or as
+# the shell convention 128 + signal reports them -> the signal
+_TERMINATION_STATUSES = {status: int(sig) for sig in (_signal.SIGTERM, _signal.SIGINT,
+                                                       _signal.SIGHUP)
+                         for status in (-int(sig), 128 + int(sig))}
 
 
 def _interruption(state: "_AgentState") -> str:

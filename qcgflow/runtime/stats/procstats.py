@@ -7,9 +7,10 @@
         start) -> one record per process (pid + create time), refreshed each time seen
     close() -> <aux_dir>/ptrace_<host>_<YYYYmmddHHMMSS>_<pid>.log (one JSON document)
 
-Each record: pid, ppid, name, cmdline, parent name, create time, first and last sample,
-cpu affinity, cpu times (user, system, children user, children system), memory info
-(rss, vms, ...) and memory percent, as of the last sample that saw the process.
+Each record: pid, ppid, name and cmdline (as last seen: a fork that execs becomes its
+program), parent name, create time, first and last sample, cpu affinity, cpu times
+(user, system, children user, children system), memory info (rss, vms, ...) and memory
+percent, as of the last sample that saw the process.
 
 Upstream samples the descendants of ``slurmstepd`` from each node's agent; locally the
 service is the root of everything it launched, so one sampler in the service covers it.
@@ -83,6 +84,11 @@ class ProcessSampler:
             if record is None:
                 record = self._first_sight(proc, now, key[1] + self._boot_fix)
                 self._records[key] = record
+            else:
+                # a fork seen before its exec (bash running `sleep &`) becomes the program
+                # it execs: keep the latest name and command line, not the first
+                record["name"] = proc.name()
+                record["cmdline"] = proc.cmdline()
             record["cpu_times"] = list(proc.cpu_times())[:4]
             record["memory_info"] = proc.memory_info()._asdict()
             record["memory_percent"] = round(proc.memory_percent(), 6)
