@@ -290,7 +290,10 @@ def test_second_agent_for_a_node_is_refused(rig):
     assert reply["reason"] == "node a1 already has an agent"
 
 
-def test_agent_refused_exits_with_its_reason(tmp_path):
+@pytest.fixture
+def bare_manager(tmp_path):
+    """A ROUTER socket playing the manager by hand, and a function that starts an agent
+    connected to it (returns the process and the agent's identity once it registered)."""
     context = zmq.Context()
     router = context.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
@@ -298,32 +301,31 @@ def test_agent_refused_exits_with_its_reason(tmp_path):
     secrets = tmp_path / "s"
     secrets.mkdir()
     (secrets / "token").write_text("t\n")
-    proc = psutil.Popen([sys.executable, "-m", "qcgflow.runtime.launch.agent", "--manager",
-                         "tcp://127.0.0.1:%d" % port, "--node", "x", "--secrets", str(secrets)],
-                        stderr=-1)
-    assert router.poll(10000)
-    identity, _ = router.recv_multipart()
-    router.send_multipart([identity, b'{"op": "refused", "reason": "go away"}'])
-    _, err = proc.communicate(timeout=10)
+
+    def start_agent(*options):
+        proc = psutil.Popen([sys.executable, "-m", "qcgflow.runtime.launch.agent", "--manager",
+                             "tcp://127.0.0.1:%d" % port, "--node", "x", "--secrets",
+                             str(secrets), *options], stderr=-1)
+        assert router.poll(10000)
+        identity, _ = router.recv_multipart()
+        return proc, identity
+    yield router, start_agent
     router.close()
     context.term()
+
+
+def test_agent_refused_exits_with_its_reason(bare_manager):
+    router, start_agent = bare_manager
+    proc, identity = start_agent()
+    router.send_multipart([identity, b'{"op": "refused", "reason": "go away"}'])
+    _, err = proc.communicate(timeout=10)
     assert (proc.returncode, err.decode().strip()) == (
         agent_module.EXIT_REFUSED, "qcgflow agent: refused by the manager: go away")
 
 
-def test_orphaned_agent_kills_its_tasks_and_exits(tmp_path):
-    context = zmq.Context()
-    router = context.socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    port = router.bind_to_random_port("tcp://127.0.0.1")
-    secrets = tmp_path / "s"
-    secrets.mkdir()
-    (secrets / "token").write_text("t\n")
-    proc = psutil.Popen([sys.executable, "-m", "qcgflow.runtime.launch.agent", "--manager",
-                         "tcp://127.0.0.1:%d" % port, "--node", "x", "--secrets", str(secrets),
-                         "--orphan-timeout", "1.5"], stderr=-1)
-    assert router.poll(10000)
-    identity, _ = router.recv_multipart()
+def test_orphaned_agent_kills_its_tasks_and_exits(bare_manager, tmp_path):
+    router, start_agent = bare_manager
+    proc, identity = start_agent("--orphan-timeout", "1.5")
     router.send_multipart([identity, b'{"op": "welcome", "env": {}}'])
     router.send_multipart([identity, json.dumps({
         "op": "launch", "id": 1, "argv": ["/bin/sleep", "60"], "cwd": str(tmp_path)}).encode()])
@@ -335,8 +337,6 @@ def test_orphaned_agent_kills_its_tasks_and_exits(tmp_path):
             if message["op"] == "started":
                 pid = message["pid"]
     proc.wait(timeout=15)  # no more messages from the "manager": the agent gives up
-    router.close()
-    context.term()
     assert proc.returncode == agent_module.EXIT_ORPHANED and not psutil.pid_exists(pid)
 
 

@@ -6,11 +6,11 @@ One batch job runs a workload of several jobs (module fixture) and the tests rea
 left, so the cluster round trip is paid once.
 """
 
+import contextlib
 import json
 import os
 import shlex
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -201,6 +201,30 @@ def _agent_processes(node):
     return found
 
 
+@contextlib.contextmanager
+def _service_in_salloc(wd: Path, jobs, job_name: str = "qcgflow-test"):
+    """The service on ``jobs`` inside ``salloc -N2 -w n1,n2``, running while the block
+    acts on it; the block waits for its end (``proc.wait``), else it is killed."""
+    (wd / "req.json").write_text(json.dumps(_submit(*jobs)))
+    proc = psutil.Popen(["salloc", "-J", job_name, "-N2", "-w", "n1,n2", "--exclusive"] +
+                        SERVICE + ["--file-path", str(wd / "req.json"), "--wd", str(wd),
+                                   "--id", "t"],
+                        env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def _wait_for(predicate, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return predicate()
+
+
 def test_killed_agent_fails_its_tasks_with_the_cause_and_the_rest_finish(tmp_path):
     require_slurm()
     jobs = [
@@ -213,25 +237,15 @@ def test_killed_agent_fails_its_tasks_with_the_cause_and_the_rest_finish(tmp_pat
          "dependencies": {"after": ["w"]}},
     ]
     wd = tmp_path
-    (wd / "req.json").write_text(json.dumps(_submit(*jobs)))
-    proc = psutil.Popen(["salloc", "-N2", "-w", "n1,n2", "--exclusive"] + SERVICE + [
-        "--file-path", str(wd / "req.json"), "--wd", str(wd), "--id", "t"],
-        env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(wd.glob("w.*.node"))) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        victims = [p for p in _agent_processes("n2")]
+    with _service_in_salloc(wd, jobs) as proc:
+        _wait_for(lambda: len(list(wd.glob("w.*.node"))) == 4)
+        victims = _agent_processes("n2")
         assert victims, "no agent process for n2"
         for victim in victims:
             victim.kill()
         time.sleep(0.5)  # let the service notice before the n1 tasks end
         (wd / "release").write_text("")
         proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
     report = _report(wd)
     on_n2 = [i for i in range(4) if (wd / ("w.%d.node" % i)).read_text().strip() == "n2"]
     states = {i: report["w:%d" % i] for i in range(4)}
@@ -250,28 +264,14 @@ def test_after_losing_an_agent_work_goes_to_the_remaining_node(tmp_path):
          "dependencies": {"after": ["w"]}},
     ]
     wd = tmp_path
-    (wd / "req.json").write_text(json.dumps(_submit(*jobs)))
-    proc = psutil.Popen(["salloc", "-N2", "-w", "n1,n2", "--exclusive"] + SERVICE + [
-        "--file-path", str(wd / "req.json"), "--wd", str(wd), "--id", "t"],
-        env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not _agent_processes("n2") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        log = wd / ".qcgpjm-service-t" / "service.log"
-        while (not log.exists() or "starting jobs" not in log.read_text()) \
-                and time.monotonic() < deadline:
-            time.sleep(0.05)
+    log = wd / ".qcgpjm-service-t" / "service.log"
+    with _service_in_salloc(wd, jobs) as proc:
+        _wait_for(lambda: log.exists() and "starting jobs" in log.read_text())
         for victim in _agent_processes("n2"):
             victim.kill()
-        while "agent on n2 lost" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for(lambda: "agent on n2 lost" in log.read_text())
         (wd / "release").write_text("")
         proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
     report = _report(wd)
     nodes = sorted((wd / ("later.%d.node" % i)).read_text().strip() for i in range(3))
     assert (report["later"][0], nodes) == ("SUCCEED", ["n1", "n1", "n1"])
@@ -353,23 +353,12 @@ def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
          "dependencies": {"after": ["w"]}},
     ]
     wd = tmp_path
-    (wd / "req.json").write_text(json.dumps(_submit(*jobs)))
     name = "qcgflow-end-%d" % os.getpid()
-    proc = psutil.Popen(["salloc", "-J", name, "-N2", "-w", "n1,n2", "--exclusive"] +
-                        SERVICE + ["--file-path", str(wd / "req.json"), "--wd", str(wd),
-                                   "--id", "t"],
-                        env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(wd.glob("w.*.started"))) < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(list(wd.glob("w.*.started"))) == 4, "the tasks did not start"
+    with _service_in_salloc(wd, jobs, name) as proc:
+        assert _wait_for(lambda: len(list(wd.glob("w.*.started"))) == 4), \
+            "the tasks did not start"
         run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        proc.communicate(timeout=60)
     report = _report(wd)
     interrupted = [report["w:%d" % i] for i in range(4)]
     assert all(state == "CANCELED" and message.startswith("interrupted: the agent on n")

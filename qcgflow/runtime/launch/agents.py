@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import secrets as _secrets
+import shlex
 import signal as _signal
 import socket as _socket
 import subprocess
@@ -158,7 +159,7 @@ class AgentLauncher:
                     "--job-name=qcgflow-agent", "--kill-on-bad-exit=1", "--quiet"] + agent
         if self._start_method == "local":
             return agent
-        remote = "cd %s && exec %s" % (_quote(self._wd), " ".join(_quote(a) for a in agent))
+        remote = "cd %s && exec %s" % (shlex.quote(self._wd), shlex.join(agent))
         return ["ssh", "-o", "BatchMode=yes", node, remote]
 
     def _start_agent(self, state: _AgentState) -> None:
@@ -433,11 +434,6 @@ def _host_address() -> str:
         return _socket.gethostbyname(_socket.gethostname())
     except OSError:
         return "127.0.0.1"
-
-
-def _quote(text: str) -> str:
-    import shlex
-    return shlex.quote(text)
 
 
 def _kill_group(pid: int, signum: int) -> None:
