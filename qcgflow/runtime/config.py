@@ -215,9 +215,10 @@ def _check_governor_options(args) -> None:
     if governor and args.parent:
         raise UnsupportedOption("--parent cannot be combined with --governor: a governor "
                                 "does not register with another governor")
-    if governor and args.resume:
-        raise UnsupportedOption("--resume cannot be combined with --governor: resuming a "
-                                "governor is not supported yet (see docs/governor.md)")
+    if args.governor and args.resume and args.slurm_partition_nodes is None:
+        raise UnsupportedOption("--resume with --governor needs --slurm-partition-nodes: "
+                                "the replayed jobs are dispatched once the partition managers "
+                                "registered (see docs/governor.md)")
     if governor and args.nodes is not None:
         raise UnsupportedOption("--nodes cannot be combined with %s: a governor has no "
                                 "resources of its own (its managers bring them)"

@@ -2,12 +2,15 @@
 manager per node, a workflow whose dependencies cross the two partitions."""
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from slurm_harness import require_slurm, salloc_run
+from slurm_harness import cluster_env, require_slurm, salloc_run
 
 SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
 
@@ -90,3 +93,58 @@ def test_partition_managers_started_with_srun_on_their_nodes(tmp_path):
     assert "(srun on n1)" in log and "(srun on n2)" in log, log[-2000:]
     assert {(tmp_path / ("where.%d.out" % i)).read_text().strip() for i in (0, 1)} == {
         "n1", "n2"}
+
+
+def _processes_of(wd: Path, marker: str):
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if marker in cmd and str(wd) in " ".join(cmd):
+            found.append(proc)
+    return found
+
+
+def test_partitioned_run_killed_resumes_without_rerunning_finished_units(tmp_path):
+    require_slurm()
+    wd = tmp_path
+    jobs = [
+        # iterations 0 and 1 end at once; 2 and 3 wait for a file the test writes later
+        {"name": "w", "iteration": {"stop": 4}, "execution": {
+            "script": "echo run >> w.${it}.count; "
+                      "if [ ${it} -ge 2 ]; then while [ ! -e release ]; do sleep 0.05; "
+                      "done; fi"}},
+        {"name": "last", "execution": {"script": "cat w.*.count | wc -l > last.out"},
+         "dependencies": {"after": ["w"]}},
+    ]
+    (wd / "req.json").write_text(json.dumps([{"request": "submit", "jobs": jobs}]))
+    journal = wd / ".qcgpjm-service-gov" / "journal.jsonl"
+    salloc = psutil.Popen(["salloc", "-N2", "-w", "n1,n2", "-n2"] + SERVICE + [
+        "--slurm-partition-nodes", "1", "--file-path", str(wd / "req.json"), "--wd", str(wd),
+        "--id", "gov"], env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+                journal.exists() and '"it":0' in journal.read_text()
+                and '"it":1' in journal.read_text()
+                and (wd / "w.2.count").exists() and (wd / "w.3.count").exists()):
+            time.sleep(0.05)
+        governors = _processes_of(wd, "--slurm-partition-nodes")
+        assert governors, "no governor process"
+        for governor in governors:
+            governor.kill()
+        salloc.wait(timeout=60)
+        # the partition managers notice the governor is gone and end with their tasks
+        deadline = time.monotonic() + 60
+        while _processes_of(wd, "--parent") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _processes_of(wd, "--parent"), "partition managers outlived the governor"
+    finally:
+        if salloc.poll() is None:
+            os.killpg(salloc.pid, 9)
+            salloc.wait()
+    (wd / "release").write_text("")
+    done = salloc_run(SERVICE + ["--slurm-partition-nodes", "1", "--resume", str(wd)],
+                      nodes=("n1", "n2"), args=["-n2"], timeout=120, cwd=str(wd))
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts = [len((wd / ("w.%d.count" % i)).read_text().split()) for i in range(4)]
+    assert (counts[:2], (wd / "last.out").read_text().strip()) == ([1, 1], str(sum(counts)))

@@ -79,7 +79,7 @@ def test_bad_values_are_one_line_errors(argv, message):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--governor", "--resume", "x"], "--resume cannot be combined with --governor"),
+    (["--governor", "--resume", "x"], "--resume with --governor needs --slurm-partition-nodes"),
     (["--governor", "--parent", "tcp://127.0.0.1:5555"], "does not register"),
     (["--parent", "tcp://127.0.0.1:5555"], "needs --parent-secrets"),
     (["--slurm-partition-nodes", "0"], "not a positive number"),

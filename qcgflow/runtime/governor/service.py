@@ -105,6 +105,10 @@ class GovernorService(Service):
                   ",".join(self.tags) or "-", os.getpid())
         self.pool = GovernorPool(config.manager_queue_depth)
         self.manager = Manager(self.pool, self.clock, self.loop, models=MODELS)
+        # The governor's journal is the workflow's: submissions and ended units. It is
+        # replayed (--resume) once the partition managers registered (run_file), because
+        # a replayed job must fit the managers' resources as any submitted one.
+        self._open_journal({})
         self.report = JobsReport(os.path.join(self.aux_dir, config.report_file),
                                  config.report_format)
         self.manager.registry.listeners.append(self.report)
@@ -178,13 +182,14 @@ class GovernorService(Service):
             self._wait_for_partitions()
             if self.failure is not None:
                 return
+        self._replay_journal()
         super().run_file(requests)
 
     # ------------------------------------------------------------------ stopping
     def _all_done(self) -> None:
-        """With a requests file the governor ends once every job ended (its network
-        interface serves while they run), as a manager in file mode does."""
-        if not self._stopping and self.config.file_path:
+        """With a requests file (or resuming one) the governor ends once every job ended
+        (its network interface serves while they run), as a manager in file mode does."""
+        if not self._stopping and (self.config.file_path or self.config.resume):
             _log.info("all jobs finished")
             self.loop.stop()
 
