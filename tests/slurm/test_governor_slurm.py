@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slurm_harness import cluster_env, require_slurm, salloc_run
+from slurm_harness import cluster_env, require_slurm, run_bounded, salloc_run
 
 SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
 
@@ -96,10 +96,13 @@ def test_partition_managers_started_with_srun_on_their_nodes(tmp_path):
 
 
 def _processes_of(wd: Path, marker: str):
+    """qcgflow processes (not salloc/srun, whose command lines hold the same words) of the
+    run in ``wd`` whose command line has ``marker``."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if marker in cmd and str(wd) in " ".join(cmd):
+        if cmd and os.path.basename(cmd[0]) not in ("salloc", "srun") and marker in cmd \
+                and str(wd) in " ".join(cmd):
             found.append(proc)
     return found
 
@@ -118,7 +121,8 @@ def test_partitioned_run_killed_resumes_without_rerunning_finished_units(tmp_pat
     ]
     (wd / "req.json").write_text(json.dumps([{"request": "submit", "jobs": jobs}]))
     journal = wd / ".qcgpjm-service-gov" / "journal.jsonl"
-    salloc = psutil.Popen(["salloc", "-N2", "-w", "n1,n2", "-n2"] + SERVICE + [
+    name = "qcgflow-gov-resume-%d" % os.getpid()
+    salloc = psutil.Popen(["salloc", "-J", name, "-N2", "-w", "n1,n2", "-n2"] + SERVICE + [
         "--slurm-partition-nodes", "1", "--file-path", str(wd / "req.json"), "--wd", str(wd),
         "--id", "gov"], env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
     try:
@@ -142,6 +146,8 @@ def test_partitioned_run_killed_resumes_without_rerunning_finished_units(tmp_pat
         if salloc.poll() is None:
             os.killpg(salloc.pid, 9)
             salloc.wait()
+        # a salloc that did not end by itself leaves its allocation: give the nodes back
+        run_bounded(["scancel", "-n", name], timeout=20, env=cluster_env())
     (wd / "release").write_text("")
     done = salloc_run(SERVICE + ["--slurm-partition-nodes", "1", "--resume", str(wd)],
                       nodes=("n1", "n2"), args=["-n2"], timeout=120, cwd=str(wd))

@@ -202,9 +202,11 @@ def _agent_processes(node):
 
 
 @contextlib.contextmanager
-def _service_in_salloc(wd: Path, jobs, job_name: str = "qcgflow-test"):
+def _service_in_salloc(wd: Path, jobs, job_name: str = ""):
     """The service on ``jobs`` inside ``salloc -N2 -w n1,n2``, running while the block
-    acts on it; the block waits for its end (``proc.wait``), else it is killed."""
+    acts on it; the block waits for its end (``proc.wait``), else it is killed and its
+    allocation canceled (a killed salloc does not give its nodes back)."""
+    job_name = job_name or "qcgflow-test-%d-%d" % (os.getpid(), time.monotonic_ns())
     (wd / "req.json").write_text(json.dumps(_submit(*jobs)))
     proc = psutil.Popen(["salloc", "-J", job_name, "-N2", "-w", "n1,n2", "--exclusive"] +
                         SERVICE + ["--file-path", str(wd / "req.json"), "--wd", str(wd),
@@ -216,6 +218,7 @@ def _service_in_salloc(wd: Path, jobs, job_name: str = "qcgflow-test"):
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
             proc.wait()
+            run_bounded(["scancel", "-n", job_name], timeout=20, env=cluster_env())
 
 
 def _wait_for(predicate, timeout: float = 60) -> bool:
