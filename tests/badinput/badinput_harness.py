@@ -26,7 +26,10 @@ from typing import Iterable, Optional
 
 import psutil
 import pytest
+
 import zmq
+
+from process_harness import processes_under
 
 REPO = Path(__file__).resolve().parents[2]
 # The requests-file catalogue reuses the file-mode runner of the integration tests.
@@ -173,18 +176,7 @@ class NetService:
         return self.proc.returncode
 
 
-def strays(root) -> list:
-    root = str(root)
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid == os.getpid():
-                continue
-            if any(root in arg for arg in proc.cmdline()) or proc.cwd().startswith(root):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+strays = processes_under
 
 
 def kill_strays(root) -> list:

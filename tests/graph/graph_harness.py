@@ -10,11 +10,11 @@
 
 import json
 import os
-import time
 from pathlib import Path
 
-import psutil
 import pytest
+
+from process_harness import left_after, processes_under
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 PYTHON = "python3"
@@ -32,32 +32,12 @@ def run_wd(tmp_path: Path) -> str:
     return str(tmp_path / "run")
 
 
-def leftovers(tmp_path: Path):
-    root = str(tmp_path)
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid == os.getpid():
-                continue
-            if any(root in arg for arg in proc.cmdline()) or proc.cwd().startswith(root):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+leftovers = processes_under
 
 
 @pytest.fixture(autouse=True)
 def no_leftovers(tmp_path):
     """Fail a test that leaves a process started under its tmp_path (and kill it)."""
     yield
-    deadline = time.monotonic() + 3.0
-    left = leftovers(tmp_path)
-    while left and time.monotonic() < deadline:
-        psutil.wait_procs(left, timeout=0.1)
-        left = leftovers(tmp_path)
-    for proc in left:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+    left = left_after(tmp_path)
     assert left == [], "processes left behind: %s" % [p.pid for p in left]

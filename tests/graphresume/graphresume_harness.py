@@ -15,11 +15,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import psutil
 import pytest
+
+from process_harness import left_after, processes_under
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90
@@ -73,32 +73,12 @@ import flow
 """
 
 
-def leftovers(tmp_path: Path):
-    root = str(tmp_path)
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid == os.getpid():
-                continue
-            if any(root in arg for arg in proc.cmdline()) or proc.cwd().startswith(root):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
+leftovers = processes_under
 
 
 @pytest.fixture(autouse=True)
 def no_strays(tmp_path):
     """Fail a test that leaves a process started under its tmp_path (and kill it)."""
     yield
-    deadline = time.monotonic() + 3.0
-    left = leftovers(tmp_path)
-    while left and time.monotonic() < deadline:
-        psutil.wait_procs(left, timeout=0.1)
-        left = leftovers(tmp_path)
-    for proc in left:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+    left = left_after(tmp_path)
     assert not left, "processes left behind: %s" % [p.cmdline() for p in left]

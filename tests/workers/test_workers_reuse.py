@@ -23,7 +23,8 @@ from qcgflow.runtime.launch.pyworker import WarmLauncher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from service_harness import (_leftovers, history_states, job, run_driver,  # noqa: E402
+from process_harness import left_after  # noqa: E402
+from service_harness import (history_states, job, run_driver,  # noqa: E402
                              submit, wait_marker)
 
 COLD = "--disable-warm-workers"
@@ -33,13 +34,7 @@ COLD = "--disable-warm-workers"
 def no_leftover_tasks(tmp_path):
     """No process started under tmp_path (tasks, zygote, workers) may outlive the test."""
     yield
-    deadline = time.monotonic() + 5.0
-    left = _leftovers(tmp_path)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = _leftovers(tmp_path)
-    for proc in left:
-        proc.kill()
+    left = left_after(tmp_path, 5.0)
     assert not left, "processes left behind: %s" % [p.pid for p in left]
 
 

@@ -16,7 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from service_harness import (_leftovers, history_states, job, run_driver,  # noqa: E402
+from process_harness import left_after  # noqa: E402
+from service_harness import (history_states, job, run_driver,  # noqa: E402
                              run_service, submit, wait_marker)
 
 PY = sys.executable
@@ -51,13 +52,7 @@ PROBE = textwrap.dedent("""
 def no_leftover_tasks(tmp_path):
     """No process started under tmp_path (tasks, zygote) may outlive the test."""
     yield
-    deadline = time.monotonic() + 3.0
-    left = _leftovers(tmp_path)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = _leftovers(tmp_path)
-    for proc in left:
-        proc.kill()
+    left = left_after(tmp_path, 3.0)
     assert not left, "processes left behind: %s" % [p.pid for p in left]
 
 
