@@ -2,6 +2,7 @@
 
     python benchmarks/graph_bench.py [--ray-python /tmp/qcgflow-bench/venv-ray/bin/python]
                                      [--tasks 2000] [--chain 200] [--fan 1000] [--repeat 1]
+                                     [--dir DIR] [--no-cold]
 
 Workloads (no-op Python functions, 2 cores):
 
@@ -22,6 +23,7 @@ per task). Ray runs in its own interpreter (``--ray-python``; ``python3 -m venv
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,47 +116,47 @@ class _ColdServices:
         subprocess.Popen = self._popen
 
 
-def qcgflow_times(n: int, m: int, k: int, warm: bool, repeat: int):
+def qcgflow_times(n: int, m: int, k: int, warm: bool, repeat: int, root: str):
     results = {}
     for name, build in _graphs(n, m, k).items():
         best = None
         for _ in range(repeat):
             target = build()
-            with tempfile.TemporaryDirectory(prefix="qcgflow-bench-") as wd:
-                if warm:
+            wd = tempfile.mkdtemp(prefix="run-", dir=root)  # removed at the very end
+            if warm:
+                t = time.perf_counter()
+                qcgflow.run(target, nodes=NODES, wd=wd)
+                took = time.perf_counter() - t
+            else:
+                with _ColdServices():
                     t = time.perf_counter()
                     qcgflow.run(target, nodes=NODES, wd=wd)
                     took = time.perf_counter() - t
-                else:
-                    with _ColdServices():
-                        t = time.perf_counter()
-                        qcgflow.run(target, nodes=NODES, wd=wd)
-                        took = time.perf_counter() - t
             best = took if best is None else min(best, took)
         results[name] = best
     return results
 
 
-def session_times(n: int, m: int, k: int, repeat: int):
+def session_times(n: int, m: int, k: int, repeat: int, root: str):
     """As Ray is measured: a session started (``qcgflow.init``) and warmed with 100 no-op
     tasks outside the timing; each workload is submitted (``qcgflow.dynamic.submit``, the
     whole graph at once) and gathered (``qcgflow.get``) in it."""
     from qcgflow import dynamic
     results = {}
-    with tempfile.TemporaryDirectory(prefix="qcgflow-bench-") as wd:
-        with qcgflow.init(nodes=NODES, wd=wd):
-            qcgflow.get(dynamic.submit(gather.bind(noop.map(range(100)))))
-            for name, build in _graphs(n, m, k).items():
-                if name == "single":
-                    continue
-                best = None
-                for _ in range(repeat):
-                    target = build()
-                    t = time.perf_counter()
-                    qcgflow.get(dynamic.submit(target))
-                    took = time.perf_counter() - t
-                    best = took if best is None else min(best, took)
-                results[name] = best
+    wd = tempfile.mkdtemp(prefix="session-", dir=root)
+    with qcgflow.init(nodes=NODES, wd=wd):
+        qcgflow.get(dynamic.submit(gather.bind(noop.map(range(100)))))
+        for name, build in _graphs(n, m, k).items():
+            if name == "single":
+                continue
+            best = None
+            for _ in range(repeat):
+                target = build()
+                t = time.perf_counter()
+                qcgflow.get(dynamic.submit(target))
+                took = time.perf_counter() - t
+                best = took if best is None else min(best, took)
+            results[name] = best
     return results
 
 
@@ -168,6 +170,21 @@ def ray_times(python: str, n: int, m: int, k: int):
     return json.loads(proc.stdout.strip().splitlines()[-1]), None
 
 
+def _fs_type(path: str) -> str:
+    """The type of the file system holding ``path`` (from /proc/mounts), or "?"."""
+    best, kind = "", "?"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and path.startswith(fields[1].rstrip("/") + "/") \
+                        and len(fields[1]) > len(best):
+                    best, kind = fields[1], fields[2]
+    except OSError:
+        pass
+    return kind
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=2000)
@@ -176,12 +193,23 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--ray-python", default=DEFAULT_RAY)
     parser.add_argument("--no-cold", action="store_true", help="skip the runs without workers")
+    parser.add_argument("--dir", default=None,
+                        help="where the runs' working directories go (default: $TMPDIR)")
     args = parser.parse_args()
     n, m, k = args.tasks, args.chain, args.fan
-    warm = qcgflow_times(n, m, k, True, args.repeat)
-    cold = None if args.no_cold else qcgflow_times(n, m, k, False, args.repeat)
-    session = session_times(n, m, k, args.repeat)
-    ray, why = ray_times(args.ray_python, n, m, k)
+    # Nothing is deleted until every timing is done: on a file system without a journal
+    # (ext4 -O ^has_journal, as on some VMs) files created soon after many were deleted
+    # cost ~10x more (the inode allocator skips recently deleted inodes), which would make
+    # one workload pay for the clean-up of the one before.
+    root = tempfile.mkdtemp(prefix="qcgflow-bench-", dir=args.dir)
+    try:
+        session = session_times(n, m, k, args.repeat, root)
+        warm = qcgflow_times(n, m, k, True, args.repeat, root)
+        cold = None if args.no_cold else qcgflow_times(n, m, k, False, args.repeat, root)
+        ray, why = ray_times(args.ray_python, n, m, k)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print("working directories under %s (%s)" % (os.path.dirname(root), _fs_type(root)))
     print("qcgflow one-task run (service start + stop): warm %.3f s%s"
           % (warm["single"], "" if cold is None else ", cold %.3f s" % cold["single"]))
     rows = [("map %d + gather" % n, "map", 1), ("chain %d (per hop, ms)" % m, "chain", m),

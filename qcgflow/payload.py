@@ -12,10 +12,11 @@
                                  ("ok", value) | ("error", exception|None, type name, traceback)
     session ── read_result <── every result file the target needs
 
-Imported by every task process: only os, sys, cloudpickle and traceback (rule 4).
+Imported by every task process: only os, sys, pickle, cloudpickle and traceback (rule 4).
 """
 
 import os
+import pickle
 import sys
 import traceback
 
@@ -148,9 +149,42 @@ def _dump(path: str, obj) -> None:
     os.replace(tmp, path)  # readers never see half a file
 
 
+def _dumps(obj) -> bytes:
+    """``cloudpickle.dumps(obj)``, by the C pickler where that gives the same: cloudpickle's
+    hook runs in Python for every object. Not where the C pickler fails (lambdas, local
+    classes), nor where it would refer to ``__main__`` (cloudpickle sends those by value:
+    the reader's ``__main__`` is another one) or to modules registered by value."""
+    try:
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - anything the C pickler refuses
+        return cloudpickle.dumps(obj)
+    if b"__main__" in data or getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES",
+                                      None):
+        return cloudpickle.dumps(obj)
+    return data
+
+
+def _write_result(path: str, obj) -> None:
+    """Write a result file in place: one ``open``, no temporary name to rename.
+
+    Nobody reads a result before its task has ended (the runtime reports the end after the
+    runner returned), and a task killed while writing has not succeeded: its half file is
+    never read as a value, and the next attempt truncates it.
+    """
+    data = _dumps(obj)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def _load(path: str):
-    with open(path, "rb") as handle:
-        return cloudpickle.load(handle)
+    # one read of the whole file, no buffered reader: a gather loads thousands of these
+    with open(path, "rb", buffering=0) as handle:
+        return pickle.loads(handle.readall())
 
 
 class Packed:
@@ -211,17 +245,33 @@ def _source_of(fn):
     return first, lines
 
 
+# A worker runs many tasks of one function: what it found or registered, per file name.
+_SOURCES_ON_DISK: set = set()  # code files that exist here: nothing to register
+_REGISTERED: dict = {}  # file name -> (the source registered, its linecache entry)
+
+
 def _register_source(fn, source) -> None:
     """Let tracebacks find the lines of a function whose file is not here."""
     code = getattr(fn, "__code__", None)
-    if code is None or source is None or os.path.exists(code.co_filename):
+    if code is None or source is None:
+        return
+    name = code.co_filename
+    if name in _SOURCES_ON_DISK:
+        return
+    done = _REGISTERED.get(name)
+    if done is not None and done[0] is source:
+        linecache = sys.modules.get("linecache")
+        if linecache is not None and linecache.cache.get(name) is done[1]:
+            return  # still registered (a task may have cleared linecache)
+    if os.path.exists(name):
+        _SOURCES_ON_DISK.add(name)
         return
     import linecache  # small, and only needed when the source travelled with the call
 
     first, lines = source
     padded = [""] * (first - 1) + list(lines)
-    linecache.cache[code.co_filename] = (sum(map(len, padded)), None, padded,
-                                         code.co_filename)
+    entry = linecache.cache[name] = (sum(map(len, padded)), None, padded, name)
+    _REGISTERED[name] = (source, entry)
 
 
 def read_call(path: str) -> dict:
@@ -259,7 +309,7 @@ def _cached_call(path: str) -> dict:
 
 
 def write_value(path: str, value) -> None:
-    _dump(path, ("ok", value))
+    _write_result(path, ("ok", value))
 
 
 def write_error(path: str, error: BaseException) -> None:
@@ -268,9 +318,9 @@ def write_error(path: str, error: BaseException) -> None:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     name = type(error).__qualname__
     try:
-        _dump(path, ("error", error, name, text))
+        _write_result(path, ("error", error, name, text))
     except Exception:  # the exception (or something it holds) does not pickle
-        _dump(path, ("error", None, name, text))
+        _write_result(path, ("error", None, name, text))
 
 
 def read_result(path: str):

@@ -12,14 +12,48 @@ not one per task.
 """
 
 import json
+import math
 from datetime import datetime
-from typing import Optional
+from json.encoder import encode_basestring_ascii as _quote
+from typing import Dict, Optional
 
 from .batched import BatchedLines
 from .jobs import FINAL_STATES, JobState
 from .registry import Job
 
 FORMATS = ("json", "text")
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+# '{"state":"QUEUED","date":"' per state: a history item is this + date + '"}'
+_HISTORY_ITEM = {state: '{"state":"%s","date":"' % state.name for state in JobState}
+_DATE_CACHE_SIZE = 256
+
+
+class IsoDates:
+    """``datetime.fromtimestamp(t).isoformat()``, with the local-time part cached per second.
+
+    Guarantees the same text as ``fromtimestamp`` for every float ``t``: microseconds are
+    rounded half-to-even as ``fromtimestamp`` does, and omitted when they are 0.
+    """
+
+    def __init__(self):
+        self._seconds: Dict[float, str] = {}
+
+    def __call__(self, t: float) -> str:
+        fraction, whole = math.modf(t)
+        micro = round(fraction * 1e6)
+        if micro >= 1000000:
+            micro -= 1000000
+            whole += 1.0
+        elif micro < 0:
+            micro += 1000000
+            whole -= 1.0
+        text = self._seconds.get(whole)
+        if text is None:
+            if len(self._seconds) >= _DATE_CACHE_SIZE:
+                self._seconds.clear()
+            text = self._seconds[whole] = datetime.fromtimestamp(whole).isoformat()
+        return "%s.%06d" % (text, micro) if micro else text
 
 
 class JobsReport:
@@ -30,29 +64,60 @@ class JobsReport:
             raise ValueError(fmt)
         self.path = path
         self._format = fmt
+        self._render = self._render_json if fmt == "json" else self._render_text
+        self._date = IsoDates()
         self._out = BatchedLines(path)
 
     def __call__(self, job: Job, position: Optional[int], state: JobState) -> None:
         if state not in FINAL_STATES:
             return
         if position is None:
-            entry = _entry(job.name, state, job.history, job.runtime, job.messages)
+            line = self._render(job.name, state, job.history, job.runtime, job.messages)
         else:
             record = job.records.get(position)
-            history = record.history if record is not None else [(state, 0.0)]
-            entry = _entry(job.unit_name(position), state, history,
-                           record.runtime if record is not None else {},
-                           record.messages if record is not None else None)
-        self._out.append(self._render(entry))
+            if record is None:
+                line = self._render(job.unit_name(position), state, [(state, 0.0)], {}, None)
+            else:
+                line = self._render(job.unit_name(position), state, record.history,
+                                    record.runtime, record.messages)
+        self._out.append(line)
 
-    def _render(self, entry: dict) -> str:
-        if self._format == "json":
-            return json.dumps(entry, separators=(",", ":")) + "\n"
-        lines = ["%s (%s)%s" % (entry["name"], entry["state"],
-                                " - " + entry["messages"] if "messages" in entry else "")]
-        lines += ["    %s: %s" % (h["date"], h["state"]) for h in entry["history"]]
-        lines += ["    %s: %s" % (key, value) for key, value in entry.get("runtime", {}).items()]
-        return "\n".join(lines) + "\n"
+    def _render_json(self, name, state, history, runtime, messages) -> str:
+        """One JSON line, byte for byte ``json.dumps(entry, separators=(",", ":"))``."""
+        date = self._date
+        try:
+            parts = ['{"name":', _quote(name), ',"state":"', state.name, '","history":[',
+                     ",".join([_HISTORY_ITEM[s] + date(t) + '"}' for s, t in history]), "]"]
+            if runtime:
+                parts.append(',"runtime":{')
+                parts.append(",".join([_quote(key) + ":" + _quote(value)
+                                       for key, value in runtime.items()]))
+                parts.append("}")
+            if messages:
+                parts.append(',"messages":')
+                parts.append(_quote(messages))
+        except TypeError:  # a value that is not a string: let the encoder convert it
+            return _ENCODER.encode(self._entry(name, state, history, runtime, messages)) + "\n"
+        parts.append("}\n")
+        return "".join(parts)
+
+    def _render_text(self, name, state, history, runtime, messages) -> str:
+        date = self._date
+        lines = ["%s (%s)%s" % (name, state.name, " - %s" % messages if messages else "")]
+        lines += ["    %s: %s" % (date(t), s.name) for s, t in history]
+        if runtime:
+            lines += ["    %s: %s" % item for item in runtime.items()]
+        lines.append("")
+        return "\n".join(lines)
+
+    def _entry(self, name, state, history, runtime, messages) -> dict:
+        entry = {"name": name, "state": state.name,
+                 "history": [{"state": s.name, "date": self._date(t)} for s, t in history]}
+        if runtime:
+            entry["runtime"] = dict(runtime)
+        if messages:
+            entry["messages"] = messages
+        return entry
 
     def flush_soon(self, loop, delay: float = 0.25) -> None:
         """Event-loop idle hook: write at most every ``delay`` seconds."""
@@ -63,17 +128,3 @@ class JobsReport:
 
     def close(self) -> None:
         self._out.close()
-
-
-def _entry(name, state, history, runtime, messages) -> dict:
-    entry = {
-        "name": name,
-        "state": state.name,
-        "history": [{"state": s.name, "date": datetime.fromtimestamp(t).isoformat()}
-                    for s, t in history],
-    }
-    if runtime:
-        entry["runtime"] = dict(runtime)
-    if messages:
-        entry["messages"] = messages
-    return entry

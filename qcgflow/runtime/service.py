@@ -228,13 +228,13 @@ class Service:
         self.address = self._network.start(config.net_address, config.net_port,
                                            config.net_port_min, config.net_port_max)
         if not config.disable_pub:
-            socket_ = self._context.socket(zmq.PUB)
+            socket_ = self._context.socket(zmq.XPUB)  # PUB for SUBs, + subscriptions
             socket_.setsockopt(zmq.LINGER, 0)
             if secret is not None:
                 make_curve_server(socket_, secret)
             self.pub_address = bind(socket_, config.net_address, config.net_pub_port,
                                     config.net_port_min, config.net_port_max)
-            self._publisher = StatusPublisher(socket_, self.service_id)
+            self._publisher = StatusPublisher(socket_, self.service_id, self.loop)
             self.manager.registry.listeners.append(self._publisher)
             self.manager.on_idle.append(self._publisher.no_jobs)
             _log.info("status publisher on %s", self.pub_address)

@@ -10,22 +10,12 @@ Unknown variables are left as they are, so shell scripts keep ``${HOME}``.
 """
 
 import re
-from typing import Callable, Mapping
+from typing import Mapping
 
 SUBMIT_VARIABLES = frozenset({"rcnt", "uniq", "sname", "date", "time", "dateTime", "jname"})
 EXECUTION_VARIABLES = frozenset({"it", "itval", "root_wd", "ncores", "nnodes", "nlist"})
 
 _PATTERN = re.compile(r"\$(?:(\$)|\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
-def _substituter(values: Mapping[str, str], unescape: bool) -> Callable[[re.Match], str]:
-    def replace(match: re.Match) -> str:
-        if match.group(1):
-            return "$" if unescape else "$$"
-        name = match.group(2) or match.group(3)
-        value = values.get(name)
-        return match.group(0) if value is None else value
-    return replace
 
 
 def substitute(text: str, values: Mapping[str, str], *, unescape: bool) -> str:
@@ -38,7 +28,36 @@ def substitute(text: str, values: Mapping[str, str], *, unescape: bool) -> str:
     """
     if "$" not in text:
         return text
-    return _PATTERN.sub(_substituter(values, unescape), text)
+    parts = _TEMPLATES.get((text, unescape))
+    if parts is None:
+        parts = _parse(text, unescape)
+    get = values.get
+    return "".join([piece if name is None else get(name, piece) for piece, name in parts])
+
+
+# The same strings come back for every iteration of a job: each is parsed once into
+# (text, None) literals and (original reference, variable name) pieces.
+_TEMPLATES: dict = {}
+_MAX_TEMPLATES = 4096
+
+
+def _parse(text: str, unescape: bool) -> tuple:
+    parts, at = [], 0
+    for match in _PATTERN.finditer(text):
+        if match.start() > at:
+            parts.append((text[at:match.start()], None))
+        if match.group(1):
+            parts.append(("$" if unescape else "$$", None))
+        else:
+            parts.append((match.group(0), match.group(2) or match.group(3)))
+        at = match.end()
+    if at < len(text):
+        parts.append((text[at:], None))
+    parts = tuple(parts)
+    if len(_TEMPLATES) >= _MAX_TEMPLATES:
+        _TEMPLATES.clear()
+    _TEMPLATES[(text, unescape)] = parts
+    return parts
 
 
 def substitute_all(obj, values: Mapping[str, str], *, unescape: bool):

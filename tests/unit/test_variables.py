@@ -209,3 +209,29 @@ def test_execution_stage_in_script_env_and_paths():
                      "stdout": "out.${it}"}, ctx(index=4))
     assert (command.argv[-1], command.env["IT"], command.wd, command.stdout) == (
         "echo 4", "4", "/root/wd/w4", "/root/wd/w4/out.4")
+
+
+def test_substitute_matches_a_plain_regex_substitution_on_many_strings():
+    """The parsed-template cache gives what one regex pass over the text gives."""
+    import random
+    import re
+
+    pattern = re.compile(r"\$(?:(\$)|\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+    def reference(text, values, unescape):
+        def one(match):
+            if match.group(1):
+                return "$" if unescape else "$$"
+            value = values.get(match.group(2) or match.group(3))
+            return match.group(0) if value is None else value
+        return pattern.sub(one, text)
+
+    pieces = ["$", "$$", "${it}", "$it", "${ it }", "${HOME}", "$itval", "${root_wd}", "a",
+              "/b/", "{", "}", "$1", "${", "x y", "é"]
+    rng = random.Random(7)
+    values = {"it": "3", "itval": "v$", "root_wd": "/w"}
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        for unescape in (True, False):
+            assert substitute(text, values, unescape=unescape) == \
+                reference(text, values, unescape), text

@@ -44,6 +44,9 @@ _MODULES_INIT = (
     "(module command not found)' >&2; exit %d; }; " % EXIT_NO_MODULES)
 
 
+_NO_FILE_MODELS = frozenset((None, "", "default", "threads", "srunmpi"))
+
+
 @dataclass(frozen=True)
 class TaskContext:
     """Where and as what one iteration runs."""
@@ -99,9 +102,18 @@ def build_task(execution: ExecutionSpec, ctx: TaskContext,
     wd = ctx.root_wd
     if execution.wd:
         wd = os.path.join(ctx.root_wd, sub(execution.wd))
-    in_wd = lambda path: None if path is None else os.path.join(wd, sub(path))  # noqa: E731
-    prefix = (os.path.join(ctx.aux_dir, ctx.step_id) if ctx.aux_dir
-              else os.path.join(wd, "." + ctx.step_id))
+
+    def in_wd(path):
+        if path is None:
+            return None
+        path = sub(path)
+        return path if path[:1] == "/" else os.path.join(wd, path)  # join's result, faster
+    if execution.model in _NO_FILE_MODELS and not (ctx.slurm and
+                                                     ctx.allocation.total_cores > 1):
+        prefix = ""  # no per-task file (rankfile, machinefile, hostfile) to name
+    else:
+        prefix = (os.path.join(ctx.aux_dir, ctx.step_id) if ctx.aux_dir
+                  else os.path.join(wd, "." + ctx.step_id))
 
     if execution.script is not None:
         body = sub(execution.script)

@@ -142,7 +142,7 @@ class WarmLauncher:
                on_exit: Callable[[ExitInfo], None], on_error: Callable[[str], None]) -> None:
         """As ``LocalLauncher.launch``; warmable jobs go to the zygote."""
         warm = None if self._broken else warm_module(spec)
-        if warm is None or startup_environment(spec.env) != self._startup_env:
+        if warm is None or not self._same_startup(spec.env):
             self._inner.launch(spec, on_started, on_exit, on_error)
             return
         if self._sock is None and not self._start_zygote():
@@ -153,6 +153,19 @@ class WarmLauncher:
         if reusable(warm[1], spec.env) and self._pool.launch(request, warm[0], warm[1]):
             return
         self._fork(request)
+
+    def _same_startup(self, env: Mapping[str, str]) -> bool:
+        """``startup_environment(env) == startup_environment(zygote's)``, without scanning
+        every variable in Python: only those the zygote lacks (set difference, in C) and
+        the zygote's own startup variables are looked at."""
+        for key in env.keys() - self._env.keys():
+            if key.startswith(_STARTUP_PREFIXES) or key in _STARTUP_NAMES:
+                return False
+        get = env.get
+        for key, value in self._startup_env.items():
+            if get(key) != value:
+                return False
+        return True
 
     def _fork(self, request: "_Request") -> None:
         """Have the zygote fork a child for ``request``."""

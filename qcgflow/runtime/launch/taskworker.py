@@ -15,7 +15,8 @@ process forked from the zygote (launch/zygote.py), for modules that define
 
 One datagram each way per task, straight between the service and the worker: the zygote
 only forks workers and reaps them (it reports a dead worker's wait status to the service).
-``env`` is None when it equals the last task's.
+``env`` is None when it equals the last task's, ``(changed, removed)`` relative to the last
+task's, or (a worker's first task) the whole environment.
 
 What a task sees is what a fresh ``python -m MODULE`` process sees (argv, cwd, environ,
 sys.path[0], its own stdio files, CPU binding, exit status as python's), except Python's
@@ -33,6 +34,7 @@ zygote reaps it and reports its wait status, which becomes the task's; the servi
 for a new worker when it needs one.
 """
 
+import _signal
 import atexit
 import io
 import os
@@ -65,7 +67,7 @@ class _State:
         self.home = home
         self.affinity = frozenset(os.sched_getaffinity(0))
         self.bound = self.affinity
-        self.handlers = {signum: signal.getsignal(signum) for signum in _RESET_SIGNALS}
+        self.handlers = {signum: _signal.getsignal(signum) for signum in _RESET_SIGNALS}
         self.exit_handlers = False  # the running task registered an atexit handler
         register = atexit.register
 
@@ -84,6 +86,8 @@ class _State:
         self.env_sent = self.env
         self.env_data = dict(os.environ._data)  # noqa: SLF001
         self.stdio = None  # the (stdout, stderr) made for tasks, reused while intact
+        self.stdin = None  # the sys.stdin the last task was given
+        self.stdin_null = False  # ... on /dev/null
 
 
 def serve(sock: socket.socket, home: str) -> None:
@@ -93,25 +97,29 @@ def serve(sock: socket.socket, home: str) -> None:
     _reseed()
     for target in range(3):
         os.dup2(state.null, target)
+    # One buffer for every request: recv(MAX_FRAME) would allocate (mmap) and free a
+    # megabyte per task, page faults included.
+    buffer = bytearray(MAX_FRAME)
+    view = memoryview(buffer)
     while True:
         try:
-            data = sock.recv(MAX_FRAME)
+            size = sock.recv_into(buffer)
         except InterruptedError:
             continue
         except OSError:
             os._exit(0)
-        if not data:
+        if not size:
             os._exit(0)  # the service is gone (or closing): nothing more to run
-        rid, program, module, args, env, wd, stdin, stdout, stderr, cpus = pickle.loads(data)
-        if env is None:  # the same as the last task's (the service sends it when it differs)
-            env = state.env_sent
-        state.env_sent = env
+        rid, program, module, args, env, wd, stdin, stdout, stderr, cpus = \
+            pickle.loads(view[:size])
+        env, changes = _next_environment(state, env)
         try:
-            fds = _open_files(wd, stdin, stdout, stderr)
+            fds = _open_files(wd, stdin, stdout, stderr, state.null)
         except OSError as exc:  # as Popen's: the task does not start, the path is named
             _reply(sock, ("error", rid, str(exc)))
             continue
-        status, usage = _run_task(state, program, module, args, env, wd, cpus, fds)
+        status, usage = _run_task(state, program, module, args, env, changes, wd, cpus, fds,
+                                  not stdin)
         new = _new_modules(state, wd)
         after = resource.getrusage(resource.RUSAGE_SELF)
         message = ("done", rid, status, time.monotonic(), after.ru_utime - usage.ru_utime,
@@ -129,7 +137,7 @@ def _reply(sock, message) -> None:
         os._exit(0)  # the service is gone
 
 
-def _run_task(state, program, module, args, env, wd, cpus, fds):
+def _run_task(state, program, module, args, env, changes, wd, cpus, fds, stdin_null):
     """Run one task; returns (wait status as the zygote would see it, rusage before)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     for target, fd in enumerate(fds):
@@ -138,12 +146,12 @@ def _run_task(state, program, module, args, env, wd, cpus, fds):
     code = 1
     try:
         os.chdir(wd)
-        _set_environ(state, env)
+        _set_environ(state, env, changes)
         wanted = frozenset(cpus) if cpus else state.affinity
         if wanted != state.bound:
             os.sched_setaffinity(0, wanted)
             state.bound = wanted
-        _stdio(state)
+        _stdio(state, stdin_null)
         sys.path[0] = wd
         sys.executable = program
         main = types.ModuleType("__main__")
@@ -163,20 +171,24 @@ def _run_task(state, program, module, args, env, wd, cpus, fds):
     return (code & 0xFF) << 8, usage
 
 
-def _stdio(state) -> None:
-    """A fresh ``sys.stdin`` (its read-ahead must not reach the next task); stdout and
-    stderr are the worker's own wrappers on fds 1/2 unless the task replaced or closed
-    them (they were flushed before 1/2 were re-pointed: nothing of the last task is left)."""
+def _stdio(state, stdin_null: bool) -> None:
+    """A fresh ``sys.stdin`` (its read-ahead must not reach the next task), unless this
+    task's and the last one's stdin are both /dev/null (nothing can have been read ahead);
+    stdout and stderr are the worker's own wrappers on fds 1/2 unless the task replaced or
+    closed them (they were flushed before 1/2 were re-pointed: nothing of the last task is
+    left)."""
     out, err = state.stdio or (None, None)
     if out is None or sys.stdout is not out or sys.stderr is not err or out.closed \
             or err.closed or sys.__stdout__ is not out or sys.__stderr__ is not err:
         _rebind_stdio()
         state.stdio = (sys.stdout, sys.stderr)
-        return
-    old_in = sys.__stdin__ or sys.stdin
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
-        io.open(0, "rb", closefd=False), encoding=getattr(old_in, "encoding", None),
-        errors=getattr(old_in, "errors", None))
+    elif not (stdin_null and state.stdin_null and sys.stdin is state.stdin
+              and sys.__stdin__ is state.stdin and not state.stdin.closed):
+        old_in = sys.__stdin__ or sys.stdin
+        sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+            io.open(0, "rb", closefd=False), encoding=getattr(old_in, "encoding", None),
+            errors=getattr(old_in, "errors", None))
+    state.stdin, state.stdin_null = sys.stdin, stdin_null
 
 
 def _call_main(state, module, args) -> int:
@@ -201,11 +213,46 @@ def _call_main(state, module, args) -> int:
         return 1
 
 
-def _set_environ(state, env) -> None:
+def _next_environment(state, sent):
+    """The next task's environment from what the service sent: None (the last one again),
+    a whole dict, or ``(changed, removed)`` relative to the last one (workerpool.py).
+
+    Returns:
+        ``(env, changes)``: ``changes`` is ``(changed, removed)`` relative to the
+        environment the last task started with, or None when unknown (compare all).
+    """
+    last = state.env_sent
+    changes = None
+    if sent is None:
+        env = last
+        changes = ({}, ())
+    elif type(sent) is tuple:
+        changed, removed = sent
+        env = dict(last)
+        env.update(changed)
+        for key in removed:
+            del env[key]
+        changes = sent
+    else:
+        env = sent
+    state.env_sent = env
+    if last is not state.env:  # the last request did not run (its files failed)
+        changes = None
+    return env, changes
+
+
+def _set_environ(state, env, changes=None) -> None:
     """``os.environ`` becomes ``env``, touching only the variables that differ from the
-    last task's (all of them are compared when that task changed its environment)."""
+    last task's: ``changes`` when given, else all are compared (also when the last task
+    changed its environment)."""
     environ = os.environ
-    if environ._data != state.env_data:  # noqa: SLF001 - the task changed os.environ
+    if changes is not None and environ._data == state.env_data:  # noqa: SLF001
+        changed, removed = changes
+        for key in removed:
+            del environ[key]
+        for key, value in changed.items():
+            environ[key] = value
+    elif environ._data != state.env_data:  # noqa: SLF001 - the task changed os.environ
         for key in [key for key in environ if key not in env]:
             del environ[key]
         for key, value in env.items():
@@ -261,7 +308,7 @@ def _restore(state) -> None:
     except OSError:
         os.chdir("/")
     for signum, handler in state.handlers.items():
-        if signal.getsignal(signum) is not handler:
+        if _signal.getsignal(signum) is not handler:  # not signal's: no enum per call
             signal.signal(signum, handler)
     signal.alarm(0)
 
@@ -356,20 +403,25 @@ def _finalize(code: int) -> int:
     return code
 
 
-def _open_files(wd, stdin, stdout, stderr):
+def _open_files(wd, stdin, stdout, stderr, null=None):
     """Open the task's stdin/stdout/stderr in the zygote, so a bad path is a start error
-    with the path in it (like Popen's) rather than a failed child."""
+    with the path in it (like Popen's) rather than a failed child. ``null``: an open
+    /dev/null to duplicate where a stream has no file (cheaper than opening it again)."""
     if not os.path.isdir(wd):
         raise FileNotFoundError(2, "No such file or directory", wd)
     opened = []
+
+    def nothing(flags):
+        return os.dup(null) if null is not None else os.open(os.devnull, flags | os.O_CLOEXEC)
     try:
-        opened.append(os.open(stdin or os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        opened.append(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC) if stdin
+                      else nothing(os.O_RDONLY))
         append = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        opened.append(os.open(stdout or os.devnull, append, 0o666))
+        opened.append(os.open(stdout, append, 0o666) if stdout else nothing(os.O_WRONLY))
         if stderr and stderr == stdout:
             opened.append(os.dup(opened[1]))
         else:
-            opened.append(os.open(stderr or os.devnull, append, 0o666))
+            opened.append(os.open(stderr, append, 0o666) if stderr else nothing(os.O_WRONLY))
     except OSError:
         for fd in opened:
             os.close(fd)

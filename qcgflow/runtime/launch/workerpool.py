@@ -4,6 +4,7 @@
 
     WarmLauncher.launch(spec) ── reusable module (``qcgflow.runner``) ──> WorkerPool.launch
         an idle worker?  yes: one datagram (the task) to it; on_started(worker pid) at once
+                         (its environment as a difference from the worker's last one)
                          no:  ("spawn", id) + a socket end to the zygote (spawn channel);
                               the task waits for ("spawned", id, pid) from the zygote
     worker socket readable (EventLoop) ── ("done", ...) ──> on_exit; the worker is idle again
@@ -33,6 +34,7 @@ from .local import ExitInfo
 _log = logging.getLogger(__name__)
 
 MAX_TASK_FRAME = 1 << 17  # larger requests (a huge environment) fork a child instead
+MAX_DONE_FRAME = 1 << 20  # a worker's replies are at most taskworker.MAX_DONE (64 KiB)
 
 
 class _Worker:
@@ -68,6 +70,10 @@ class WorkerPool:
         self._next_wid = 0
         self.by_pid: Dict[int, object] = {}  # pid -> the request its worker runs
         self.started = 0
+        # one receive buffer for all workers (the loop runs one callback at a time):
+        # recv(1 MiB) would allocate and free a megabyte per message
+        self._buffer = bytearray(MAX_DONE_FRAME)
+        self._view = memoryview(self._buffer)
 
     def __len__(self) -> int:
         return sum(1 for w in self._workers.values() if w.request or w.queued)
@@ -114,9 +120,12 @@ class WorkerPool:
             self._dispatch(worker, request, frame)
 
     def _dispatch(self, worker: _Worker, request, frame) -> bool:
-        env = frame[4]
-        if env is worker.env or env == worker.env:
+        env, last = frame[4], worker.env
+        if env is last or env == last:
             frame[4] = None  # the worker keeps the last one
+        elif last is not None:  # what changed (a task's own variables: a few of ~50)
+            frame[4] = ({key: value for key, value in env.items() if last.get(key) != value},
+                        [key for key in last if key not in env])
         data = pickle.dumps(tuple(frame), protocol=pickle.HIGHEST_PROTOCOL)
         started = time.monotonic()  # before the worker (on another CPU) may end the task
         try:
@@ -139,14 +148,15 @@ class WorkerPool:
         return True
 
     def _receive(self, worker: _Worker) -> None:
+        buffer = self._buffer
         while worker.sock.fileno() >= 0:
             try:
-                data = worker.sock.recv(1 << 20)
+                size = worker.sock.recv_into(buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
-                data = b""
-            if not data:  # the worker ended: the zygote's "worker-exit" ends its task
+                size = 0
+            if not size:  # the worker ended: the zygote's "worker-exit" ends its task
                 self._close(worker)
                 if worker.pid is None:  # the zygote could not fork it: no exit will come
                     self._workers.pop(worker.wid, None)
@@ -154,7 +164,7 @@ class WorkerPool:
                         (request, _), worker.queued = worker.queued, None
                         self._fallback(request)
                 return
-            message = pickle.loads(data)
+            message = pickle.loads(self._view[:size])
             request = worker.request
             if request is None or message[1] != request.rid:
                 continue
