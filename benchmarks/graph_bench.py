@@ -170,6 +170,16 @@ def ray_times(python: str, n: int, m: int, k: int):
     return json.loads(proc.stdout.strip().splitlines()[-1]), None
 
 
+def _create_cost(root: str, count: int = 300) -> float:
+    """Microseconds to create one empty file under ``root`` now (a task creates three:
+    stdout, stderr and its result), printed so that a slow file system shows."""
+    probe = tempfile.mkdtemp(prefix="probe-", dir=root)
+    started = time.perf_counter()
+    for i in range(count):
+        os.close(os.open(os.path.join(probe, "f%d" % i), os.O_WRONLY | os.O_CREAT, 0o644))
+    return (time.perf_counter() - started) / count * 1e6
+
+
 def _fs_type(path: str) -> str:
     """The type of the file system holding ``path`` (from /proc/mounts), or "?"."""
     best, kind = "", "?"
@@ -197,19 +207,24 @@ def main() -> int:
                         help="where the runs' working directories go (default: $TMPDIR)")
     args = parser.parse_args()
     n, m, k = args.tasks, args.chain, args.fan
-    # Nothing is deleted until every timing is done: on a file system without a journal
-    # (ext4 -O ^has_journal, as on some VMs) files created soon after many were deleted
-    # cost ~10x more (the inode allocator skips recently deleted inodes), which would make
-    # one workload pay for the clean-up of the one before.
+    # Nothing is deleted until every timing is done: on ext4 without a journal (as on this
+    # VM) a file created within minutes after many were deleted costs ~10x more (the inode
+    # allocator skips recently deleted inodes, reading each one's deletion time), which
+    # would make one workload pay for the clean-up of the one before. Run it again only
+    # after a few minutes, or look at the create cost it prints.
     root = tempfile.mkdtemp(prefix="qcgflow-bench-", dir=args.dir)
     try:
+        create_before = _create_cost(root)
         session = session_times(n, m, k, args.repeat, root)
         warm = qcgflow_times(n, m, k, True, args.repeat, root)
         cold = None if args.no_cold else qcgflow_times(n, m, k, False, args.repeat, root)
+        create_after = _create_cost(root)
         ray, why = ray_times(args.ray_python, n, m, k)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print("working directories under %s (%s)" % (os.path.dirname(root), _fs_type(root)))
+    print("working directories under %s (%s); creating a file there took %.0f us before "
+          "the timings, %.0f us after" % (os.path.dirname(root), _fs_type(root), create_before,
+                                          create_after))
     print("qcgflow one-task run (service start + stop): warm %.3f s%s"
           % (warm["single"], "" if cold is None else ", cold %.3f s" % cold["single"]))
     rows = [("map %d + gather" % n, "map", 1), ("chain %d (per hop, ms)" % m, "chain", m),

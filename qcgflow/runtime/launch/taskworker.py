@@ -114,7 +114,7 @@ def serve(sock: socket.socket, home: str) -> None:
             pickle.loads(view[:size])
         env, changes = _next_environment(state, env)
         try:
-            fds = _open_files(wd, stdin, stdout, stderr, state.null)
+            fds = _enter(wd, stdin, stdout, stderr)
         except OSError as exc:  # as Popen's: the task does not start, the path is named
             _reply(sock, ("error", rid, str(exc)))
             continue
@@ -141,11 +141,13 @@ def _run_task(state, program, module, args, env, changes, wd, cpus, fds, stdin_n
     """Run one task; returns (wait status as the zygote would see it, rusage before)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     for target, fd in enumerate(fds):
-        os.dup2(fd, target)
-        os.close(fd)
+        if fd is None:
+            os.dup2(state.null, target)
+        else:
+            os.dup2(fd, target)
+            os.close(fd)
     code = 1
     try:
-        os.chdir(wd)
         _set_environ(state, env, changes)
         wanted = frozenset(cpus) if cpus else state.affinity
         if wanted != state.bound:
@@ -403,27 +405,44 @@ def _finalize(code: int) -> int:
     return code
 
 
-def _open_files(wd, stdin, stdout, stderr, null=None):
+def _open_files(wd, stdin, stdout, stderr):
     """Open the task's stdin/stdout/stderr in the zygote, so a bad path is a start error
-    with the path in it (like Popen's) rather than a failed child. ``null``: an open
-    /dev/null to duplicate where a stream has no file (cheaper than opening it again)."""
+    with the path in it (like Popen's) rather than a failed child."""
     if not os.path.isdir(wd):
         raise FileNotFoundError(2, "No such file or directory", wd)
     opened = []
-
-    def nothing(flags):
-        return os.dup(null) if null is not None else os.open(os.devnull, flags | os.O_CLOEXEC)
     try:
-        opened.append(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC) if stdin
-                      else nothing(os.O_RDONLY))
+        opened.append(os.open(stdin or os.devnull, os.O_RDONLY | os.O_CLOEXEC))
         append = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        opened.append(os.open(stdout, append, 0o666) if stdout else nothing(os.O_WRONLY))
+        opened.append(os.open(stdout or os.devnull, append, 0o666))
         if stderr and stderr == stdout:
             opened.append(os.dup(opened[1]))
         else:
-            opened.append(os.open(stderr, append, 0o666) if stderr else nothing(os.O_WRONLY))
+            opened.append(os.open(stderr or os.devnull, append, 0o666))
     except OSError:
         for fd in opened:
             os.close(fd)
+        raise
+    return opened
+
+
+def _enter(wd, stdin, stdout, stderr):
+    """A worker's ``_open_files``: enter ``wd`` (a missing or closed one is a start error
+    naming it, as there) and open the task's files; None stands for the worker's own
+    /dev/null (no open, no close). A failure leaves nothing open."""
+    os.chdir(wd)
+    opened = []
+    try:
+        opened.append(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC) if stdin else None)
+        append = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        opened.append(os.open(stdout, append, 0o666) if stdout else None)
+        if stderr and stderr == stdout:
+            opened.append(os.dup(opened[1]))
+        else:
+            opened.append(os.open(stderr, append, 0o666) if stderr else None)
+    except OSError:
+        for fd in opened:
+            if fd is not None:
+                os.close(fd)
         raise
     return opened

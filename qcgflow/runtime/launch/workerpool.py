@@ -147,7 +147,10 @@ class WorkerPool:
         request.on_started(worker.pid)
         return True
 
-    def _receive(self, worker: _Worker) -> None:
+    def _receive(self, worker: _Worker, drain: bool = False) -> None:
+        """Read what the worker sent: one reply (the loop's poll is level-triggered, so a
+        second one queued behind it makes the socket readable again; not asking for it
+        saves a failing ``recv`` per task), or everything when ``drain``."""
         buffer = self._buffer
         while worker.sock.fileno() >= 0:
             try:
@@ -178,12 +181,14 @@ class WorkerPool:
                 now = time.monotonic()
                 request.on_exit(ExitInfo(worker.pid, 1, None, request.started, now,
                                          failure="cannot start: %s" % message[2]))
-                continue
-            _, _, status, ended, utime, stime, maxrss, new = message
-            if new:
-                self._learn(new)
-            request.on_exit(_exit_info(worker.pid, status, request.started, ended, utime,
-                                       stime, maxrss))
+            else:
+                _, _, status, ended, utime, stime, maxrss, new = message
+                if new:
+                    self._learn(new)
+                request.on_exit(_exit_info(worker.pid, status, request.started, ended, utime,
+                                           stime, maxrss))
+            if not drain:
+                return
 
     def worker_exit(self, wid: int, pid: int, status: int, ended: float, utime: float,
                     stime: float, maxrss: int) -> None:
@@ -194,7 +199,7 @@ class WorkerPool:
             return
         worker.doomed = True  # what its "done" starts must not come back to it
         if worker.sock.fileno() >= 0:
-            self._receive(worker)  # a "done" sent before it died
+            self._receive(worker, drain=True)  # a "done" sent before it died
             self._close(worker)
         request, worker.request = worker.request, None
         if request is not None:
