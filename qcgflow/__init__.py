@@ -31,7 +31,7 @@ _EXCEPTIONS = ("QcgflowError", "TaskOptionError", "GraphError", "CycleError",
                "NameClashError", "TaskError", "TaskFailed", "DependencyFailed", "RunError")
 
 _LAZY = dict({"task": "qcgflow.task", "shell": "qcgflow.commands", "mpi": "qcgflow.commands",
-              "compile": "qcgflow.compile", "run": "qcgflow.session",
+              "compile": "qcgflow.compile", "run": "qcgflow.oneshot",
               "init": "qcgflow.dynamic", "shutdown": "qcgflow.dynamic",
               "get": "qcgflow.dynamic", "wait": "qcgflow.dynamic",
               "TaskRef": "qcgflow.graph", "CommandResult": "qcgflow.payload"},

@@ -234,15 +234,28 @@ def write_call(path: str, fn, args, kwargs, mapped=None, skip=None) -> None:
     _dump(path, call)
 
 
+_SOURCES: dict = {}  # code object -> its source lines: a loop of .remote calls asks again
+_MAX_SOURCES = 1024
+
+
 def _source_of(fn):
-    """``(first line number, lines)`` of ``fn``'s source, or None when unknown."""
+    """``(first line number, lines)`` of ``fn``'s source, or None when unknown (read once
+    per code object: an edited and reloaded function has a new one)."""
+    key = getattr(fn, "__code__", None)
+    if key is not None and key in _SOURCES:
+        return _SOURCES[key]
     import inspect  # only where calls are written, never in the task process
 
     try:
         lines, first = inspect.getsourcelines(fn)
+        source = first, lines
     except (OSError, TypeError):
-        return None
-    return first, lines
+        source = None
+    if key is not None:
+        if len(_SOURCES) >= _MAX_SOURCES:
+            _SOURCES.clear()
+        _SOURCES[key] = source
+    return source
 
 
 # A worker runs many tasks of one function: what it found or registered, per file name.

@@ -15,8 +15,9 @@
                   iteration ``<job>-<it>-retry<k>``) : future.set_exception(TaskFailed)
        OMITTED ─> DependencyFailed naming the failed root task
 
-``run(target)`` is a session that submits the whole graph at once and waits for the
-targets. The only graph-API module that talks to the runtime, through ``runtime.client``.
+``qcgflow.run(target)`` (oneshot.py) is a session that submits the whole graph at
+once and waits for the targets. The only graph-API module that talks to the runtime,
+through ``runtime.client``.
 """
 
 import concurrent.futures as cf
@@ -33,7 +34,7 @@ from . import payload
 from . import resume as _resume
 from .compile import command_output, fill_refs, job_description, write_calls
 from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
-from .graph import COMMAND, Graph, TaskNode, TaskRef, target_refs
+from .graph import COMMAND, TaskNode, TaskRef, target_refs
 from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
 from .runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
                              ServiceError)
@@ -97,6 +98,7 @@ class Session:
         self.taken: set = set()
         self.counters: Dict[str, int] = {}
         self.lock = threading.RLock()
+        self.sending = threading.Lock()  # submit requests in order (taken after ``lock``)
         self.outbox: List[Dict[str, Any]] = []  # jobs for the consumer thread to submit
         self.closed = False
         self.memo: Optional[_resume.Memo] = None  # set by run(): records and reuses results
@@ -275,7 +277,8 @@ class Session:
         if not jobs:
             return
         try:
-            self.client.request({"request": "submit", "jobs": jobs})
+            with self.sending:  # after a batch of the consumer thread in flight (_flush)
+                self.client.request({"request": "submit", "jobs": jobs})
         except ClientError as exc:
             self._refuse(jobs, exc)
             raise RunError("the service refused the jobs: %s" % exc) from None
@@ -456,10 +459,10 @@ class Session:
                 break
             if self.closed:
                 break
+            if self.outbox:
+                self._flush()
             with self.lock:
                 try:
-                    if self.outbox:
-                        self._flush()
                     if event is not None:
                         quiet_since = time.monotonic()
                         if event.topic == TOPIC_JOB_FINISHED:
@@ -475,24 +478,40 @@ class Session:
                     self._fail_job(event.job if event is not None else None, exc)
 
     def _flush(self) -> None:
-        jobs, self.outbox = self.outbox, []
-        if len(jobs) > 1:
-            # .remote calls batched into one request, which the service refuses as a whole:
-            # then each is sent alone (predecessors first), so a bad call fails alone
-            try:
-                self.client.request({"request": "submit", "jobs": jobs})
+        """Send what ``submit(now=False)`` left in the outbox (consumer thread).
+
+        The request goes out without holding the session's lock, so ``.remote`` calls made
+        meanwhile do not wait for the service's reply (they land in the next batch). The
+        send lock is taken before the session's lock is released: no submit of another
+        thread (``_send``) overtakes this batch, whose jobs it may depend on."""
+        with self.lock:
+            jobs, self.outbox = self.outbox, []
+            jobs = [job for job in jobs if not self._after_refused(job)]
+            if not jobs:
                 return
-            except ServiceError:
-                pass
-            except ClientError as exc:  # no answer: sending again could submit twice
-                return self._refuse(jobs, exc)
-        for job in jobs:
-            if self._after_refused(job):
-                continue
-            try:
-                self._send([job])
-            except RunError as exc:  # the futures of the jobs carry it
-                _log.warning("%s", exc)
+            self.sending.acquire()
+        try:
+            self.client.request({"request": "submit", "jobs": jobs})
+            return
+        except ClientError as exc:
+            error = exc
+        finally:
+            self.sending.release()
+        with self.lock:
+            if not isinstance(error, ServiceError) or len(jobs) == 1:
+                # no answer (sending again could submit twice), or its one job refused
+                self._refuse(jobs, error)
+                _log.warning("the service refused the jobs: %s", error)
+                return
+            # .remote calls batched into one request, which the service refuses as a
+            # whole: then each is sent alone (predecessors first), so a bad call fails alone
+            for job in jobs:
+                if self._after_refused(job):
+                    continue
+                try:
+                    self._send([job])
+                except RunError as exc:  # the futures of the jobs carry it
+                    _log.warning("%s", exc)
 
     def _after_refused(self, job: Dict[str, Any]) -> bool:
         """Fail (and leave unsent) a job that runs after one the service refused."""
@@ -530,68 +549,3 @@ class Session:
             state = ((found.get(name) or {}).get("data") or {}).get("status")
             if state in FINAL_STATES:
                 self._on_final(name, state)
-
-
-# --------------------------------------------------------------------------- run
-
-def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:
-    kind = type(target)
-    if kind is TaskRef:
-        return values[target.node]
-    if kind is dict:
-        return {key: _shape(item, values) for key, item in target.items()}
-    if kind in payload.CONTAINERS:
-        return kind(_shape(item, values) for item in target)
-    return target
-
-
-def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
-        timeout: Optional[float] = None, resume: Optional[bool] = None,
-        cache_dir: Optional[str] = None) -> Any:
-    """Run the graph of ``target`` on a local service and return its results.
-
-    Args:
-        target: a ref, or a list / tuple / dict of refs (nesting allowed).
-        nodes: the service's resources (``4``: 4 cores; ``"a:2,b:2"``); default: this
-            host's CPUs.
-        wd: the run's working directory (created if missing; call, result and output
-            files stay there); default: a new ``$TMPDIR/qcgflow-run-*``.
-        timeout: seconds for the whole run (None: no limit).
-        resume: reuse the results of tasks completed in ``wd`` before with the same key
-            (docs/graph-api.md, "Resume and caching"); default ``$QCGFLOW_RESUME == "1"``.
-        cache_dir: results shared by runs in any ``wd`` (default ``$QCGFLOW_CACHE_DIR``).
-
-    Returns:
-        ``target`` with every ref replaced by its result: a Python task's return value (a
-        list for a mapped task), a command task's ``CommandResult`` (a list when mapped).
-
-    Raises:
-        TaskFailed: a target task failed (after its ``retries``); also an instance of the
-            task's own exception class (``except ValueError`` works), its text holds the
-            remote traceback.
-        DependencyFailed: a target task did not run; ``root`` names the failed task.
-        RunError: the service could not start, refused the jobs, or the timeout passed.
-        GraphError, TaskOptionError: the graph is not valid (nothing is started).
-        ValueError: ``resume=True`` without ``wd`` or ``cache_dir`` (nothing to resume).
-    """
-    deadline = None if timeout is None else time.monotonic() + timeout
-    settings = _resume.run_settings(wd, resume, cache_dir)  # before anything starts
-    graph = Graph.build(target)
-    session = Session.start(wd, nodes)
-    try:
-        session.memo = settings and _resume.Memo(session.root, *settings)
-        futures = dict(zip((ref.node for ref in graph.targets),
-                           session.submit(graph.targets, graph.names)))
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        _, pending = cf.wait(list(futures.values()), timeout=left)
-        if pending:
-            unfinished = sorted(graph.names[n] for n, f in futures.items() if f in pending)
-            raise RunError("the run did not finish within its timeout; unfinished: %s"
-                           % ", ".join(unfinished[:10]))
-    finally:
-        session.shutdown()
-    for ref in graph.targets:
-        error = futures[ref.node].exception()
-        if error is not None:
-            raise error
-    return _shape(target, {node: future.result() for node, future in futures.items()})

@@ -367,3 +367,14 @@ def test_terminated_agent_kills_what_is_left_after_its_grace(rig):
     gone = not psutil.pid_exists(t["pid"]) or \
         psutil.Process(t["pid"]).status() == psutil.STATUS_ZOMBIE
     assert (gone, t["exit"].interrupted is not None) == (True, True)
+
+
+def test_a_starter_that_cannot_be_executed_loses_its_node_with_the_cause(rig, tmp_path):
+    r = rig(nodes=("a1",))
+    missing = str(tmp_path / "no-such-starter")
+    r.launcher.starter_command = lambda node: [missing, node]
+    r.launcher.start()
+    r.run_until(lambda: r.lost)
+    node, why = r.lost[0]
+    assert node == "a1"
+    assert "cannot start its agent" in why and "no-such-starter" in why

@@ -84,6 +84,18 @@ def test_a_chain(session):
     assert qcgflow.get(ref, timeout=DEADLINE) == 10
 
 
+def test_remote_calls_made_while_a_batch_is_in_flight_keep_their_order(session):
+    """Batches are sent without the session's lock: calls that depend on jobs of a batch
+    in flight go in a later batch, never before it (the service would refuse them)."""
+    chain = inc.remote(0)
+    fan = []
+    for i in range(300):
+        chain = inc.remote(chain)
+        fan.append(add.remote(chain, i))
+    assert qcgflow.get(chain, timeout=DEADLINE) == 301
+    assert qcgflow.get(fan, timeout=DEADLINE) == [(i + 2) + i for i in range(300)]
+
+
 def test_get_keeps_the_shape(session):
     refs = {"a": inc.remote(1), "b": [inc.remote(2), inc.remote(3)]}
     assert qcgflow.get(refs, timeout=DEADLINE) == {"a": 2, "b": [3, 4]}

@@ -170,8 +170,9 @@ class AgentLauncher:
                     self.starter_command(state.node), stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, cwd=self._wd, start_new_session=True)
         except OSError as exc:
-            self._loop.call_soon(lambda: self._lost(
-                state, "cannot start its agent (%s): %s" % (self._start_method, exc)))
+            # the message now: ``exc`` is unbound when the except block ends
+            why = "cannot start its agent (%s): %s" % (self._start_method, exc)
+            self._loop.call_soon(lambda: self._lost(state, why))
             return
         state.starter_fd = os.pidfd_open(state.starter.pid)
         self._loop.add_reader(state.starter_fd, lambda: self._starter_ended(state))
@@ -267,7 +268,8 @@ class AgentLauncher:
         try:
             self._socket.send_multipart([state.identity, json.dumps(message).encode()])
         except zmq.ZMQError as exc:  # the peer is gone (ROUTER_MANDATORY)
-            self._loop.call_soon(lambda: self._lost(state, "cannot reach it: %s" % exc))
+            why = "cannot reach it: %s" % exc  # now: ``exc`` is unbound after the block
+            self._loop.call_soon(lambda: self._lost(state, why))
 
     def _receive(self) -> None:
         while True:

@@ -1,0 +1,82 @@
+"""``qcgflow.run``: one graph, on a session of its own, to its results.
+
+::
+
+    run(target) ── resume settings (before anything starts) ── Graph.build
+        ── Session.start (a local service) ── submit the whole graph at once
+        ── wait for the targets (timeout) ── shutdown ── raise a target's error, or
+        return the target with each ref replaced by its result
+"""
+
+import concurrent.futures as cf
+import time
+from typing import Any, Dict, Optional
+
+from . import payload
+from . import resume as _resume
+from .errors import RunError
+from .graph import Graph, TaskNode, TaskRef
+from .session import Session
+
+
+def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:
+    kind = type(target)
+    if kind is TaskRef:
+        return values[target.node]
+    if kind is dict:
+        return {key: _shape(item, values) for key, item in target.items()}
+    if kind in payload.CONTAINERS:
+        return kind(_shape(item, values) for item in target)
+    return target
+
+
+def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
+        timeout: Optional[float] = None, resume: Optional[bool] = None,
+        cache_dir: Optional[str] = None) -> Any:
+    """Run the graph of ``target`` on a local service and return its results.
+
+    Args:
+        target: a ref, or a list / tuple / dict of refs (nesting allowed).
+        nodes: the service's resources (``4``: 4 cores; ``"a:2,b:2"``); default: this
+            host's CPUs.
+        wd: the run's working directory (created if missing; call, result and output
+            files stay there); default: a new ``$TMPDIR/qcgflow-run-*``.
+        timeout: seconds for the whole run (None: no limit).
+        resume: reuse the results of tasks completed in ``wd`` before with the same key
+            (docs/graph-api.md, "Resume and caching"); default ``$QCGFLOW_RESUME == "1"``.
+        cache_dir: results shared by runs in any ``wd`` (default ``$QCGFLOW_CACHE_DIR``).
+
+    Returns:
+        ``target`` with every ref replaced by its result: a Python task's return value (a
+        list for a mapped task), a command task's ``CommandResult`` (a list when mapped).
+
+    Raises:
+        TaskFailed: a target task failed (after its ``retries``); also an instance of the
+            task's own exception class (``except ValueError`` works), its text holds the
+            remote traceback.
+        DependencyFailed: a target task did not run; ``root`` names the failed task.
+        RunError: the service could not start, refused the jobs, or the timeout passed.
+        GraphError, TaskOptionError: the graph is not valid (nothing is started).
+        ValueError: ``resume=True`` without ``wd`` or ``cache_dir`` (nothing to resume).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    settings = _resume.run_settings(wd, resume, cache_dir)  # before anything starts
+    graph = Graph.build(target)
+    session = Session.start(wd, nodes)
+    try:
+        session.memo = settings and _resume.Memo(session.root, *settings)
+        futures = dict(zip((ref.node for ref in graph.targets),
+                           session.submit(graph.targets, graph.names)))
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        _, pending = cf.wait(list(futures.values()), timeout=left)
+        if pending:
+            unfinished = sorted(graph.names[n] for n, f in futures.items() if f in pending)
+            raise RunError("the run did not finish within its timeout; unfinished: %s"
+                           % ", ".join(unfinished[:10]))
+    finally:
+        session.shutdown()
+    for ref in graph.targets:
+        error = futures[ref.node].exception()
+        if error is not None:
+            raise error
+    return _shape(target, {node: future.result() for node, future in futures.items()})
