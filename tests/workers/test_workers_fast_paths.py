@@ -14,6 +14,8 @@ import random
 import sys
 import types
 
+import pytest
+
 from qcgflow import payload
 from qcgflow.runtime.eventloop import EventLoop
 from qcgflow.runtime.launch.local import LocalLauncher, ProcessSpec
@@ -155,3 +157,13 @@ def test_a_result_referring_to_main_travels_by_value():
     kind, error = pickle.loads(data)
     assert kind == "error" and type(error).__name__ == "OnlyInThisMain"
     assert error.args == ("x",)
+
+
+@pytest.mark.parametrize("size", [0, 100, (1 << 16) - 40, 1 << 16, (1 << 16) + 1, 3 << 20])
+def test_result_files_of_any_size_load_back(tmp_path, size):
+    """Results are read with plain reads, the first of 64 KiB: sizes around it and far
+    beyond it come back whole."""
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    path = str(tmp_path / "result.pkl")
+    payload.write_value(path, value)
+    assert payload.load_value(path) == value
