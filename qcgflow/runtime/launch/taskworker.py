@@ -129,7 +129,13 @@ def serve(sock: socket.socket, home: str) -> None:
 
 def _reply(sock, message) -> None:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    if len(data) > MAX_DONE:  # a huge import list: not learnt (a datagram has a limit)
+    if len(data) > MAX_DONE and message[-1]:
+        # a big import list (easyvvuq: ~3000 modules, ~350 kB): compressed, it fits in one
+        # datagram (the service unpacks it, workerpool.unpack_modules)
+        import zlib
+        packed = zlib.compress(pickle.dumps(message[-1], protocol=pickle.HIGHEST_PROTOCOL))
+        data = pickle.dumps(message[:-1] + (packed,), protocol=pickle.HIGHEST_PROTOCOL)
+    if len(data) > MAX_DONE:  # still too big for a datagram: not learnt
         data = pickle.dumps(message[:-1] + (None,), protocol=pickle.HIGHEST_PROTOCOL)
     try:
         sock.send(data)

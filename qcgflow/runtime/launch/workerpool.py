@@ -183,6 +183,8 @@ class WorkerPool:
                                          failure="cannot start: %s" % message[2]))
             else:
                 _, _, status, ended, utime, stime, maxrss, new = message
+                if type(new) is bytes:
+                    new = unpack_modules(new)
                 if new:
                     self._learn(new)
                 request.on_exit(_exit_info(worker.pid, status, request.started, ended, utime,
@@ -255,6 +257,16 @@ class WorkerPool:
         self._workers.clear()
         self.by_pid.clear()
         return waiting
+
+
+def unpack_modules(packed: bytes):
+    """The import list a worker sent compressed (taskworker._reply); None if unreadable."""
+    import zlib
+    try:
+        return pickle.loads(zlib.decompress(packed))
+    except Exception:  # noqa: BLE001 - a broken list only means nothing is learnt
+        _log.warning("a worker's import list could not be read: not learnt")
+        return None
 
 
 def _exit_info(pid, status, started, ended, utime, stime, maxrss) -> ExitInfo:
