@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Mapping, Optional
 
 from .jobs import JobState
 from .launch.environment import PRELUDE_FAILURES, ModelUnavailable, TaskContext, build_task
-from .launch.local import ExitInfo, ProcessSpec
+from .launch.local import ExitInfo, ProcessSpec, last_line
 from .launch.oom import OOM_NOTE, OomWatch
 
 _log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class Executor:
             outcome = Outcome(JobState.FAILED, message, runtime)
         elif info.exit_code in PRELUDE_FAILURES and (task.job.spec.execution.modules
                                                      or task.job.spec.execution.venv):
-            detail = _last_line(task.stderr)
+            detail = last_line(task.stderr, skip="qcgflow:")
             message = PRELUDE_FAILURES[info.exit_code]
             outcome = Outcome(JobState.FAILED, "%s: %s" % (message, detail) if detail else message,
                               runtime)
@@ -209,21 +209,6 @@ def _plain(execution) -> bool:
     """A command run as given (no shell prelude, no model): a warm worker may run it."""
     return (execution.script is None and not execution.modules and not execution.venv
             and execution.model in (None, "", "default"))
-
-
-def _last_line(path: Optional[str]) -> Optional[str]:
-    """The last non-empty line of a (small tail of a) file, for failure messages."""
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 2048))
-            lines = [ln.strip() for ln in handle.read().decode(errors="replace").splitlines()]
-    except OSError:
-        return None
-    lines = [ln for ln in lines if ln and not ln.startswith("qcgflow:")]
-    return lines[-1] if lines else None
 
 
 def _signal_name(signum: int) -> str:

@@ -36,7 +36,7 @@ import zmq
 
 from ..security import ZapHandler, is_loopback, make_curve_server, write_keys
 from .agent import HEARTBEAT, PROTOCOL_VERSION
-from .local import ExitInfo, ProcessSpec
+from .local import ExitInfo, ProcessSpec, last_line
 
 _log = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ class AgentLauncher:
             # srun (or ssh) itself was signalled like every step at the allocation's end;
             # its exit may beat the agent's own 'terminating' message here
             state.terminating = signum
-        tail = _last_line(os.path.join(self._log_dir, "agent-%s.log" % state.node))
+        tail = last_line(os.path.join(self._log_dir, "agent-%s.log" % state.node))
         detail = "its %s process ended with status %s%s" % (
             {"slurm": "srun", "ssh": "ssh"}.get(self._start_method, "agent"), code,
             (": " + tail) if tail else "")
@@ -443,15 +443,3 @@ def _kill_group(pid: int, signum: int) -> None:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _last_line(path: str) -> Optional[str]:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 2048))
-            lines = [ln.strip() for ln in handle.read().decode(errors="replace").splitlines()]
-    except OSError:
-        return None
-    lines = [ln for ln in lines if ln]
-    return lines[-1] if lines else None

@@ -281,3 +281,19 @@ def _binder(cpus):
     def bind() -> None:
         os.sched_setaffinity(0, cpu_set)
     return bind
+
+
+def last_line(path: Optional[str], skip: Optional[str] = None) -> Optional[str]:
+    """The last non-empty line of a file's last 2 kB (for failure messages), ignoring
+    lines that start with ``skip``; None when there is none or the file cannot be read."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 2048))
+            lines = [ln.strip() for ln in handle.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [ln for ln in lines if ln and not (skip and ln.startswith(skip))]
+    return lines[-1] if lines else None

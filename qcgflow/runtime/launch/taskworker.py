@@ -210,15 +210,8 @@ def _call_main(state, module, args) -> int:
             main = state.mains[module] = loaded.main
         sys.argv[0] = getattr(sys.modules.get(module), "__file__", None) or module
         return _exit_status(SystemExit(main(list(args))))
-    except SystemExit as exc:
-        return _exit_status(exc)
-    except KeyboardInterrupt:
-        sys.excepthook(*sys.exc_info())
-        return -signal.SIGINT
-    except BaseException as exc:
-        tb = exc.__traceback__
-        sys.excepthook(type(exc), exc, tb.tb_next if tb is not None else tb)
-        return 1
+    except BaseException:  # noqa: B902 - whatever the task raised becomes its status
+        return raised_status()
 
 
 def _next_environment(state, sent):
@@ -374,6 +367,21 @@ def _reseed() -> None:
 
 
 
+def raised_status() -> int:
+    """In an ``except`` block: the status python would end with for the exception being
+    handled, its traceback printed as python prints it (SystemExit's code; -SIGINT for
+    KeyboardInterrupt; 1 for anything else)."""
+    kind, exc, tb = sys.exc_info()
+    if isinstance(exc, SystemExit):
+        return _exit_status(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        sys.excepthook(kind, exc, tb)
+        return -signal.SIGINT
+    tb = exc.__traceback__
+    sys.excepthook(kind, exc, tb.tb_next if tb is not None else tb)
+    return 1
+
+
 def _exit_status(exc: SystemExit) -> int:
     code = exc.code
     if code is None:
@@ -398,12 +406,7 @@ def _finalize(code: int) -> int:
             pass
     import atexit
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            if code == 0:
-                code = 120  # as python when flushing stdout fails
+    code = _flush(code)
     if code == -signal.SIGINT:  # as python: die of SIGINT after KeyboardInterrupt
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)

@@ -49,7 +49,8 @@ import struct
 import sys
 import time
 
-from .taskworker import _exit_status, _finalize, _open_files, _rebind_stdio, _reseed, serve
+from .taskworker import (_finalize, _open_files, _rebind_stdio, _reseed, raised_status,
+                         serve)
 
 _HEADER = struct.Struct("!I")
 
@@ -310,15 +311,8 @@ def _run_main(module: str, args) -> int:
         else:  # pragma: no cover - every CPython 3 has it
             sys.argv[0] = module
             runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except SystemExit as exc:
-        return _exit_status(exc)
-    except KeyboardInterrupt:
-        sys.excepthook(*sys.exc_info())
-        return -signal.SIGINT
-    except BaseException as exc:
-        tb = exc.__traceback__
-        sys.excepthook(type(exc), exc, tb.tb_next if tb is not None else tb)
-        return 1
+    except BaseException:  # noqa: B902 - whatever the task raised becomes its status
+        return raised_status()
     return 0
 
 
