@@ -55,6 +55,12 @@ def _count(what: str) -> Callable[[Any], Dict[str, int]]:
     return check
 
 
+def _gpus(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Invalid("use a whole number of GPUs per node, e.g. gpus=1 (0: none)")
+    return value
+
+
 def _model(value: Any) -> str:
     if value not in MODELS:
         raise _Invalid("use one of %s" % ", ".join(repr(m) for m in MODELS))
@@ -162,6 +168,8 @@ OPTIONS: Dict[str, Option] = {o.name: o for o in (
            _count("cores"), ("resources", "numCores")),
     Option("nodes", "whole nodes: n or {'min', 'max'}", _count("nodes"),
            ("resources", "numNodes")),
+    Option("gpus", "GPUs on each node of the task (bound with CUDA_VISIBLE_DEVICES); "
+           "0 = none", _gpus, ("resources", "nodeCrs")),
     Option("model", "execution model: %s" % ", ".join(MODELS), _model, ("execution", "model")),
     Option("model_opts", "options of the MPI model (mpirun, mpirun_args)", _model_opts,
            ("execution", "model_opts")),
@@ -227,6 +235,10 @@ def job_fields(options: Mapping[str, Any]) -> Tuple[Dict[str, Any], Dict[str, An
     parts: Dict[str, Dict[str, Any]] = {"execution": {}, "resources": {}}
     for key, value in options.items():
         target = OPTIONS[key].target
+        if key == "gpus":
+            if value:
+                parts["resources"]["nodeCrs"] = {"gpu": value}
+            continue
         if target:  # copies: a compiled description must not share state with options
             parts[target[0]][target[1]] = (dict(value) if isinstance(value, dict) else
                                            list(value) if isinstance(value, list) else value)

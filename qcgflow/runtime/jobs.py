@@ -106,13 +106,15 @@ class SchedulerSpec:
 
 @dataclass(frozen=True)
 class ResourcesSpec:
-    """``resources``: cores (on any nodes, or per node when ``nodes`` is set), nodes, wt."""
+    """``resources``: cores (on any nodes, or per node when ``nodes`` is set), nodes, wt,
+    and ``gpus``: GPUs on every node of the allocation (``nodeCrs: {"gpu": n}``, 0 = none)."""
 
     cores: Optional[CountRange] = None
     nodes: Optional[CountRange] = None
     cores_scheduler: Optional[SchedulerSpec] = None
     nodes_scheduler: Optional[SchedulerSpec] = None
     wt: Optional[float] = None  # seconds
+    gpus: int = 0
 
 
 @dataclass(frozen=True)

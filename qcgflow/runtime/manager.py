@@ -32,6 +32,19 @@ _log = logging.getLogger(__name__)
 CANCEL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a running job is canceled
 
 
+def _gpu_shortfall(spec: JobSpec, pool) -> str:
+    """The reason a GPU job can never fit, naming the field ('' for other jobs)."""
+    gpus = spec.resources.gpus
+    if not gpus:
+        return ""
+    per_node = [len(ids) for ids in getattr(pool, "gpus", {}).values()]
+    most = max(per_node, default=0)
+    if most >= gpus:
+        return (": resources.nodeCrs.gpu asks for %d GPUs on each node, too few nodes have "
+                "them with the cores asked for" % gpus)
+    return (": resources.nodeCrs.gpu asks for %d GPUs on each node, but no node has more "
+            "than %d" % (gpus, most))
+
 class Manager:
     """Owns the registry, the dependency tracker, the scheduler and the executor's callbacks."""
 
@@ -90,7 +103,8 @@ class Manager:
             self.tracker.validate(spec, lookup_spec)
             entry = JobEntry(Job(spec, 0), self.pool)
             if not self.pool.fits_ever(entry.max_request()):
-                raise NotEnoughResources("Not enough resources for job %s" % spec.name)
+                raise NotEnoughResources("Not enough resources for job %s%s"
+                                         % (spec.name, _gpu_shortfall(spec, self.pool)))
             entries.append(entry)
         self._idle_notified = False  # new work: the next idle moment is a new one
         for listener in self.on_submit:

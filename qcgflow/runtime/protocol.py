@@ -33,7 +33,9 @@ LOCAL_MODELS = ("default", "threads", "openmpi", "intelmpi")  # srunmpi needs Sl
 _JOB_KEYS = ("name", "iteration", "execution", "resources", "dependencies", "attributes")
 _EXECUTION_KEYS = ("exec", "args", "script", "env", "wd", "stdin", "stdout", "stderr",
                    "modules", "venv", "model", "model_opts")
-_RESOURCES_KEYS = ("numCores", "numNodes", "wt")
+_RESOURCES_KEYS = ("numCores", "numNodes", "wt", "nodeCrs")
+# Consumable resources upstream knows (CRType); only GPUs are scheduled here.
+_KNOWN_CRS = ("GPU", "MEM")
 _COUNT_KEYS = ("exact", "min", "max", "scheduler")
 _MODEL_OPTS_KEYS = ("mpirun", "mpirun_args")
 
@@ -328,7 +330,33 @@ class _JobParser:
             if wt is None:
                 raise self.fail("resources.wt: invalid wall time %r (use e.g. 30s, 10m, 1h30m or "
                                 "a number of seconds)" % (value["wt"],))
-        return ResourcesSpec(cores, nodes, cores_sched, nodes_sched, wt)
+        gpus = self.node_crs(value.get("nodeCrs"))
+        return ResourcesSpec(cores, nodes, cores_sched, nodes_sched, wt, gpus)
+
+    def node_crs(self, value: Any) -> int:
+        """``resources.nodeCrs``: ``{"gpu": n}`` (names case-insensitive) -> GPUs per node."""
+        if value is None:
+            return 0
+        if not isinstance(value, dict):
+            raise self.fail("resources.nodeCrs must be a dictionary like {\"gpu\": 1}, got %s"
+                            % _kind(value))
+        gpus = 0
+        seen = set()
+        for key, count in value.items():
+            kind = str(key).upper()
+            where = "resources.nodeCrs.%s" % key
+            if kind not in _KNOWN_CRS:
+                raise self.fail("%s: unknown consumable resource (known: gpu)" % where)
+            if kind in seen:
+                raise self.fail("%s: consumable resource given twice" % where)
+            seen.add(kind)
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise self.fail("%s must be a positive integer, got %r" % (where, count))
+            if kind == "MEM":
+                raise self.fail("%s: memory is not a schedulable resource here (only gpu)"
+                                % where)
+            gpus = count
+        return gpus
 
     def execution(self, value: Any) -> ExecutionSpec:
         if value is None:

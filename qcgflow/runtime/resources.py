@@ -11,6 +11,12 @@ allocation rules of QCG-PilotJob's resource requirements:
 
 Allocation is first fit in pool order, lowest free core ids first, so single-core jobs pack
 onto the first node that still has a free core.
+
+GPUs are bindable consumables (the seed's ``nodeCrs``/``CRType.GPU``): a node may own GPU
+ids; a request's ``gpus`` is counted per node, and only nodes with that many free GPUs (and
+the cores asked for) qualify, so first fit runs over cores and GPUs together. Every part of
+an allocation then holds its node's own GPU ids, lowest free first; an id is never in two
+live allocations. Requests without GPUs never take any.
 """
 
 from __future__ import annotations
@@ -59,14 +65,16 @@ class ResourceRequest:
 
     cores: Optional[CountRange]
     nodes: Optional[CountRange]
+    gpus: int = 0  # GPUs on every node of the allocation (nodeCrs {"gpu": n})
 
 
 @dataclass(frozen=True)
 class NodeAllocation:
-    """The cores given on one node; ``cores`` are ascending core ids."""
+    """The cores (and GPUs) given on one node; ``cores``/``gpus`` are ascending ids."""
 
     node: str
     cores: tuple[int, ...]
+    gpus: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,11 @@ class Allocation:
     def total_cores(self) -> int:
         """Number of cores over all parts."""
         return sum(len(part.cores) for part in self.parts)
+
+    @property
+    def total_gpus(self) -> int:
+        """Number of GPUs over all parts."""
+        return sum(len(part.gpus) for part in self.parts)
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -96,9 +109,10 @@ class Allocation:
 class _Node:
     """Mutable per-node state; the free heap and the free set always hold the same ids."""
 
-    __slots__ = ("name", "cores", "core_set", "free_heap", "free_set", "disabled", "held")
+    __slots__ = ("name", "cores", "core_set", "free_heap", "free_set", "disabled", "held",
+                 "gpus", "free_gpus")
 
-    def __init__(self, name: str, cores: tuple[int, ...]) -> None:
+    def __init__(self, name: str, cores: tuple[int, ...], gpus: tuple[int, ...] = ()) -> None:
         self.name = name
         self.cores = cores  # ascending, so it is already a valid heap
         self.core_set = frozenset(cores)
@@ -106,6 +120,20 @@ class _Node:
         self.free_set = set(cores)
         self.disabled = False
         self.held: set[int] = set()  # idle cores of a disabled node: neither free nor in use
+        self.gpus = gpus  # ascending GPU ids
+        self.free_gpus: list[int] = list(gpus)  # kept sorted: few ids, lowest first
+
+    def take_gpus(self, count: int) -> tuple[int, ...]:
+        """Remove and return the ``count`` lowest free GPU ids (caller checked availability)."""
+        if not count:
+            return ()
+        taken = tuple(self.free_gpus[:count])
+        del self.free_gpus[:count]
+        return taken
+
+    def give_back_gpus(self, gpus: tuple[int, ...]) -> None:
+        if gpus:
+            self.free_gpus = sorted(self.free_gpus + list(gpus))
 
     def take(self, count: int) -> tuple[int, ...]:
         """Remove and return the ``count`` lowest free core ids (caller checked availability)."""
@@ -139,20 +167,22 @@ class ResourcePool:
     either frees the whole allocation or raises and changes nothing).
     """
 
-    def __init__(self, nodes: Sequence[tuple[str, Sequence[int]]]) -> None:
+    def __init__(self, nodes: Sequence[tuple]) -> None:
         """Create a fully free pool.
 
         Args:
-            nodes: ``(name, core ids)`` pairs in pool order; names unique, every node with at
-                least one core and no repeated core id.
+            nodes: ``(name, core ids)`` or ``(name, core ids, GPU ids)`` tuples in pool
+                order; names unique, every node with at least one core and no repeated id.
 
         Raises:
             ResourcesError: no nodes, a duplicate node name, a node without cores, or a core
-                id repeated (or not a non-negative integer) on a node.
+                or GPU id repeated (or not a non-negative integer) on a node.
         """
         self._nodes: list[_Node] = []
         self._index: dict[str, int] = {}
-        for name, cores in nodes:
+        for item in nodes:
+            name, cores = item[0], item[1]
+            gpu_ids = tuple(item[2]) if len(item) > 2 else ()
             if name in self._index:
                 raise ResourcesError(f"Duplicate node name '{name}' in the resource configuration")
             ids = list(cores)
@@ -164,8 +194,13 @@ class ResourcePool:
             ordered = tuple(sorted(ids))
             if len(set(ordered)) != len(ordered):
                 raise ResourcesError(f"Node '{name}' lists a core id more than once")
+            for gpu in gpu_ids:
+                if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
+                    raise ResourcesError(f"Node '{name}' has an invalid GPU id {gpu!r}")
+            if len(set(gpu_ids)) != len(gpu_ids):
+                raise ResourcesError(f"Node '{name}' lists a GPU id more than once")
             self._index[name] = len(self._nodes)
-            self._nodes.append(_Node(name, ordered))
+            self._nodes.append(_Node(name, ordered, tuple(sorted(gpu_ids))))
         if not self._nodes:
             raise ResourcesError("The resource configuration has no nodes")
         self._total = sum(len(node.cores) for node in self._nodes)
@@ -199,6 +234,21 @@ class ResourcePool:
         return self._free
 
     @property
+    def total_gpus(self) -> int:
+        """Number of GPUs over all nodes."""
+        return sum(len(node.gpus) for node in self._nodes)
+
+    @property
+    def free_gpus(self) -> int:
+        """Number of GPUs not in any live allocation, on nodes that take new work."""
+        return sum(len(node.free_gpus) for node in self._nodes if not node.disabled)
+
+    @property
+    def gpus(self) -> dict[str, tuple[int, ...]]:
+        """GPU ids per node name, for the nodes that have any."""
+        return {node.name: node.gpus for node in self._nodes if node.gpus}
+
+    @property
     def nodes(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """``(name, ascending core ids)`` of every node, in pool order."""
         return tuple((node.name, node.cores) for node in self._nodes)
@@ -208,6 +258,8 @@ class ResourcePool:
     def fits_ever(self, req: ResourceRequest) -> bool:
         """Tell whether ``req`` could be allocated if every core of the pool were free."""
         cores, nodes = req.cores, req.nodes
+        if req.gpus:
+            return self._fits_ever_gpus(req)
         if nodes is None:
             return self._total >= (1 if cores is None else cores.min)
         if nodes.min > len(self._nodes):
@@ -217,6 +269,15 @@ class ResourcePool:
         qualifying = sum(1 for node in self._nodes if len(node.cores) >= cores.min)
         return qualifying >= nodes.min
 
+    def _fits_ever_gpus(self, req: ResourceRequest) -> bool:
+        """fits_ever for a GPU request: only nodes with ``req.gpus`` GPUs count."""
+        cores, nodes = req.cores, req.nodes
+        gpu_nodes = [node for node in self._nodes if len(node.gpus) >= req.gpus]
+        if nodes is None:
+            return sum(len(node.cores) for node in gpu_nodes) >= (1 if cores is None else cores.min)
+        low = 1 if cores is None else cores.min
+        return sum(1 for node in gpu_nodes if len(node.cores) >= low) >= nodes.min
+
     # -- allocation ------------------------------------------------------------------
 
     def allocate(self, req: ResourceRequest) -> Optional[Allocation]:
@@ -225,6 +286,8 @@ class ResourcePool:
         Never allocates partially: on ``None`` the pool is unchanged.
         """
         cores, nodes = req.cores, req.nodes
+        if req.gpus:
+            return self._allocate_gpus(req)
         if nodes is None:
             if cores is None:
                 return self._take_any(1, 1)
@@ -293,6 +356,49 @@ class ResourcePool:
             count = free if cores.max is None else min(cores.max, free)
             parts.append(NodeAllocation(node.name, node.take(count)))
         return self._commit(parts)
+
+    def _allocate_gpus(self, req: ResourceRequest) -> Optional[Allocation]:
+        """Like :meth:`allocate`, over the nodes with ``req.gpus`` free GPUs only.
+
+        Each chosen node gives ``req.gpus`` GPUs besides its cores: cores on any nodes
+        (``numCores`` alone) spread only over such nodes, so every part has its GPUs.
+        """
+        need = req.gpus
+        cores, nodes = req.cores, req.nodes
+        eligible = [node for node in self._nodes
+                    if node.free_set and len(node.free_gpus) >= need]
+        chosen: list[tuple[_Node, int]] = []
+        if nodes is None:
+            low, high = (1, 1) if cores is None else (cores.min, cores.max)
+            available = sum(len(node.free_set) for node in eligible)
+            if available < low:
+                return None
+            want = available if high is None else min(high, available)
+            for node in eligible:
+                count = min(want, len(node.free_set))
+                chosen.append((node, count))
+                want -= count
+                if want == 0:
+                    break
+        else:
+            limit = len(self._nodes) if nodes.max is None else nodes.max
+            for node in eligible:
+                free = len(node.free_set)
+                if cores is None:  # whole nodes
+                    if free != len(node.cores):
+                        continue
+                    count = free
+                elif free >= cores.min:
+                    count = free if cores.max is None else min(cores.max, free)
+                else:
+                    continue
+                chosen.append((node, count))
+                if len(chosen) == limit:
+                    break
+            if len(chosen) < nodes.min:
+                return None
+        return self._commit([NodeAllocation(node.name, node.take(count), node.take_gpus(need))
+                             for node, count in chosen])
 
     def _commit(self, parts: list[NodeAllocation]) -> Allocation:
         """Account for cores already taken from the nodes and wrap them in an Allocation."""
@@ -367,11 +473,18 @@ class ResourcePool:
                         f"Core {core} of node '{part.node}' is already free (allocation released twice?)")
             if len(part.cores) > 1 and len(set(part.cores)) != len(part.cores):
                 raise RuntimeError(f"Allocation lists a core of node '{part.node}' more than once")
-            targets.append((index, part.cores))
-        for index, cores in targets:
+            for gpu in part.gpus:
+                if gpu not in node.gpus or gpu in node.free_gpus:
+                    raise RuntimeError(
+                        f"GPU {gpu} of node '{part.node}' is unknown or already free")
+            if len(set(part.gpus)) != len(part.gpus):
+                raise RuntimeError(f"Allocation lists a GPU of node '{part.node}' more than once")
+            targets.append((index, part.cores, part.gpus))
+        for index, cores, gpus in targets:
+            node = self._nodes[index]
+            node.give_back_gpus(gpus)  # GPUs of a disabled node: free_gpus hides them
             if not cores:
                 continue
-            node = self._nodes[index]
             node.give_back(cores)
             if node.disabled:
                 continue  # held back, not free

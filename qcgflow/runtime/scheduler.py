@@ -57,7 +57,7 @@ class JobEntry:
         self._fixed = None
         if self._cores_plan is None and self._nodes_plan is None:
             cores = res.cores if (res.cores or res.nodes) else CountRange(1, 1)
-            self._fixed = ResourceRequest(cores=cores, nodes=res.nodes)
+            self._fixed = ResourceRequest(cores=cores, nodes=res.nodes, gpus=res.gpus)
 
     def _plan(self, rng, scheduler, available) -> Optional[Callable[[int], CountRange]]:
         if rng is None or scheduler is None:
@@ -71,7 +71,7 @@ class JobEntry:
         res = self.job.spec.resources
         cores = self._cores_plan(position) if self._cores_plan else res.cores
         nodes = self._nodes_plan(position) if self._nodes_plan else res.nodes
-        return ResourceRequest(cores=cores, nodes=nodes)
+        return ResourceRequest(cores=cores, nodes=nodes, gpus=res.gpus)
 
     def max_request(self) -> ResourceRequest:
         """The biggest single-iteration request (for the can-it-ever-fit check)."""

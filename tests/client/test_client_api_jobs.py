@@ -113,3 +113,10 @@ def test_jobinfo_from_job_and_child():
     empty = JobInfo.from_job({"jobName": "q", "status": "QUEUED"})
     assert empty.nodes == {} and empty.total_cores == 0 and empty.time is None
     assert empty.history == [] and empty.childs is None
+
+
+def test_add_passes_node_crs_to_resources():
+    jobs = Jobs().add(name="g", exec="/bin/true", numCores=2, nodeCrs={"gpu": 1})
+    assert jobs.jobs()[0]["resources"] == {"numCores": {"exact": 2}, "nodeCrs": {"gpu": 1}}
+    with pytest.raises(InvalidJobDescriptionError, match="nodeCrs"):
+        Jobs().add(name="g", exec="/bin/true", nodeCrs=1)

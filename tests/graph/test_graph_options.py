@@ -25,6 +25,7 @@ from graph_harness import no_leftovers  # noqa: F401
     ({"venv": "/v"}, {"venv": "/v"}),
     ({"retries": 2}, {"retries": 2}),
     ({"name": "prep"}, {"name": "prep"}),
+    ({"gpus": 2}, {"gpus": 2}),
     ({"cores": {"min": 1}, "scheduler": "maximum-iters"},
      {"cores": {"min": 1}, "scheduler": {"name": "maximum-iters"}}),
 ])
@@ -48,6 +49,8 @@ def test_valid_options_are_normalised(given, expected):
     ({"modules": [1]}, "list of non-empty strings"),
     ({"retries": -1}, "0 or more"),
     ({"retries": True}, "0 or more"),
+    ({"gpus": -1}, "GPUs per node"),
+    ({"gpus": 1.5}, "GPUs per node"),
     ({"name": "a:b"}, "without ':'"),
     ({"scheduler": "fastest"}, "'maximum-iters'"),
     ({"scheduler": "maximum-iters"}, "needs a range of cores"),
@@ -134,3 +137,9 @@ def test_command_templates_validate_options(make, fix):
 
 def test_a_wall_time_alone_comes_with_one_core():
     assert job_fields(validate({"wt": "1m"}))[1] == {"wt": "1m", "numCores": {"exact": 1}}
+
+
+def test_gpus_go_to_node_crs_and_zero_means_none():
+    assert job_fields(validate({"gpus": 2, "cores": 4})) == (
+        {}, {"numCores": {"exact": 4}, "nodeCrs": {"gpu": 2}})
+    assert job_fields(validate({"gpus": 0})) == ({}, {})

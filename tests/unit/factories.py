@@ -70,8 +70,15 @@ def spec(name: str = "a", submit_vars=None, **overrides):
     return parse_job(job_desc(name, **overrides), dict(submit_vars or SUBMIT_VARS))
 
 
-def pool(nodes: Sequence[Tuple[str, Sequence[int]]] = (("n0", (0, 1)),)) -> ResourcePool:
-    return ResourcePool([(name, list(cores)) for name, cores in nodes])
+def pool(nodes: Sequence[Tuple] = (("n0", (0, 1)),)) -> ResourcePool:
+    """A pool of ``(name, core ids)`` or ``(name, core ids, GPU ids)`` nodes."""
+    return ResourcePool([(node[0], list(node[1])) + tuple(node[2:]) for node in nodes])
+
+
+def gpu_pool(*sizes: Tuple[int, Sequence[int]]) -> ResourcePool:
+    """Nodes n0, n1, ... of ``(cores, GPU ids)``: ``gpu_pool((2, [0, 1]), (2, [5]))``."""
+    return ResourcePool([("n%d" % i, list(range(cores)), list(gpus))
+                         for i, (cores, gpus) in enumerate(sizes)])
 
 
 def cores_pool(*sizes: int) -> ResourcePool:

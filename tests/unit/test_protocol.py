@@ -437,7 +437,7 @@ def test_unknown_keys_at_every_level(path, words):
 def test_unknown_key_message_lists_allowed_keys():
     message = error_of(with_path(job_desc("a"), ("resources", "cores"), 1))
     assert message == ("Job 'a': unknown key 'cores' in resources (allowed: numCores, numNodes, "
-                       "wt)")
+                       "wt, nodeCrs)")
 
 
 @pytest.mark.parametrize("key, value, words", [

@@ -132,6 +132,13 @@ def test_task_options_override_the_defaults(tmp_path):
     assert jobs["a"]["resources"] == {"numCores": {"exact": 3}, "wt": "1m"}
 
 
+def test_gpus_in_defaults_and_tasks_become_node_crs(tmp_path):
+    jobs = jobs_of(tmp_path, "defaults: {gpus: 1}\ntasks: {a: {exec: /bin/true},\n"
+                             "  b: {exec: /bin/true, gpus: 2, nodes: 2}}")
+    assert jobs["a"]["resources"] == {"numCores": {"exact": 1}, "nodeCrs": {"gpu": 1}}
+    assert jobs["b"]["resources"] == {"numNodes": {"exact": 2}, "nodeCrs": {"gpu": 2}}
+
+
 def test_jobs_come_in_dependency_order(tmp_path):
     jobs = load_workflow(str(write(tmp_path, "wf.yaml", """
         tasks:

@@ -7,7 +7,7 @@ Two ways to add a job:
 
       exec/script, args, stdin, stdout, stderr, wd, modules, venv, model, model_opts, env
                                             -> "execution"
-      numCores, numNodes (int n -> {"exact": n}), wt -> "resources"
+      numCores, numNodes (int n -> {"exact": n}), wt, nodeCrs ({"gpu": n}) -> "resources"
       iteration (int n -> {"start": 0, "stop": n}; list -> {"values": [...]}) -> "iteration"
       after (str -> [str])                                  -> "dependencies": {"after": [...]}
 
@@ -40,12 +40,13 @@ SIMPLE_ATTRS = {
     "numNodes": (int, dict),
     "numCores": (int, dict),
     "wt": (str,),
+    "nodeCrs": (dict,),  # consumable resources per node, e.g. {"gpu": 2}
     "iteration": (int, list, dict),
     "after": (list, str),
 }
 EXECUTION_KEYS = ("args", "stdin", "stdout", "stderr", "wd", "modules", "venv", "model",
                   "model_opts", "env")
-RESOURCE_KEYS = ("numCores", "numNodes", "wt")
+RESOURCE_KEYS = ("numCores", "numNodes", "wt", "nodeCrs")
 COUNT_ATTRS = {"min": (int,), "max": (int,), "exact": (int,), "scheduler": (str, dict)}
 ITERATION_ATTRS = {"start": (int,), "stop": (int,), "values": (list,)}
 
@@ -118,7 +119,7 @@ def simple_to_std(attrs: dict) -> dict:
     for key in RESOURCE_KEYS:
         if key in attrs:
             value = attrs[key]
-            resources[key] = _count(key, value) if key != "wt" else value
+            resources[key] = _count(key, value) if key in ("numCores", "numNodes") else value
     if resources:
         std["resources"] = resources
     if "iteration" in attrs:
