@@ -17,6 +17,13 @@ tests can drive every branch without a cluster::
 ``--nodes`` follows QCG-PilotJob's syntax ``[NODE_NAME:]CORES[,[NODE_NAME:]CORES]...``:
 ``'4'`` is one node with 4 cores, ``'4,2,2'`` three unnamed nodes, ``'n1:4, n2:4'`` two
 named ones. An unnamed node is called ``n<position>`` after its 0-based position in the list.
+qcgflow adds GPUs per node: ``[NAME:]CORES:gpus=IDS`` where IDS are GPU ids joined by ``+``
+or ranges ``a-b`` (``','`` already separates nodes): ``'n1:4:gpus=0+1,n2:4:gpus=2-3'``.
+
+GPUs (ids per node, see ``ResourcesInfo.gpus``): in local mode the ``gpus=`` of ``--nodes``;
+without ``--nodes``, a numeric ``CUDA_VISIBLE_DEVICES`` of the service's environment, else
+the GPUs ``nvidia-smi -L`` lists (when the command exists). In Slurm mode each node's own ids
+from the GRES ``IDX`` of ``scontrol show job -d`` (see slurmres.allocation_from_env).
 
 The resources file (``--slurm-resources-file``) holds either the saved output of
 ``scontrol show job -d JOBID`` (node names from ``NodeList=``, CPU ids from the
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 from dataclasses import dataclass, field, replace
@@ -41,7 +49,7 @@ from qcgflow.runtime.slurmres import (JobDetails, SlurmAllocation, SlurmNode,
                                       allocation_from_env, job_id_of, limit_nodes,
                                       parse_job_details, reserve_system_core)
 
-__all__ = ["parse_nodes_spec", "local_nodes", "ResourcesInfo", "discover", "run_scontrol",
+__all__ = ["parse_nodes_spec", "parse_nodes_gpus", "local_gpus", "local_nodes", "ResourcesInfo", "discover", "run_scontrol",
            "parse_resources_json"]
 
 SCONTROL_TIMEOUT = 30.0
@@ -49,8 +57,35 @@ SCONTROL_TIMEOUT = 30.0
 # Characters that would make the runtime's 'node[c0:c1],node2[...]' allocation wire format
 # ambiguous, so they may not appear in a node name.
 _FORBIDDEN_IN_NAME = frozenset(",:[]")
+_NVIDIA_SMI_GPU = re.compile(r"^GPU (\d+):", re.MULTILINE)
 
-_SYNTAX = "expected [NAME:]CORES[,[NAME:]CORES]..."
+_SYNTAX = "expected [NAME:]CORES[:gpus=IDS][,[NAME:]CORES[:gpus=IDS]]..."
+NVIDIA_SMI_TIMEOUT = 10.0
+
+
+def _gpu_ids(text: str, item: str) -> tuple[int, ...]:
+    """``'0+2-3'`` -> ``(0, 2, 3)``; raises ResourcesError naming the --nodes item."""
+    ids: list[int] = []
+    for piece in text.split("+"):
+        low, dash, high = piece.strip().partition("-")
+        bounds = (low, high) if dash else (low,)
+        if not all(b.isascii() and b.isdigit() for b in bounds) or int(bounds[0]) > int(bounds[-1]):
+            raise ResourcesError(
+                f"Invalid --nodes value '{item}': gpus= takes GPU ids joined by '+' or "
+                f"ranges a-b, e.g. gpus=0+1 or gpus=0-3")
+        ids.extend(range(int(bounds[0]), int(bounds[-1]) + 1))
+    if len(set(ids)) != len(ids):
+        raise ResourcesError(f"Invalid --nodes value '{item}': a GPU id is listed twice")
+    return tuple(sorted(ids))
+
+
+def parse_nodes_gpus(spec: str) -> dict[str, tuple[int, ...]]:
+    """GPU ids per node name given by ``gpus=`` in a ``--nodes`` value (nodes with GPUs only).
+
+    Raises:
+        ResourcesError: as :func:`parse_nodes_spec`.
+    """
+    return {name: gpus for name, _, gpus in _parse_nodes(spec) if gpus}
 
 
 def parse_nodes_spec(spec: str) -> list[tuple[str, int]]:
@@ -63,17 +98,28 @@ def parse_nodes_spec(spec: str) -> list[tuple[str, int]]:
             empty, an item is empty, a core count is not a positive integer, a name is empty
             or contains whitespace or one of ``, : [ ]``, or a name repeats.
     """
+    return [(name, count) for name, count, _ in _parse_nodes(spec)]
+
+
+def _parse_nodes(spec: str) -> list[tuple[str, int, tuple[int, ...]]]:
     if not spec.strip():
         raise ResourcesError(f"Invalid --nodes value '{spec}': no nodes given ({_SYNTAX})")
-    result: list[tuple[str, int]] = []
+    result: list[tuple[str, int, tuple[int, ...]]] = []
     seen: set[str] = set()
     for position, raw in enumerate(spec.split(",")):
         item = raw.strip()
         if not item:
             raise ResourcesError(
                 f"Invalid --nodes value '{spec}': entry {position + 1} is empty ({_SYNTAX})")
+        gpus: tuple[int, ...] = ()
+        head, colon, last = item.rpartition(":")
+        if last.strip().startswith("gpus="):
+            gpus = _gpu_ids(last.strip()[len("gpus="):], item)
+            item_cores = head
+        else:
+            item_cores = item
         # The count follows the last ':' (QCG-PilotJob splits the same way).
-        name, colon, count_text = item.rpartition(":")
+        name, colon, count_text = item_cores.rpartition(":")
         name, count_text = name.strip(), count_text.strip()
         if colon and not name:
             raise ResourcesError(f"Invalid --nodes value '{item}': node name is empty")
@@ -88,7 +134,7 @@ def parse_nodes_spec(spec: str) -> list[tuple[str, int]]:
         if name in seen:
             raise ResourcesError(f"Invalid --nodes value '{item}': duplicate node name '{name}'")
         seen.add(name)
-        result.append((name, int(count_text)))
+        result.append((name, int(count_text), gpus))
     return result
 
 
@@ -171,9 +217,18 @@ class ResourcesInfo:
         """Number of cores over all nodes."""
         return sum(len(cores) for _, cores in self.nodes)
 
+    @property
+    def total_gpus(self) -> int:
+        """Number of GPUs over all nodes."""
+        return sum(len(ids) for ids in self.gpus.values())
+
     def pool_nodes(self) -> list[tuple[str, list[int]]]:
         """``(name, core ids)`` pairs for :class:`~qcgflow.runtime.resources.ResourcePool`."""
         return [(name, list(cores)) for name, cores in self.nodes]
+
+    def pool_nodes_with_gpus(self) -> list[tuple[str, list[int], list[int]]]:
+        """``(name, core ids, GPU ids)`` for :class:`~qcgflow.runtime.resources.ResourcePool`."""
+        return [(name, list(cores), list(self.gpus.get(name, ()))) for name, cores in self.nodes]
 
 
 def run_scontrol(job_id: str) -> str:
@@ -198,10 +253,41 @@ def _read_text(path: str) -> str:
         return handle.read()
 
 
+def run_nvidia_smi() -> Optional[str]:
+    """The text of ``nvidia-smi -L``, or None when it is missing, fails or hangs."""
+    try:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                              timeout=NVIDIA_SMI_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def local_gpus(environ: Mapping[str, str],
+               nvidia_smi: Callable[[], Optional[str]]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """GPU ids of this host and warnings: CUDA_VISIBLE_DEVICES if set, else ``nvidia-smi -L``.
+
+    A set but empty CUDA_VISIBLE_DEVICES means no GPU (CUDA hides them all); non-numeric
+    values (UUIDs, MIG names) are not counted, with a warning.
+    """
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        value = environ["CUDA_VISIBLE_DEVICES"].strip()
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        if not all(item.isascii() and item.isdigit() for item in items):
+            return (), (f"CUDA_VISIBLE_DEVICES '{value}' is not a list of GPU indices: GPUs "
+                        "are not counted (use --nodes NAME:CORES:gpus=IDS)",)
+        return tuple(sorted({int(item) for item in items})), ()
+    text = nvidia_smi()
+    if not text:
+        return (), ()
+    return tuple(int(m.group(1)) for m in _NVIDIA_SMI_GPU.finditer(text)), ()
+
+
 def discover(config: Any, environ: Optional[Mapping[str, str]] = None,
              scontrol: Optional[Callable[[str], str]] = None, *,
              hostname: Optional[str] = None, cpu_count: Optional[int] = None,
-             read_text: Optional[Callable[[str], str]] = None) -> ResourcesInfo:
+             read_text: Optional[Callable[[str], str]] = None,
+             nvidia_smi: Optional[Callable[[], Optional[str]]] = None) -> ResourcesInfo:
     """Find the resources the options ask for (see the module docstring for the rules).
 
     Args:
@@ -213,6 +299,7 @@ def discover(config: Any, environ: Optional[Mapping[str, str]] = None,
             cannot be had (default :func:`run_scontrol`).
         hostname, cpu_count: facts of the local host (default: read from the system).
         read_text: ``path -> text`` for the resources file (default: read the file).
+        nvidia_smi: ``() -> text of nvidia-smi -L or None`` (default: run it).
 
     Returns:
         A frozen :class:`ResourcesInfo` whose nodes can feed a ResourcePool.
@@ -238,7 +325,16 @@ def discover(config: Any, environ: Optional[Mapping[str, str]] = None,
                                  "(SLURM_JOB_ID is not set)")
         mode, allocation = "slurm", _from_slurm(environ, scontrol or run_scontrol)
     else:
-        return _local(spec, system_core, begin, end, hostname, cpu_count)
+        info = _local(spec, system_core, begin, end, hostname, cpu_count)
+        if spec is not None:
+            gpus = parse_nodes_gpus(spec)
+            warnings: tuple[str, ...] = ()
+        else:
+            ids, warnings = local_gpus(environ, nvidia_smi or run_nvidia_smi)
+            gpus = {info.nodes[0][0]: ids} if ids else {}
+        names = {name for name, _ in info.nodes}  # --system-core may have dropped a node
+        return replace(info, gpus={name: ids for name, ids in gpus.items() if name in names},
+                       warnings=info.warnings + warnings)
     allocation = limit_nodes(allocation, begin, end)
     if system_core:
         allocation = reserve_system_core(

@@ -60,7 +60,7 @@ class Executor:
 
     def __init__(self, loop, launcher, root_wd: str, base_env: Mapping[str, str],
                  on_executing: Callable, on_done: Callable, step_prefix: str = "job",
-                 slurm: bool = False, aux_dir: Optional[str] = None):
+                 slurm: bool = False, aux_dir: Optional[str] = None, gpus: bool = False):
         self._loop = loop
         self._launcher = launcher
         self._root_wd = root_wd
@@ -71,6 +71,7 @@ class Executor:
         self._step_prefix = step_prefix
         self._slurm = slurm
         self._aux_dir = aux_dir
+        self._gpus = gpus  # the pool has GPUs: tasks get theirs bound, the others none
         self._steps = 0
         self._oom = OomWatch()
         # Called with (unit name, allocation, ExitInfo) for every process that ended:
@@ -93,7 +94,7 @@ class Executor:
             value=it.values[position] if (it is not None and it.values) else None,
             allocation=allocation, root_wd=self._root_wd,
             step_id="%s%d" % (self._step_prefix, self._steps),
-            slurm=self._slurm, aux_dir=self._aux_dir)
+            slurm=self._slurm, aux_dir=self._aux_dir, gpus=self._gpus)
         try:
             command = build_task(spec.execution, ctx, self._base_env)
             task.wd = command.wd

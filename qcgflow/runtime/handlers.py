@@ -174,8 +174,25 @@ def _record_messages(job: Job, position: int) -> Optional[str]:
 
 
 def resources_data(pool) -> dict:
-    return {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores,
+    """The ``resourcesInfo`` reply; GPU counts are added when the pool has GPUs."""
+    data = {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores,
             "used_cores": pool.used_cores, "free_cores": pool.free_cores}
+    total_gpus = getattr(pool, "total_gpus", 0)
+    if total_gpus:
+        free = pool.free_gpus
+        data.update(total_gpus=total_gpus, used_gpus=total_gpus - free, free_gpus=free,
+                    gpus={name: list(ids) for name, ids in pool.gpus.items()})
+    return data
+
+
+def _status_resources(pool) -> dict:
+    data = {"TotalNodes": pool.total_nodes, "TotalCores": pool.total_cores,
+            "UsedCores": pool.used_cores, "FreeCores": pool.free_cores}
+    total_gpus = getattr(pool, "total_gpus", 0)
+    if total_gpus:  # only then: the reply stays upstream's for pools without GPUs
+        data.update(TotalGPUs=total_gpus, UsedGPUs=total_gpus - pool.free_gpus,
+                    FreeGPUs=pool.free_gpus)
+    return data
 
 
 def status_data(manager, service) -> dict:
@@ -204,8 +221,7 @@ def status_data(manager, service) -> dict:
             "Platform": sys.platform,
             "Pid": os.getpid(),
         },
-        "Resources": {"TotalNodes": pool.total_nodes, "TotalCores": pool.total_cores,
-                      "UsedCores": pool.used_cores, "FreeCores": pool.free_cores},
+        "Resources": _status_resources(pool),
         "JobStats": {
             "TotalJobs": len(manager.registry),
             "InScheduleJobs": counts[JobState.QUEUED] + counts[JobState.SCHEDULED],

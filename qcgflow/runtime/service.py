@@ -108,7 +108,7 @@ class Service:
     def setup(self) -> None:
         """Create the working files and all collaborators (no request is handled yet)."""
         self.resources_info = discover(self.config)
-        pool = ResourcePool(self.resources_info.pool_nodes())
+        pool = ResourcePool(self.resources_info.pool_nodes_with_gpus())
         os.makedirs(self.aux_dir, exist_ok=True)
         os.chdir(self.wd)  # tasks run here by default: no chdir per task
         self._setup_logging()
@@ -116,6 +116,9 @@ class Service:
                   ",".join(self.tags) or "-", os.getpid())
         _log.info("resources: %d nodes, %d cores (%s)", pool.total_nodes, pool.total_cores,
                   ", ".join("%s:%d" % (name, len(cores)) for name, cores in pool.nodes))
+        if pool.total_gpus:
+            _log.info("resources: %d GPUs (%s)", pool.total_gpus, ", ".join(
+                "%s:%s" % (name, ",".join(map(str, ids))) for name, ids in pool.gpus.items()))
         for warning in self.resources_info.warnings:
             _log.warning("resources: %s", warning)
         self.manager = Manager(pool, self.clock, self.loop,
@@ -153,7 +156,8 @@ class Service:
         self.launcher = launcher
         self.manager.executor = Executor(self.loop, launcher, self.wd, task_env,
                                          self.manager.task_executing, self.manager.task_done,
-                                         slurm=slurm, aux_dir=self.aux_dir)
+                                         slurm=slurm, aux_dir=self.aux_dir,
+                                         gpus=self.manager.pool.total_gpus > 0)
         self.stats = ServiceStats.attach(self.config, self.loop, self.manager, self.aux_dir)
         self._replay_journal()
 

@@ -334,16 +334,25 @@ def _node_list_of(environ: Mapping[str, str]) -> tuple[Optional[str], str]:
     return None, "SLURM_JOB_NODELIST"
 
 
-def _cuda_gpus(environ: Mapping[str, str]) -> tuple[tuple[int, ...], Optional[str]]:
-    """Upstream's fallback: CUDA_VISIBLE_DEVICES (same list on every node), if numeric."""
-    value = environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    if not value:
-        return (), None
-    items = [item.strip() for item in value.split(",")]
-    if not all(item.isascii() and item.isdigit() for item in items):
-        return (), (f"CUDA_VISIBLE_DEVICES '{value}' is not a list of GPU indices: "
-                    "GPUs are not counted")
-    return tuple(sorted({int(item) for item in items})), None
+_GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
+
+
+def _env_gpus(environ: Mapping[str, str]) -> tuple[tuple[int, ...], Optional[str]]:
+    """The GPU ids Slurm put in the environment of the pilot's own node, if numeric.
+
+    CUDA_VISIBLE_DEVICES first (what CUDA numbers from, also under device cgroups), then
+    SLURM_STEP_GPUS, SLURM_JOB_GPUS. They describe the node the pilot runs on only.
+    """
+    for variable in _GPU_VARIABLES:
+        value = environ.get(variable, "").strip()
+        if not value:
+            continue
+        items = [item.strip() for item in value.split(",")]
+        if not all(item.isascii() and item.isdigit() for item in items):
+            return (), (f"{variable} '{value}' is not a list of GPU indices: "
+                        "GPUs are not counted")
+        return tuple(sorted({int(item) for item in items})), None
+    return (), None
 
 
 def allocation_from_env(environ: Mapping[str, str], details: Optional[JobDetails] = None,
@@ -354,7 +363,10 @@ def allocation_from_env(environ: Mapping[str, str], details: Optional[JobDetails
     details' ``NodeList=`` when neither is set). CPU ids come from the details' ``CPU_IDs``
     when present (the ids Slurm gave the job on each node), otherwise from the counts in
     ``SLURM_JOB_CPUS_PER_NODE`` (ids ``0..n-1``, with a note). GPU ids come from the details'
-    GRES, otherwise from a numeric ``CUDA_VISIBLE_DEVICES`` applied to every node (upstream).
+    GRES ``IDX`` of every node, otherwise from the pilot's own environment
+    (``CUDA_VISIBLE_DEVICES``, ``SLURM_STEP_GPUS``, ``SLURM_JOB_GPUS``), which describes only
+    the node it runs on (``SLURMD_NODENAME``, else the first node): the other nodes' GPUs are
+    then unknown and not used, with a note. Upstream assumed the same ids on every node.
 
     Raises:
         ResourcesError: no job id, no node list, a node the details do not describe, counts
@@ -395,10 +407,15 @@ def allocation_from_env(environ: Mapping[str, str], details: Optional[JobDetails
     if details.gpu_ids:
         gpus = [details.gpu_ids.get(name, ()) for name in names]
     else:
-        cuda, note = _cuda_gpus(environ)
-        gpus = [cuda] * len(names)
+        ids, note = _env_gpus(environ)
+        host = environ.get("SLURMD_NODENAME")
+        host = host if host in names else names[0]
+        gpus = [ids if name == host else () for name in names]
         if note:
             notes.append(note)
+        if ids and len(names) > 1:
+            notes.append(f"GPU ids of the nodes other than {host} are unknown (scontrol gave "
+                         f"no GRES IDX): only the GPUs of {host} are used")
     nodes = tuple(SlurmNode(name, tuple(ids), node_gpus)
                   for name, ids, node_gpus in zip(names, cores, gpus))
     return SlurmAllocation(job_id=job_id, nodes=nodes, end_time=details.end_time,

@@ -24,10 +24,10 @@ def test_parse_nodes_spec(spec, expected):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("", "Invalid --nodes value '': no nodes given (expected [NAME:]CORES[,[NAME:]CORES]...)"),
-    ("   ", "Invalid --nodes value '   ': no nodes given (expected [NAME:]CORES[,[NAME:]CORES]...)"),
-    ("4,,2", "Invalid --nodes value '4,,2': entry 2 is empty (expected [NAME:]CORES[,[NAME:]CORES]...)"),
-    ("4,", "Invalid --nodes value '4,': entry 2 is empty (expected [NAME:]CORES[,[NAME:]CORES]...)"),
+    ("", "Invalid --nodes value '': no nodes given (expected [NAME:]CORES[:gpus=IDS][,[NAME:]CORES[:gpus=IDS]]...)"),
+    ("   ", "Invalid --nodes value '   ': no nodes given (expected [NAME:]CORES[:gpus=IDS][,[NAME:]CORES[:gpus=IDS]]...)"),
+    ("4,,2", "Invalid --nodes value '4,,2': entry 2 is empty (expected [NAME:]CORES[:gpus=IDS][,[NAME:]CORES[:gpus=IDS]]...)"),
+    ("4,", "Invalid --nodes value '4,': entry 2 is empty (expected [NAME:]CORES[:gpus=IDS][,[NAME:]CORES[:gpus=IDS]]...)"),
     ("x:y", "Invalid --nodes value 'x:y': core count must be a positive integer"),
     ("n1:0", "Invalid --nodes value 'n1:0': core count must be a positive integer"),
     ("0", "Invalid --nodes value '0': core count must be a positive integer"),

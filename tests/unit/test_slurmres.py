@@ -321,14 +321,19 @@ def test_allocation_gpus_from_gres():
     assert [node.gpus for node in allocation.nodes] == [(0, 1), (0, 1), (2,)]
 
 
-@pytest.mark.parametrize("cuda, gpus, notes", [
-    ("0,1", (0, 1), 1),
-    ("", (), 1),
-    ("GPU-5a1b,GPU-77c2", (), 2),   # UUIDs: not indices; said in a note
+@pytest.mark.parametrize("env, gpus, notes", [
+    # The pilot's own node only (the batch host: SLURMD_NODENAME, else the first node);
+    # the other nodes' ids are unknown, never assumed to be the same (a note says so).
+    ({"CUDA_VISIBLE_DEVICES": "0,1"}, [(0, 1), (), ()], 2),
+    ({"CUDA_VISIBLE_DEVICES": "3", "SLURMD_NODENAME": "n2"}, [(), (3,), ()], 2),
+    ({"SLURM_JOB_GPUS": "1,2"}, [(1, 2), (), ()], 2),
+    ({"SLURM_STEP_GPUS": "5", "SLURM_JOB_GPUS": "1,2"}, [(5,), (), ()], 2),
+    ({"CUDA_VISIBLE_DEVICES": ""}, [(), (), ()], 1),
+    ({"CUDA_VISIBLE_DEVICES": "GPU-5a1b,GPU-77c2"}, [(), (), ()], 2),  # UUIDs: a note
 ])
-def test_allocation_gpus_from_cuda_visible_devices(cuda, gpus, notes):
-    allocation = allocation_from_env(dict(ENV_N3, CUDA_VISIBLE_DEVICES=cuda))
-    assert ([node.gpus for node in allocation.nodes], len(allocation.notes)) == ([gpus] * 3, notes)
+def test_allocation_gpus_from_the_environment_are_the_pilot_nodes(env, gpus, notes):
+    allocation = allocation_from_env(dict(ENV_N3, **env))
+    assert ([node.gpus for node in allocation.nodes], len(allocation.notes)) == (gpus, notes)
 
 
 @pytest.mark.parametrize("env, details, message", [

@@ -43,6 +43,9 @@ _log = logging.getLogger(__name__)
 # "local" starts the agent as a child of the manager on this host: for tests and for
 # running agent mode without Slurm.
 START_METHODS = ("slurm", "ssh", "local")
+# Sent with every launch even when equal to the manager's value: the agent's Slurm step may
+# carry a node-local value of its own, which would otherwise win on that node.
+_ALWAYS_SENT = ("CUDA_VISIBLE_DEVICES", "QCG_PM_GPUS")
 
 
 @dataclass
@@ -232,6 +235,9 @@ class AgentLauncher:
         env = spec.env
         base = self._base_env
         changes = {k: v for k, v in env.items() if base.get(k) != v}
+        for key in _ALWAYS_SENT:  # the task's GPU ids beat the agent's own step's value
+            if key in env:
+                changes[key] = env[key]
         unset = [k for k in base if k not in env]
         # A bound task runs on this node only: it gets the node's own values of node-local
         # variables. A launcher (mpirun, srun: no cpus) starts processes on other nodes

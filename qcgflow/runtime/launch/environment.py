@@ -22,6 +22,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from ..jobs import ExecutionSpec
 from ..resources import Allocation
 from ..variables import substitute, substitute_all
+from .gpus import gpu_environment, needs_rank_wrapper, wrap_ranks
 from .models import ModelUnavailable, build_model  # noqa: F401  (the Executor catches it)
 
 EXIT_NO_MODULES = 210
@@ -59,6 +60,7 @@ class TaskContext:
     step_id: str
     slurm: bool = False            # inside a Slurm allocation: SLURM_* variables, binding
     aux_dir: Optional[str] = None  # where per-task files (rankfiles, hostfiles) are written
+    gpus: bool = False             # the pool has GPUs: bind them (gpus.py), hide the rest
 
 
 def execution_variables(ctx: TaskContext) -> Dict[str, str]:
@@ -92,7 +94,8 @@ def build_task(execution: ExecutionSpec, ctx: TaskContext,
     """Apply execution-stage variables and build the command, environment, files and binding.
 
     The environment is, in increasing precedence: ``base_env``, the QCG_PM_* variables,
-    the SLURM_* variables (Slurm mode only), the model's variables, the job's ``env``.
+    the GPU variables (gpus.py, when the pool has GPUs), the SLURM_* variables (Slurm mode
+    only), the model's variables, the job's ``env``.
 
     Raises:
         ModelUnavailable: the model cannot run in this mode (srunmpi without Slurm).
@@ -121,11 +124,16 @@ def build_task(execution: ExecutionSpec, ctx: TaskContext,
     else:
         body = None
         program = [sub(execution.exec)] + [sub(arg) for arg in execution.args]
+    rank_env: Dict[str, str] = {}
+    if ctx.gpus and needs_rank_wrapper(execution.model, ctx.allocation):
+        program, rank_env = wrap_ranks(program, ctx.allocation)
     model = build_model(execution.model, program, ctx.allocation, slurm=ctx.slurm,
                         model_opts=execution.model_opts, file_prefix=prefix)
 
     env = dict(base_env)
     env.update(_qcg_environment(ctx))
+    env.update(gpu_environment(ctx.allocation, ctx.gpus))
+    env.update(rank_env)
     files = list(model.files)
     if ctx.slurm:
         slurm_env = slurm_environment(ctx.allocation)
