@@ -386,6 +386,9 @@ EOF
 }
 
 stop_ssh() {
+    # Only the instance whose sshd this was owns the ssh mapping: a second cluster started
+    # with another QCGFLOW_DEV_STATE (and QCGFLOW_DEV_WITH_SSH=0) must not remove it.
+    [ -e "$STATE/run/sshd.pid" ] || return 0
     if pid_alive "$STATE/run/sshd.pid" /usr/sbin/sshd; then stop_pid "$(pid_in "$STATE/run/sshd.pid")" 5; fi
     rm -f "$STATE/run/sshd.pid" "$SSH_CLIENT_CONF"
 }

@@ -98,6 +98,26 @@ def test_the_mpi_ensemble_example_runs_its_members(tmp_path):
         "member %d: 2 ranks, sum %d" % (seed, 3 * seed) for seed in range(1, 5)]
 
 
+@pytest.mark.parametrize("how", ["nodes", "cuda"])
+def test_the_gpu_ensemble_example_shares_no_gpu_between_overlapping_members(tmp_path, how):
+    args = ["--nodes", "n0:4:gpus=0+1"] if how == "nodes" else []
+    env = {"CUDA_VISIBLE_DEVICES": "0,1"} if how == "cuda" else {}
+    result = cli("run", EXAMPLES / "gpu_ensemble.yaml", *args, "--wd", tmp_path / "run",
+                 "--quiet", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    members = (tmp_path / "run" / "members.txt").read_text().split("\n")[:-1]
+    assert sorted(line.split()[3] for line in members) == ["0"] * 3 + ["1"] * 3
+    assert (tmp_path / "run" / "gpus.txt").read_text().endswith(
+        "6 members, no GPU shared by overlapping members\n")
+
+
+def test_the_gpu_ensemble_example_without_gpus_is_refused_at_submit(tmp_path):
+    result = cli("run", EXAMPLES / "gpu_ensemble.yaml", "--nodes", "2", "--wd",
+                 tmp_path / "run", "--quiet", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "resources.nodeCrs.gpu" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_the_python_api_example_runs_as_a_script(tmp_path):
     result = cli("run", EXAMPLES / "api_sweep.py", cwd=tmp_path,
                  env={"QCGFLOW_EXAMPLE_WD": str(tmp_path / "api")})
@@ -106,7 +126,7 @@ def test_the_python_api_example_runs_as_a_script(tmp_path):
 
 def test_every_example_is_tested():
     tested = {"hello.yaml", "diamond.yaml", "sweep.yaml", "sweep.json", "pipeline.yaml",
-              "python_tasks.yaml", "api_sweep.py", "mpi_ensemble.yaml",
+              "python_tasks.yaml", "api_sweep.py", "mpi_ensemble.yaml", "gpu_ensemble.yaml",
               "easyvvuq_pce.py"}  # in tests/easyvvuq (needs easyvvuq: a side venv)
     helpers = {"stats.py", "easyvvuq_model.py"}
     assert {p.name for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".json", ".py")} \
