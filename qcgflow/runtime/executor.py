@@ -196,6 +196,9 @@ class Executor:
 
     def _runtime(self, task: _Task, exit_code: int, info: Optional[ExitInfo]) -> Dict[str, str]:
         runtime = {"allocation": task.allocation.describe(), "wd": task.wd or self._root_wd}
+        if task.allocation.total_gpus:  # 'n1=0,1;n2=3': the reports count GPU-hours from it
+            runtime["gpus"] = ";".join("%s=%s" % (p.node, ",".join(map(str, p.gpus)))
+                                       for p in task.allocation.parts if p.gpus)
         if info is not None:
             runtime["rtime"] = str(datetime.timedelta(seconds=info.ended - info.started))
         runtime["exit_code"] = str(exit_code)

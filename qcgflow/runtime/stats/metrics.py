@@ -118,6 +118,21 @@ def stats(run: Run) -> List[Metric]:
                _ratio(total, runtime), "%.1f"),
         Metric("overhead_core_hours", "overhead core-hours",
                None if total is None else run.total_cores * total / 3600.0, "%.4f"),
+    ] + gpu_stats(run, ran)
+
+
+def gpu_stats(run: Run, ran: Sequence) -> List[Metric]:
+    """GPU figures, only for runs with GPUs: count, GPU-hours given to tasks, and their use
+    (GPU-hours over total GPUs x service runtime)."""
+    if not run.total_gpus and not any(t.gpus for t in run.tasks):
+        return []
+    seconds = sum(len(t.gpus) * (t.end - t.start) for t in ran)
+    available = None if run.runtime is None or not run.total_gpus else \
+        run.total_gpus * run.runtime
+    return [
+        Metric("total_gpus", "total GPUs", run.total_gpus, "%d"),
+        Metric("gpu_hours", "GPU-hours of tasks", seconds / 3600.0, "%.4f"),
+        Metric("gpu_use_pct", "GPU use (%)", _ratio(seconds, available), "%.1f"),
     ]
 
 

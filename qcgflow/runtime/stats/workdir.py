@@ -31,6 +31,7 @@ _EPOCH = datetime(1970, 1, 1)
 _STATES = ("QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED", "FAILED", "CANCELED", "OMITTED")
 _FINAL = frozenset(("SUCCEED", "FAILED", "CANCELED", "OMITTED"))
 _RESOURCES_LINE = re.compile(r"resources: (\d+) nodes, (\d+) cores \(([^)]*)\)")
+_GPUS_LINE = re.compile(r"resources: (\d+) GPUs \(")
 _LOG_DATE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[,.](\d+) ")
 _TEXT_HEAD = re.compile(r"^(\S+) \((\w+)\)(?: - (.*))?$")
 _ALLOCATION_PART = re.compile(r"([^,\[\]]+)\[([0-9:]*)\]")
@@ -60,6 +61,7 @@ class Task:
     pid: Optional[int]
     real_start: Optional[float] = None
     real_end: Optional[float] = None
+    gpus: Tuple[Tuple[str, int], ...] = ()  # (node, GPU id) pairs, runtime "gpus"
 
     @property
     def start(self) -> Optional[float]:
@@ -86,6 +88,7 @@ class Run:
     nodes: Tuple[Tuple[str, Tuple[int, ...]], ...]
     tasks: Tuple[Task, ...]
     has_rtstats: bool
+    total_gpus: int = 0  # from service.log's "resources: N GPUs (...)" line
 
     @property
     def total_cores(self) -> int:
@@ -111,6 +114,15 @@ def parse_date(text: str) -> float:
 
 def format_date(seconds: float) -> str:
     return str(_EPOCH + timedelta(seconds=seconds))
+
+
+def parse_gpus(text: str) -> Tuple[Tuple[str, int], ...]:
+    """``'n1=0,1;n2=3'`` (runtime ``gpus``) -> ``(('n1', 0), ('n1', 1), ('n2', 3))``."""
+    pairs = []
+    for part in (text or "").split(";"):
+        node, _, ids = part.partition("=")
+        pairs.extend((node, int(gpu)) for gpu in ids.split(",") if gpu.isdigit())
+    return tuple(pairs)
 
 
 def parse_allocation(text: str) -> Tuple[Tuple[str, int], ...]:
@@ -225,7 +237,8 @@ def _tasks_from_report(entries: Sequence[dict]) -> Dict[str, Task]:
             scheduled=dates.get("SCHEDULED"), started=dates.get("EXECUTING"),
             finished=dates.get(state) if state in _FINAL else None,
             cores=parse_allocation(runtime.get("allocation", "")),
-            pid=int(pid) if str(pid or "").isdigit() else None)
+            pid=int(pid) if str(pid or "").isdigit() else None,
+            gpus=parse_gpus(runtime.get("gpus", "")))
     return tasks
 
 
@@ -257,11 +270,11 @@ def load_run(path: str) -> Run:
         header, records = read_rtstats(rt_path)
         has_rt = True
         _merge_rtstats(tasks, records)
-    started, finished, log_nodes = _service_times_and_nodes(aux)
+    started, finished, log_nodes, gpus = _service_times_and_nodes(aux)
     nodes = _nodes(header, log_nodes, tasks.values())
     ordered = tuple(sorted(tasks.values(), key=lambda t: (t.start is None, t.start or 0.0,
                                                          t.name)))
-    return Run(aux, started, finished, nodes, ordered, has_rt)
+    return Run(aux, started, finished, nodes, ordered, has_rt, gpus)
 
 
 def _merge_rtstats(tasks: Dict[str, Task], records: Sequence[dict]) -> None:
@@ -276,7 +289,7 @@ def _merge_rtstats(tasks: Dict[str, Task], records: Sequence[dict]) -> None:
         cores = task.cores or parse_allocation(record.get("allocation", ""))
         tasks[task.name] = Task(task.name, task.job, task.state, task.queued, task.scheduled,
                                 task.started, task.finished, cores,
-                                task.pid or record.get("pid"), start, end)
+                                task.pid or record.get("pid"), start, end, task.gpus)
 
 
 def _service_times_and_nodes(aux: str):
@@ -292,6 +305,7 @@ def _service_times_and_nodes(aux: str):
         except (OSError, ValueError, AttributeError, TypeError):
             pass  # a torn file: fall back on service.log
     log_nodes: List[Tuple[str, int]] = []
+    log_gpus = 0
     log_first = log_last = None
     log_path = os.path.join(aux, "service.log")
     if os.path.exists(log_path):
@@ -302,6 +316,9 @@ def _service_times_and_nodes(aux: str):
                     when = parse_date("%s.%s" % (match.group(1), match.group(2)))
                     log_first = when if log_first is None else log_first
                     log_last = when
+                gpus = _GPUS_LINE.search(line)
+                if gpus and not log_gpus:
+                    log_gpus = int(gpus.group(1))
                 resources = _RESOURCES_LINE.search(line)
                 if resources and not log_nodes:
                     for part in resources.group(3).split(", "):
@@ -309,7 +326,7 @@ def _service_times_and_nodes(aux: str):
                         if name and count.isdigit():
                             log_nodes.append((name, int(count)))
     return (started if started is not None else log_first,
-            finished if finished is not None else log_last, log_nodes)
+            finished if finished is not None else log_last, log_nodes, log_gpus)
 
 
 def _nodes(header: Optional[dict], log_nodes, tasks) -> Tuple[Tuple[str, Tuple[int, ...]], ...]:
