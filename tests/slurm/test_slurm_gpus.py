@@ -79,8 +79,13 @@ def test_two_node_job_gets_each_nodes_own_gpu_ids(tmp_path, n1_gpu0_busy):
                  execution={"exec": "/bin/sh", "args": ["-c", record], "model": "srunmpi",
                             "stdout": "ranks.out"},
                  dependencies={"after": ["two"]}),
+            # openmpi: mpirun starts orted on each node through srun; ranks inherit it
+            dict(_job("ompi", record, 1, numNodes={"exact": 2}),
+                 execution={"exec": "/bin/sh", "args": ["-c", record], "model": "openmpi",
+                            "stdout": "ompi.out", "stderr": "ompi.err"},
+                 dependencies={"after": ["ranks"]}),
             {"name": "plain", "execution": {"script": 'echo "[$CUDA_VISIBLE_DEVICES]" > plain.out'},
-             "dependencies": {"after": ["ranks"]}},
+             "dependencies": {"after": ["ompi"]}},
         ]},
         {"request": "control", "command": "finishAfterAllTasksDone"},
     ]
@@ -97,4 +102,6 @@ def test_two_node_job_gets_each_nodes_own_gpu_ids(tmp_path, n1_gpu0_busy):
     assert (tmp_path / "two.out").read_text().split() == ["n1", "1|1|n1=1;n2=0"]
     ranks = sorted((tmp_path / "ranks.out").read_text().splitlines())
     assert ranks == ["n1 1|1|n1=1;n2=0", "n2 0|0|n1=1;n2=0"], ranks
+    ompi = sorted((tmp_path / "ompi.out").read_text().splitlines())
+    assert ompi == ranks, (ompi, (tmp_path / "ompi.err").read_text())
     assert (tmp_path / "plain.out").read_text().strip() == "[]"
