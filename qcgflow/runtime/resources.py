@@ -473,12 +473,14 @@ class ResourcePool:
                         f"Core {core} of node '{part.node}' is already free (allocation released twice?)")
             if len(part.cores) > 1 and len(set(part.cores)) != len(part.cores):
                 raise RuntimeError(f"Allocation lists a core of node '{part.node}' more than once")
-            for gpu in part.gpus:
-                if gpu not in node.gpus or gpu in node.free_gpus:
+            if part.gpus:  # most parts have none: keep the common release cheap
+                for gpu in part.gpus:
+                    if gpu not in node.gpus or gpu in node.free_gpus:
+                        raise RuntimeError(
+                            f"GPU {gpu} of node '{part.node}' is unknown or already free")
+                if len(set(part.gpus)) != len(part.gpus):
                     raise RuntimeError(
-                        f"GPU {gpu} of node '{part.node}' is unknown or already free")
-            if len(set(part.gpus)) != len(part.gpus):
-                raise RuntimeError(f"Allocation lists a GPU of node '{part.node}' more than once")
+                        f"Allocation lists a GPU of node '{part.node}' more than once")
             targets.append((index, part.cores, part.gpus))
         for index, cores, gpus in targets:
             node = self._nodes[index]
