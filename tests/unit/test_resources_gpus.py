@@ -190,3 +190,16 @@ def test_over_ask_is_refused_at_submit_naming_job_and_field():
     with pytest.raises(NotEnoughResources, match="too few nodes"):
         harness.submit(gpu_job("wide", 1, numNodes=2))
     assert harness.registry.get("big") is None
+
+
+def test_resources_info_and_status_report_total_used_and_free_gpus():
+    from qcgflow.runtime.handlers import _status_resources, resources_data
+    pool = gpu_pool((2, [0, 1]), (2, [4]))
+    pool.allocate(req(cores=1, gpus=2))
+    info = resources_data(pool)
+    assert (info["total_gpus"], info["used_gpus"], info["free_gpus"]) == (3, 2, 1)
+    assert info["gpus"] == {"n0": [0, 1], "n1": [4]}
+    status = _status_resources(pool)
+    assert (status["TotalGPUs"], status["UsedGPUs"], status["FreeGPUs"]) == (3, 2, 1)
+    plain = gpu_pool((2, []))
+    assert "total_gpus" not in resources_data(plain) and "TotalGPUs" not in _status_resources(plain)
