@@ -49,8 +49,8 @@ from qcgflow.runtime.slurmres import (JobDetails, SlurmAllocation, SlurmNode,
                                       allocation_from_env, job_id_of, limit_nodes,
                                       parse_job_details, reserve_system_core)
 
-__all__ = ["parse_nodes_spec", "parse_nodes_gpus", "local_gpus", "local_nodes", "ResourcesInfo", "discover", "run_scontrol",
-           "parse_resources_json"]
+__all__ = ["parse_nodes_spec", "parse_nodes_gpus", "local_gpus", "local_nodes", "ResourcesInfo",
+           "discover", "run_scontrol", "run_nvidia_smi", "parse_resources_json"]
 
 SCONTROL_TIMEOUT = 30.0
 

@@ -94,7 +94,8 @@ def test_bad_gpus_in_nodes_is_a_one_line_error(tmp_path):
 def test_openmpi_ranks_see_their_own_nodes_gpus(tmp_path):
     require("mpirun", "Open MPI (apt-get install openmpi-bin)")
     result = run_service(tmp_path, [submit(gpu_job(
-        "mpi", 1, exec_="/bin/sh", args=["-c", 'echo "$OMPI_COMM_WORLD_RANK $CUDA_VISIBLE_DEVICES"'],
+        "mpi", 1, exec_="/bin/sh",
+        args=["-c", 'echo "$OMPI_COMM_WORLD_RANK $CUDA_VISIBLE_DEVICES"'],
         cores=2, nodes=2, model="openmpi", stdout="out", stderr="err"))],
         nodes="a:2:gpus=0+1,b:2:gpus=6+7", env=MPI_ENV, timeout=60)
     assert result.state("mpi") == "SUCCEED", result.describe()

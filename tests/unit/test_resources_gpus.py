@@ -8,15 +8,18 @@ import itertools
 import pytest
 
 from factories import gpu_pool, job_desc, make_manager, spec
-from qcgflow.runtime.errors import JobDescriptionError, NotEnoughResources
+from qcgflow.runtime.errors import JobDescriptionError, NotEnoughResources, ResourcesError
 from qcgflow.runtime.resources import CountRange, ResourcePool, ResourceRequest
-from qcgflow.runtime.errors import ResourcesError
+
+
+def _range(value):
+    if value is None:
+        return None
+    return CountRange.exact(value) if isinstance(value, int) else CountRange(*value)
 
 
 def req(cores=None, nodes=None, gpus=0):
-    as_range = lambda v: None if v is None else (CountRange.exact(v) if isinstance(v, int)  # noqa: E731
-                                                 else CountRange(*v))
-    return ResourceRequest(as_range(cores), as_range(nodes), gpus)
+    return ResourceRequest(_range(cores), _range(nodes), gpus)
 
 
 # ----------------------------------------------------------------------- parsing
