@@ -39,11 +39,10 @@ def _gpu_shortfall(spec: JobSpec, pool) -> str:
         return ""
     per_node = [len(ids) for ids in getattr(pool, "gpus", {}).values()]
     most = max(per_node, default=0)
+    asks = "resources.nodeCrs.gpu asks for %d GPU%s on each node" % (gpus, "s"[:gpus > 1])
     if most >= gpus:
-        return (": resources.nodeCrs.gpu asks for %d GPUs on each node, too few nodes have "
-                "them with the cores asked for" % gpus)
-    return (": resources.nodeCrs.gpu asks for %d GPUs on each node, but no node has more "
-            "than %d" % (gpus, most))
+        return ": %s, too few nodes have them with the cores asked for" % asks
+    return ": %s, but no node has more than %d" % (asks, most)
 
 class Manager:
     """Owns the registry, the dependency tracker, the scheduler and the executor's callbacks."""
