@@ -40,15 +40,21 @@ def locate_aux_dir(path: str) -> str:
     """
     path = os.path.abspath(path)
     if not os.path.isdir(path):
-        raise JournalError("--resume %s: no such directory" % path)
+        raise JournalError("%s: no such directory" % _not_valid(path))
     if os.path.exists(os.path.join(path, JOURNAL_FILE)):
         return path
     candidates = [d for d in glob.glob(os.path.join(glob.escape(path), AUX_PREFIX + "*"))
                   if os.path.exists(os.path.join(d, JOURNAL_FILE))]
     if not candidates:
-        raise JournalError("--resume %s: neither a service directory with %s nor a working "
-                           "directory holding one (%s*)" % (path, JOURNAL_FILE, AUX_PREFIX))
+        raise JournalError("%s: neither a service directory with %s nor a working directory "
+                           "holding one (%s*)" % (_not_valid(path), JOURNAL_FILE, AUX_PREFIX))
     return max(candidates, key=lambda d: os.stat(os.path.join(d, JOURNAL_FILE)).st_mtime)
+
+
+def _not_valid(path: str) -> str:
+    # upstream's wording first: scripts and upstream's tests match it
+    return ("--resume: Resume directory %s not exists or is not valid QCG-PilotJob auxiliary "
+            "directory" % path)
 
 
 def service_id_of(aux_dir: str) -> Optional[str]:

@@ -1,15 +1,15 @@
 """``qcg.pilotjob.executionjob``: the one constant upstream's API tests read.
 
 ``SIG_KILL_TIMEOUT`` is how long a test waits for a canceled job to be killed: qcgflow's
-grace between SIGTERM and SIGKILL. ``LauncherExecutionJob`` (upstream's node-agent launcher,
+grace between SIGTERM and SIGKILL of a cancel request (10 s, as upstream). ``LauncherExecutionJob`` (upstream's node-agent launcher,
 driven directly by one Slurm test) has no qcgflow counterpart: that test is not applicable.
 """
 
-from qcgflow.runtime.executor import KILL_GRACE
+from qcgflow.runtime.manager import CANCEL_GRACE
 
 
 class ExecutionJob:
-    SIG_KILL_TIMEOUT = KILL_GRACE
+    SIG_KILL_TIMEOUT = CANCEL_GRACE
 
 
 class LauncherExecutionJob(ExecutionJob):

@@ -61,6 +61,9 @@ class QCGPMServiceProcess(multiprocessing.Process):
 
     def __init__(self, args=None, queue=None):
         super().__init__()
+        # daemonic: a test that fails before its terminate() must not leave pytest waiting at
+        # exit for a service nobody stops (multiprocessing terminates daemonic children)
+        self.daemon = True
         self.args = list(args or [])
         self.queue = queue
 
@@ -86,10 +89,12 @@ class QCGPMServiceProcess(multiprocessing.Process):
             address = json.loads(line).get("address") if line else None
         except ValueError:
             address = None
-        if self.queue is not None:
-            if address:
+        if address:
+            if self.queue is not None:
                 self.queue.put({"zmq_addresses": [address]})
-            else:
-                self.queue.put({"error": "qcgflow service did not report an address "
-                                         "(exit code %s, ready line %r)" % (proc.poll(), line)})
-        proc.wait()
+            proc.wait()
+            return
+        stop(signal.SIGTERM, None) if proc.poll() is None else None
+        if self.queue is not None:
+            self.queue.put({"error": "qcgflow service did not report an address "
+                                     "(exit code %s, ready line %r)" % (proc.poll(), line)})
