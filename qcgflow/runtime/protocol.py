@@ -300,8 +300,11 @@ class _JobParser:
             raise self.fail("iteration: %d iterations exceed the limit of %d per job"
                             % (stop - start, MAX_ITERATIONS))
         if start >= stop:
-            raise InvalidRequest("Wrong format of iteration directive: the stop index must be "
-                                 "greater than the start index (start %d, stop %d)" % (start, stop))
+            # upstream's words first where it has them (start > stop; its tests match them)
+            raise InvalidRequest("Wrong format of iteration directive: %sthe stop index must be "
+                                 "greater than the start index (start %d, stop %d)" % (
+                                     "start index larger then stop one: " if start > stop else "",
+                                     start, stop))
         return IterationSpec(start, stop)
 
     def count(self, value: Any, where: str) -> Tuple[CountRange, Optional[SchedulerSpec]]:

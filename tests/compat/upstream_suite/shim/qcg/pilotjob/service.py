@@ -21,7 +21,7 @@ import sys
 import time
 
 READY_TIMEOUT = 60.0
-STOP_GRACE = 10.0
+STOP_GRACE = 10  # seconds from SIGTERM to SIGKILL of the service
 
 
 def _command(args):
@@ -73,16 +73,23 @@ class QCGPMServiceProcess(multiprocessing.Process):
                                 pass_fds=(write_fd,))
         os.close(write_fd)
 
-        def stop(signum, _frame):
-            proc.send_signal(signal.SIGTERM)
+        # Signal handlers only send signals: the main thread may be inside proc.wait()
+        # (holding Popen's lock), so a handler that waited too would deadlock.
+        def kill(_signum=None, _frame=None):
             try:
-                proc.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            os._exit(128 + signum)
+                os.kill(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
 
-        signal.signal(signal.SIGTERM, stop)
+        def forward(_signum=None, _frame=None):
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
+            signal.signal(signal.SIGALRM, kill)
+            signal.alarm(STOP_GRACE)
+
+        signal.signal(signal.SIGTERM, forward)
         line = _read_line(read_fd, proc, READY_TIMEOUT)
         os.close(read_fd)
         try:
@@ -92,9 +99,10 @@ class QCGPMServiceProcess(multiprocessing.Process):
         if address:
             if self.queue is not None:
                 self.queue.put({"zmq_addresses": [address]})
-            proc.wait()
-            return
-        stop(signal.SIGTERM, None) if proc.poll() is None else None
-        if self.queue is not None:
-            self.queue.put({"error": "qcgflow service did not report an address "
-                                     "(exit code %s, ready line %r)" % (proc.poll(), line)})
+        else:
+            if proc.poll() is None:
+                forward()
+            if self.queue is not None:
+                self.queue.put({"error": "qcgflow service did not report an address "
+                                         "(exit code %s, ready line %r)" % (proc.poll(), line)})
+        proc.wait()
