@@ -49,6 +49,7 @@ SLURM_FILES = [CORE + "test_slurmenv.py", CORE + "test_slurmenv_api.py", CORE + 
 TEST_TIMEOUT = 240          # seconds per test (pytest-timeout): a hang is a failure, not a stall
 FILE_TIMEOUT = 1500         # seconds per file, a last resort
 PR_SET_CHILD_SUBREAPER = 36
+LEFTOVER_GRACE = 10         # seconds a file's processes get to end by themselves
 ONLY = [part for part in os.environ.get("QCGFLOW_UPSTREAM_ONLY", "").split(",") if part]
 
 
@@ -95,16 +96,22 @@ def run_one(args) -> int:
             code = proc.wait()
             log.write(b"\n[run.py] file timeout: pytest killed\n")
     import psutil
-    left = _descendants()
+    # what is still shutting down (node agents noticing their manager is gone) may take a
+    # few seconds; what outlives LEFTOVER_GRACE is a leftover: named, killed, reported
+    _gone, left = psutil.wait_procs(_descendants(), timeout=LEFTOVER_GRACE)
+    left = [p for p in left if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    named = []
     for child in left:
         try:
+            named.append("%d %s" % (child.pid, " ".join(child.cmdline())[:120]))
             child.kill()
         except psutil.Error:
             pass
     psutil.wait_procs(left, timeout=5)
+    _descendants() and psutil.wait_procs(_descendants(), timeout=1)  # reap zombies
     with open(args.results, "a", encoding="utf-8") as out:
         out.write(json.dumps({"file": args.one, "pytest_exit": code,
-                              "leftover": [p.pid for p in left]}) + "\n")
+                              "leftover": named}) + "\n")
     return 0
 
 
@@ -185,8 +192,8 @@ def table(entries: list) -> tuple:
                 problems.append("  ERROR   [%s] %s: pytest exit %s" % (
                     mode, e["file"], e.get("pytest_exit")))
             if e.get("leftover"):
-                problems.append("  LEFTOVER [%s] %s: processes %s killed" % (
-                    mode, e["file"], e["leftover"]))
+                problems.append("  LEFTOVER [%s] %s: %d processes killed: %s" % (
+                    mode, e["file"], len(e["leftover"]), "; ".join(e["leftover"][:3])))
     ok = not problems
     text = "\n".join(lines + (["", "problems:"] + problems if problems else []))
     return ok, text

@@ -5,7 +5,8 @@
 - selects the tests of the mode (``$QCGFLOW_UPSTREAM_MODE``): ``local`` runs the tests that
   need no allocation, ``slurm`` only those that skip themselves outside a Slurm allocation of
   >= 2 nodes; tests that are not applicable to qcgflow are deselected with their reason;
-- marks the expected failures (``expected.py``, strict: an unexpected pass is a failure);
+- marks the expected failures (``qcgflow_upstream_expected.py``, strict: an unexpected pass
+  is a failure) and skips the tests that read a host file this host lacks;
 - writes every test's outcome as JSON lines to ``$QCGFLOW_UPSTREAM_RESULTS``.
 """
 
@@ -15,7 +16,7 @@ import os
 
 import pytest
 
-from qcgflow_upstream_expected import EXPECTED_FAILURES, NOT_APPLICABLE
+from qcgflow_upstream_expected import EXPECTED_FAILURES, NEEDS_FILE, NOT_APPLICABLE
 
 
 def _key(item):
@@ -54,6 +55,9 @@ def pytest_collection_modifyitems(session, config, items):
             drop.append(item)
             _record({"test": key, "outcome": "not applicable", "reason": NOT_APPLICABLE[key]})
         else:
+            if key in NEEDS_FILE and not os.path.exists(NEEDS_FILE[key][0]):
+                path, why = NEEDS_FILE[key]
+                item.add_marker(pytest.mark.skip(reason="%s is absent: the test %s" % (path, why)))
             if key in EXPECTED_FAILURES:
                 item.add_marker(pytest.mark.xfail(reason=EXPECTED_FAILURES[key], strict=True))
             keep.append(item)
