@@ -153,8 +153,10 @@ def run_slurm(args, work: Path) -> list:
               "ci/dev-cluster/dev-cluster.sh up, then eval its env)")
         return []
     out = work / "slurm.json"
-    cmd = ["salloc", "-N2", "-n4", "--time=30", sys.executable, str(Path(__file__).resolve()),
-           "--mode", "slurm-inside", "--json", str(out), "--work", str(work)]
+    # --immediate: a busy cluster fails the stage after 10 minutes instead of blocking CI
+    cmd = ["salloc", "-N2", "-n4", "--time=30", "--immediate=600", sys.executable,
+           str(Path(__file__).resolve()), "--mode", "slurm-inside", "--json", str(out),
+           "--work", str(work)]
     code = subprocess.call(cmd)
     if not out.exists():
         print("slurm: the allocation did not run the suite (salloc exit %s)" % code)
