@@ -55,7 +55,7 @@ from .reports import JobsReport
 from .resources import ResourcePool
 from .resume import apply_plan, kill_leftovers, locate_aux_dir, service_id_of
 from .stats.hooks import ServiceStats
-from .tracker import TrackFiles
+from .tracker import TrackFiles, has_track_files, read_track_files
 
 _log = logging.getLogger("qcgflow.runtime.service")
 
@@ -183,9 +183,19 @@ class Service:
         if not self.config.no_journal:
             self.journal = JournalWriter(path, self.loop, resumed=bool(self.config.resume))
             task_env[RUN_ENV] = self.journal.token  # finds this run's leftovers on a resume
+        started = False
         if self.config.resume:  # read (and cut a torn tail) only while holding the lock
-            self._resume_plan = plan_resume(read_journal(path))
-        if self.journal is not None:
+            records = read_journal(path)
+            if not records and has_track_files(self.aux_dir):  # a QCG-PilotJob run
+                records = read_track_files(self.aux_dir)
+                _log.info("resuming QCG-PilotJob's run from %s/track.reqs, track.states",
+                          self.aux_dir)
+                if self.journal is not None:  # from now on the journal tells it all
+                    self.journal.start()
+                    self.journal.adopt(records)
+                    started = True
+            self._resume_plan = plan_resume(records)
+        if self.journal is not None and not started:
             self.journal.start()
 
     def _replay_journal(self) -> None:
@@ -208,7 +218,6 @@ class Service:
             self.track = TrackFiles(self.aux_dir, lambda: journal.stopping)
             self.manager.registry.listeners.append(self.track)
             self.manager.on_submit.append(self.track.submitted)
-            self.loop.idle_hooks.append(self.track.flush)
 
     def _allocation_ending(self, node: str) -> None:
         """A node's agent was signalled (Slurm does that to every step when the allocation
