@@ -310,6 +310,18 @@ class JournalWriter:
         """An accepted submit request (``JobSpec``s): written before the reply leaves."""
         self._write_line({"k": "submit", "jobs": [dict(spec.description) for spec in specs]})
 
+    def adopt(self, records: Iterable[Record]) -> None:
+        """Write submit and end records read elsewhere (an upstream run's track files), so
+        that this journal alone describes the run from now on."""
+        for record in records:
+            if isinstance(record, SubmitRecord):
+                self._write_line({"k": "submit", "jobs": list(record.jobs)})
+            elif isinstance(record, EndRecord):
+                line = {"k": "end", "job": record.job, "state": record.state.value}
+                if record.index is not None:
+                    line["it"] = record.index
+                self._write_line(line)
+
     def removed(self, names: Sequence[str]) -> None:
         self._write_line({"k": "remove", "jobs": list(names)})
 

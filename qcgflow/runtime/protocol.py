@@ -119,9 +119,11 @@ def parse_request(data: Any) -> Request:
     name = data["request"]
     if name == "submit":
         jobs = data.get("jobs")
-        if jobs is None:
-            raise InvalidRequest("Wrong submit request - missing jobs data")
-        if not isinstance(jobs, list) or not jobs or not all(isinstance(j, dict) for j in jobs):
+        if not jobs or not isinstance(jobs, list):  # upstream: absent, empty or not a list
+            raise InvalidRequest("Wrong submit request - missing jobs data%s" % (
+                "" if jobs is None else " (a non-empty list of job descriptions is needed, "
+                "not %s)" % _kind(jobs)))
+        if not all(isinstance(j, dict) for j in jobs):
             raise InvalidRequest("Wrong submit request - wrong job data")
         return SubmitRequest(tuple(jobs))
     if name in _NAMES_REQUESTS:
@@ -154,7 +156,37 @@ def parse_request(data: Any) -> Request:
         options = data.get("options")
         return StatusRequest(bool(options.get("allJobsFinished", False))
                              if isinstance(options, dict) else False)
+    if name in _PEER_REQUESTS:
+        _check_peer_request(name, data)
     raise InvalidRequest("Unknown request name: %s" % name)
+
+
+# upstream's manager-to-governor requests: entity, required params
+_PEER_REQUESTS = {"register": ("manager", ("id", "address", "resources")),
+                  "notify": ("job", ("name", "state", "attributes"))}
+
+
+def _check_peer_request(name: str, data: dict) -> None:
+    """Upstream's validation of ``register``/``notify`` (its messages), then the refusal.
+
+    qcgflow managers register with a governor and report job changes to it over the
+    governor's own authenticated endpoint (docs/governor.md), never through this interface,
+    so a well-formed request is refused too, saying so.
+    """
+    entity, keys = _PEER_REQUESTS[name]
+    if data.get("entity") != entity:
+        raise InvalidRequest("Wrong %s request - missing/unknown entity (expected '%s')"
+                             % (name, entity))
+    params = data.get("params")
+    if params is None:
+        # upstream says "register parameters" for notify too
+        raise InvalidRequest("Wrong %s request - missing register parameters" % name)
+    if not isinstance(params, dict) or not all(key in params for key in keys):
+        raise InvalidRequest("Wrong %s request - missing key %s parameters (needs %s)"
+                             % (name, name, ", ".join(keys)))
+    raise InvalidRequest("Wrong %s request - not accepted on this interface: qcgflow managers "
+                         "talk to a governor over its own authenticated endpoint "
+                         "(qcgflow service --parent)" % name)
 
 
 def reply_ok(message: Optional[str] = None, data: Optional[Mapping[str, Any]] = None) -> dict:
@@ -270,8 +302,11 @@ class _JobParser:
             raise self.fail("iteration: %d iterations exceed the limit of %d per job"
                             % (stop - start, MAX_ITERATIONS))
         if start >= stop:
-            raise InvalidRequest("Wrong format of iteration directive: the stop index must be "
-                                 "greater than the start index (start %d, stop %d)" % (start, stop))
+            # upstream's words first where it has them (start > stop; its tests match them)
+            raise InvalidRequest("Wrong format of iteration directive: %sthe stop index must be "
+                                 "greater than the start index (start %d, stop %d)" % (
+                                     "start index larger then stop one: " if start > stop else "",
+                                     start, stop))
         return IterationSpec(start, stop)
 
     def count(self, value: Any, where: str) -> Tuple[CountRange, Optional[SchedulerSpec]]:

@@ -25,6 +25,7 @@ from typing import Iterable, List, Optional, Set
 from .errors import RuntimeLayerError
 from .journal import (JOURNAL_FILE, RUN_ENV, EndRecord, JournalError, RemoveRecord,
                       ResumePlan, SubmitRecord)
+from .tracker import REQS_FILE, has_track_files
 
 _log = logging.getLogger(__name__)
 
@@ -40,15 +41,27 @@ def locate_aux_dir(path: str) -> str:
     """
     path = os.path.abspath(path)
     if not os.path.isdir(path):
-        raise JournalError("--resume %s: no such directory" % path)
-    if os.path.exists(os.path.join(path, JOURNAL_FILE)):
+        raise JournalError("%s: no such directory" % _not_valid(path))
+    if _resumable(path):
         return path
     candidates = [d for d in glob.glob(os.path.join(glob.escape(path), AUX_PREFIX + "*"))
-                  if os.path.exists(os.path.join(d, JOURNAL_FILE))]
+                  if _resumable(d)]
     if not candidates:
-        raise JournalError("--resume %s: neither a service directory with %s nor a working "
-                           "directory holding one (%s*)" % (path, JOURNAL_FILE, AUX_PREFIX))
-    return max(candidates, key=lambda d: os.stat(os.path.join(d, JOURNAL_FILE)).st_mtime)
+        raise JournalError("%s: neither a service directory with %s (or QCG-PilotJob's %s) "
+                           "nor a working directory holding one (%s*)" % (
+                               _not_valid(path), JOURNAL_FILE, REQS_FILE, AUX_PREFIX))
+    return max(candidates, key=os.path.getmtime)
+
+
+def _resumable(path: str) -> bool:
+    """qcgflow's journal, or (an upstream run) upstream's track.reqs."""
+    return os.path.exists(os.path.join(path, JOURNAL_FILE)) or has_track_files(path)
+
+
+def _not_valid(path: str) -> str:
+    # upstream's wording first: scripts and upstream's tests match it
+    return ("--resume: Resume directory %s not exists or is not valid QCG-PilotJob auxiliary "
+            "directory" % path)
 
 
 def service_id_of(aux_dir: str) -> Optional[str]:

@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import sys
+from datetime import datetime
 from typing import Optional, Sequence
 
 import zmq
@@ -54,12 +55,28 @@ from .reports import JobsReport
 from .resources import ResourcePool
 from .resume import apply_plan, kill_leftovers, locate_aux_dir, service_id_of
 from .stats.hooks import ServiceStats
+from .tracker import TrackFiles, has_track_files, read_track_files
 
 _log = logging.getLogger("qcgflow.runtime.service")
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_NOT_STARTED = 3  # the node agents did not start (Slurm mode)
+
+
+def _version() -> str:
+    """qcgflow's ``__version__``, read from the package's ``__init__.py`` text: the runtime
+    does not import the graph side, and importlib.metadata costs ~0.2 s at every start."""
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "__init__.py")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("__version__"):
+                    return line.split("=", 1)[1].strip().strip("\"'")
+    except OSError:
+        pass
+    return "unknown"
 
 
 class _Interrupted(BaseException):
@@ -94,6 +111,7 @@ class Service:
         self.aux_dir = resume_dir or os.path.join(self.wd,
                                                   ".qcgpjm-service-%s" % self.service_id)
         self.journal: Optional[JournalWriter] = None
+        self.track: Optional[TrackFiles] = None
         self._resume_plan = None
         self.loop = EventLoop()
         self._log_handler: Optional[logging.Handler] = None
@@ -112,8 +130,10 @@ class Service:
         os.makedirs(self.aux_dir, exist_ok=True)
         os.chdir(self.wd)  # tasks run here by default: no chdir per task
         self._setup_logging()
-        _log.info("service %s starting in %s (tags: %s), pid %d", self.service_id, self.wd,
-                  ",".join(self.tags) or "-", os.getpid())
+        # upstream's first line (its tests and log readers look for it), then our detail
+        _log.info("service %s version %s started %s @ %s (with tags %s) in %s, pid %d",
+                  self.service_id, _version(), datetime.now(), socket.gethostname(),
+                  ",".join((self.service_id,) + tuple(self.tags)), self.wd, os.getpid())
         _log.info("resources: %d nodes, %d cores (%s)", pool.total_nodes, pool.total_cores,
                   ", ".join("%s:%d" % (name, len(cores)) for name, cores in pool.nodes))
         if pool.total_gpus:
@@ -167,9 +187,19 @@ class Service:
         if not self.config.no_journal:
             self.journal = JournalWriter(path, self.loop, resumed=bool(self.config.resume))
             task_env[RUN_ENV] = self.journal.token  # finds this run's leftovers on a resume
+        started = False
         if self.config.resume:  # read (and cut a torn tail) only while holding the lock
-            self._resume_plan = plan_resume(read_journal(path))
-        if self.journal is not None:
+            records = read_journal(path)
+            if not records and has_track_files(self.aux_dir):  # a QCG-PilotJob run
+                records = read_track_files(self.aux_dir)
+                _log.info("resuming QCG-PilotJob's run from %s/track.reqs, track.states",
+                          self.aux_dir)
+                if self.journal is not None:  # from now on the journal tells it all
+                    self.journal.start()
+                    self.journal.adopt(records)
+                    started = True
+            self._resume_plan = plan_resume(records)
+        if self.journal is not None and not started:
             self.journal.start()
 
     def _replay_journal(self) -> None:
@@ -186,6 +216,12 @@ class Service:
             self.manager.registry.listeners.append(self.journal)
             self.manager.on_submit.append(self.journal.submitted)
             self.manager.on_remove.append(self.journal.removed)
+            # upstream's track.reqs/track.states too (tools look for them), after the replay
+            # so a resumed run appends only what happens from now on
+            journal = self.journal
+            self.track = TrackFiles(self.aux_dir, lambda: journal.stopping)
+            self.manager.registry.listeners.append(self.track)
+            self.manager.on_submit.append(self.track.submitted)
 
     def _allocation_ending(self, node: str) -> None:
         """A node's agent was signalled (Slurm does that to every step when the allocation
@@ -326,6 +362,8 @@ class Service:
             self.report.close()
         if self.journal is not None:
             self.journal.close()
+        if self.track is not None:
+            self.track.close()
         if self.manager is not None:
             path = os.path.join(self.aux_dir, "final_status.json")
             try:

@@ -48,7 +48,8 @@ CASES = [
     ("job_names_missing", b'{"request": "cancelJob"}',
      "Wrong cancel job request - missing job names"),
     ("jobs_not_a_list", b'{"request": "submit", "jobs": {"name": "x"}}',
-     "Wrong submit request - wrong job data"),
+     "Wrong submit request - missing jobs data (a non-empty list of job descriptions is "
+     "needed, not a dictionary)"),
     ("unknown_job_key", submit(job("x", bogus=1)), "Unknown job attribute 'bogus' in job 'x'"),
     ("unknown_execution_key", submit({"name": "x", "execution": {"exe": "true"}}),
      "Job 'x': unknown key 'exe' in execution"),

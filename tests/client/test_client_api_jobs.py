@@ -44,13 +44,14 @@ def test_add_variants():
 @pytest.mark.parametrize("attrs,message", [
     ({"name": "a"}, "No 'exec' nor 'script'"),
     ({"name": "a", "exec": "x", "script": "y"}, "Both 'exec' and 'script'"),
-    ({"name": "a", "exec": "x", "bogus": 1}, "Unknown job attribute 'bogus'"),
-    ({"name": "a", "exec": 5}, "Invalid type of job attribute 'exec'"),
-    ({"name": "a", "exec": "x", "numCores": {"exactly": 2}}, "Unknown numCores attribute"),
+    ({"name": "a", "exec": "x", "bogus": 1}, "Unknown attribute bogus "),
+    ({"name": "a", "exec": 5}, "Invalid attribute exec type int"),
+    ({"name": "a", "exec": "x", "numCores": {"exactly": 2}},
+     "Unknown numCores attribute exactly"),
     ({"name": "a", "exec": "x", "iteration": {"start": 1}}, "stop of element iteration"),
     ({"name": "a", "exec": "x", "iteration": {"stop": 1, "values": []}}, "excluding"),
     ({"name": "a", "exec": "x", "iteration": 10 ** 6}, "Wrong number of iterations"),
-    ({"name": "a", "exec": "x", "numCores": True}, "Invalid type"),
+    ({"name": "a", "exec": "x", "numCores": True}, "Invalid attribute numCores type bool"),
 ])
 def test_add_rejects_invalid_descriptions(attrs, message):
     with pytest.raises(InvalidJobDescriptionError, match=message):

@@ -132,3 +132,20 @@ def test_local_manager_on_a_non_loopback_interface_uses_curve(tmp_path, monkeypa
             other.cleanup()
     finally:
         manager.finish()
+
+
+def test_client_log_goes_under_wdir_only(tmp_path, monkeypatch):
+    # upstream writes <wdir>/.qcgpjm-client/api.log (its tests look for it); without a wdir
+    # (or a log_file) nothing is written, in particular not into the current directory
+    monkeypatch.chdir(tmp_path)
+    quiet = LocalManager(["--nodes", "1"], cfg={"wd": str(tmp_path / "run1")})
+    quiet.finish()
+    assert not (tmp_path / ".qcgpjm-client").exists()
+    wdir = tmp_path / "client"
+    manager = LocalManager(["--nodes", "1"], cfg={"wd": str(tmp_path / "run2"),
+                                                  "wdir": str(wdir)})
+    try:
+        assert (wdir / ".qcgpjm-client" / "api.log").is_file()
+    finally:
+        manager.finish()
+    assert not (tmp_path / ".qcgpjm-client").exists()

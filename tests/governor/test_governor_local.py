@@ -104,7 +104,7 @@ def test_status_lists_ids_and_tags(cluster, tmp_path):
     assert "manager m1 registered" in log and "tags: left" in log
     assert "tags: top,demo" in log
     m1_log = (tmp_path / ".qcgpjm-service-m1" / "service.log").read_text()
-    assert "service m1 starting" in m1_log and "tags: left" in m1_log
+    assert "service m1 version" in m1_log and "(with tags m1,left)" in m1_log
 
 
 def test_killed_manager_fails_its_jobs_and_the_rest_go_on(cluster):

@@ -15,7 +15,8 @@ ERRORS = [
     ({"request": "control"}, "Wrong control request - missing command"),
     ({"request": "control", "command": "reboot"}, "Wrong control request - unknown command"),
     ({"request": "submit"}, "Wrong submit request - missing jobs data"),
-    ({"request": "submit", "jobs": "a"}, "Wrong submit request - wrong job data"),
+    ({"request": "submit", "jobs": "a"}, "Wrong submit request - missing jobs data (a "
+     "non-empty list of job descriptions is needed, not a string)"),
     ({"request": "submit", "jobs": ["a"]}, "Wrong submit request - wrong job data"),
     (submit({"execution": {"exec": "true"}}), "Missing name in job description"),
     (submit({"name": "x"}), "Missing execution element in job description"),

@@ -157,3 +157,13 @@ def test_report_and_final_status_are_valid_json(tmp_path):
     for line in result.report_text.splitlines():
         json.loads(line)
     json.loads((result.aux_dir / "final_status.json").read_text())
+
+
+def test_service_log_starts_with_upstreams_version_and_tags_line(tmp_path):
+    # upstream's own tests (test_governor) and log readers look for these two parts
+    result = run_service(tmp_path, [submit(job("a", "true"))], "--tags", "x,y",
+                         service_id="m1", timeout=20)
+    assert result.returncode == 0, result.describe()
+    first = (result.wd / ".qcgpjm-service-m1" / "service.log").read_text().splitlines()[0]
+    assert re.search(r"service m1 version \d+\.\d+\.\d+ started .* @ %s \(with tags m1,x,y\) "
+                     % re.escape(socket.gethostname()), first), first

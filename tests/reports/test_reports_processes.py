@@ -100,7 +100,8 @@ def test_no_stats_files_without_the_options(tmp_path):
     result = run_service(tmp_path, [job("a", "true")])
     assert result.returncode == 0, result.describe()
     assert sorted(p.name for p in result.aux.iterdir()) == [
-        "final_status.json", "jobs.report", "journal.jsonl", "service.log"]
+        "final_status.json", "jobs.report", "journal.jsonl", "service.log", "track.reqs",
+        "track.states"]
 
 
 def test_no_progress_without_the_option(tmp_path):

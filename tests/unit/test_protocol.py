@@ -45,8 +45,12 @@ def test_parse_request_unknown_name():
 @pytest.mark.parametrize("data, message", [
     ({"request": "submit"}, "Wrong submit request - missing jobs data"),
     ({"request": "submit", "jobs": None}, "Wrong submit request - missing jobs data"),
-    ({"request": "submit", "jobs": {"name": "a"}}, "Wrong submit request - wrong job data"),
-    ({"request": "submit", "jobs": []}, "Wrong submit request - wrong job data"),
+    ({"request": "submit", "jobs": {"name": "a"}}, "Wrong submit request - missing jobs data "
+     "(a non-empty list of job descriptions is needed, not a dictionary)"),
+    ({"request": "submit", "jobs": []}, "Wrong submit request - missing jobs data "
+     "(a non-empty list of job descriptions is needed, not a list)"),
+    ({"request": "submit", "jobs": "a"}, "Wrong submit request - missing jobs data "
+     "(a non-empty list of job descriptions is needed, not a string)"),
     ({"request": "submit", "jobs": ["a"]}, "Wrong submit request - wrong job data"),
     ({"request": "submit", "jobs": [{"name": "a"}, 5]}, "Wrong submit request - wrong job data"),
     ({"request": "control"}, "Wrong control request - missing command"),
@@ -54,6 +58,31 @@ def test_parse_request_unknown_name():
 ])
 def test_parse_request_error_messages(data, message):
     assert request_error(data) == message
+
+
+# upstream's manager-to-governor requests: its validation messages first (its tests match
+# them), then a refusal, since qcgflow managers use the governor's own endpoint
+@pytest.mark.parametrize("data, start", [
+    ({"request": "register"}, "Wrong register request - missing/unknown entity"),
+    ({"request": "register", "entity": "job"}, "Wrong register request - missing/unknown entity"),
+    ({"request": "register", "entity": "manager"},
+     "Wrong register request - missing register parameters"),
+    ({"request": "register", "entity": "manager", "params": {"id": "m1"}},
+     "Wrong register request - missing key register parameters"),
+    ({"request": "register", "entity": "manager",
+      "params": {"id": "m1", "address": "tcp://h:1", "resources": {}}},
+     "Wrong register request - not accepted on this interface"),
+    ({"request": "notify"}, "Wrong notify request - missing/unknown entity"),
+    ({"request": "notify", "entity": "task"}, "Wrong notify request - missing/unknown entity"),
+    ({"request": "notify", "entity": "job"}, "Wrong notify request - missing register parameters"),
+    ({"request": "notify", "entity": "job", "params": {"name": "j1", "state": "FINISHED"}},
+     "Wrong notify request - missing key notify parameters"),
+    ({"request": "notify", "entity": "job",
+      "params": {"name": "j1", "state": "FINISHED", "attributes": {}}},
+     "Wrong notify request - not accepted on this interface"),
+])
+def test_register_and_notify_are_validated_then_refused(data, start):
+    assert request_error(data).startswith(start)
 
 
 @pytest.mark.parametrize("name, label", [

@@ -67,12 +67,16 @@ def _type_names(types) -> str:
 
 
 def _check_types(where: str, attrs: dict, table: dict) -> None:
+    # upstream's wording first ("Unknown attribute x", "Invalid numCores attribute exact type"),
+    # scripts and upstream's tests match it; what was expected follows
+    prefix = "" if where == "job" else where + " "
     for key, value in attrs.items():
         if key not in table:
-            raise InvalidJobDescriptionError("Unknown %s attribute '%s'" % (where, key))
+            raise InvalidJobDescriptionError("Unknown %sattribute %s (known: %s)" % (
+                prefix, key, ", ".join(sorted(table))))
         if isinstance(value, bool) or not isinstance(value, table[key]):
-            raise InvalidJobDescriptionError("Invalid type of %s attribute '%s': %s (expected %s)"
-                                             % (where, key, type(value).__name__,
+            raise InvalidJobDescriptionError("Invalid %sattribute %s type %s (expected %s)"
+                                             % (prefix, key, type(value).__name__,
                                                 _type_names(table[key])))
 
 

@@ -89,7 +89,8 @@ class Manager:
         cfg: ``timeout`` (seconds per request, default 5), ``poll_delay`` (seconds between
             status polls in the wait methods, default 2), ``pub_timeout``, ``keys_dir``
             (CURVE keys of a non-loopback service; default ``$QCGFLOW_KEYS_DIR``),
-            ``log_file`` / ``log_level`` (opt-in client log file).
+            ``log_file`` / ``log_level`` (opt-in client log file), ``wdir`` (then the log
+            file defaults to ``<wdir>/.qcgpjm-client/api.log``, as upstream).
     """
 
     DEFAULT_ADDRESS_ENV = "QCG_PM_ZMQ_ADDRESS"
@@ -139,10 +140,18 @@ class Manager:
         return self._publisher_address
 
     def _setup_logging(self, cfg: dict) -> None:
-        """Only when cfg names a ``log_file``: a handler on the API's logger (no root changes)."""
-        if self.log_handler is not None or not cfg.get("log_file"):
+        """A handler on the API's logger (no root changes) when cfg names a ``log_file``, or
+        a ``wdir``: then ``<wdir>/.qcgpjm-client/api.log``, as upstream. Without either,
+        nothing is written (upstream would write into the current directory)."""
+        if self.log_handler is not None:
             return
-        log_file = os.path.abspath(cfg["log_file"])
+        if cfg.get("log_file"):
+            log_file = os.path.abspath(cfg["log_file"])
+        elif cfg.get("wdir"):
+            log_file = os.path.abspath(os.path.join(str(cfg["wdir"]), ".qcgpjm-client",
+                                                    "api.log"))
+        else:
+            return
         os.makedirs(os.path.dirname(log_file), exist_ok=True)
         self.log_handler = logging.FileHandler(log_file)
         self.log_handler.setFormatter(logging.Formatter("%(asctime)-15s: %(message)s"))
