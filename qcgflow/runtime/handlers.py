@@ -16,7 +16,7 @@ from typing import Callable, Dict, Optional
 
 from . import protocol as p
 from .errors import RuntimeLayerError
-from .limits import check_depth
+from .limits import MAX_LISTED_CHILDREN, check_depth
 from .jobs import JobState
 from .registry import Job
 
@@ -107,6 +107,16 @@ class RequestHandler:
         missing = [n for n in request.names if self._lookup(n) is None]
         if missing:
             return p.reply_error("Job %s doesn't exist" % missing)
+        if request.with_childs:
+            listed = {job.name: job.total for job, position in map(self._lookup, request.names)
+                      if position is None and job.iterative}
+            if sum(listed.values()) > MAX_LISTED_CHILDREN:
+                return p.reply_error(
+                    "Wrong job info request - withChilds would list %d iterations of %s "
+                    "(limit %d per request): ask without withChilds (counts), with jobStatus, "
+                    "or for single iterations (name:index)"
+                    % (sum(listed.values()), ", ".join("'%.80s'" % n for n in listed)[:400],
+                       MAX_LISTED_CHILDREN))
         result = {}
         for name in request.names:
             job, position = self._lookup(name)

@@ -8,7 +8,8 @@ recursion and refuses anything deeper than ``MAX_DEPTH`` containers, so every re
 walk afterwards has a bound far below Python's recursion limit.
 
 The size of a request is bounded where it is read (``protocol.MAX_REQUEST_BYTES`` on the
-network interface); its depth is bounded here, for every interface.
+network interface); its depth is bounded here, for every interface; so is the size of the
+biggest reply (``MAX_LISTED_CHILDREN``).
 """
 
 from typing import Any
@@ -19,6 +20,11 @@ from .errors import InvalidRequest
 # user attributes add a few. 100 leaves room for any sane use and stays far below the
 # recursion limit (1000 frames) of the code that walks a description.
 MAX_DEPTH = 100
+
+# ``jobInfo`` with ``withChilds`` lists every iteration: 1,000,000 took 5 s and a 42 MB
+# reply, during which nobody else was served (100,000,000 would take minutes and GBs).
+# Beyond this many per request the reply is a one-line error naming the way out.
+MAX_LISTED_CHILDREN = 100_000
 
 
 class RequestTooDeep(InvalidRequest):

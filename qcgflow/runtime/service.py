@@ -249,6 +249,9 @@ class Service:
         if not config.disable_pub:
             socket_ = self._context.socket(zmq.XPUB)  # PUB for SUBs, + subscriptions
             socket_.setsockopt(zmq.LINGER, 0)
+            # Peers only send (un)subscriptions, i.e. topic prefixes: a longer message
+            # drops that peer's connection instead of being buffered.
+            socket_.setsockopt(zmq.MAXMSGSIZE, 4096)
             if secret is not None:
                 make_curve_server(socket_, secret)
             if self._ipc is not None:
