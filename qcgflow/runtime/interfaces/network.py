@@ -147,6 +147,8 @@ class NetworkInterface:
             _log.error("cannot serialize the reply to a %s request",
                        _request_name(request))
             payload = b'{"code": -1, "message": "Internal error: the reply cannot be sent"}'
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("request %r -> %r", body[0][:200] if body else b"", payload[:200])
         try:
             self.socket.send_multipart(envelope + [payload], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # peer gone or not reading: its loss only
