@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Request-socket throughput for good clients while bad peers hold connections (issue 17).
 
-    python benchmarks/net_stall_bench.py [--requests 500] [--repeat 20] [--holders 10]
+    python benchmarks/net_stall_bench.py [--requests 3000] [--repeat 12] [--holders 10]
                                          [--address-opts "--net-address 127.0.0.1"]
                                          [--conditions holders,garbage]
                                          [--json OUT]
@@ -112,8 +112,8 @@ def _cpu_reader(pid: int):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--repeat", type=int, default=12)
     parser.add_argument("--holders", type=int, default=10)
     parser.add_argument("--address-opts", default="")
     parser.add_argument("--conditions", default="holders,garbage",
