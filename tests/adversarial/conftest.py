@@ -9,35 +9,34 @@ local user made for the test. Shared fixtures and helpers:
 * ``other_user``: ``(name, uid, gid)`` of a throwaway local user, created with
   ``useradd`` for the test and deleted with ``userdel`` afterwards. Needs root; skipped
   (with the reason) otherwise.
-* ``as_user(uid, gid, function, *args, timeout)``: runs ``function(*args)`` in a forked
+* in ``adversarial_harness`` (import it by that name: several test directories have a
+  ``conftest``): ``as_user(uid, gid, function, *args, timeout)``: runs ``function(*args)`` in a forked
   child that dropped to ``uid``/``gid`` (setgroups/setgid/setuid, what ``setpriv`` does;
   the interpreter lives under /root, which the other user cannot execute), and returns
   what it returned (JSON-able) -- or fails the test when it does not finish in time.
 * ``shared_dir``: a fresh world-traversable (0755) directory under /tmp, as a project
   directory on a shared node would be; removed afterwards. (pytest's tmp_path lies in a
   0700 directory, which would hide a service's files from another user by accident.)
-* ``good_client_served(service, timeout)``: True when a fresh REQ client gets its answer.
+  ``good_client_served(service, timeout)``: True when a fresh REQ client gets its answer;
+  ``zmq_request(address, payload, timeout, keys)``: one request on a fresh context.
 """
 
-import json
 import os
 import random
-import select
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import zmq
 
 BADINPUT = Path(__file__).resolve().parents[1] / "badinput"
 if str(BADINPUT) not in sys.path:
     sys.path.append(str(BADINPUT))
 
 from badinput_harness import NetService  # noqa: E402
+from adversarial_harness import as_user, good_client_served, zmq_request  # noqa: E402,F401
 
 
 def pytest_collection_modifyitems(items):
@@ -71,10 +70,6 @@ def net_service(tmp_path):
             svc._err.close()
 
 
-def good_client_served(service, timeout: float = 3.0) -> bool:
-    return service.raw(b'{"request": "resourcesInfo"}', timeout=timeout) is not None
-
-
 @pytest.fixture
 def shared_dir():
     path = Path(tempfile.mkdtemp(prefix="qcgflow-adv-shared-"))
@@ -101,64 +96,3 @@ def other_user():
         yield name, entry.pw_uid, entry.pw_gid
     finally:
         subprocess.run(["userdel", name], capture_output=True, timeout=30)
-
-
-def as_user(uid: int, gid: int, function, *args, timeout: float = 30.0):
-    """``function(*args)`` run by ``uid`` in a forked child; its (JSON) result."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop privileges for good, run, report, exit
-        status = 0
-        try:
-            os.close(read_fd)
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-            assert os.getuid() == uid and os.geteuid() == uid
-            result = {"ok": function(*args)}
-        except BaseException as exc:  # noqa: BLE001 -- reported to the parent
-            result = {"error": "%s: %s" % (type(exc).__name__, exc)}
-            status = 1
-        try:
-            with os.fdopen(write_fd, "w") as out:
-                out.write(json.dumps(result))
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    end = time.monotonic() + timeout
-    chunks = []
-    try:
-        while True:  # read until the child closes its end (it exits right after)
-            ready, _, _ = select.select([read_fd], [], [], max(0.0, end - time.monotonic()))
-            if not ready:
-                os.kill(pid, 9)
-                pytest.fail("the attack as uid %d did not finish within %.0f s"
-                            % (uid, timeout))
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        os.waitpid(pid, 0)
-    result = json.loads(b"".join(chunks).decode() or "{}")
-    if "error" in result:
-        pytest.fail("the attack as uid %d broke: %s" % (uid, result["error"]))
-    return result.get("ok")
-
-
-def zmq_request(address: str, payload: bytes, timeout: float = 1.5, keys=None):
-    """One request on a fresh context and REQ socket: the decoded reply or None."""
-    context = zmq.Context()
-    try:
-        sock = context.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        if keys is not None:
-            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = keys
-        sock.connect(address)
-        sock.send(payload)
-        if not sock.poll(int(timeout * 1000)):
-            return None
-        return json.loads(sock.recv())
-    finally:
-        context.destroy(linger=0)

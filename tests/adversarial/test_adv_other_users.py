@@ -19,7 +19,7 @@ import time
 import pytest
 import zmq
 
-from conftest import as_user, zmq_request
+from adversarial_harness import as_user, zmq_request
 
 SECRET = "s3cr3t-value-of-the-owner"
 FILES = ("journal.jsonl", "service.log", "address", "jobs.report")

@@ -19,7 +19,7 @@ import struct
 import pytest
 import zmq
 
-from conftest import good_client_served
+from adversarial_harness import good_client_served
 
 SEED = 17
 
