@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import time
 
 import pytest
@@ -187,13 +188,11 @@ def test_owner_still_served_and_ipc_directory_removed(net_service, shared_dir):
     assert not os.path.exists(directory)
 
 
-@pytest.mark.parametrize("upstream_ok", [True])
-def test_upstream_client_works_with_the_default_address(net_service, shared_dir, upstream_ok):
+def test_upstream_client_works_with_the_default_address(net_service, shared_dir):
     """QCG-PilotJob 0.14.2's own Manager, unchanged, on the ipc:// address we report."""
     python = "/tmp/qcgflow-test-venvs/qcgpj-0.14.2/bin/python"
     if not os.path.exists(python):
         pytest.skip("the upstream side venv is missing (tests/upstream_venv.py creates it)")
-    import subprocess
     service = net_service("--id", "adv", wd=shared_dir / "wd")
     code = ("import sys, json\nfrom qcg.pilotjob.api.manager import Manager\n"
             "from qcg.pilotjob.api.job import Jobs\nm = Manager(address=sys.argv[1])\n"
