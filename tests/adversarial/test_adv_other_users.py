@@ -203,3 +203,21 @@ def test_upstream_client_works_with_the_default_address(net_service, shared_dir)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"a": "SUCCEED"}
     assert service.finish() == 0
+
+
+def test_file_mode_working_files_are_owner_only(tmp_path, shared_dir, other_user):
+    """Without --net too: the requests file's jobs' env lands in journal.jsonl, 0600 in 0700."""
+    from service_harness import run_service
+    _, uid, gid = other_user
+    wd = shared_dir / "filewd"
+    request = {"request": "submit", "jobs": [{"name": "env", "execution": {
+        "exec": "/bin/true", "env": {"API_TOKEN": SECRET}}}]}
+    result = run_service(tmp_path, [request], wd=wd)
+    assert result.returncode == 0, result.describe()
+    aux = result.aux_dir
+    assert SECRET in (aux / "journal.jsonl").read_text()
+    found = as_user(uid, gid, attack_files, str(aux))
+    assert set(found.values()) == {errno.EACCES}, found
+    for path in [aux, *aux.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), "%s is %o" % (path, mode)
