@@ -363,3 +363,13 @@ def test_job_info_with_childs_of_a_huge_sweep_is_refused_at_once(net_service):
     counts = service.request({"request": "jobInfo", "jobNames": ["big"]}, timeout=2.0)
     assert counts["data"]["jobs"]["big"]["data"]["iterations"]["total"] == 1_000_000
     assert service.finish() == 0  # kills the blocker; leaves nothing behind
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000 + b"]" * 100_000,
+                                 b'{"op": "register", "node": ' + b"[" * 500 + b"]" * 500 + b"}",
+                                 b'{"op": 5}', b"\xff\xfe", b"[]"])
+def test_governor_endpoint_decoder_refuses_what_any_peer_may_send(raw):
+    """The governor's manager endpoint (token checked after decoding) is reachable by every
+    local user on loopback: a deep or odd message is dropped, never raised."""
+    from qcgflow.runtime.governor.messages import decode
+    assert decode(raw) is None
