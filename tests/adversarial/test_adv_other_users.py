@@ -199,7 +199,7 @@ def test_upstream_client_works_with_the_default_address(net_service, shared_dir)
             "ids = m.submit(Jobs().add(name='a', exec='/bin/true'))\n"
             "print(json.dumps(m.wait4(ids, timeout=30)))\n")
     done = subprocess.run([python, "-c", code, service.address], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, cwd=str(shared_dir))  # its .qcgpjm-client/
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"a": "SUCCEED"}
     assert service.finish() == 0
