@@ -30,6 +30,7 @@ import json
 import os
 import random
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -154,6 +155,7 @@ def main() -> int:
         context.destroy(linger=0)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+        shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(rates["undisturbed"])
     base_cpu = statistics.median(cpu["undisturbed"])
     summary = {name: {"median_rps": round(statistics.median(values), 1),

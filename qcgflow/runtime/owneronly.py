@@ -5,8 +5,8 @@ Other users on a shared node must not submit, query, subscribe or read (issue 17
 
 * **Endpoints.** By default the request and publisher sockets are ``ipc://`` (Unix
   domain) sockets in a fresh directory made by ``tempfile.mkdtemp`` (mode 0700, under
-  ``$TMPDIR`` or /tmp): connecting needs search permission on that directory, which only
-  the owner (and root) has. ZeroMQ clients connect to an ``ipc://`` address like to any
+  ``$TMPDIR`` or /tmp, ``qcgflow-ipc-<pid>-<id>-*``): connecting needs search permission
+  on that directory, which only the owner (and root) has. ZeroMQ clients connect to an ``ipc://`` address like to any
   other, so the owner's clients -- upstream's QCG-PilotJob client too -- work unchanged.
   The socket names end in ``:<digits>`` because upstream's ``Manager`` appends ``:5555``
   to an address that does not match ``.*:\\d+``.
@@ -86,12 +86,23 @@ def tighten(directory: str) -> None:
                     os.chmod(path, stat.S_IMODE(st.st_mode) & wanted)
 
 
+_IPC_PREFIX = "qcgflow-ipc-"
+
+
 class IpcEndpoints:
-    """A private directory holding the service's ``ipc://`` sockets, removed on close."""
+    """A private directory holding the service's ``ipc://`` sockets, removed on close.
+
+    Its name carries the service's pid (``qcgflow-ipc-<pid>-<random>``): a service that
+    was killed (SIGKILL) cannot remove its directory, so each new one removes the
+    directories of this user whose service is gone.
+    """
 
     def __init__(self, service_tag: str):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in service_tag)[:40]
-        self.directory = tempfile.mkdtemp(prefix="qcgflow-%s-" % safe)  # 0700, O_EXCL
+        parent = tempfile.gettempdir()
+        sweep_stale_ipc_dirs(parent)
+        self.directory = tempfile.mkdtemp(prefix="%s%d-%s-" % (_IPC_PREFIX, os.getpid(), safe),
+                                          dir=parent)  # 0700, O_EXCL
         self._serial = 0
 
     def endpoint(self, name: str) -> str:
@@ -101,3 +112,33 @@ class IpcEndpoints:
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def sweep_stale_ipc_dirs(parent: str) -> int:
+    """Remove ``qcgflow-ipc-<pid>-*`` directories of this user in ``parent`` whose pid
+    is not running (a pid reused by another process keeps its directory: harmless).
+    Returns how many were removed."""
+    removed = 0
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.startswith(_IPC_PREFIX):
+            continue
+        pid_text = name[len(_IPC_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        path = os.path.join(parent, name)
+        try:
+            if os.lstat(path).st_uid != os.geteuid() or not stat.S_ISDIR(os.lstat(path).st_mode):
+                continue
+            os.kill(int(pid_text), 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue  # gone meanwhile, or a process of another user: leave it
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed

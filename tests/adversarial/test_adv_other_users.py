@@ -221,3 +221,20 @@ def test_file_mode_working_files_are_owner_only(tmp_path, shared_dir, other_user
     for path in [aux, *aux.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), "%s is %o" % (path, mode)
+
+
+def test_socket_directory_of_a_killed_service_is_swept_by_the_next(net_service, shared_dir):
+    """SIGKILL leaves the ipc directory behind; the next service removes it (its pid is
+    gone) and keeps those of live services."""
+    first = net_service(wd=shared_dir / "a", service_id="first")
+    second = net_service(wd=shared_dir / "b", service_id="second")
+    killed = os.path.dirname(_ipc_path(first.address))
+    alive = os.path.dirname(_ipc_path(second.address))
+    first.kill()
+    assert os.path.isdir(killed)
+    third = net_service(wd=shared_dir / "c", service_id="third")
+    assert not os.path.exists(killed)
+    assert os.path.isdir(alive)
+    for service in (second, third):
+        assert service.request({"request": "resourcesInfo"})["code"] == 0
+        assert service.finish() == 0
