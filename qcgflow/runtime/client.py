@@ -201,12 +201,15 @@ def is_loopback(address: str) -> bool:
 
 def resolve_keys(address: str, keys_dir: Optional[str]) -> Optional[CurveKeys]:
     """The CURVE keys to use for ``address``: explicit ``keys_dir`` always wins; otherwise
-    a non-loopback address needs ``$QCGFLOW_KEYS_DIR``, and a loopback one uses none."""
+    a non-loopback address needs ``$QCGFLOW_KEYS_DIR``, a TCP loopback one uses it when it
+    is set (our service makes every TCP endpoint CURVE and gives its tasks that variable),
+    and ipc/inproc use none."""
     if keys_dir:
         return load_curve_keys(keys_dir)
-    if is_loopback(address):
-        return None
     env_dir = os.environ.get(KEYS_DIR_ENV)
+    if is_loopback(address):
+        tcp = address.startswith("tcp://")
+        return load_curve_keys(env_dir) if (tcp and env_dir) else None
     if env_dir:
         return load_curve_keys(env_dir)
     raise ServiceUnavailable(

@@ -37,6 +37,7 @@ class ServiceConfig:
     disable_pub: bool
     net: bool = False
     net_address: str = "127.0.0.1"
+    net_tcp: bool = False  # a TCP address or port was asked for (else ipc://, owneronly)
     net_port: Optional[int] = None
     net_pub_port: Optional[int] = None
     net_port_min: Optional[int] = None
@@ -71,7 +72,9 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog, description="Run the pilot-job manager (QCG-PilotJob compatible).")
     add = parser.add_argument
-    add("--net", action="store_true", help="enable the network interface")
+    add("--net", action="store_true",
+        help="enable the network interface (qcgflow: ipc:// sockets in an owner-only "
+             "directory unless a TCP address or port is given)")
     add("--net-port", type=int, help="port of the network interface (implies --net)")
     add("--net-pub-port", type=int, help="port of the status publisher (implies --net)")
     add("--net-port-min", type=int, help="lowest port to try (implies --net)")
@@ -128,9 +131,9 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
     add("--disable-pub", action="store_true", help="disable the status publisher")
     add("--nl-start-method", default="slurm",
         help="how to start node launchers [slurm|ssh] (default slurm)")
-    add("--net-address", help="(qcgflow) address to bind the network sockets to (default "
-                              "127.0.0.1; any other address requires CURVE authentication, "
-                              "implies --net)")
+    add("--net-address", help="(qcgflow) TCP address to bind the network sockets to "
+                              "(default: owner-only ipc:// sockets); every TCP endpoint, "
+                              "127.0.0.1 included, requires CURVE authentication; implies --net")
     add("--ready-fd", type=int, help="(qcgflow) write one JSON line with the addresses to this "
                                      "file descriptor once the service is ready")
     add("--disable-warm-workers", action="store_true",
@@ -188,6 +191,8 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         report_file=args.report_file, log_level=args.log, service_id=args.id, tags=tags,
         disable_nl=args.disable_nl, disable_pub=args.disable_pub, net=net,
         net_address=args.net_address or "127.0.0.1", net_port=args.net_port,
+        net_tcp=any(_given(args, d) for d in ("net_port", "net_pub_port", "net_port_min",
+                                                "net_port_max", "net_address")),
         net_pub_port=args.net_pub_port, net_port_min=args.net_port_min,
         net_port_max=args.net_port_max, ready_fd=args.ready_fd,
         show_progress=args.show_progress, enable_rt_stats=args.enable_rt_stats,

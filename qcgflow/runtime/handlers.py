@@ -16,6 +16,7 @@ from typing import Callable, Dict, Optional
 
 from . import protocol as p
 from .errors import RuntimeLayerError
+from .limits import MAX_LISTED_CHILDREN, check_depth
 from .jobs import JobState
 from .registry import Job
 
@@ -26,6 +27,11 @@ def history_text(history) -> str:
     """Upstream's history string: ``\\n<date>: STATE`` per entry."""
     return "".join("\n%s: %s" % (datetime.fromtimestamp(when), state.name)
                    for state, when in history)
+
+
+def _name_of(data) -> str:
+    name = data.get("request") if isinstance(data, dict) else None
+    return "%.40r" % name if isinstance(name, str) else "malformed"
 
 
 class RequestHandler:
@@ -50,12 +56,14 @@ class RequestHandler:
     def handle(self, data) -> dict:
         """Parse and handle one decoded request; always returns a reply."""
         try:
+            check_depth(data)  # before any recursive walk (substitution, logging, copies)
             request = p.parse_request(data)
             return self._table[type(request)](request)
         except RuntimeLayerError as exc:
             return p.reply_error(str(exc))
         except Exception:  # a bug must not stop the service; the reply says so
-            _log.exception("internal error while handling request %.200r", data)
+            # The request itself is not formatted: its repr may be what failed.
+            _log.exception("internal error while handling a %s request", _name_of(data))
             return p.reply_error("Internal error while handling the request (see service.log)")
 
     # ------------------------------------------------------------------ requests
@@ -99,6 +107,16 @@ class RequestHandler:
         missing = [n for n in request.names if self._lookup(n) is None]
         if missing:
             return p.reply_error("Job %s doesn't exist" % missing)
+        if request.with_childs:
+            listed = {job.name: job.total for job, position in map(self._lookup, request.names)
+                      if position is None and job.iterative}
+            if sum(listed.values()) > MAX_LISTED_CHILDREN:
+                return p.reply_error(
+                    "Wrong job info request - withChilds would list %d iterations of %s "
+                    "(limit %d per request): ask without withChilds (counts), with jobStatus, "
+                    "or for single iterations (name:index)"
+                    % (sum(listed.values()), ", ".join("'%.80s'" % n for n in listed)[:400],
+                       MAX_LISTED_CHILDREN))
         result = {}
         for name in request.names:
             job, position = self._lookup(name)

@@ -291,7 +291,7 @@ class JournalWriter:
     @staticmethod
     def _open(path: str, fresh: bool) -> int:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags, 0o600)  # it holds the jobs' env: owner only
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,13 +7,15 @@
                      (behind WarmLauncher: `python -m` tasks forked from a warm Python
                      worker, zygote.log; --disable-warm-workers)
                   -> requests file -> RequestHandler -> replies in service.log
-                  -> --net: REP socket (NetworkInterface) + PUB socket (StatusPublisher),
-                            CURVE + ZAP off loopback (security), --ready-fd line
+                  -> --net: ROUTER socket (NetworkInterface) + PUB socket (StatusPublisher),
+                            ipc:// in an owner-only directory by default, CURVE + ZAP on
+                            any TCP address (security, owneronly), --ready-fd line
                   -> EventLoop.run() until every job is done (file only) or until a
                      ``finish`` request (network) or a signal
                   -> final_status.json
 
-The environment is never written to disk (upstream dumps it to env.log).
+The environment is never written to disk (upstream dumps it to env.log). The service
+directory is 0700 and its files 0600 (``owneronly``): journal.jsonl holds the jobs' env.
 
 Exit status of ``run_service``: 0 when the requests were processed and every accepted job
 ended (whatever its state, as upstream), 2 for unusable input or options, 130/143 when
@@ -50,6 +52,8 @@ from .launch.local import LocalLauncher
 from .launch.pyworker import WarmLauncher
 from .manager import Manager
 from .nodeagents import make_slurm_launcher
+from .owneronly import (IpcEndpoints, make_private_dir, private_open, private_umask,
+                        tighten)
 from .protocol import MODELS
 from .reports import JobsReport
 from .resources import ResourcePool
@@ -107,6 +111,7 @@ class Service:
         self._network: Optional[NetworkInterface] = None
         self._publisher: Optional[StatusPublisher] = None
         self._zap: Optional[ZapHandler] = None
+        self._ipc: Optional[IpcEndpoints] = None
         self._watchers = []
         self.aux_dir = resume_dir or os.path.join(self.wd,
                                                   ".qcgpjm-service-%s" % self.service_id)
@@ -127,9 +132,10 @@ class Service:
         """Create the working files and all collaborators (no request is handled yet)."""
         self.resources_info = discover(self.config)
         pool = ResourcePool(self.resources_info.pool_nodes_with_gpus())
-        os.makedirs(self.aux_dir, exist_ok=True)
+        make_private_dir(self.aux_dir)
         os.chdir(self.wd)  # tasks run here by default: no chdir per task
-        self._setup_logging()
+        with private_umask():
+            self._setup_logging()
         # upstream's first line (its tests and log readers look for it), then our detail
         _log.info("service %s version %s started %s @ %s (with tags %s) in %s, pid %d",
                   self.service_id, _version(), datetime.now(), socket.gethostname(),
@@ -147,8 +153,9 @@ class Service:
         if end is not None:  # walltime awareness: never start what cannot end in time
             self.manager.deadline = end.timestamp()
             _log.info("the allocation ends at %s: jobs whose wt outlasts it stay queued", end)
-        self.report = JobsReport(os.path.join(self.aux_dir, self.config.report_file),
-                                 self.config.report_format)
+        with private_umask():
+            self.report = JobsReport(os.path.join(self.aux_dir, self.config.report_file),
+                                     self.config.report_format)
         self.manager.registry.listeners.append(self.report)
         self.loop.idle_hooks.append(lambda: self.report.flush_soon(self.loop))
         self.handler = RequestHandler(self.manager, self)
@@ -158,9 +165,12 @@ class Service:
             from .governor.link import attach_parent
             self.parent_link = attach_parent(self)
         task_env = dict(os.environ)
-        self._open_journal(task_env)
+        with private_umask():
+            self._open_journal(task_env)
         if self.address:
             task_env["QCG_PM_ZMQ_ADDRESS"] = self.address
+        if self.keys_dir:  # a task's own client finds the CURVE keys (qcgflow.client)
+            task_env["QCGFLOW_KEYS_DIR"] = self.keys_dir
         slurm = self.in_slurm
         if slurm:
             # Tasks run on other nodes: the warm Python worker (one per service, here) is
@@ -252,33 +262,49 @@ class Service:
         self.loop.call_soon(self._stop_when_tasks_gone)
 
     def _setup_network(self) -> None:
+        """Bind the request and publisher sockets: ``ipc://`` in an owner-only directory
+        unless a TCP address or port was asked for; any TCP endpoint (loopback included:
+        other users reach it too) is a CURVE server whose keys only the owner can read."""
         config = self.config
         self._context = zmq.Context()
         secret = None
-        if not is_loopback(config.net_address):
+        if config.net_tcp:
             self.keys_dir = os.path.join(self.aux_dir, "keys")
             _, secret, client_public = write_keys(self.keys_dir)
             self._zap = ZapHandler(self.loop, self._context, client_public)
-            _log.info("binding %s: CURVE authentication on, keys in %s", config.net_address,
-                      self.keys_dir)
+            _log.info("binding %s: CURVE authentication on%s, keys in %s", config.net_address,
+                      "" if not is_loopback(config.net_address) else
+                      " (loopback is reachable by every local user)", self.keys_dir)
+        else:
+            self._ipc = IpcEndpoints(self.service_id)
         self._network = NetworkInterface(self.loop, self._context, self.handler.handle)
         if secret is not None:
             make_curve_server(self._network.socket, secret)
             self._watchers.append(HandshakeWatcher(self.loop, self._network.socket, "request"))
-        self.address = self._network.start(config.net_address, config.net_port,
-                                           config.net_port_min, config.net_port_max)
+        if self._ipc is not None:
+            self.address = self._network.start_endpoint(self._ipc.endpoint("request"))
+        else:
+            self.address = self._network.start(config.net_address, config.net_port,
+                                               config.net_port_min, config.net_port_max)
         if not config.disable_pub:
             socket_ = self._context.socket(zmq.XPUB)  # PUB for SUBs, + subscriptions
             socket_.setsockopt(zmq.LINGER, 0)
+            # Peers only send (un)subscriptions, i.e. topic prefixes: a longer message
+            # drops that peer's connection instead of being buffered.
+            socket_.setsockopt(zmq.MAXMSGSIZE, 4096)
             if secret is not None:
                 make_curve_server(socket_, secret)
-            self.pub_address = bind(socket_, config.net_address, config.net_pub_port,
-                                    config.net_port_min, config.net_port_max)
+            if self._ipc is not None:
+                self.pub_address = self._ipc.endpoint("status")
+                socket_.bind(self.pub_address)
+            else:
+                self.pub_address = bind(socket_, config.net_address, config.net_pub_port,
+                                        config.net_port_min, config.net_port_max)
             self._publisher = StatusPublisher(socket_, self.service_id, self.loop)
             self.manager.registry.listeners.append(self._publisher)
             self.manager.on_idle.append(self._publisher.no_jobs)
             _log.info("status publisher on %s", self.pub_address)
-        with open(os.path.join(self.aux_dir, "address"), "w", encoding="utf-8") as handle:
+        with private_open(os.path.join(self.aux_dir, "address")) as handle:
             handle.write(self.address + "\n")
 
     def announce(self) -> None:
@@ -358,6 +384,8 @@ class Service:
                 part.close()
         if self._context is not None:
             self._context.destroy(linger=0)  # closes any socket still open (monitors)
+        if self._ipc is not None:
+            self._ipc.close()
         if self.report is not None:
             self.report.close()
         if self.journal is not None:
@@ -367,7 +395,7 @@ class Service:
         if self.manager is not None:
             path = os.path.join(self.aux_dir, "final_status.json")
             try:
-                with open(path, "w", encoding="utf-8") as handle:
+                with private_open(path) as handle:
                     json.dump(status_data(self.manager, self), handle, indent=2)
             except OSError as exc:  # a full disk must not turn the exit into a traceback
                 print("qcgflow service: cannot write %s: %s" % (path, exc.strerror or exc),
@@ -376,6 +404,7 @@ class Service:
         if self._log_handler is not None:
             logging.getLogger("qcgflow").removeHandler(self._log_handler)
             self._log_handler.close()
+        tighten(self.aux_dir)  # files helpers created meanwhile with the default mode
 
     def summary(self) -> Optional[str]:
         """One line about the jobs that did not succeed, or None when all did."""

@@ -90,9 +90,33 @@ def wait_for(predicate, timeout=10.0):
     raise AssertionError("condition not met within %.1f s" % timeout)
 
 
-def test_ready_line_names_loopback_addresses(service):
-    assert service.ready["address"].startswith("tcp://127.0.0.1:")
-    assert service.ready["pub_address"].startswith("tcp://127.0.0.1:")
+def test_ready_line_names_owner_only_ipc_addresses(service):
+    # issue 17: by default no other local user can connect: ipc sockets in a 0700 directory
+    for key in ("address", "pub_address"):
+        assert service.ready[key].startswith("ipc://"), service.ready
+        directory = os.path.dirname(service.ready[key][len("ipc://"):])
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+        assert os.stat(directory).st_uid == os.getuid()
+    assert service.ready["keys_dir"] is None
+
+
+def test_tcp_on_loopback_requires_curve(tmp_path):
+    svc = NetService(tmp_path, "--net-address", "127.0.0.1")
+    try:
+        assert svc.ready["address"].startswith("tcp://127.0.0.1:")
+        assert svc.ready["keys_dir"]
+        plain = svc.socket(timeout_ms=1500)
+        plain.send_string(json.dumps({"request": "resourcesInfo"}))
+        with pytest.raises(zmq.Again):
+            plain.recv()
+        authenticated = svc.socket(keys=client_keys(svc.ready))
+        assert svc.request({"request": "resourcesInfo"}, authenticated)["code"] == 0
+    finally:
+        os.killpg(svc.proc.pid, 15)
+        svc.proc.wait(timeout=10)
+        svc.proc.stdout.close()
+        svc.proc.stderr.close()
+        svc.context.destroy(linger=0)
 
 
 def test_address_file_holds_the_request_address(service):

@@ -26,6 +26,9 @@ Keys are snake_case; the job descriptions inside are the standard (camelCase) on
 import json
 from typing import Optional
 
+from ..errors import InvalidRequest
+from ..limits import check_depth
+
 PROTOCOL_VERSION = 1
 ITERATION_MARK = "#"
 
@@ -39,7 +42,8 @@ def decode(raw: bytes) -> Optional[dict]:
     """The message as a dict with an ``op`` string, or None when it is not one."""
     try:
         message = json.loads(raw)
-    except ValueError:
+        check_depth(message)  # what follows walks it; any peer can send anything
+    except (ValueError, RecursionError, InvalidRequest):
         return None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         return None

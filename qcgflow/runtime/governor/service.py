@@ -25,6 +25,7 @@ from .. import protocol as p
 from ..errors import NotEnoughResources, RuntimeLayerError
 from ..handlers import RequestHandler, status_data
 from ..manager import Manager
+from ..owneronly import make_private_dir, private_open, private_umask
 from ..protocol import MODELS
 from ..reports import JobsReport
 from ..service import Service
@@ -98,9 +99,10 @@ class GovernorService(Service):
         if config.slurm_partition_nodes:
             self.partitions = Partitions(config, self.service_id, self.wd, self.aux_dir)
             self.partitions.plan()  # refuses outside an allocation, before any file is made
-        os.makedirs(self.aux_dir, exist_ok=True)
+        make_private_dir(self.aux_dir)  # owner-only, as a manager's (owneronly)
         os.chdir(self.wd)
-        self._setup_logging()
+        with private_umask():
+            self._setup_logging()
         _log.info("governor %s starting in %s (tags: %s), pid %d", self.service_id, self.wd,
                   ",".join(self.tags) or "-", os.getpid())
         self.pool = GovernorPool(config.manager_queue_depth)
@@ -108,9 +110,10 @@ class GovernorService(Service):
         # The governor's journal is the workflow's: submissions and ended units. It is
         # replayed (--resume) once the partition managers registered (run_file), because
         # a replayed job must fit the managers' resources as any submitted one.
-        self._open_journal({})
-        self.report = JobsReport(os.path.join(self.aux_dir, config.report_file),
-                                 config.report_format)
+        with private_umask():
+            self._open_journal({})
+            self.report = JobsReport(os.path.join(self.aux_dir, config.report_file),
+                                     config.report_format)
         self.manager.registry.listeners.append(self.report)
         self.loop.idle_hooks.append(lambda: self.report.flush_soon(self.loop))
         self.handler = GovernorHandler(self.manager, self)
@@ -122,7 +125,7 @@ class GovernorService(Service):
                                                                                    events),
                        on_lost=self._manager_lost)
         self.hub.start(config.net_address, config.net_port_min, config.net_port_max)
-        with open(os.path.join(self.aux_dir, ADDRESS_FILE), "w", encoding="utf-8") as handle:
+        with private_open(os.path.join(self.aux_dir, ADDRESS_FILE)) as handle:
             handle.write(self.hub.address + "\n")
         self.dispatcher = RemoteExecutor(self.loop, self.hub, self.pool,
                                          self.manager.task_executing, self.manager.task_done)
@@ -214,7 +217,7 @@ class GovernorService(Service):
         if self.manager is not None:  # final_status.json with the managers' list too
             path = os.path.join(self.aux_dir, "final_status.json")
             try:
-                with open(path, "w", encoding="utf-8") as handle:
+                with private_open(path) as handle:
                     json.dump(governor_status(self.manager, self), handle, indent=2)
             except OSError as exc:
                 _log.warning("cannot write %s: %s", path, exc)

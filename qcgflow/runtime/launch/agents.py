@@ -34,6 +34,8 @@ from typing import Callable, Dict, Optional, Sequence
 
 import zmq
 
+from ..errors import InvalidRequest
+from ..limits import check_depth
 from ..security import ZapHandler, is_loopback, make_curve_server, write_keys
 from .agent import HEARTBEAT, PROTOCOL_VERSION
 from .local import ExitInfo, ProcessSpec, last_line
@@ -287,8 +289,10 @@ class AgentLauncher:
                 continue  # not two frames: not one of our agents
             try:
                 message = json.loads(frame)
+                check_depth(message)
                 op = message["op"]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError, InvalidRequest):
+                # any local user can connect (the token is checked on register)
                 _log.warning("agents: dropped a malformed message")
                 continue
             state = self._by_identity.get(identity)
