@@ -19,12 +19,14 @@ One session per process (``qcgflow.session.Session``). ``.remote`` without ``ini
 
 import atexit
 import concurrent.futures as cf
+import contextlib
+import os
 import threading
 import time
 from typing import Any, List, Optional, Sequence, Tuple
 
 from . import payload
-from .graph import TaskRef
+from .graph import TaskRef, find_refs
 from .session import Session
 
 _lock = threading.RLock()
@@ -118,6 +120,46 @@ def submit(target: Any) -> Any:
     return target
 
 
+STEP_ENV = "QCG_PM_STEP_ID"  # set by the service for every task it runs
+_blocked_lock = threading.Lock()
+_blocked_count = 0  # threads of this task waiting in get / wait
+
+
+@contextlib.contextmanager
+def _blocking(futures: List[cf.Future]):
+    """Around a wait inside a task: while it waits for futures not done yet, the task's
+    cores are lent to the service (``taskBlocked``) so that the tasks it waits for can run
+    on them, and taken back when it goes on (``taskUnblocked``), as Ray releases a blocked
+    worker's CPUs. Costs two requests per wait that blocks; nothing when all are done or
+    outside a task. Several threads waiting at once: the first lends, the last takes back."""
+    global _blocked_count
+    session = _current.session if _current is not None else None
+    step = os.environ.get(STEP_ENV)
+    if (session is None or session.service is not None or not step
+            or all(f.done() for f in futures)):
+        yield
+        return
+    with _blocked_lock:
+        _blocked_count += 1
+        first = _blocked_count == 1
+        if first:
+            _notify(session, "taskBlocked", step)
+    try:
+        yield
+    finally:
+        with _blocked_lock:
+            _blocked_count -= 1
+            if _blocked_count == 0:
+                _notify(session, "taskUnblocked", step)
+
+
+def _notify(session: Session, request: str, step: str) -> None:
+    try:
+        session.client.request({"request": request, "step": step})
+    except Exception:  # noqa: BLE001 - an older service: the task keeps its cores
+        pass
+
+
 def _future(ref: Any) -> cf.Future:
     if type(ref) is not TaskRef:
         raise TypeError("expected a ref of f.remote(...), got %s" % type(ref).__name__)
@@ -135,7 +177,11 @@ def get(refs: Any, timeout: Optional[float] = None) -> Any:
         RunError: the session was shut down first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    with _blocking([ref.future for ref in find_refs(refs) if ref.node.future is not None]):
+        return _values(refs, deadline, timeout)
 
+
+def _values(refs: Any, deadline: Optional[float], timeout: Optional[float]) -> Any:
     def value(obj):
         kind = type(obj)
         if kind is TaskRef:
@@ -164,11 +210,12 @@ def wait(refs: List[TaskRef], num_returns: int = 1,
                          % (len(refs), num_returns))
     futures = [_future(ref) for ref in refs]
     deadline = None if timeout is None else time.monotonic() + timeout
-    while sum(f.done() for f in futures) < num_returns:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            break
-        cf.wait([f for f in futures if not f.done()], left, cf.FIRST_COMPLETED)
+    with _blocking(futures if sum(f.done() for f in futures) < num_returns else []):
+        while sum(f.done() for f in futures) < num_returns:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            cf.wait([f for f in futures if not f.done()], left, cf.FIRST_COMPLETED)
     ready = [ref for ref, f in zip(refs, futures) if f.done()][:num_returns]
     chosen = {id(ref) for ref in ready}
     return ready, [ref for ref in refs if id(ref) not in chosen]

@@ -13,6 +13,7 @@ cold ``qcgflow.run``; ``Graph.dag`` builds the ``networkx.DiGraph`` on demand.
 
 import itertools
 import re
+import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import CycleError, GraphError, NameClashError
@@ -120,7 +121,12 @@ class TaskRef:
             TimeoutError: not finished in time.
             TaskFailed, DependencyFailed, RunError: as ``qcgflow.get``.
         """
-        return self.future.result(timeout)
+        future = self.future
+        dynamic = sys.modules.get("qcgflow.dynamic")
+        if dynamic is None or future.done():
+            return future.result(timeout)
+        with dynamic._blocking([future]):  # inside a task: its cores are lent meanwhile
+            return future.result(timeout)
 
     def __repr__(self) -> str:
         kind = "mapped " if self.mapped else ""

@@ -96,6 +96,15 @@ class StatusRequest(Request):
     all_jobs_finished: bool = False  # options.allJobsFinished: only that flag is wanted
 
 
+@dataclass(frozen=True)
+class BlockedRequest(Request):
+    """A qcgflow extension (no upstream client sends it): the running task whose
+    ``QCG_PM_STEP_ID`` is ``step`` waits (``blocked``) for other tasks, so its cores may
+    run them meanwhile, or it goes on (``not blocked``) and takes cores back."""
+    step: str
+    blocked: bool
+
+
 CONTROL_FINISH_AFTER_ALL = "finishAfterAllTasksDone"
 
 _NAMES_REQUESTS = {
@@ -146,6 +155,11 @@ def parse_request(data: Any) -> Request:
         if command != CONTROL_FINISH_AFTER_ALL:
             raise InvalidRequest("Wrong control request - unknown command")
         return ControlRequest(command)
+    if name in ("taskBlocked", "taskUnblocked"):
+        step = data.get("step")
+        if not isinstance(step, str) or not step:
+            raise InvalidRequest("Wrong %s request - missing step (QCG_PM_STEP_ID)" % name)
+        return BlockedRequest(step, name == "taskBlocked")
     if name == "finish":
         return FinishRequest()
     if name == "status":
