@@ -26,6 +26,7 @@ import time
 from typing import Any, List, Optional, Sequence, Tuple
 
 from . import payload
+from .errors import GetTimeoutError
 from .graph import TaskRef, find_refs
 from .session import Session
 
@@ -173,7 +174,7 @@ def get(refs: Any, timeout: Optional[float] = None) -> Any:
         TaskFailed: a task failed; also an instance of its own exception class, with the
             remote traceback in its text.
         DependencyFailed: a task did not run; ``root`` names the failed task.
-        TimeoutError: not all finished within ``timeout`` seconds.
+        GetTimeoutError: not all finished within ``timeout`` seconds (a TimeoutError).
         RunError: the session was shut down first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -186,10 +187,14 @@ def _values(refs: Any, deadline: Optional[float], timeout: Optional[float]) -> A
         kind = type(obj)
         if kind is TaskRef:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            future = _future(obj)
             try:
-                return _future(obj).result(left)
+                return future.result(left)
             except cf.TimeoutError:
-                raise TimeoutError("%r did not finish within %s s" % (obj, timeout)) from None
+                if future.done():  # the task's own TimeoutError
+                    raise
+                raise GetTimeoutError("%r did not finish within %s s" % (obj, timeout)) \
+                    from None
         if kind is dict:
             return {key: value(item) for key, item in obj.items()}
         if kind in payload.CONTAINERS:
@@ -197,6 +202,33 @@ def _values(refs: Any, deadline: Optional[float], timeout: Optional[float]) -> A
         return obj
 
     return value(refs)
+
+
+def cancel(ref: TaskRef, force: bool = False, iterations: Optional[Sequence[int]] = None,
+           recursive: bool = True) -> bool:
+    """Cancel the task of ``ref`` (Ray's ``ray.cancel``).
+
+    Not started yet (queued in the service, or waiting here): it never runs. Running: it
+    gets SIGTERM and SIGKILL 10 s later (``force=True``: SIGKILL at once); a task in a warm
+    worker takes its worker with it. ``get`` then raises ``TaskCancelled`` (also a
+    ``concurrent.futures.CancelledError``; Ray's ``TaskCancelledError``), its dependants
+    ``DependencyFailed`` naming it. ``iterations``: only those elements of a mapped task
+    (its element-wise dependants' same elements do not run; the mapped task fails with
+    ``TaskCancelled`` naming the first canceled element). A finished task is left alone.
+    ``recursive`` is accepted for Ray's signature: tasks the canceled task submitted are
+    not canceled by it (they belong to the task's own session).
+
+    Returns: True when something was canceled or is being stopped.
+    """
+    if type(ref) is not TaskRef:
+        raise TypeError("qcgflow.cancel takes a ref of f.remote(...), got %s"
+                        % type(ref).__name__)
+    future = _future(ref)
+    session = getattr(future, "session", None)
+    if session is None:
+        return False
+    return session.cancel(ref.node, force=force,
+                          iterations=None if iterations is None else list(iterations))
 
 
 def wait(refs: List[TaskRef], num_returns: int = 1,

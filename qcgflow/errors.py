@@ -14,8 +14,11 @@
      |    |                       killed or exceeded its wall time (``messages``);
      |    |                       ``as_instanceof_cause()`` is also an instance of the
      |    |                       task's own exception type, and is what ``run`` raises
+     |    |    +-- TaskCancelled   canceled by ``qcgflow.cancel`` (also a
+     |    |                        concurrent.futures.CancelledError)
      |    +-- DependencyFailed    never ran: ``root`` is the failed task it depended on
-     +-- RunError             the run itself failed: service did not start, submit refused,
+     +-- GetTimeoutError      get ran out of time (also a TimeoutError)
+ +-- RunError             the run itself failed: service did not start, submit refused,
                               deadline passed (``reason``)
 
 ``qcgflow.run`` raises a task's failure as ``TaskFailed.as_instanceof_cause()``: an object
@@ -23,6 +26,7 @@ that is both a ``TaskFailed`` and an instance of the remote exception's class, s
 ``except ValueError`` catches a task's ``ValueError``; its text carries the remote traceback.
 """
 
+from concurrent.futures import CancelledError
 from typing import Dict, Optional, Tuple, Type
 
 
@@ -146,6 +150,26 @@ def _derived_class(cause_class: Type[BaseException]) -> Optional[Type[TaskFailed
     return _DERIVED[cause_class]
 
 
+class TaskCancelled(TaskFailed, CancelledError):
+    """A task was canceled (``qcgflow.cancel``) before it ended: ``task`` names it (or
+    ``name:it`` for one iteration); ``messages`` says how (``canceled by user``). Also a
+    ``concurrent.futures.CancelledError``; Ray's name ``TaskCancelledError`` is an alias.
+    Its dependants fail with ``DependencyFailed`` whose ``root_error`` is this."""
+
+    def __init__(self, task: str, cause=None, remote_traceback: str = "",
+                 messages: str = "canceled by user", cause_type: str = ""):
+        super().__init__(task, None, "", messages, "")
+
+    def _text(self, task: str) -> str:
+        return "task %r was canceled: %s" % (task, self.messages)
+
+    def __reduce__(self):
+        return (TaskCancelled, (self.task, None, "", self.messages))
+
+
+TaskCancelledError = TaskCancelled
+
+
 class DependencyFailed(TaskError):
     """A task was not run because a task it depends on failed.
 
@@ -169,6 +193,10 @@ class DependencyFailed(TaskError):
         return (DependencyFailed, (self.task, self.root, self.root_error))
 
 
+class GetTimeoutError(QcgflowError, TimeoutError):
+    """``qcgflow.get`` / ``ref.result`` ran out of time (Ray's name; also a TimeoutError)."""
+
+
 class RunError(QcgflowError):
     """The run could not be carried out (not a task failure); ``reason`` says why."""
 
@@ -179,4 +207,5 @@ class RunError(QcgflowError):
 
 __all__: Tuple[str, ...] = ("QcgflowError", "TaskOptionError", "GraphError", "CycleError",
                             "NameClashError", "TaskError", "TaskFailed", "DependencyFailed",
-                            "RunError")
+                            "RunError", "TaskCancelled", "TaskCancelledError",
+                            "GetTimeoutError")

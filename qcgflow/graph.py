@@ -118,15 +118,21 @@ class TaskRef:
         """The task's result, waiting up to ``timeout`` seconds (None: no limit).
 
         Raises:
-            TimeoutError: not finished in time.
+            GetTimeoutError: not finished in time (also a TimeoutError).
             TaskFailed, DependencyFailed, RunError: as ``qcgflow.get``.
         """
         future = self.future
         dynamic = sys.modules.get("qcgflow.dynamic")
-        if dynamic is None or future.done():
-            return future.result(timeout)
-        with dynamic._blocking([future]):  # inside a task: its cores are lent meanwhile
-            return future.result(timeout)
+        try:
+            if dynamic is None or future.done():
+                return future.result(timeout)
+            with dynamic._blocking([future]):  # inside a task: its cores are lent meanwhile
+                return future.result(timeout)
+        except TimeoutError:
+            if future.done():  # the task's own TimeoutError
+                raise
+            from .errors import GetTimeoutError
+            raise GetTimeoutError("%r did not finish within %s s" % (self, timeout)) from None
 
     def __repr__(self) -> str:
         kind = "mapped " if self.mapped else ""

@@ -33,7 +33,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from . import payload
 from . import resume as _resume
 from .compile import command_output, fill_refs, job_description, write_calls
-from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
+from .errors import (DependencyFailed, NameClashError, RunError, TaskCancelled, TaskError,
+                     TaskFailed)
 from .graph import COMMAND, TaskNode, TaskRef, target_refs
 from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
 from .runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
@@ -66,8 +67,37 @@ class _Task:
         self.open_iterations: set = set()  # iterations being retried
         self.iteration_error: Optional[TaskError] = None
         self.error: Optional[TaskError] = None
-        self.future: cf.Future = cf.Future()
+        self.cancel_requested = False  # qcgflow.cancel: its end is a TaskCancelled
+        self.future: cf.Future = _Future()
         self.future.set_running_or_notify_cancel()
+
+
+class _Future(cf.Future):
+    """A task's future: ``cancel()`` cancels the task while it has not started (queued in
+    the service, or not sent yet) and then returns True, as a ``concurrent.futures``
+    future does for work not begun; a started task is not touched (False: use
+    ``qcgflow.cancel``)."""
+
+    session: Optional["Session"] = None
+    node: Optional[TaskNode] = None
+
+    def cancel(self) -> bool:
+        if self.session is None or self.done():
+            return False
+        return self.session.cancel(self.node, only_queued=True)
+
+    def mark_cancelled(self) -> bool:
+        """RUNNING -> CANCELLED, waking ``result()``, ``concurrent.futures.wait`` and the
+        callbacks as ``Future.cancel`` would (ours is RUNNING from the start)."""
+        with self._condition:
+            if self._state != cf._base.RUNNING:
+                return False
+            self._state = cf._base.CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+        return True
 
 
 def _substitute(obj, it: int, value) -> Any:
@@ -191,6 +221,7 @@ class Session:
                     list(dict.fromkeys(ref.node for ref, _ in node.dependencies()))
                 task = self.tasks[node] = _Task(node, name, preds)
                 node.future = task.future
+                task.future.session, task.future.node = self, node
                 for pred in preds:
                     self.tasks[pred].dependants.append(task)
             names_now = {}  # of the new nodes and their predecessors: what calls refer to
@@ -322,8 +353,9 @@ class Session:
 
     def _fail(self, task: _Task, error: TaskError, raised: Optional[Exception] = None) -> None:
         task.state, task.error = DONE, error
-        task.future.set_exception(raised or (error.as_instanceof_cause()
-                                             if isinstance(error, TaskFailed) else error))
+        if not task.future.done():  # it may be cancelled (future.cancel)
+            task.future.set_exception(raised or (error.as_instanceof_cause()
+                                                 if isinstance(error, TaskFailed) else error))
         for dependant in task.dependants:
             if dependant.state == HELD:
                 self._fail(dependant, self._dependency_error(dependant.name, error))
@@ -405,6 +437,8 @@ class Session:
             return self._on_iteration_retry(task, it, job, state)
         if state == "SUCCEED":
             return self._succeed(task)
+        if task.cancel_requested:
+            return self._fail(task, self._cancelled_error(task, job))
         if state == "FAILED" and task.retries:
             if task.node.mapped is None:
                 if task.attempts.get(None, 0) < task.retries:
@@ -425,6 +459,71 @@ class Session:
         if upstream is not None:
             return self._fail(task, self._dependency_error(task.name, upstream))
         self._fail(task, TaskFailed(task.name, messages=self._messages(job) or state.lower()))
+
+    # ------------------------------------------------------------------ cancel
+    def cancel(self, node: TaskNode, force: bool = False, iterations=None,
+               only_queued: bool = False) -> bool:
+        """Cancel a task (or some iterations of a mapped one): not sent yet or held here,
+        it fails at once with ``TaskCancelled``; queued in the service, it is canceled
+        there; running, it gets SIGTERM (``force``: SIGKILL) and fails with
+        ``TaskCancelled`` when it ended. Dependants fail with ``DependencyFailed``.
+        ``only_queued`` (``future.cancel()``): only a task that has not started, and its
+        future is then cancelled. False when there was nothing to cancel."""
+        if iterations is not None and self.outbox:
+            self._flush()  # the service must know the job to cancel some iterations
+        with self.lock:
+            task = self.tasks.get(node)
+            if task is None or task.future.done():
+                return False
+            if task.state == SUBMITTED and iterations is None:
+                waiting = [job for job in self.outbox if self.jobs.get(job["name"], (None,))[0]
+                           is task]
+                if waiting:  # not sent yet: never will be
+                    self.outbox = [job for job in self.outbox if job not in waiting]
+                    for job in waiting:
+                        self.jobs.pop(job["name"], None)
+                    task.state = HELD
+            if task.state == HELD:
+                if only_queued:
+                    task.future.mark_cancelled()
+                self._fail(task, TaskCancelled(task.name))
+                return True
+            if task.state != SUBMITTED:
+                return False
+            names = [name for name, (owner, it) in self.jobs.items() if owner is task
+                     and (iterations is None or it in iterations)]
+            if iterations is not None:
+                names += ["%s:%d" % (task.name, it) for it in iterations
+                          if task.node.iterations is not None
+                          and 0 <= it < task.node.iterations]
+            if not names:
+                return False
+            if only_queued:
+                reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}
+                found = reply.get("jobs") or {}
+                if any(((found.get(name) or {}).get("data") or {}).get("status") != "QUEUED"
+                       for name in names):
+                    return False
+            task.cancel_requested = True
+            try:
+                with self.sending:  # after a batch in flight that holds these jobs
+                    self.client.request({"request": "cancelJob", "jobNames": names,
+                                         "force": bool(force)})
+            except ClientError as exc:
+                _log.warning("cancel of %s: %s", task.name, exc)
+                return False
+            if only_queued:
+                task.future.mark_cancelled()
+            return True
+
+    def _cancelled_error(self, task: _Task, job: str) -> TaskCancelled:
+        """The TaskCancelled of a task that ended after a cancel (a mapped one: the first
+        iteration canceled)."""
+        if task.node.iterations is not None and job == task.name:
+            for it, state in sorted(self._iteration_states(task).items()):
+                if state == "CANCELED":
+                    return TaskCancelled("%s:%d" % (task.name, it))
+        return TaskCancelled(task.name)
 
     def _on_iteration_retry(self, task: _Task, it: int, job: str, state: str) -> None:
         if state != "SUCCEED":

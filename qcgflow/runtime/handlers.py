@@ -145,7 +145,10 @@ class RequestHandler:
         return data
 
     def cancel_job(self, request: p.CancelJobRequest) -> dict:
-        count = self.manager.cancel(request.names)
+        if request.force:
+            count = self.manager.cancel(request.names, grace=0.0)
+        else:
+            count = self.manager.cancel(request.names)
         return p.reply_ok("%d jobs canceled" % count, {"canceled": count})
 
     def remove_job(self, request: p.RemoveJobRequest) -> dict:

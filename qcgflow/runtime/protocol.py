@@ -69,6 +69,7 @@ class JobInfoRequest(Request):
 @dataclass(frozen=True)
 class CancelJobRequest(Request):
     names: Tuple[str, ...]
+    force: bool = False  # qcgflow extension: running tasks get SIGKILL at once
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ def parse_request(data: Any) -> Request:
             with_childs = bool(data.get("withChilds", params.get("withChilds", False))
                                if isinstance(params, dict) else data.get("withChilds", False))
             return JobInfoRequest(tuple(names), with_childs)
+        if cls is CancelJobRequest:
+            return CancelJobRequest(tuple(names), data.get("force") is True)
         return cls(tuple(names))
     if name == "listJobs":
         return ListJobsRequest()

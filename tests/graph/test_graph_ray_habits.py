@@ -3,6 +3,8 @@
 Every test has a deadline: a pattern that deadlocks fails at it instead of hanging.
 """
 
+import concurrent.futures
+import os
 import time
 
 import pytest
@@ -75,3 +77,114 @@ def test_lent_cores_come_back_to_the_pool(session):
 def test_a_blocked_request_for_an_unknown_step_is_a_no_op(session):
     reply = session.session.client.request({"request": "taskBlocked", "step": "nosuch"})
     assert reply == {"lent": False}
+
+
+# ---------------------------------------------------------------- cancel
+
+@qcgflow.task
+def wait_for(path, value):
+    """Return ``value`` once ``path`` exists (with its own deadline)."""
+    deadline = time.monotonic() + DEADLINE
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.01)
+    return value
+
+
+@qcgflow.task
+def started_then_wait(mark, path):
+    open(mark, "w").close()
+    return wait_for(path, "finished")
+
+
+def _until(predicate):
+    deadline = time.monotonic() + DEADLINE
+    while not predicate():
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.02)
+
+
+def test_cancel_a_queued_task_and_its_dependant(session, tmp_path):
+    gate = str(tmp_path / "gate")
+    busy = [wait_for.remote(gate, i) for i in range(2)]  # both cores
+    queued = leaf.remote(1)
+    after = leaf.remote(queued)
+    assert qcgflow.cancel(queued)
+    with pytest.raises(qcgflow.TaskCancelledError) as caught:
+        qcgflow.get(queued, timeout=DEADLINE)
+    assert isinstance(caught.value, concurrent.futures.CancelledError)
+    with pytest.raises(qcgflow.DependencyFailed) as dependant:
+        qcgflow.get(after, timeout=DEADLINE)
+    assert isinstance(dependant.value.root_error, qcgflow.TaskCancelled)
+    open(gate, "w").close()
+    assert qcgflow.get(busy, timeout=DEADLINE) == [0, 1]
+    name = queued.future.session.tasks[queued.node].name
+    states = session.session.client.request({"request": "listJobs"})["jobs"]
+    # canceled in the service, or before the batch holding it was sent: never run
+    assert states.get(name, {}).get("status") in (None, "CANCELED"), states
+    assert not os.path.exists(os.path.join(session.wd, ".qcgflow", name, "result.pkl"))
+
+
+def test_cancel_a_task_queued_in_the_service(session, tmp_path):
+    gate = str(tmp_path / "gate")
+    busy = [wait_for.remote(gate, i) for i in range(2)]
+    queued = leaf.remote(1)
+    name = queued.future.session.tasks[queued.node].name
+    _until(lambda: session.session.client.request({"request": "listJobs"})["jobs"]
+           .get(name, {}).get("status") == "QUEUED")
+    assert qcgflow.cancel(queued)
+    with pytest.raises(qcgflow.TaskCancelled):
+        qcgflow.get(queued, timeout=DEADLINE)
+    assert session.session.client.request({"request": "listJobs"})["jobs"][name]["status"] \
+        == "CANCELED"
+    open(gate, "w").close()
+    assert qcgflow.get(busy, timeout=DEADLINE) == [0, 1]
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_cancel_a_running_task(session, tmp_path, force):
+    mark, never = str(tmp_path / "mark"), str(tmp_path / "never")
+    running = started_then_wait.remote(mark, never)
+    _until(lambda: os.path.exists(mark))
+    started = time.monotonic()
+    assert qcgflow.cancel(running, force=force)
+    with pytest.raises(qcgflow.TaskCancelled):
+        qcgflow.get(running, timeout=DEADLINE)
+    assert time.monotonic() - started < 15  # SIGTERM ends a Python task, no 60 s wait
+    assert not running.future.cancel()  # finished: nothing to cancel
+    assert qcgflow.get(leaf.remote(2), timeout=DEADLINE) == 20  # the cores came back
+
+
+def test_future_cancel_is_true_for_a_task_not_started(session, tmp_path):
+    gate, mark = str(tmp_path / "gate"), str(tmp_path / "mark")
+    busy = [started_then_wait.remote(mark, gate), wait_for.remote(gate, 1)]
+    queued = leaf.remote(3)
+    _until(lambda: os.path.exists(mark))
+    assert queued.future.cancel()
+    assert queued.future.cancelled()
+    assert not busy[0].future.cancel()  # running: future.cancel() leaves it alone
+    open(gate, "w").close()
+    assert qcgflow.get(busy, timeout=DEADLINE) == ["finished", 1]
+    with pytest.raises(concurrent.futures.CancelledError):
+        queued.result(DEADLINE)
+
+
+def test_cancel_one_element_of_a_mapped_task(session, tmp_path):
+    gate = str(tmp_path / "gate")
+    busy = [wait_for.remote(gate, i) for i in range(2)]
+    mapped = qcgflow.dynamic.submit(leaf.map(range(4)))
+    follow = qcgflow.dynamic.submit(leaf.map(mapped))  # element-wise
+    assert qcgflow.cancel(mapped, iterations=[2])
+    open(gate, "w").close()
+    qcgflow.get(busy, timeout=DEADLINE)
+    with pytest.raises(qcgflow.TaskCancelled) as caught:
+        qcgflow.get(mapped, timeout=DEADLINE)
+    assert caught.value.task.endswith(":2")
+    with pytest.raises(qcgflow.TaskError):
+        qcgflow.get(follow, timeout=DEADLINE)
+    name = mapped.future.session.tasks[follow.node].name
+    states = session.session.client.request(
+        {"request": "jobStatus", "jobNames": ["%s:%d" % (name, i) for i in range(4)]})["jobs"]
+    assert [states["%s:%d" % (name, i)]["data"]["status"] for i in range(4)] == \
+        ["SUCCEED", "SUCCEED", "OMITTED", "SUCCEED"]
