@@ -161,6 +161,14 @@ def _notify(session: Session, request: str, step: str) -> None:
         pass
 
 
+def put(value: Any) -> TaskRef:
+    """Store ``value`` once for this session's tasks (Ray's ``ray.put``) and return a ref:
+    pass it to ``.remote`` calls, every task loads the one stored copy (a file in the run
+    directory, written once; each task process unpickles its own copy of it);
+    ``get(ref)`` returns ``value``. Refs nested in lists and dicts are resolved too."""
+    return _session().put(value)
+
+
 def _future(ref: Any) -> cf.Future:
     if type(ref) is not TaskRef:
         raise TypeError("expected a ref of f.remote(...), got %s" % type(ref).__name__)

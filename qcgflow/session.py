@@ -35,7 +35,7 @@ from . import resume as _resume
 from .compile import command_output, fill_refs, job_description, write_calls
 from .errors import (DependencyFailed, NameClashError, RunError, TaskCancelled, TaskError,
                      TaskFailed)
-from .graph import COMMAND, TaskNode, TaskRef, target_refs
+from .graph import COMMAND, PYTHON, TaskNode, TaskRef, target_refs
 from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
 from .runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
                              ServiceError)
@@ -244,6 +244,24 @@ class Session:
                 self.stream.wakeup()
             return [self.tasks[ref.node].future for ref in refs]
 
+    def put(self, value: Any) -> TaskRef:
+        """Store ``value`` once in the run directory (``.qcgflow/put-<n>/result.pkl``, a
+        result file) and return a ref to it: every task given the ref loads that one file,
+        and ``get`` returns ``value``. No job is submitted."""
+        node = TaskNode(PYTHON, base="put", options={}, fn=None)
+        with self.lock:
+            if self.closed:
+                raise RunError("the session is shut down: call qcgflow.init() again")
+            name = self._name(node)
+            directory = os.path.join(self.base, name)
+            os.makedirs(directory, exist_ok=True)
+            payload.write_value(os.path.join(self.base, payload.result_file(name)), value)
+            task = self.tasks[node] = _Task(node, name, [])
+            node.future = task.future
+            task.state = DONE
+            task.future.set_result(value)
+        return TaskRef(node)
+
     def _collect(self, refs: List[TaskRef]) -> List[TaskNode]:
         """Nodes not in this session that ``refs`` need, predecessors first."""
         order, seen = [], set()
@@ -441,12 +459,14 @@ class Session:
             return self._fail(task, self._cancelled_error(task, job))
         if state == "FAILED" and task.retries:
             if task.node.mapped is None:
-                if task.attempts.get(None, 0) < task.retries:
+                if task.attempts.get(None, 0) < task.retries and \
+                        self._retryable(task, job, None):
                     return self._retry(task)
             else:
                 states = self._iteration_states(task)
                 failed = [i for i, s in states.items() if s == "FAILED"]
-                if failed and all(s in ("SUCCEED", "FAILED") for s in states.values()):
+                if failed and all(s in ("SUCCEED", "FAILED") for s in states.values()) \
+                        and all(self._retryable(task, job, i) for i in failed):
                     task.open_iterations = set(failed)
                     for i in failed:
                         self._retry(task, i)
@@ -525,9 +545,29 @@ class Session:
                     return TaskCancelled("%s:%d" % (task.name, it))
         return TaskCancelled(task.name)
 
+    def _retryable(self, task: _Task, job: str, it) -> bool:
+        """Whether the ``retry_exceptions`` filter lets this failure be retried: a task
+        that did not raise (killed, crashed, out of wall time, a command's exit code) is
+        always retried, as Ray retries system failures; one that raised, when the filter
+        is True or names a class of its exception."""
+        allowed = task.node.options.get("retry_exceptions", True)
+        if allowed is True:
+            return True
+        if task.node.kind == COMMAND:
+            return True
+        own = self._own_failure(task, job, it)
+        if not own.cause_type:
+            return True
+        if allowed is False:
+            return False
+        if own.cause is not None:
+            return isinstance(own.cause, allowed)
+        return own.cause_type in {cls.__qualname__ for cls in allowed}
+
     def _on_iteration_retry(self, task: _Task, it: int, job: str, state: str) -> None:
         if state != "SUCCEED":
-            if state == "FAILED" and task.attempts[it] < task.retries:
+            if state == "FAILED" and task.attempts[it] < task.retries and \
+                    self._retryable(task, job, it):
                 return self._retry(task, it)
             if task.iteration_error is None:
                 task.iteration_error = self._own_failure(task, job, it)

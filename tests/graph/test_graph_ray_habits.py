@@ -188,3 +188,90 @@ def test_cancel_one_element_of_a_mapped_task(session, tmp_path):
         {"request": "jobStatus", "jobNames": ["%s:%d" % (name, i) for i in range(4)]})["jobs"]
     assert [states["%s:%d" % (name, i)]["data"]["status"] for i in range(4)] == \
         ["SUCCEED", "SUCCEED", "OMITTED", "SUCCEED"]
+
+
+# ---------------------------------------------------------------- put
+
+@qcgflow.task
+def checksum(array, k):
+    return int(array[k * 1000]) + int(array.sum() % 7) * 0 + array.nbytes
+
+
+def _stored_bytes(wd):
+    total = 0
+    for folder, _, files in os.walk(os.path.join(wd, ".qcgflow")):
+        total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+    return total
+
+
+def test_put_stores_one_copy_for_fifty_tasks(session):
+    numpy = pytest.importorskip("numpy", reason="pip install numpy")
+    array = numpy.arange(100 * 1024 * 1024 // 8, dtype=numpy.int64)  # 100 MB
+    before = _stored_bytes(session.wd)
+    shared = qcgflow.put(array)
+    results = qcgflow.get([checksum.remote(shared, k) for k in range(50)], timeout=300)
+    assert results == [k * 1000 + array.nbytes for k in range(50)]
+    written = _stored_bytes(session.wd) - before
+    # one stored copy (100 MB) and 50 small call and result files, never 50 copies
+    assert array.nbytes < written < array.nbytes + 50 * 64 * 1024, written
+    assert qcgflow.get(shared) is array
+
+
+def test_a_put_ref_nested_in_a_list_is_resolved(session):
+    shared = qcgflow.put({"mesh": [1, 2, 3]})
+    assert qcgflow.get(leaf.remote([shared, shared]), timeout=DEADLINE) == [
+        {"mesh": [1, 2, 3]}, {"mesh": [1, 2, 3]}] * 10
+
+
+# ---------------------------------------------------------------- retry_exceptions
+
+def _attempt(directory):
+    os.makedirs(directory, exist_ok=True)
+    number = len(os.listdir(directory))
+    open(os.path.join(directory, str(number)), "w").close()
+    return number
+
+
+@qcgflow.task(retries=3, retry_exceptions=[KeyError])
+def fails_with(directory, kind, until):
+    number = _attempt(directory)
+    if number < until:
+        if kind == "exit":
+            os._exit(3)  # a lost process: Ray's system failure
+        raise {"key": KeyError, "value": ValueError}[kind]("attempt %d" % number)
+    return number
+
+
+def test_a_listed_exception_is_retried(session, tmp_path):
+    assert qcgflow.get(fails_with.remote(str(tmp_path / "k"), "key", 2), timeout=DEADLINE) == 2
+
+
+def test_an_exception_not_listed_is_not_retried(session, tmp_path):
+    with pytest.raises(ValueError):
+        qcgflow.get(fails_with.remote(str(tmp_path / "v"), "value", 2), timeout=DEADLINE)
+    assert len(os.listdir(tmp_path / "v")) == 1  # one attempt: a deterministic failure
+
+
+def test_a_lost_process_is_retried_whatever_the_filter(session, tmp_path):
+    assert qcgflow.get(fails_with.remote(str(tmp_path / "x"), "exit", 1), timeout=DEADLINE) == 1
+
+
+def test_retry_exceptions_false_retries_only_lost_processes(session, tmp_path):
+    never = fails_with.options(retry_exceptions=False)
+    with pytest.raises(KeyError):
+        qcgflow.get(never.remote(str(tmp_path / "f"), "key", 1), timeout=DEADLINE)
+    assert len(os.listdir(tmp_path / "f")) == 1
+    assert qcgflow.get(never.remote(str(tmp_path / "g"), "exit", 2), timeout=DEADLINE) == 2
+
+
+def test_a_mapped_task_retries_only_listed_exceptions(session, tmp_path):
+    mapped = qcgflow.dynamic.submit(fails_with.map(
+        [str(tmp_path / "m0"), str(tmp_path / "m1")], "value", 1))
+    with pytest.raises(ValueError):
+        qcgflow.get(mapped, timeout=DEADLINE)
+    assert [len(os.listdir(tmp_path / d)) for d in ("m0", "m1")] == [1, 1]
+
+
+def test_a_bad_filter_is_refused_at_once():
+    with pytest.raises(qcgflow.TaskOptionError, match="retry_exceptions=\\[KeyError\\]"):
+        leaf.options(retry_exceptions=["KeyError"])
