@@ -23,7 +23,7 @@ import contextlib
 import os
 import threading
 import time
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import payload
 from .errors import GetTimeoutError
@@ -60,7 +60,7 @@ class Context:
 
 
 def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
-         service_args: Sequence[str] = ()) -> Context:
+         service_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None) -> Context:
     """Start a local service for this process's ``.remote`` calls.
 
     Args:
@@ -68,6 +68,9 @@ def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
             host's CPUs.
         wd: the run directory (created if missing); default: a new ``$TMPDIR/qcgflow-run-*``.
         service_args: more ``qcgflow service`` options (``["--disable-warm-workers"]``).
+        env: environment variables for every task of the session (Ray's
+            ``runtime_env={"env_vars": ...}``), also tasks submitted by tasks; a task's own
+            ``env`` option wins.
 
     Returns:
         the session, also a context manager (``with qcgflow.init(...):``).
@@ -81,7 +84,17 @@ def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
         if _current is not None:
             raise RuntimeError("qcgflow.init() was already called (%r): call "
                                "qcgflow.shutdown() first" % _current)
-        _current = Context(Session.start(wd, nodes, service_args), implicit=False)
+        if env is not None and not (isinstance(env, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            raise TypeError("qcgflow.init(env=...) takes a dict of variable names to "
+                            "strings, e.g. env={'OMP_NUM_THREADS': '1'}; got %r" % (env,))
+        session = Session.start(wd, nodes, service_args)
+        try:
+            session.set_env(env)
+        except TypeError:
+            session.shutdown()
+            raise
+        _current = Context(session, implicit=False)
         return _current
 
 

@@ -133,21 +133,23 @@ class TaskFailed(TaskError):
         return error
 
 
-_DERIVED: Dict[Type[BaseException], Optional[Type[TaskFailed]]] = {}
+_DERIVED: Dict[tuple, Optional[type]] = {}
 
 
-def _derived_class(cause_class: Type[BaseException]) -> Optional[Type[TaskFailed]]:
-    """``TaskFailed(ValueError)``: a subclass of both, made once per cause class."""
-    if cause_class not in _DERIVED:
+def _derived_class(cause_class: Type[BaseException], base: Optional[type] = None):
+    """``TaskFailed(ValueError)``: a subclass of both, made once per cause class (``base``:
+    another error class, e.g. DependencyFailed)."""
+    base = base or TaskFailed
+    key = (base, cause_class)
+    if key not in _DERIVED:
         try:
-            _DERIVED[cause_class] = type("TaskFailed(%s)" % cause_class.__name__,
-                                         (TaskFailed, cause_class),
-                                         {"__str__": TaskFailed.__str__,
-                                          "__init__": TaskFailed.__init__,
-                                          "__module__": __name__})
+            _DERIVED[key] = type("%s(%s)" % (base.__name__, cause_class.__name__),
+                                 (base, cause_class),
+                                 {"__str__": base.__str__, "__init__": base.__init__,
+                                  "__module__": __name__})
         except TypeError:  # layout conflict or final class
-            _DERIVED[cause_class] = None
-    return _DERIVED[cause_class]
+            _DERIVED[key] = None
+    return _DERIVED[key]
 
 
 class TaskCancelled(TaskFailed, CancelledError):
@@ -186,11 +188,33 @@ class DependencyFailed(TaskError):
         if root_error is not None:
             reason = " (%s)" % (("%s: %s" % (root_error.cause_type, root_error.cause))
                                 if root_error.cause_type else root_error.messages)
-        super().__init__("task %r was not run: the task %r it depends on failed%s"
-                         % (task, root, reason), task)
+        self.message = "task %r was not run: the task %r it depends on failed%s" % (
+            task, root, reason)
+        super().__init__(self.message, task)
+
+    def __str__(self) -> str:
+        return self.message
 
     def __reduce__(self):
         return (DependencyFailed, (self.task, self.root, self.root_error))
+
+    def as_instanceof_cause(self) -> "DependencyFailed":
+        """This error as an instance of both DependencyFailed and the class of the root
+        task's exception (``except KeyError`` catches a dependant of a task that raised
+        KeyError, as it catches that task's own failure); ``self`` when there is none."""
+        cause = self.root_error.cause if self.root_error is not None else None
+        if cause is None or isinstance(self, type(cause)):
+            return self
+        derived = _derived_class(type(cause), DependencyFailed)
+        if derived is None:
+            return self
+        try:
+            error = derived.__new__(derived, *cause.args)
+        except Exception:  # a class whose __new__ wants other arguments
+            return self
+        error.__dict__.update(self.__dict__)
+        error.args = (self.message,)
+        return error
 
 
 class GetTimeoutError(QcgflowError, TimeoutError):

@@ -139,8 +139,24 @@ class TaskRef:
         return "<TaskRef %s%s #%d>" % (kind, self.node.base, self.node.seq)
 
     def __reduce__(self):
-        raise TypeError("a TaskRef cannot be pickled: pass it as an argument of a task, the "
-                        "task then receives its result")
+        """A submitted ref of a Python task travels (in a result, a ``put`` value, an
+        object): it is unpickled as a ref on the same service's job, tracked by the
+        receiving process's session (Ray's refs in results). A lazy ref cannot."""
+        future = self.node.future
+        session = getattr(future, "session", None)
+        task = session.tasks.get(self.node) if session is not None else None
+        if task is None or self.node.kind != PYTHON:
+            raise TypeError("%r cannot be pickled: only the ref of a submitted Python task "
+                            "(f.remote, qcgflow.put) travels; pass a lazy ref as an argument "
+                            "of a task, the task then receives its result" % self)
+        return (_travelled, (task.name, self.node.iterations, task.node.fn is None
+                             and task.node.base == "put", session.root))
+
+
+def _travelled(name: str, iterations, stored: bool, root: str) -> "TaskRef":
+    """A ref unpickled in this process: the current session adopts the job ``name``."""
+    from .dynamic import _session
+    return _session().adopt(name, iterations, stored, root)
 
 
 def find_refs(obj: Any) -> Iterator[TaskRef]:

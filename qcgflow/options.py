@@ -130,6 +130,12 @@ def _retry_exceptions(value: Any):
                    "retry_exceptions=[KeyError]")
 
 
+def _num_returns(value: Any) -> int:
+    if not _positive(value):
+        raise _Invalid("use a positive whole number of returned values, e.g. num_returns=2")
+    return value
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Invalid("use True or False")
@@ -190,6 +196,8 @@ OPTIONS: Dict[str, Option] = {o.name: o for o in (
            "default), False (only a task that did not raise: killed, crashed, out of wall "
            "time) or exception classes (those, and tasks that did not raise)",
            _retry_exceptions, ()),
+    Option("num_returns", "n: .remote / .bind give n refs, one per item of the returned "
+           "sequence (Ray's num_returns)", _num_returns, ()),
     Option("name", "the job name (default: the function's name and a number)", _name, ()),
     Option("cache", "False: never reuse an earlier result of this task (resume, cache_dir); "
            "it runs every time, and so do the tasks using its result", _flag, ()),

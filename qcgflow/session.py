@@ -33,9 +33,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from . import payload
 from . import resume as _resume
 from .compile import command_output, fill_refs, job_description, write_calls
-from .errors import (DependencyFailed, NameClashError, RunError, TaskCancelled, TaskError,
-                     TaskFailed)
-from .graph import COMMAND, PYTHON, TaskNode, TaskRef, target_refs
+from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
+from .graph import COMMAND, TaskNode, TaskRef, target_refs
+from .session_ray import DONE, HELD, SESSION_ENV_NAMES, SUBMITTED, RayHabits, _Task
+from .task import take_part
 from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
 from .runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
                              ServiceError)
@@ -44,7 +45,6 @@ _log = logging.getLogger(__name__)
 
 RECHECK_AFTER = 1.0  # s without an event before the job states are asked for (lost events)
 FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
-HELD, SUBMITTED, DONE = "held", "submitted", "done"
 
 
 class _View:
@@ -52,52 +52,6 @@ class _View:
 
     def __init__(self, names, edges, order):
         self.names, self.edges, self.order = names, edges, order
-
-
-class _Task:
-    """A node in a session: its state, retries and future."""
-
-    def __init__(self, node: TaskNode, name: str, preds: List[TaskNode]):
-        self.node, self.name, self.preds = node, name, preds
-        self.dependants: List["_Task"] = []
-        self.state = HELD
-        self.job: Optional[Dict[str, Any]] = None
-        self.retries = int(node.options.get("retries") or 0)
-        self.attempts: Dict[Any, int] = {}  # None or iteration -> retries used
-        self.open_iterations: set = set()  # iterations being retried
-        self.iteration_error: Optional[TaskError] = None
-        self.error: Optional[TaskError] = None
-        self.cancel_requested = False  # qcgflow.cancel: its end is a TaskCancelled
-        self.future: cf.Future = _Future()
-        self.future.set_running_or_notify_cancel()
-
-
-class _Future(cf.Future):
-    """A task's future: ``cancel()`` cancels the task while it has not started (queued in
-    the service, or not sent yet) and then returns True, as a ``concurrent.futures``
-    future does for work not begun; a started task is not touched (False: use
-    ``qcgflow.cancel``)."""
-
-    session: Optional["Session"] = None
-    node: Optional[TaskNode] = None
-
-    def cancel(self) -> bool:
-        if self.session is None or self.done():
-            return False
-        return self.session.cancel(self.node, only_queued=True)
-
-    def mark_cancelled(self) -> bool:
-        """RUNNING -> CANCELLED, waking ``result()``, ``concurrent.futures.wait`` and the
-        callbacks as ``Future.cancel`` would (ours is RUNNING from the start)."""
-        with self._condition:
-            if self._state != cf._base.RUNNING:
-                return False
-            self._state = cf._base.CANCELLED_AND_NOTIFIED
-            for waiter in self._waiters:
-                waiter.add_cancelled(self)
-            self._condition.notify_all()
-        self._invoke_callbacks()
-        return True
 
 
 def _substitute(obj, it: int, value) -> Any:
@@ -111,11 +65,13 @@ def _substitute(obj, it: int, value) -> Any:
     return obj
 
 
-class Session:
+class Session(RayHabits):
     """Submits nodes to one service and resolves one ``concurrent.futures.Future`` per node.
 
     Thread-safe: ``submit`` may be called from any thread (also from a future's callback).
     """
+
+    client_errors = (ClientError,)  # what a request may raise (for RayHabits)
 
     def __init__(self, client: ServiceClient, root: str, service: Optional[LocalService] = None,
                  pub_address: Optional[str] = None, prefix: str = "",
@@ -132,6 +88,8 @@ class Session:
         self.outbox: List[Dict[str, Any]] = []  # jobs for the consumer thread to submit
         self.closed = False
         self.memo: Optional[_resume.Memo] = None  # set by run(): records and reuses results
+        self.adopted: Dict[str, TaskNode] = {}  # job name -> node of a ref that travelled
+        self.env: Dict[str, str] = {}  # init(env=...): added to every task's environment
         topics = (TOPIC_JOB_FINISHED,) + ((TOPIC_JOB_STATUS,) if on_executing else ())
         self.stream = client.subscribe(topics, address=pub_address)
         self.thread = threading.Thread(target=self._consume, name="qcgflow-session",
@@ -169,7 +127,11 @@ class Session:
             return None
         client = ServiceClient(address)
         try:
-            return cls(client, root, prefix="t%d." % os.getpid())
+            session = cls(client, root, prefix="t%d." % os.getpid())
+            # the session's env (init(env=...)) reaches tasks that tasks submit too
+            names = [n for n in os.environ.get(SESSION_ENV_NAMES, "").split(",") if n]
+            session.set_env({n: os.environ[n] for n in names if n in os.environ})
+            return session
         except BaseException:
             client.close()
             raise
@@ -244,24 +206,6 @@ class Session:
                 self.stream.wakeup()
             return [self.tasks[ref.node].future for ref in refs]
 
-    def put(self, value: Any) -> TaskRef:
-        """Store ``value`` once in the run directory (``.qcgflow/put-<n>/result.pkl``, a
-        result file) and return a ref to it: every task given the ref loads that one file,
-        and ``get`` returns ``value``. No job is submitted."""
-        node = TaskNode(PYTHON, base="put", options={}, fn=None)
-        with self.lock:
-            if self.closed:
-                raise RunError("the session is shut down: call qcgflow.init() again")
-            name = self._name(node)
-            directory = os.path.join(self.base, name)
-            os.makedirs(directory, exist_ok=True)
-            payload.write_value(os.path.join(self.base, payload.result_file(name)), value)
-            task = self.tasks[node] = _Task(node, name, [])
-            node.future = task.future
-            task.state = DONE
-            task.future.set_result(value)
-        return TaskRef(node)
-
     def _collect(self, refs: List[TaskRef]) -> List[TaskNode]:
         """Nodes not in this session that ``refs`` need, predecessors first."""
         order, seen = [], set()
@@ -301,15 +245,19 @@ class Session:
     def _advance(self, task: _Task, jobs: List[Dict[str, Any]]) -> None:
         """Submit a held task whose predecessors allow it, or fail it when one failed."""
         waiting = False
+        part = task.node.fn is take_part
         for pred in task.preds:
             other = self.tasks[pred]
             if other.error is not None:
-                self._fail(task, self._dependency_error(task.name, other.error))
+                self._fail(task, other.error if part else
+                           self._dependency_error(task.name, other.error))
                 return
-            if other.state == HELD or (other.state == SUBMITTED and other.retries):
+            if other.state == HELD or (other.state == SUBMITTED and (other.retries or part)):
                 waiting = True
         if waiting:
             return
+        if part:  # num_returns: item i of a finished task's result, split here
+            return self._split(task)
         running = {pred for pred in task.preds if self.tasks[pred].state == SUBMITTED}
         edges = [(pred, element) for pred, element in
                  ((ref.node, element) for ref, element in task.node.dependencies())
@@ -318,6 +266,9 @@ class Session:
         names[task.node] = task.name
         task.job = job_description(_View(names, {task.node: edges}, None), task.node,
                                    sys.executable)
+        if self.env:  # init(env=...): every task's, its own env option wins
+            execution = task.job["execution"]
+            execution["env"] = dict(self.env, **execution.get("env", {}))
         task.state = SUBMITTED
         self.jobs[task.name] = (task, None)
         jobs.append(task.job)
@@ -361,6 +312,9 @@ class Session:
             return
         if self.memo is not None:
             self.memo.record(task.node, task.name)
+        self._done(task, value)
+
+    def _done(self, task: _Task, value: Any) -> None:
         task.state = DONE
         task.future.set_result(value)
         jobs: List[Dict[str, Any]] = []
@@ -372,11 +326,11 @@ class Session:
     def _fail(self, task: _Task, error: TaskError, raised: Optional[Exception] = None) -> None:
         task.state, task.error = DONE, error
         if not task.future.done():  # it may be cancelled (future.cancel)
-            task.future.set_exception(raised or (error.as_instanceof_cause()
-                                                 if isinstance(error, TaskFailed) else error))
+            task.future.set_exception(raised or error.as_instanceof_cause())
         for dependant in task.dependants:
-            if dependant.state == HELD:
-                self._fail(dependant, self._dependency_error(dependant.name, error))
+            if dependant.state == HELD:  # a num_returns ref fails as its task did
+                self._fail(dependant, error if dependant.node.fn is take_part else
+                           self._dependency_error(dependant.name, error))
 
     @staticmethod
     def _dependency_error(name: str, upstream: TaskError) -> DependencyFailed:
@@ -480,90 +434,6 @@ class Session:
             return self._fail(task, self._dependency_error(task.name, upstream))
         self._fail(task, TaskFailed(task.name, messages=self._messages(job) or state.lower()))
 
-    # ------------------------------------------------------------------ cancel
-    def cancel(self, node: TaskNode, force: bool = False, iterations=None,
-               only_queued: bool = False) -> bool:
-        """Cancel a task (or some iterations of a mapped one): not sent yet or held here,
-        it fails at once with ``TaskCancelled``; queued in the service, it is canceled
-        there; running, it gets SIGTERM (``force``: SIGKILL) and fails with
-        ``TaskCancelled`` when it ended. Dependants fail with ``DependencyFailed``.
-        ``only_queued`` (``future.cancel()``): only a task that has not started, and its
-        future is then cancelled. False when there was nothing to cancel."""
-        if iterations is not None and self.outbox:
-            self._flush()  # the service must know the job to cancel some iterations
-        with self.lock:
-            task = self.tasks.get(node)
-            if task is None or task.future.done():
-                return False
-            if task.state == SUBMITTED and iterations is None:
-                waiting = [job for job in self.outbox if self.jobs.get(job["name"], (None,))[0]
-                           is task]
-                if waiting:  # not sent yet: never will be
-                    self.outbox = [job for job in self.outbox if job not in waiting]
-                    for job in waiting:
-                        self.jobs.pop(job["name"], None)
-                    task.state = HELD
-            if task.state == HELD:
-                if only_queued:
-                    task.future.mark_cancelled()
-                self._fail(task, TaskCancelled(task.name))
-                return True
-            if task.state != SUBMITTED:
-                return False
-            names = [name for name, (owner, it) in self.jobs.items() if owner is task
-                     and (iterations is None or it in iterations)]
-            if iterations is not None:
-                names += ["%s:%d" % (task.name, it) for it in iterations
-                          if task.node.iterations is not None
-                          and 0 <= it < task.node.iterations]
-            if not names:
-                return False
-            if only_queued:
-                reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}
-                found = reply.get("jobs") or {}
-                if any(((found.get(name) or {}).get("data") or {}).get("status") != "QUEUED"
-                       for name in names):
-                    return False
-            task.cancel_requested = True
-            try:
-                with self.sending:  # after a batch in flight that holds these jobs
-                    self.client.request({"request": "cancelJob", "jobNames": names,
-                                         "force": bool(force)})
-            except ClientError as exc:
-                _log.warning("cancel of %s: %s", task.name, exc)
-                return False
-            if only_queued:
-                task.future.mark_cancelled()
-            return True
-
-    def _cancelled_error(self, task: _Task, job: str) -> TaskCancelled:
-        """The TaskCancelled of a task that ended after a cancel (a mapped one: the first
-        iteration canceled)."""
-        if task.node.iterations is not None and job == task.name:
-            for it, state in sorted(self._iteration_states(task).items()):
-                if state == "CANCELED":
-                    return TaskCancelled("%s:%d" % (task.name, it))
-        return TaskCancelled(task.name)
-
-    def _retryable(self, task: _Task, job: str, it) -> bool:
-        """Whether the ``retry_exceptions`` filter lets this failure be retried: a task
-        that did not raise (killed, crashed, out of wall time, a command's exit code) is
-        always retried, as Ray retries system failures; one that raised, when the filter
-        is True or names a class of its exception."""
-        allowed = task.node.options.get("retry_exceptions", True)
-        if allowed is True:
-            return True
-        if task.node.kind == COMMAND:
-            return True
-        own = self._own_failure(task, job, it)
-        if not own.cause_type:
-            return True
-        if allowed is False:
-            return False
-        if own.cause is not None:
-            return isinstance(own.cause, allowed)
-        return own.cause_type in {cls.__qualname__ for cls in allowed}
-
     def _on_iteration_retry(self, task: _Task, it: int, job: str, state: str) -> None:
         if state != "SUCCEED":
             if state == "FAILED" and task.attempts[it] < task.retries and \
@@ -611,7 +481,8 @@ class Session:
                     elif self.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
                         quiet_since = time.monotonic()
                         self._check_service()
-                        self._recheck(list(self.jobs))
+                        unsent = {job["name"] for job in self.outbox}  # unknown there yet
+                        self._recheck([name for name in self.jobs if name not in unsent])
                 except Exception as exc:  # noqa: BLE001 - the thread must go on
                     _log.exception("session event handling failed")
                     self._fail_job(event.job if event is not None else None, exc)

@@ -275,3 +275,117 @@ def test_a_mapped_task_retries_only_listed_exceptions(session, tmp_path):
 def test_a_bad_filter_is_refused_at_once():
     with pytest.raises(qcgflow.TaskOptionError, match="retry_exceptions=\\[KeyError\\]"):
         leaf.options(retry_exceptions=["KeyError"])
+
+
+# ---------------------------------------------------------------- refs in results
+
+@qcgflow.task
+def launch_samples(n):
+    """A dynamic sub-ensemble: decides how many samples and returns their refs."""
+    return [leaf.remote(i) for i in range(n)]
+
+
+@qcgflow.task
+def total(values):
+    return sum(values)
+
+
+@qcgflow.task
+def get_inside(refs_holder):
+    return qcgflow.get(refs_holder["refs"], timeout=DEADLINE)
+
+
+def test_a_task_returns_refs_it_created(session):
+    refs = qcgflow.get(launch_samples.remote(4), timeout=DEADLINE)
+    assert all(type(ref) is qcgflow.TaskRef for ref in refs)
+    assert qcgflow.get(refs, timeout=DEADLINE) == [0, 10, 20, 30]
+    # they are dependencies of later tasks, as our own refs are
+    assert qcgflow.get(total.remote(refs), timeout=DEADLINE) == 60
+
+
+def test_a_ref_inside_a_stored_value_travels_to_a_task(session):
+    shared = qcgflow.put({"refs": [leaf.remote(1), qcgflow.put(7)]})
+    assert qcgflow.get(get_inside.remote(shared), timeout=DEADLINE) == [10, 7]
+
+
+def test_a_lazy_ref_still_cannot_travel(session):
+    import pickle
+    with pytest.raises(TypeError, match="only the ref of a submitted Python task"):
+        pickle.dumps(leaf.bind(1))
+
+
+# ---------------------------------------------------------------- num_returns, env, errors
+
+@qcgflow.task(num_returns=2)
+def divmod_task(a, b):
+    return divmod(a, b)
+
+
+@qcgflow.task(num_returns=3)
+def wrong_count():
+    return (1, 2)
+
+
+@qcgflow.task
+def read_env(name):
+    return os.environ.get(name)
+
+
+@qcgflow.task
+def read_env_nested(name):
+    return qcgflow.get(read_env.remote(name), timeout=DEADLINE)
+
+
+@qcgflow.task
+def raises_key():
+    raise KeyError("missing")
+
+
+def test_num_returns_gives_separate_refs(session):
+    quotient, remainder = divmod_task.remote(17, 5)
+    assert qcgflow.get(remainder, timeout=DEADLINE) == 2
+    assert qcgflow.get(leaf.remote(quotient), timeout=DEADLINE) == 30  # a dependency alone
+
+
+def test_num_returns_with_a_wrong_count_fails_each_ref(session):
+    refs = wrong_count.remote()
+    assert len(refs) == 3
+    for ref in refs:
+        with pytest.raises(ValueError, match="num_returns=3 but returned 2 values"):
+            qcgflow.get(ref, timeout=DEADLINE)
+
+
+def test_num_returns_in_run_is_the_same():
+    assert qcgflow.run(list(divmod_task.bind(17, 5)), nodes=2) == [3, 2]
+
+
+def test_init_env_reaches_every_task_and_nested_ones(tmp_path):
+    with qcgflow.init(nodes=2, wd=run_wd(tmp_path), env={"QCGFLOW_RAY_TEST": "yes"}):
+        assert qcgflow.get([read_env.remote("QCGFLOW_RAY_TEST"),
+                            read_env_nested.remote("QCGFLOW_RAY_TEST"),
+                            read_env.options(env={"QCGFLOW_RAY_TEST": "own"})
+                            .remote("QCGFLOW_RAY_TEST")], timeout=DEADLINE) == \
+            ["yes", "yes", "own"]
+
+
+def test_init_env_must_be_strings():
+    with pytest.raises(TypeError, match="dict of variable names to strings"):
+        qcgflow.init(env={"A": 1})
+    assert not qcgflow.dynamic.is_initialized()
+
+
+def test_get_timeout_is_a_get_timeout_error(session, tmp_path):
+    ref = wait_for.remote(str(tmp_path / "never"), 1)
+    with pytest.raises(qcgflow.GetTimeoutError):
+        qcgflow.get(ref, timeout=0.2)
+    with pytest.raises(TimeoutError):
+        ref.result(0.2)
+    qcgflow.cancel(ref, force=True)
+
+
+def test_a_failed_dependency_is_caught_as_the_users_exception(session):
+    dependant = leaf.remote(raises_key.remote())
+    with pytest.raises(KeyError) as caught:
+        qcgflow.get(dependant, timeout=DEADLINE)
+    assert isinstance(caught.value, qcgflow.DependencyFailed)
+    assert "it depends on failed" in str(caught.value)
