@@ -306,6 +306,17 @@ class Session(RayHabits):
     def _succeed(self, task: _Task) -> None:
         try:
             value = self._value(task)
+        except FileNotFoundError as exc:
+            if task.node.kind != COMMAND and task.node.mapped is None:
+                # exit status 0 without a result (os._exit(0)): a lost process, as Ray's
+                # worker crash, retried as one
+                if task.attempts.get(None, 0) < task.retries:
+                    return self._retry(task)
+                return self._fail(task, TaskFailed(task.name, messages=(
+                    "its process ended (exit status 0) without writing a result: "
+                    "os._exit() or a killed worker")))
+            return self._fail(task, TaskFailed(task.name, messages="cannot load the "
+                                               "result: %s" % exc))
         except Exception as exc:  # noqa: BLE001 - a broken result file fails the task
             self._fail(task, TaskFailed(task.name, messages="cannot load the result: %s"
                                         % exc))
