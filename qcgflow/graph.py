@@ -154,9 +154,15 @@ class TaskRef:
 
 
 def _travelled(name: str, iterations, stored: bool, root: str) -> "TaskRef":
-    """A ref unpickled in this process: the current session adopts the job ``name``."""
-    from .dynamic import _session
-    return _session().adopt(name, iterations, stored, root)
+    """A ref unpickled in this process: the current session adopts the job ``name`` (in a
+    task: the session it attaches to; never a new service)."""
+    import os
+    from . import dynamic
+    if dynamic._current is None and not os.environ.get("QCG_PM_ZMQ_ADDRESS"):
+        from .errors import RunError
+        raise RunError("a ref of job %r arrived outside a qcgflow.init() session: refs "
+                       "travel between the tasks and the driver of one session" % name)
+    return dynamic._session().adopt(name, iterations, stored, root)
 
 
 def find_refs(obj: Any) -> Iterator[TaskRef]:

@@ -389,3 +389,8 @@ def test_a_failed_dependency_is_caught_as_the_users_exception(session):
         qcgflow.get(dependant, timeout=DEADLINE)
     assert isinstance(caught.value, qcgflow.DependencyFailed)
     assert "it depends on failed" in str(caught.value)
+
+
+def test_a_ref_returned_to_qcgflow_run_fails_the_task_clearly(tmp_path):
+    with pytest.raises(qcgflow.TaskFailed, match="outside a qcgflow.init"):
+        qcgflow.run(launch_samples.bind(1), nodes=2, wd=run_wd(tmp_path))
