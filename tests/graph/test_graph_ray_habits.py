@@ -394,3 +394,17 @@ def test_a_failed_dependency_is_caught_as_the_users_exception(session):
 def test_a_ref_returned_to_qcgflow_run_fails_the_task_clearly(tmp_path):
     with pytest.raises(qcgflow.TaskFailed, match="outside a qcgflow.init"):
         qcgflow.run(launch_samples.bind(1), nodes=2, wd=run_wd(tmp_path))
+
+
+def test_cancel_a_whole_mapped_task(session, tmp_path):
+    gate = str(tmp_path / "gate")
+    busy = [wait_for.remote(gate, i) for i in range(2)]
+    mapped = qcgflow.dynamic.submit(leaf.map(range(3)))
+    after = leaf.remote(mapped)
+    assert qcgflow.cancel(mapped)
+    with pytest.raises(qcgflow.TaskCancelled):
+        qcgflow.get(mapped, timeout=DEADLINE)
+    with pytest.raises(qcgflow.DependencyFailed):
+        qcgflow.get(after, timeout=DEADLINE)
+    open(gate, "w").close()
+    assert qcgflow.get(busy, timeout=DEADLINE) == [0, 1]
