@@ -18,6 +18,7 @@ directly runs the plain function in this process.
 
 import functools
 import itertools
+import types
 from typing import Any, Callable, Dict, Iterable
 
 from . import options as _options
@@ -59,10 +60,12 @@ class TaskFunction:
         """A ref to ``fn(*args, **kwargs)``; refs in the arguments (also nested in lists,
         tuples, dicts, sets) are dependencies and are replaced by their results.
         With ``num_returns=n``: a tuple of n refs, ref i to item i of the result."""
-        ref = TaskRef(self._node(args, kwargs, None))
         count = self.task_options.get("num_returns")
         if count is None:
-            return ref
+            return TaskRef(self._node(args, kwargs, None))
+        node = self._node(args, kwargs, None)
+        node.fn = functools.partial(returns_items, self.fn)  # a generator's items too
+        ref = TaskRef(node)
         return tuple(TaskRef(TaskNode(PYTHON, base="%s.%d" % (ref.node.base, i),
                                       fn=take_part, args=(ref, i, count), options={}))
                      for i in range(count))
@@ -98,6 +101,15 @@ class TaskFunction:
 
     def __repr__(self) -> str:
         return "<qcgflow %s>" % self.where
+
+
+def returns_items(fn: Callable, *args, **kwargs) -> Any:
+    """``fn(*args, **kwargs)``, a generator's items as a tuple (a ``num_returns`` task:
+    Ray takes a generator's items as the returned values; a generator does not pickle)."""
+    value = fn(*args, **kwargs)
+    if isinstance(value, types.GeneratorType):
+        value = tuple(value)
+    return value
 
 
 def take_part(value: Any, index: int, count: int) -> Any:

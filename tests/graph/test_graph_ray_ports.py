@@ -95,12 +95,9 @@ def return_multiple_as_generator():
         yield i
 
 
-def test_difference_05_a_generator_with_num_returns(session):
-    # Ray: a, b, c are 0, 1, 2. Here a generator is a value like any other, and one does
-    # not pickle: the task fails (streaming generators are not there; return a list)
+def test_ray_05_a_generator_with_num_returns(session):
     a, b, c = return_multiple_as_generator.remote()
-    with pytest.raises(qcgflow.TaskFailed, match="generator"):
-        qcgflow.get(a, timeout=DEADLINE)
+    assert qcgflow.get([a, b, c], timeout=DEADLINE) == [0, 1, 2]
 
 
 @qcgflow.task
