@@ -28,17 +28,19 @@ import types as _types
 __version__ = "0.1.0"
 
 _EXCEPTIONS = ("QcgflowError", "TaskOptionError", "GraphError", "CycleError",
-               "NameClashError", "TaskError", "TaskFailed", "DependencyFailed", "RunError")
+               "NameClashError", "TaskError", "TaskFailed", "DependencyFailed", "RunError",
+               "TaskCancelled", "TaskCancelledError", "GetTimeoutError")
 
 _LAZY = dict({"task": "qcgflow.task", "shell": "qcgflow.commands", "mpi": "qcgflow.commands",
               "compile": "qcgflow.compile", "run": "qcgflow.oneshot",
               "init": "qcgflow.dynamic", "shutdown": "qcgflow.dynamic",
               "get": "qcgflow.dynamic", "wait": "qcgflow.dynamic",
+              "cancel": "qcgflow.dynamic", "put": "qcgflow.dynamic",
               "TaskRef": "qcgflow.graph", "CommandResult": "qcgflow.payload"},
              **{name: "qcgflow.errors" for name in _EXCEPTIONS})
 
 __all__ = ["__version__", "task", "shell", "mpi", "compile", "run", "init", "shutdown", "get",
-           "wait", "errors", "TaskRef",
+           "wait", "cancel", "put", "errors", "TaskRef",
            "CommandResult"] + list(_EXCEPTIONS)
 
 

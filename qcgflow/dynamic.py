@@ -19,12 +19,15 @@ One session per process (``qcgflow.session.Session``). ``.remote`` without ``ini
 
 import atexit
 import concurrent.futures as cf
+import contextlib
+import os
 import threading
 import time
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import payload
-from .graph import TaskRef
+from .errors import GetTimeoutError
+from .graph import TaskRef, find_refs
 from .session import Session
 
 _lock = threading.RLock()
@@ -57,7 +60,7 @@ class Context:
 
 
 def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
-         service_args: Sequence[str] = ()) -> Context:
+         service_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None) -> Context:
     """Start a local service for this process's ``.remote`` calls.
 
     Args:
@@ -65,6 +68,9 @@ def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
             host's CPUs.
         wd: the run directory (created if missing); default: a new ``$TMPDIR/qcgflow-run-*``.
         service_args: more ``qcgflow service`` options (``["--disable-warm-workers"]``).
+        env: environment variables for every task of the session (Ray's
+            ``runtime_env={"env_vars": ...}``), also tasks submitted by tasks; a task's own
+            ``env`` option wins.
 
     Returns:
         the session, also a context manager (``with qcgflow.init(...):``).
@@ -78,7 +84,17 @@ def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
         if _current is not None:
             raise RuntimeError("qcgflow.init() was already called (%r): call "
                                "qcgflow.shutdown() first" % _current)
-        _current = Context(Session.start(wd, nodes, service_args), implicit=False)
+        if env is not None and not (isinstance(env, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            raise TypeError("qcgflow.init(env=...) takes a dict of variable names to "
+                            "strings, e.g. env={'OMP_NUM_THREADS': '1'}; got %r" % (env,))
+        session = Session.start(wd, nodes, service_args)
+        try:
+            session.set_env(env)
+        except TypeError:
+            session.shutdown()
+            raise
+        _current = Context(session, implicit=False)
         return _current
 
 
@@ -118,6 +134,54 @@ def submit(target: Any) -> Any:
     return target
 
 
+STEP_ENV = "QCG_PM_STEP_ID"  # set by the service for every task it runs
+_blocked_lock = threading.Lock()
+_blocked_count = 0  # threads of this task waiting in get / wait
+
+
+@contextlib.contextmanager
+def _blocking(futures: List[cf.Future]):
+    """Around a wait inside a task: while it waits for futures not done yet, the task's
+    cores are lent to the service (``taskBlocked``) so that the tasks it waits for can run
+    on them, and taken back when it goes on (``taskUnblocked``), as Ray releases a blocked
+    worker's CPUs. Costs two requests per wait that blocks; nothing when all are done or
+    outside a task. Several threads waiting at once: the first lends, the last takes back."""
+    global _blocked_count
+    session = _current.session if _current is not None else None
+    step = os.environ.get(STEP_ENV)
+    if (session is None or session.service is not None or not step
+            or all(f.done() for f in futures)):
+        yield
+        return
+    with _blocked_lock:
+        _blocked_count += 1
+        first = _blocked_count == 1
+        if first:
+            _notify(session, "taskBlocked", step)
+    try:
+        yield
+    finally:
+        with _blocked_lock:
+            _blocked_count -= 1
+            if _blocked_count == 0:
+                _notify(session, "taskUnblocked", step)
+
+
+def _notify(session: Session, request: str, step: str) -> None:
+    try:
+        session.client.request({"request": request, "step": step})
+    except Exception:  # noqa: BLE001 - an older service: the task keeps its cores
+        pass
+
+
+def put(value: Any) -> TaskRef:
+    """Store ``value`` once for this session's tasks (Ray's ``ray.put``) and return a ref:
+    pass it to ``.remote`` calls, every task loads the one stored copy (a file in the run
+    directory, written once; each task process unpickles its own copy of it);
+    ``get(ref)`` returns ``value``. Refs nested in lists and dicts are resolved too."""
+    return _session().put(value)
+
+
 def _future(ref: Any) -> cf.Future:
     if type(ref) is not TaskRef:
         raise TypeError("expected a ref of f.remote(...), got %s" % type(ref).__name__)
@@ -131,19 +195,27 @@ def get(refs: Any, timeout: Optional[float] = None) -> Any:
         TaskFailed: a task failed; also an instance of its own exception class, with the
             remote traceback in its text.
         DependencyFailed: a task did not run; ``root`` names the failed task.
-        TimeoutError: not all finished within ``timeout`` seconds.
+        GetTimeoutError: not all finished within ``timeout`` seconds (a TimeoutError).
         RunError: the session was shut down first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
+    with _blocking([ref.future for ref in find_refs(refs) if ref.node.future is not None]):
+        return _values(refs, deadline, timeout)
 
+
+def _values(refs: Any, deadline: Optional[float], timeout: Optional[float]) -> Any:
     def value(obj):
         kind = type(obj)
         if kind is TaskRef:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            future = _future(obj)
             try:
-                return _future(obj).result(left)
+                return future.result(left)
             except cf.TimeoutError:
-                raise TimeoutError("%r did not finish within %s s" % (obj, timeout)) from None
+                if future.done():  # the task's own TimeoutError
+                    raise
+                raise GetTimeoutError("%r did not finish within %s s" % (obj, timeout)) \
+                    from None
         if kind is dict:
             return {key: value(item) for key, item in obj.items()}
         if kind in payload.CONTAINERS:
@@ -151,6 +223,33 @@ def get(refs: Any, timeout: Optional[float] = None) -> Any:
         return obj
 
     return value(refs)
+
+
+def cancel(ref: TaskRef, force: bool = False, iterations: Optional[Sequence[int]] = None,
+           recursive: bool = True) -> bool:
+    """Cancel the task of ``ref`` (Ray's ``ray.cancel``).
+
+    Not started yet (queued in the service, or waiting here): it never runs. Running: it
+    gets SIGTERM and SIGKILL 10 s later (``force=True``: SIGKILL at once); a task in a warm
+    worker takes its worker with it. ``get`` then raises ``TaskCancelled`` (also a
+    ``concurrent.futures.CancelledError``; Ray's ``TaskCancelledError``), its dependants
+    ``DependencyFailed`` naming it. ``iterations``: only those elements of a mapped task
+    (its element-wise dependants' same elements do not run; the mapped task fails with
+    ``TaskCancelled`` naming the first canceled element). A finished task is left alone.
+    ``recursive`` is accepted for Ray's signature: tasks the canceled task submitted are
+    not canceled by it (they belong to the task's own session).
+
+    Returns: True when something was canceled or is being stopped.
+    """
+    if type(ref) is not TaskRef:
+        raise TypeError("qcgflow.cancel takes a ref of f.remote(...), got %s"
+                        % type(ref).__name__)
+    future = _future(ref)
+    session = getattr(future, "session", None)
+    if session is None:
+        return False
+    return session.cancel(ref.node, force=force,
+                          iterations=None if iterations is None else list(iterations))
 
 
 def wait(refs: List[TaskRef], num_returns: int = 1,
@@ -164,11 +263,12 @@ def wait(refs: List[TaskRef], num_returns: int = 1,
                          % (len(refs), num_returns))
     futures = [_future(ref) for ref in refs]
     deadline = None if timeout is None else time.monotonic() + timeout
-    while sum(f.done() for f in futures) < num_returns:
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            break
-        cf.wait([f for f in futures if not f.done()], left, cf.FIRST_COMPLETED)
+    with _blocking(futures if sum(f.done() for f in futures) < num_returns else []):
+        while sum(f.done() for f in futures) < num_returns:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            cf.wait([f for f in futures if not f.done()], left, cf.FIRST_COMPLETED)
     ready = [ref for ref, f in zip(refs, futures) if f.done()][:num_returns]
     chosen = {id(ref) for ref in ready}
     return ready, [ref for ref in refs if id(ref) not in chosen]

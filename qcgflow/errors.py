@@ -14,8 +14,11 @@
      |    |                       killed or exceeded its wall time (``messages``);
      |    |                       ``as_instanceof_cause()`` is also an instance of the
      |    |                       task's own exception type, and is what ``run`` raises
+     |    |    +-- TaskCancelled   canceled by ``qcgflow.cancel`` (also a
+     |    |                        concurrent.futures.CancelledError)
      |    +-- DependencyFailed    never ran: ``root`` is the failed task it depended on
-     +-- RunError             the run itself failed: service did not start, submit refused,
+     +-- GetTimeoutError      get ran out of time (also a TimeoutError)
+ +-- RunError             the run itself failed: service did not start, submit refused,
                               deadline passed (``reason``)
 
 ``qcgflow.run`` raises a task's failure as ``TaskFailed.as_instanceof_cause()``: an object
@@ -23,6 +26,7 @@ that is both a ``TaskFailed`` and an instance of the remote exception's class, s
 ``except ValueError`` catches a task's ``ValueError``; its text carries the remote traceback.
 """
 
+from concurrent.futures import CancelledError
 from typing import Dict, Optional, Tuple, Type
 
 
@@ -129,21 +133,43 @@ class TaskFailed(TaskError):
         return error
 
 
-_DERIVED: Dict[Type[BaseException], Optional[Type[TaskFailed]]] = {}
+_DERIVED: Dict[tuple, Optional[type]] = {}
 
 
-def _derived_class(cause_class: Type[BaseException]) -> Optional[Type[TaskFailed]]:
-    """``TaskFailed(ValueError)``: a subclass of both, made once per cause class."""
-    if cause_class not in _DERIVED:
+def _derived_class(cause_class: Type[BaseException], base: Optional[type] = None):
+    """``TaskFailed(ValueError)``: a subclass of both, made once per cause class (``base``:
+    another error class, e.g. DependencyFailed)."""
+    base = base or TaskFailed
+    key = (base, cause_class)
+    if key not in _DERIVED:
         try:
-            _DERIVED[cause_class] = type("TaskFailed(%s)" % cause_class.__name__,
-                                         (TaskFailed, cause_class),
-                                         {"__str__": TaskFailed.__str__,
-                                          "__init__": TaskFailed.__init__,
-                                          "__module__": __name__})
+            _DERIVED[key] = type("%s(%s)" % (base.__name__, cause_class.__name__),
+                                 (base, cause_class),
+                                 {"__str__": base.__str__, "__init__": base.__init__,
+                                  "__module__": __name__})
         except TypeError:  # layout conflict or final class
-            _DERIVED[cause_class] = None
-    return _DERIVED[cause_class]
+            _DERIVED[key] = None
+    return _DERIVED[key]
+
+
+class TaskCancelled(TaskFailed, CancelledError):
+    """A task was canceled (``qcgflow.cancel``) before it ended: ``task`` names it (or
+    ``name:it`` for one iteration); ``messages`` says how (``canceled by user``). Also a
+    ``concurrent.futures.CancelledError``; Ray's name ``TaskCancelledError`` is an alias.
+    Its dependants fail with ``DependencyFailed`` whose ``root_error`` is this."""
+
+    def __init__(self, task: str, cause=None, remote_traceback: str = "",
+                 messages: str = "canceled by user", cause_type: str = ""):
+        super().__init__(task, None, "", messages, "")
+
+    def _text(self, task: str) -> str:
+        return "task %r was canceled: %s" % (task, self.messages)
+
+    def __reduce__(self):
+        return (TaskCancelled, (self.task, None, "", self.messages))
+
+
+TaskCancelledError = TaskCancelled
 
 
 class DependencyFailed(TaskError):
@@ -162,11 +188,37 @@ class DependencyFailed(TaskError):
         if root_error is not None:
             reason = " (%s)" % (("%s: %s" % (root_error.cause_type, root_error.cause))
                                 if root_error.cause_type else root_error.messages)
-        super().__init__("task %r was not run: the task %r it depends on failed%s"
-                         % (task, root, reason), task)
+        self.message = "task %r was not run: the task %r it depends on failed%s" % (
+            task, root, reason)
+        super().__init__(self.message, task)
+
+    def __str__(self) -> str:
+        return self.message
 
     def __reduce__(self):
         return (DependencyFailed, (self.task, self.root, self.root_error))
+
+    def as_instanceof_cause(self) -> "DependencyFailed":
+        """This error as an instance of both DependencyFailed and the class of the root
+        task's exception (``except KeyError`` catches a dependant of a task that raised
+        KeyError, as it catches that task's own failure); ``self`` when there is none."""
+        cause = self.root_error.cause if self.root_error is not None else None
+        if cause is None or isinstance(self, type(cause)):
+            return self
+        derived = _derived_class(type(cause), DependencyFailed)
+        if derived is None:
+            return self
+        try:
+            error = derived.__new__(derived, *cause.args)
+        except Exception:  # a class whose __new__ wants other arguments
+            return self
+        error.__dict__.update(self.__dict__)
+        error.args = (self.message,)
+        return error
+
+
+class GetTimeoutError(QcgflowError, TimeoutError):
+    """``qcgflow.get`` / ``ref.result`` ran out of time (Ray's name; also a TimeoutError)."""
 
 
 class RunError(QcgflowError):
@@ -179,4 +231,5 @@ class RunError(QcgflowError):
 
 __all__: Tuple[str, ...] = ("QcgflowError", "TaskOptionError", "GraphError", "CycleError",
                             "NameClashError", "TaskError", "TaskFailed", "DependencyFailed",
-                            "RunError")
+                            "RunError", "TaskCancelled", "TaskCancelledError",
+                            "GetTimeoutError")

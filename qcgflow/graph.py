@@ -13,6 +13,7 @@ cold ``qcgflow.run``; ``Graph.dag`` builds the ``networkx.DiGraph`` on demand.
 
 import itertools
 import re
+import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import CycleError, GraphError, NameClashError
@@ -117,18 +118,51 @@ class TaskRef:
         """The task's result, waiting up to ``timeout`` seconds (None: no limit).
 
         Raises:
-            TimeoutError: not finished in time.
+            GetTimeoutError: not finished in time (also a TimeoutError).
             TaskFailed, DependencyFailed, RunError: as ``qcgflow.get``.
         """
-        return self.future.result(timeout)
+        future = self.future
+        dynamic = sys.modules.get("qcgflow.dynamic")
+        try:
+            if dynamic is None or future.done():
+                return future.result(timeout)
+            with dynamic._blocking([future]):  # inside a task: its cores are lent meanwhile
+                return future.result(timeout)
+        except TimeoutError:
+            if future.done():  # the task's own TimeoutError
+                raise
+            from .errors import GetTimeoutError
+            raise GetTimeoutError("%r did not finish within %s s" % (self, timeout)) from None
 
     def __repr__(self) -> str:
         kind = "mapped " if self.mapped else ""
         return "<TaskRef %s%s #%d>" % (kind, self.node.base, self.node.seq)
 
     def __reduce__(self):
-        raise TypeError("a TaskRef cannot be pickled: pass it as an argument of a task, the "
-                        "task then receives its result")
+        """A submitted ref of a Python task travels (in a result, a ``put`` value, an
+        object): it is unpickled as a ref on the same service's job, tracked by the
+        receiving process's session (Ray's refs in results). A lazy ref cannot."""
+        future = self.node.future
+        session = getattr(future, "session", None)
+        task = session.tasks.get(self.node) if session is not None else None
+        if task is None or self.node.kind != PYTHON:
+            raise TypeError("%r cannot be pickled: only the ref of a submitted Python task "
+                            "(f.remote, qcgflow.put) travels; pass a lazy ref as an argument "
+                            "of a task, the task then receives its result" % self)
+        return (_travelled, (task.name, self.node.iterations, task.node.fn is None
+                             and task.node.base == "put", session.root))
+
+
+def _travelled(name: str, iterations, stored: bool, root: str) -> "TaskRef":
+    """A ref unpickled in this process: the current session adopts the job ``name`` (in a
+    task: the session it attaches to; never a new service)."""
+    import os
+    from . import dynamic
+    if dynamic._current is None and not os.environ.get("QCG_PM_ZMQ_ADDRESS"):
+        from .errors import RunError
+        raise RunError("a ref of job %r arrived outside a qcgflow.init() session: refs "
+                       "travel between the tasks and the driver of one session" % name)
+    return dynamic._session().adopt(name, iterations, stored, root)
 
 
 def find_refs(obj: Any) -> Iterator[TaskRef]:

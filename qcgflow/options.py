@@ -123,6 +123,25 @@ def _retries(value: Any) -> int:
     return value
 
 
+def _retry_exceptions(value: Any):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, type) and issubclass(value, BaseException):
+        value = [value]
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, type) and issubclass(v, BaseException) for v in value):
+        return tuple(value)
+    raise _Invalid("use True (retry every failure), False (only lost processes: killed, "
+                   "crashed, out of wall time) or a list of exception classes, e.g. "
+                   "retry_exceptions=[KeyError]")
+
+
+def _num_returns(value: Any) -> int:
+    if not _positive(value):
+        raise _Invalid("use a positive whole number of returned values, e.g. num_returns=2")
+    return value
+
+
 def _flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Invalid("use True or False")
@@ -181,6 +200,12 @@ OPTIONS: Dict[str, Option] = {o.name: o for o in (
     Option("modules", "environment modules to load", _strings, ("execution", "modules")),
     Option("venv", "virtual environment to activate", _path, ("execution", "venv")),
     Option("retries", "resubmit a failed task up to n times", _retries, ()),
+    Option("retry_exceptions", "which failures retries re-run: True (every one, the "
+           "default), False (only a task that did not raise: killed, crashed, out of wall "
+           "time) or exception classes (those, and tasks that did not raise)",
+           _retry_exceptions, ()),
+    Option("num_returns", "n: .remote / .bind give n refs, one per item of the returned "
+           "sequence (Ray's num_returns)", _num_returns, ()),
     Option("name", "the job name (default: the function's name and a number)", _name, ()),
     Option("cache", "False: never reuse an earlier result of this task (resume, cache_dir); "
            "it runs every time, and so do the tasks using its result", _flag, ()),

@@ -35,6 +35,8 @@ from . import resume as _resume
 from .compile import command_output, fill_refs, job_description, write_calls
 from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
 from .graph import COMMAND, TaskNode, TaskRef, target_refs
+from .session_ray import DONE, HELD, SESSION_ENV_NAMES, SUBMITTED, RayHabits, _Task
+from .task import take_part
 from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
 from .runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
                              ServiceError)
@@ -43,7 +45,6 @@ _log = logging.getLogger(__name__)
 
 RECHECK_AFTER = 1.0  # s without an event before the job states are asked for (lost events)
 FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
-HELD, SUBMITTED, DONE = "held", "submitted", "done"
 
 
 class _View:
@@ -51,23 +52,6 @@ class _View:
 
     def __init__(self, names, edges, order):
         self.names, self.edges, self.order = names, edges, order
-
-
-class _Task:
-    """A node in a session: its state, retries and future."""
-
-    def __init__(self, node: TaskNode, name: str, preds: List[TaskNode]):
-        self.node, self.name, self.preds = node, name, preds
-        self.dependants: List["_Task"] = []
-        self.state = HELD
-        self.job: Optional[Dict[str, Any]] = None
-        self.retries = int(node.options.get("retries") or 0)
-        self.attempts: Dict[Any, int] = {}  # None or iteration -> retries used
-        self.open_iterations: set = set()  # iterations being retried
-        self.iteration_error: Optional[TaskError] = None
-        self.error: Optional[TaskError] = None
-        self.future: cf.Future = cf.Future()
-        self.future.set_running_or_notify_cancel()
 
 
 def _substitute(obj, it: int, value) -> Any:
@@ -81,11 +65,13 @@ def _substitute(obj, it: int, value) -> Any:
     return obj
 
 
-class Session:
+class Session(RayHabits):
     """Submits nodes to one service and resolves one ``concurrent.futures.Future`` per node.
 
     Thread-safe: ``submit`` may be called from any thread (also from a future's callback).
     """
+
+    client_errors = (ClientError,)  # what a request may raise (for RayHabits)
 
     def __init__(self, client: ServiceClient, root: str, service: Optional[LocalService] = None,
                  pub_address: Optional[str] = None, prefix: str = "",
@@ -102,6 +88,8 @@ class Session:
         self.outbox: List[Dict[str, Any]] = []  # jobs for the consumer thread to submit
         self.closed = False
         self.memo: Optional[_resume.Memo] = None  # set by run(): records and reuses results
+        self.adopted: Dict[str, TaskNode] = {}  # job name -> node of a ref that travelled
+        self.env: Dict[str, str] = {}  # init(env=...): added to every task's environment
         topics = (TOPIC_JOB_FINISHED,) + ((TOPIC_JOB_STATUS,) if on_executing else ())
         self.stream = client.subscribe(topics, address=pub_address)
         self.thread = threading.Thread(target=self._consume, name="qcgflow-session",
@@ -139,7 +127,11 @@ class Session:
             return None
         client = ServiceClient(address)
         try:
-            return cls(client, root, prefix="t%d." % os.getpid())
+            session = cls(client, root, prefix="t%d." % os.getpid())
+            # the session's env (init(env=...)) reaches tasks that tasks submit too
+            names = [n for n in os.environ.get(SESSION_ENV_NAMES, "").split(",") if n]
+            session.set_env({n: os.environ[n] for n in names if n in os.environ})
+            return session
         except BaseException:
             client.close()
             raise
@@ -191,6 +183,7 @@ class Session:
                     list(dict.fromkeys(ref.node for ref, _ in node.dependencies()))
                 task = self.tasks[node] = _Task(node, name, preds)
                 node.future = task.future
+                task.future.session, task.future.node = self, node
                 for pred in preds:
                     self.tasks[pred].dependants.append(task)
             names_now = {}  # of the new nodes and their predecessors: what calls refer to
@@ -252,15 +245,19 @@ class Session:
     def _advance(self, task: _Task, jobs: List[Dict[str, Any]]) -> None:
         """Submit a held task whose predecessors allow it, or fail it when one failed."""
         waiting = False
+        part = task.node.fn is take_part
         for pred in task.preds:
             other = self.tasks[pred]
             if other.error is not None:
-                self._fail(task, self._dependency_error(task.name, other.error))
+                self._fail(task, other.error if part else
+                           self._dependency_error(task.name, other.error))
                 return
-            if other.state == HELD or (other.state == SUBMITTED and other.retries):
+            if other.state == HELD or (other.state == SUBMITTED and (other.retries or part)):
                 waiting = True
         if waiting:
             return
+        if part:  # num_returns: item i of a finished task's result, split here
+            return self._split(task)
         running = {pred for pred in task.preds if self.tasks[pred].state == SUBMITTED}
         edges = [(pred, element) for pred, element in
                  ((ref.node, element) for ref, element in task.node.dependencies())
@@ -269,6 +266,9 @@ class Session:
         names[task.node] = task.name
         task.job = job_description(_View(names, {task.node: edges}, None), task.node,
                                    sys.executable)
+        if self.env:  # init(env=...): every task's, its own env option wins
+            execution = task.job["execution"]
+            execution["env"] = dict(self.env, **execution.get("env", {}))
         task.state = SUBMITTED
         self.jobs[task.name] = (task, None)
         jobs.append(task.job)
@@ -306,12 +306,26 @@ class Session:
     def _succeed(self, task: _Task) -> None:
         try:
             value = self._value(task)
+        except FileNotFoundError as exc:
+            if task.node.kind != COMMAND and task.node.mapped is None:
+                # exit status 0 without a result (os._exit(0)): a lost process, as Ray's
+                # worker crash, retried as one
+                if task.attempts.get(None, 0) < task.retries:
+                    return self._retry(task)
+                return self._fail(task, TaskFailed(task.name, messages=(
+                    "its process ended (exit status 0) without writing a result: "
+                    "os._exit() or a killed worker")))
+            return self._fail(task, TaskFailed(task.name, messages="cannot load the "
+                                               "result: %s" % exc))
         except Exception as exc:  # noqa: BLE001 - a broken result file fails the task
             self._fail(task, TaskFailed(task.name, messages="cannot load the result: %s"
                                         % exc))
             return
         if self.memo is not None:
             self.memo.record(task.node, task.name)
+        self._done(task, value)
+
+    def _done(self, task: _Task, value: Any) -> None:
         task.state = DONE
         task.future.set_result(value)
         jobs: List[Dict[str, Any]] = []
@@ -322,11 +336,12 @@ class Session:
 
     def _fail(self, task: _Task, error: TaskError, raised: Optional[Exception] = None) -> None:
         task.state, task.error = DONE, error
-        task.future.set_exception(raised or (error.as_instanceof_cause()
-                                             if isinstance(error, TaskFailed) else error))
+        if not task.future.done():  # it may be cancelled (future.cancel)
+            task.future.set_exception(raised or error.as_instanceof_cause())
         for dependant in task.dependants:
-            if dependant.state == HELD:
-                self._fail(dependant, self._dependency_error(dependant.name, error))
+            if dependant.state == HELD:  # a num_returns ref fails as its task did
+                self._fail(dependant, error if dependant.node.fn is take_part else
+                           self._dependency_error(dependant.name, error))
 
     @staticmethod
     def _dependency_error(name: str, upstream: TaskError) -> DependencyFailed:
@@ -405,14 +420,18 @@ class Session:
             return self._on_iteration_retry(task, it, job, state)
         if state == "SUCCEED":
             return self._succeed(task)
+        if task.cancel_requested:
+            return self._fail(task, self._cancelled_error(task, job))
         if state == "FAILED" and task.retries:
             if task.node.mapped is None:
-                if task.attempts.get(None, 0) < task.retries:
+                if task.attempts.get(None, 0) < task.retries and \
+                        self._retryable(task, job, None):
                     return self._retry(task)
             else:
                 states = self._iteration_states(task)
                 failed = [i for i, s in states.items() if s == "FAILED"]
-                if failed and all(s in ("SUCCEED", "FAILED") for s in states.values()):
+                if failed and all(s in ("SUCCEED", "FAILED") for s in states.values()) \
+                        and all(self._retryable(task, job, i) for i in failed):
                     task.open_iterations = set(failed)
                     for i in failed:
                         self._retry(task, i)
@@ -428,7 +447,8 @@ class Session:
 
     def _on_iteration_retry(self, task: _Task, it: int, job: str, state: str) -> None:
         if state != "SUCCEED":
-            if state == "FAILED" and task.attempts[it] < task.retries:
+            if state == "FAILED" and task.attempts[it] < task.retries and \
+                    self._retryable(task, job, it):
                 return self._retry(task, it)
             if task.iteration_error is None:
                 task.iteration_error = self._own_failure(task, job, it)
@@ -472,7 +492,8 @@ class Session:
                     elif self.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
                         quiet_since = time.monotonic()
                         self._check_service()
-                        self._recheck(list(self.jobs))
+                        unsent = {job["name"] for job in self.outbox}  # unknown there yet
+                        self._recheck([name for name in self.jobs if name not in unsent])
                 except Exception as exc:  # noqa: BLE001 - the thread must go on
                     _log.exception("session event handling failed")
                     self._fail_job(event.job if event is not None else None, exc)

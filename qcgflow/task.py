@@ -18,6 +18,7 @@ directly runs the plain function in this process.
 
 import functools
 import itertools
+import types
 from typing import Any, Callable, Dict, Iterable
 
 from . import options as _options
@@ -57,14 +58,25 @@ class TaskFunction:
 
     def bind(self, *args, **kwargs) -> TaskRef:
         """A ref to ``fn(*args, **kwargs)``; refs in the arguments (also nested in lists,
-        tuples, dicts, sets) are dependencies and are replaced by their results."""
-        return TaskRef(self._node(args, kwargs, None))
+        tuples, dicts, sets) are dependencies and are replaced by their results.
+        With ``num_returns=n``: a tuple of n refs, ref i to item i of the result."""
+        count = self.task_options.get("num_returns")
+        if count is None:
+            return TaskRef(self._node(args, kwargs, None))
+        node = self._node(args, kwargs, None)
+        node.fn = functools.partial(returns_items, self.fn)  # a generator's items too
+        ref = TaskRef(node)
+        return tuple(TaskRef(TaskNode(PYTHON, base="%s.%d" % (ref.node.base, i),
+                                      fn=take_part, args=(ref, i, count), options={}))
+                     for i in range(count))
 
     def remote(self, *args, **kwargs) -> TaskRef:
         """Submit ``fn(*args, **kwargs)`` now to the current session (``qcgflow.init``; an
         implicit local one when there is none) and return its ref: ``ref.result()``,
         ``ref.future``, ``qcgflow.get(ref)``. Refs of earlier ``.remote`` calls in the
-        arguments are dependencies and are replaced by their results."""
+        arguments are dependencies and are replaced by their results.
+        With ``num_returns=n``: a tuple of n refs (one job; the session splits its
+        result, each ref a dependency of its own)."""
         from .dynamic import submit
         return submit(self.bind(*args, **kwargs))
 
@@ -78,6 +90,9 @@ class TaskFunction:
         Raises:
             GraphError: an empty iterable, or a plain (not mapped) ref to map over.
         """
+        if self.task_options.get("num_returns") is not None:
+            raise GraphError("%s: num_returns is for .bind / .remote, not .map (a mapped "
+                             "task's result is the list of its elements' results)" % self.where)
         return TaskRef(self._node(args, kwargs, mapping(iterable, self.where)))
 
     def _node(self, args, kwargs, mapped) -> TaskNode:
@@ -86,6 +101,29 @@ class TaskFunction:
 
     def __repr__(self) -> str:
         return "<qcgflow %s>" % self.where
+
+
+def returns_items(fn: Callable, *args, **kwargs) -> Any:
+    """``fn(*args, **kwargs)``, a generator's items as a tuple (a ``num_returns`` task:
+    Ray takes a generator's items as the returned values; a generator does not pickle)."""
+    value = fn(*args, **kwargs)
+    if isinstance(value, types.GeneratorType):
+        value = tuple(value)
+    return value
+
+
+def take_part(value: Any, index: int, count: int) -> Any:
+    """Item ``index`` of a task's result with ``num_returns=count`` (the session runs this
+    itself when the task succeeded; compiled for ``run``, it is a small task)."""
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None or len(items) != count:
+        raise ValueError("the task has num_returns=%d but returned %s" % (
+            count, "%d values" % len(items) if items is not None
+            else "a %s" % type(value).__name__))
+    return items[index]
 
 
 def mapping(iterable: Any, where: str):

@@ -37,7 +37,7 @@ class Outcome:
 
 class _Task:
     __slots__ = ("job", "position", "allocation", "pid", "wd", "pname", "timer", "kill_timer",
-                 "stop_reason", "stop_state", "stderr", "node", "oom_mark")
+                 "stop_reason", "stop_state", "stderr", "node", "oom_mark", "step")
 
     def __init__(self, job, position, allocation):
         self.job = job
@@ -53,6 +53,7 @@ class _Task:
         self.stderr = None
         self.node = None  # where the process runs (launchers with several nodes)
         self.oom_mark = None  # the host's OOM-kill counter when it started (launch/oom.py)
+        self.step = None  # its QCG_PM_STEP_ID
 
 
 class Executor:
@@ -68,6 +69,7 @@ class Executor:
         self._on_executing = on_executing
         self._on_done = on_done
         self._tasks: Dict[tuple, _Task] = {}
+        self._steps_running: Dict[str, _Task] = {}  # QCG_PM_STEP_ID -> its running task
         self._step_prefix = step_prefix
         self._slurm = slurm
         self._aux_dir = aux_dir
@@ -88,12 +90,14 @@ class Executor:
         spec = job.spec
         it = spec.iteration
         self._steps += 1
+        task.step = "%s%d" % (self._step_prefix, self._steps)
+        self._steps_running[task.step] = task
         ctx = TaskContext(
             name=job.unit_name(position),
             index=None if position is None else it.start + position,
             value=it.values[position] if (it is not None and it.values) else None,
             allocation=allocation, root_wd=self._root_wd,
-            step_id="%s%d" % (self._step_prefix, self._steps),
+            step_id=task.step,
             slurm=self._slurm, aux_dir=self._aux_dir, gpus=self._gpus)
         try:
             command = build_task(spec.execution, ctx, self._base_env)
@@ -133,6 +137,12 @@ class Executor:
 
     def _failed_to_start(self, task: _Task, message: str) -> None:
         self._finish(task, Outcome(JobState.FAILED, message, self._runtime(task, -1, None)))
+
+    def running_step(self, step: str):
+        """``(job, position, allocation)`` of the running task whose QCG_PM_STEP_ID is
+        ``step``, or None (ended, or never ours)."""
+        task = self._steps_running.get(step)
+        return None if task is None else (task.job, task.position, task.allocation)
 
     def stop(self, job, position: Optional[int], reason: str, state: JobState,
              grace: float = KILL_GRACE) -> bool:
@@ -192,6 +202,7 @@ class Executor:
 
     def _finish(self, task: _Task, outcome: Outcome) -> None:
         del self._tasks[(task.job.name, task.position)]
+        self._steps_running.pop(task.step, None)
         self._on_done(task.job, task.position, task.allocation, outcome)
 
     def _runtime(self, task: _Task, exit_code: int, info: Optional[ExitInfo]) -> Dict[str, str]:

@@ -51,6 +51,7 @@ class RequestHandler:
             p.ControlRequest: self.control,
             p.FinishRequest: self.finish,
             p.StatusRequest: self.status,
+            p.BlockedRequest: self.blocked,
         }
 
     def handle(self, data) -> dict:
@@ -162,12 +163,21 @@ class RequestHandler:
         return data
 
     def cancel_job(self, request: p.CancelJobRequest) -> dict:
-        count = self.manager.cancel(request.names)
+        if request.force:
+            count = self.manager.cancel(request.names, grace=0.0)
+        else:
+            count = self.manager.cancel(request.names)
         return p.reply_ok("%d jobs canceled" % count, {"canceled": count})
 
     def remove_job(self, request: p.RemoveJobRequest) -> dict:
         removed = self.manager.remove(request.names)
         return p.reply_ok(data={"removed": removed})
+
+    def blocked(self, request: p.BlockedRequest) -> dict:
+        if request.blocked:
+            lent = self.manager.lend(request.step)
+            return p.reply_ok(data={"lent": lent})
+        return p.reply_ok(data={"reclaimed": self.manager.reclaim(request.step)})
 
     def resources_info(self, request: p.ResourcesInfoRequest) -> dict:
         return p.reply_ok(data=resources_data(self.manager.pool))

@@ -24,7 +24,7 @@ from .errors import InvalidRequest, NotEnoughResources
 from .jobs import JobSpec, JobState
 from .protocol import LOCAL_MODELS, parse_job
 from .registry import Job, Registry
-from .resources import ResourcePool
+from .resources import CountRange, ResourcePool, ResourceRequest
 from .scheduler import JobEntry, Scheduler
 
 _log = logging.getLogger(__name__)
@@ -74,6 +74,10 @@ class Manager:
         # when the allocation ends (clock.now() seconds), if known: jobs whose wt would
         # outlast it are not started (they stay QUEUED, unfinished for a resume)
         self.deadline: Optional[float] = None
+        # (job, position) of a running task blocked in qcgflow.get -> what it holds: None
+        # while its cores are lent to others, _Owed once it woke up and found none free
+        # (_Owed: it runs over the pool until cores come free), an Allocation once repaid
+        self.lent: Dict[tuple, object] = {}
 
     # ------------------------------------------------------------------ submit
     def submit(self, raw_jobs: Sequence[dict]) -> List[str]:
@@ -183,7 +187,14 @@ class Manager:
 
     def task_done(self, job: Job, position: Optional[int], allocation, outcome) -> None:
         """An iteration ended: release its cores, record the outcome, resolve dependants."""
-        self.pool.release(allocation)
+        key = (job.name, position)
+        if key in self.lent:  # it blocked: only what it holds now goes back
+            held = self.lent.pop(key)
+            if held is not None and type(held) is not _Owed:
+                self.pool.release(held)
+        else:
+            self.pool.release(allocation)
+        self._repay()
         record = job if position is None else job.records.get(position)
         if record is not None:
             record.runtime = dict(outcome.runtime)
@@ -194,6 +205,51 @@ class Manager:
         self._resolve(finals)
         self.kick()
         self.check_idle()
+
+    # ------------------------------------------------------------------ blocked tasks
+    def lend(self, step: str) -> bool:
+        """The running task ``step`` (its QCG_PM_STEP_ID) waits for other tasks: its cores
+        go back to the pool for them (as Ray releases a blocked worker's CPUs). False when
+        no such task runs or its cores are lent already (idempotent)."""
+        found = self.executor.running_step(step) if self.executor is not None else None
+        if found is None:
+            return False
+        job, position, allocation = found
+        key = (job.name, position)
+        held = self.lent.get(key, allocation)  # what it holds now (it may block again)
+        if held is None:
+            return False
+        if type(held) is not _Owed:  # an owed debt is simply forgiven
+            self.pool.release(held)
+        self.lent[key] = None
+        self.kick()
+        return True
+
+    def reclaim(self, step: str) -> bool:
+        """The blocked task ``step`` goes on: it takes as many cores back (any free ones;
+        it stays bound to its first ones). When none are free it runs anyway, over the
+        pool, and the next cores freed are its before new tasks start (Ray lets the CPU
+        count go negative). True when the cores were taken at once."""
+        found = self.executor.running_step(step) if self.executor is not None else None
+        if found is None:
+            return False
+        job, position, allocation = found
+        key = (job.name, position)
+        if key not in self.lent or self.lent[key] is not None:
+            return False
+        request = ResourceRequest(cores=CountRange.exact(allocation.total_cores), nodes=None)
+        taken = self.pool.allocate(request)
+        self.lent[key] = taken if taken is not None else _Owed(request)
+        return taken is not None
+
+    def _repay(self) -> None:
+        """Give freed cores to woken tasks that run over the pool, before new tasks."""
+        for key, held in self.lent.items():
+            if type(held) is _Owed:
+                taken = self.pool.allocate(held.request)
+                if taken is None:
+                    return
+                self.lent[key] = taken
 
     # ------------------------------------------------------------------ dependencies
     def _resolve(self, finals) -> None:
@@ -388,6 +444,15 @@ class Manager:
         """Stop every running task (SIGKILL); used by ``finish`` and on shutdown."""
         if self.executor is not None:
             self.executor.stop_all(reason, JobState.CANCELED)
+
+
+class _Owed:
+    """Manager.lent: a woken task that found no free cores; ``request`` is what it is owed."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: ResourceRequest):
+        self.request = request
 
 
 def _final_state(job: Job, position: Optional[int]) -> JobState:

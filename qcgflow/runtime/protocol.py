@@ -71,6 +71,7 @@ class JobInfoRequest(Request):
 @dataclass(frozen=True)
 class CancelJobRequest(Request):
     names: Tuple[str, ...]
+    force: bool = False  # qcgflow extension: running tasks get SIGKILL at once
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,15 @@ class FinishRequest(Request):
 @dataclass(frozen=True)
 class StatusRequest(Request):
     all_jobs_finished: bool = False  # options.allJobsFinished: only that flag is wanted
+
+
+@dataclass(frozen=True)
+class BlockedRequest(Request):
+    """A qcgflow extension (no upstream client sends it): the running task whose
+    ``QCG_PM_STEP_ID`` is ``step`` waits (``blocked``) for other tasks, so its cores may
+    run them meanwhile, or it goes on (``not blocked``) and takes cores back."""
+    step: str
+    blocked: bool
 
 
 CONTROL_FINISH_AFTER_ALL = "finishAfterAllTasksDone"
@@ -138,6 +148,8 @@ def parse_request(data: Any) -> Request:
             with_childs = bool(data.get("withChilds", params.get("withChilds", False))
                                if isinstance(params, dict) else data.get("withChilds", False))
             return JobInfoRequest(tuple(names), with_childs)
+        if cls is CancelJobRequest:
+            return CancelJobRequest(tuple(names), data.get("force") is True)
         return cls(tuple(names))
     if name == "listJobs":
         return ListJobsRequest()
@@ -150,6 +162,11 @@ def parse_request(data: Any) -> Request:
         if command != CONTROL_FINISH_AFTER_ALL:
             raise InvalidRequest("Wrong control request - unknown command")
         return ControlRequest(command)
+    if name in ("taskBlocked", "taskUnblocked"):
+        step = data.get("step")
+        if not isinstance(step, str) or not step:
+            raise InvalidRequest("Wrong %s request - missing step (QCG_PM_STEP_ID)" % name)
+        return BlockedRequest(step, name == "taskBlocked")
     if name == "finish":
         return FinishRequest()
     if name == "status":
