@@ -39,6 +39,7 @@ REQUESTS = "qcgflow-requests.json"
 SERVICE_OUT = "qcgflow-service.out"
 STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED", "QUEUED", "EXECUTING")
 EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING = 1, 2, 3
+SERVICE_REFUSED = 4  # qcgflow service: it ran, but refused a request (runtime/service.py)
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
@@ -275,7 +276,7 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
         view.close()
     print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
         title, len(progress.jobs), progress.units, wd, elapsed)))
-    if popen.returncode != 0 or report is None:
+    if popen.returncode not in (0, SERVICE_REFUSED) or report is None:
         with open(os.path.join(wd, SERVICE_OUT), encoding="utf-8", errors="replace") as handle:
             tail = handle.read()[-2000:].strip()
         print("qcgflow run: the service failed (exit code %s): %s" % (popen.returncode, tail),
@@ -307,6 +308,15 @@ def _new_report(wd: str, before) -> Optional[str]:
     return path if os.path.exists(path) else None
 
 
+def _nodes_problem(nodes: Optional[str]) -> Optional[str]:
+    """What is wrong with a ``--nodes`` value (checked with the service's own parser, so
+    that a usage error stops here, before a run directory or a service exists)."""
+    if nodes is None:
+        return None
+    from .runtime.protocol import nodes_spec_problem
+    return nodes_spec_problem(nodes)
+
+
 def _run_script(path: str, args) -> int:
     if args.nodes or args.wd:
         return _fail("run", "--nodes and --wd are for workflow and requests files; a Python "
@@ -328,8 +338,15 @@ def _run_script(path: str, args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (``qcgflow run: --interval: ...``), exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, "%s: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 def run_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qcgflow run", description="Run a workflow file (.yaml/.yml/.json), a "
         "QCG-PilotJob requests file (.json list) or a Python script using qcgflow, on a local "
         "service. Exit code 0 only when every task succeeded.")
@@ -363,13 +380,22 @@ def run_main(argv: List[str]) -> int:
                             "scripts; a requests file has no task keys")
     if args.resume and not args.wd:
         return _fail("run", "--resume needs --wd DIR: the directory of the run to resume")
-    wd = os.path.abspath(args.wd) if args.wd else tempfile.mkdtemp(prefix="qcgflow-")
-    extra = [os.path.dirname(os.path.abspath(path)), os.getcwd()]
-    if kind == "workflow":
+    problem = _nodes_problem(args.nodes)
+    if args.wd and os.path.exists(args.wd) and not os.path.isdir(args.wd):
+        problem = "--wd %s: not a directory" % args.wd
+    if problem:
+        return _fail("run", problem)
+    if args.interval <= 0:
+        return _fail("run", "--interval %s: expected a number of seconds > 0" % args.interval)
+    workflow = None
+    if kind == "workflow":  # a bad file is refused before any directory is made
         try:
             workflow = load_workflow(path)
         except WorkflowFileError as exc:
             return _fail("run", str(exc))
+    wd = os.path.abspath(args.wd) if args.wd else tempfile.mkdtemp(prefix="qcgflow-")
+    extra = [os.path.dirname(os.path.abspath(path)), os.getcwd()]
+    if workflow is not None:
         os.makedirs(wd, exist_ok=True)
         requests_path = os.path.join(wd, REQUESTS)
         workflow.write(requests_path)
@@ -401,7 +427,7 @@ def run_main(argv: List[str]) -> int:
 # --------------------------------------------------------------------------- compile, status
 
 def compile_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qcgflow compile", description="Compile a workflow file to a QCG-PilotJob "
         "requests file (run it with 'qcgflow service --file-path FILE --wd <its directory>' "
         "or upstream qcg-pm-service).")
@@ -438,7 +464,7 @@ def compile_main(argv: List[str]) -> int:
 
 
 def status_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qcgflow status", description="The states of a running or finished run, from "
         "the jobs.report of its directory. Exit code: 0 all succeeded, 1 some did not, "
         "2 no run there, 3 still running (or interrupted).")

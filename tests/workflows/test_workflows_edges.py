@@ -1,0 +1,229 @@
+"""The rough edges of the command line (issue 16, points 3-6), through the real CLI:
+placeholders checked when a workflow file is read, programs beside the workflow file,
+usage errors, refusals, status of interrupted runs, closed pipes, tracebacks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from workflows_harness import EXAMPLES, ROOT, cli, no_stray_processes, write  # noqa: F401
+
+
+def run(tmp_path, workflow, *more):
+    return cli("run", workflow, "--nodes", "2", "--wd", tmp_path / "run", "--quiet", *more,
+               cwd=tmp_path)
+
+
+# --------------------------------------------------------------------------- placeholders
+
+MISSPELT = """
+tasks:
+  sim:
+    foreach: [1, 2, 3]
+    script: echo ${itval}
+    stdout: out.${itvall}
+"""
+
+
+def test_a_misspelt_placeholder_is_one_line_with_the_line_and_a_suggestion(tmp_path):
+    result = run(tmp_path, write(tmp_path, "wf.yaml", MISSPELT))
+    lines = result.stderr.splitlines()
+    assert (result.returncode, len(lines)) == (2, 1)
+    assert lines[0].startswith("qcgflow run: %s:5: tasks.sim.stdout: unknown placeholder "
+                               "${itvall}; did you mean ${itval}?" % (tmp_path / "wf.yaml"))
+    assert not (tmp_path / "run").exists()  # nothing was run, nothing was made
+
+
+def test_a_placeholder_inside_a_block_script_is_reported_on_its_own_line(tmp_path):
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          sim:
+            foreach: {seed: [1, 2]}
+            script: |
+              echo start
+              echo ${seed}
+              echo ${sede} > out.${it}
+        """)
+    result = cli("compile", path, cwd=tmp_path)
+    assert result.returncode == 2
+    assert ":7: tasks.sim.script: unknown placeholder ${sede}; did you mean ${seed}?" in \
+        result.stderr
+
+
+def test_it_outside_a_sweep_is_an_error(tmp_path):
+    path = write(tmp_path, "wf.yaml", "tasks:\n  a:\n    exec: echo\n    args: ['${it}']\n")
+    result = cli("compile", path, cwd=tmp_path)
+    assert (result.returncode, "tasks.a.args[0]: ${it} is only set in a sweep" in
+            result.stderr) == (2, True)
+
+
+def test_a_sweep_parameter_in_wd_is_an_error(tmp_path):
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          a:
+            foreach: {seed: [1, 2]}
+            exec: /bin/true
+            wd: case_${seed}
+        """)
+    result = cli("compile", path, cwd=tmp_path)
+    assert (result.returncode, "tasks.a.wd: ${seed} is a sweep parameter" in result.stderr) \
+        == (2, True)
+
+
+def test_a_misspelt_placeholder_in_the_json_form_is_reported_too(tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"tasks": {"a": {"exec": "echo", "args": ["${ncore}"]}}},
+                               indent=1))
+    result = cli("compile", path, cwd=tmp_path)
+    assert (result.returncode, "did you mean ${ncores}?" in result.stderr) == (2, True)
+
+
+def test_an_escaped_placeholder_reaches_the_shell(tmp_path):
+    path = write(tmp_path, "wf.yaml", r"""
+        tasks:
+          loop:
+            foreach: [a, b]
+            script: |
+              for step in 1 2; do echo "${itval}-\${step}"; done > out.${it}.txt
+              echo "\${HOME}" > home.${it}.txt
+        """)
+    result = run(tmp_path, path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "run" / "out.1.txt").read_text() == "b-1\nb-2\n"
+    assert (tmp_path / "run" / "home.0.txt").read_text().strip() == os.environ["HOME"]
+
+
+def test_an_escaped_runtime_variable_is_refused(tmp_path):
+    path = write(tmp_path, "wf.yaml", "tasks:\n  a:\n    foreach: [1]\n"
+                                      "    script: echo \\${it}\n")
+    result = cli("compile", path, cwd=tmp_path)
+    assert (result.returncode, "\\${it} cannot go to the shell" in result.stderr) == (2, True)
+
+
+def test_the_examples_use_only_known_placeholders(tmp_path):
+    for example in sorted(EXAMPLES.glob("*.yaml")):
+        result = cli("compile", example, "-o", tmp_path / example.stem / "r.json",
+                     cwd=EXAMPLES)
+        assert result.returncode == 0, (example, result.stderr)
+
+
+# --------------------------------------------------------------------------- beside the file
+
+def _helpers(folder):
+    folder.mkdir()
+    helper = folder / "helper.sh"
+    helper.write_text("#!/bin/bash\necho \"helper $1\"\n")
+    helper.chmod(0o755)
+    (folder / "data.txt").write_text("beside\n")
+
+
+def test_scripts_and_programs_beside_the_workflow_file_are_found_there(tmp_path):
+    _helpers(tmp_path / "wf")
+    path = write(tmp_path / "wf", "wf.yaml", """
+        tasks:
+          by_script:
+            script: ./helper.sh one > a.txt
+          by_exec:
+            exec: ./helper.sh
+            args: [two]
+            stdout: b.txt
+          swept:
+            foreach: [x, y]
+            script: |
+              ./helper.sh ${itval} > c.${it}.txt
+              cat ${workflow_dir}/data.txt >> c.${it}.txt
+        """)
+    result = run(tmp_path, path)  # the run directory is elsewhere: tmp_path/run
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = tmp_path / "run"
+    assert [(out / n).read_text() for n in ("a.txt", "b.txt", "c.1.txt")] == \
+        ["helper one\n", "helper two\n", "helper y\nbeside\n"]
+
+
+def test_a_program_missing_beside_the_file_is_still_looked_for_in_the_run_directory(
+        tmp_path):
+    (tmp_path / "wf").mkdir()
+    path = write(tmp_path / "wf", "wf.yaml", """
+        tasks:
+          make:
+            script: printf '#!/bin/sh\\necho made\\n' > made.sh; chmod +x made.sh
+          use:
+            script: ./made.sh > used.txt
+            after: [make]
+        """)
+    assert run(tmp_path, path).returncode == 0
+    assert (tmp_path / "run" / "used.txt").read_text() == "made\n"
+
+
+# --------------------------------------------------------------------------- usage errors
+
+@pytest.mark.parametrize("option", [["--nodes", "abc"], ["--interval", "x"],
+                                    ["--interval", "0"]])
+def test_a_usage_error_is_one_line_exit_2_and_makes_nothing(tmp_path, option):
+    env = {"TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    result = cli("run", EXAMPLES / "hello.yaml", *option, cwd=tmp_path, env=env)
+    assert (result.returncode, len(result.stderr.splitlines()), result.stdout) == (2, 1, "")
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_bad_workflow_file_makes_no_run_directory(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    path = write(tmp_path, "wf.yaml", "tasks:\n  a:\n    exec: /bin/true\n    core: 2\n")
+    result = cli("run", path, cwd=tmp_path, env={"TMPDIR": str(tmp_path / "tmp")})
+    assert (result.returncode, list((tmp_path / "tmp").iterdir())) == (2, [])
+
+
+def test_the_service_exits_non_zero_when_it_refused_a_request(tmp_path):
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          big:
+            exec: /bin/true
+            cores: 64
+          fine:
+            exec: /bin/true
+        """)
+    assert cli("compile", path, "-o", tmp_path / "r" / "r.json").returncode == 0
+    result = cli("service", "--file-path", tmp_path / "r" / "r.json", "--wd", tmp_path / "r",
+                 "--nodes", "2")
+    assert result.returncode == 4
+    assert "request 1: Not enough resources for job big" in result.stderr
+
+
+# --------------------------------------------------------------------------- pipes
+
+@pytest.mark.parametrize("command", ["status", "compile"])
+def test_a_closed_pipe_ends_quietly(tmp_path, command):
+    if command == "status":
+        assert run(tmp_path, EXAMPLES / "sweep.yaml").returncode == 0
+        target = tmp_path / "run"
+    else:
+        target = EXAMPLES / "sweep.yaml"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # `true` leaves at once, long before the interpreter has started and written: the
+    # output meets a closed pipe (`| head -1` does the same to a longer output)
+    shell = "%s -m qcgflow.cli %s %s | true; echo ${PIPESTATUS[0]}" % (sys.executable,
+                                                                       command, target)
+    result = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert (result.stderr, result.stdout) == ("", "141\n")
+
+# --------------------------------------------------------------------------- tracebacks
+
+def test_a_remote_traceback_names_the_script_file(tmp_path):
+    script = write(tmp_path, "job.py", """
+        import qcgflow
+
+        @qcgflow.task
+        def boom(x):
+            raise ValueError("bad %s" % x)
+
+        qcgflow.run(boom.bind(3), wd="run")
+        """)
+    result = cli("run", script, cwd=tmp_path)
+    assert result.returncode == 1
+    assert 'File "%s", line 5, in boom' % script in result.stderr
+    assert "<dynamic-code>" not in result.stderr
