@@ -4,8 +4,10 @@ usage errors, refusals, status of interrupted runs, closed pipes, tracebacks."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -227,3 +229,105 @@ def test_a_remote_traceback_names_the_script_file(tmp_path):
     assert result.returncode == 1
     assert 'File "%s", line 5, in boom' % script in result.stderr
     assert "<dynamic-code>" not in result.stderr
+
+
+# --------------------------------------------------------------------------- status
+
+INTERRUPTED = """
+tasks:
+  sim:
+    foreach: {x: [a, b, c, d, e, f]}
+    script: |
+      if [ ${x} = b ]; then echo "b is bad" >&2; exit 5; fi
+      sleep 60
+    stdout: sim.${it}.out
+  post:
+    script: cat sim.*.out
+    after: [sim]
+"""
+
+
+def _wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _report_has(wd, name):
+    for path in wd.glob(".qcgpjm-service-*/jobs.report"):
+        if ('"name":"%s"' % name) in path.read_text().replace(" ", ""):
+            return True
+    return False
+
+
+def test_status_of_an_interrupted_run_says_so_and_lists_what_never_ran(tmp_path):
+    path = write(tmp_path, "wf.yaml", INTERRUPTED)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    wd = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run", str(path), "--nodes",
+                             "2", "--wd", str(wd), "--quiet"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # b fails at once; a and c then hold both cores for a minute; d, e, f wait
+        _wait_for(lambda: _report_has(wd, "sim:1"))
+        _wait_for(lambda: (wd / "sim.2.out").exists())
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = cli("status", wd)
+    out = result.stdout
+    assert result.returncode == 3, out
+    assert "interrupted (2 of 2 jobs did not finish)" in out.splitlines()[0]
+    assert "  sim:1 [b]        FAILED   exit code 5\n" in out
+    assert "| b is bad" in out
+    assert "  sim              -        3 of 6 iterations without a result: 3-5" in out
+    assert "  post             -        never started" in out
+
+
+def test_failures_are_listed_in_iteration_order_with_their_values_and_stderr(tmp_path):
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          sim:
+            foreach: {v: [a, b, c, d, e, f]}
+            script: |
+              # the later the iteration, the sooner it ends: the report is in reverse order
+              sleep 0.$(( 6 - ${it} ))
+              if [ $(( ${it} % 2 )) = 1 ]; then echo "first of ${v}" >&2; echo "bad ${v}" >&2; exit 3; fi
+        """)
+    out = run(tmp_path, path, "--nodes", "6").stdout  # all at once: 5 fails first, 1 last
+    failures = [line.split()[0:2] for line in out.splitlines() if " FAILED " in line
+                and line.startswith("  sim:")]
+    assert failures == [["sim:1", "[b]"], ["sim:3", "[d]"], ["sim:5", "[f]"]]
+    block = out[out.index("sim:3 [d]"):out.index("sim:5 [f]")]
+    assert block.splitlines()[2:4] == ["                   | first of d",
+                                      "                   | bad d"]
+
+
+# --------------------------------------------------------------------------- gantt
+
+def test_gantt_charts_mark_the_tasks_that_failed(tmp_path):
+    pytest.importorskip("matplotlib", reason="pip install 'qcgflow[reports]'")
+    (tmp_path / "matplotlibrc").write_text("svg.fonttype: none\n")  # text stays text
+    env = {"MATPLOTLIBRC": str(tmp_path / "matplotlibrc")}
+    failing = write(tmp_path, "wf.yaml", """
+        tasks:
+          sim:
+            foreach: [0, 1, 2]
+            script: sleep 0.2; exit ${itval}
+        """)
+    assert run(tmp_path, failing).returncode == 1
+    assert cli("report", "gantt", tmp_path / "run", tmp_path / "bad.svg", env=env).returncode \
+        == 0
+    svg = (tmp_path / "bad.svg").read_text()
+    assert "<pattern" in svg and "not succeeded" in svg
+    assert "2 not succeeded (hatched)" in svg
+    assert cli("run", EXAMPLES / "hello.yaml", "--wd", tmp_path / "good", "--quiet",
+               cwd=tmp_path).returncode == 0
+    assert cli("report", "gantt", tmp_path / "good", tmp_path / "good.svg", env=env) \
+        .returncode == 0
+    good = (tmp_path / "good.svg").read_text()
+    assert "<pattern" not in good and "not succeeded" not in good
