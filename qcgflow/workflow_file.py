@@ -32,6 +32,7 @@ from .compile import compile_graph, requests, write_calls
 from .errors import GraphError, TaskOptionError
 from .graph import Graph
 from .task import TaskFunction
+from .workflow_retries import model_problem, with_retries
 from .workflow_sweeps import IDENTIFIER, Sweep, fill, parse_sweep, prelude, scalar, word
 
 TOP_KEYS = ("name", "defaults", "tasks")
@@ -221,9 +222,11 @@ class Workflow:
         self.refs = refs
         self.jobs = jobs
 
-    def requests(self) -> List[Dict[str, Any]]:
-        """The requests-file content: submit the jobs, finish when all are done."""
-        return requests(self.jobs)
+    def requests(self, jobs: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+        """The requests-file content of ``jobs`` (default: all): submit them, finish when
+        all are done; a job with ``retries`` gets its attempt loop here
+        (qcgflow/workflow_retries.py), so that ``jobs`` keep the command as written."""
+        return requests([with_retries(job) for job in (self.jobs if jobs is None else jobs)])
 
     def write(self, path: str) -> None:
         """Write the requests file ``path`` and the call files of Python tasks beside it
@@ -537,6 +540,10 @@ class _Builder:
         job.pop("dependencies", None)
         if after:
             job["dependencies"] = {"after": list(dict.fromkeys(after))}
+        problem = model_problem(job)
+        if problem:
+            raise self.error(("tasks", task, "retries") if "retries" in spec else
+                             ("defaults", "retries"), problem)
         sweep = self.sweeps[task]
         for stream in STREAMS:
             if stream not in spec:

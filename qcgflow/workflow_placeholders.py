@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 from .workflow_sweeps import RUNTIME_VARIABLES
 
 # QCG-PilotJob's submit-time variables (runtime/variables.py SUBMIT_VARIABLES; the graph side
-# does not import the runtime: tests/unit check the two lists agree)
+# does not import the runtime: tests/workflows/test_workflows_edges.py checks they agree)
 SUBMIT_VARIABLES = ("jname", "uniq", "rcnt", "sname", "date", "time", "dateTime")
 
 WORKFLOW_DIR = "workflow_dir"

@@ -331,3 +331,153 @@ def test_gantt_charts_mark_the_tasks_that_failed(tmp_path):
         .returncode == 0
     good = (tmp_path / "good.svg").read_text()
     assert "<pattern" not in good and "not succeeded" not in good
+
+
+# --------------------------------------------------------------------------- retries
+
+COUNT = 'n=$(cat count.${it} 2>/dev/null || echo 0); echo $((n + 1)) > count.${it}\n'
+
+
+def test_retries_run_only_the_failed_iterations_again_until_they_succeed(tmp_path):
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          flaky:
+            foreach: [a, b, c]
+            retries: 2
+            script: |
+              %s
+              if [ ${itval} = b ] && [ $n -lt 2 ]; then echo "b fails $n" >&2; exit 4; fi
+              echo ${itval}
+            stdout: flaky.${it}.out
+          fan_in:
+            script: cat flaky.*.out > all.txt
+            after: [flaky]
+        """ % COUNT.strip())
+    result = run(tmp_path, path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = tmp_path / "run"
+    assert [(out / ("count.%d" % i)).read_text() for i in range(3)] == ["1\n", "3\n", "1\n"]
+    assert (out / "all.txt").read_text() == "a\nb\nc\n"
+    assert "qcgflow: attempt 2 of 3 failed (exit code 4); trying again" in \
+        (out / "flaky.1.err").read_text()
+
+
+def test_the_last_attempts_failure_is_reported_and_the_dependants_are_omitted(tmp_path):
+    path = write(tmp_path, "wf.yaml", """
+        defaults:
+          retries: 1
+        tasks:
+          broken:
+            exec: sh
+            args: [-c, 'n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; exit $((n + 7))']
+          never:
+            exec: /bin/true
+            after: [broken]
+        """)
+    result = run(tmp_path, path)
+    assert result.returncode == 1
+    assert "  broken           FAILED   exit code 8" in result.stdout  # the second attempt's
+    assert "  never            OMITTED  dependency 'broken' FAILED" in result.stdout
+    assert (tmp_path / "run" / "count").read_text() == "2\n"  # 1 + 1 retry, no more
+
+
+def test_each_attempt_has_the_tasks_wall_time(tmp_path):
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          slow_once:
+            script: |
+              %s
+              if [ $n = 0 ]; then sleep 30; fi
+              echo finally
+            stdout: slow.out
+            wt: 1s
+            retries: 1
+        """ % COUNT.strip().replace("${it}", "x"))
+    result = run(tmp_path, path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "run" / "slow.out").read_text() == "finally\n"
+    assert "attempt 1 of 2 exceeded its wall time (1s); trying again" in \
+        (tmp_path / "run" / "slow_once.err").read_text()
+
+
+def test_python_tasks_retry_in_new_processes(tmp_path):
+    (tmp_path / "wf_flaky.py").write_text(
+        "import os\n"
+        "def flaky(k):\n"
+        "    n = int(open('count').read()) if os.path.exists('count') else 0\n"
+        "    open('count', 'w').write(str(n + 1))\n"
+        "    if n < k:\n"
+        "        raise RuntimeError('attempt %d of pid %d' % (n + 1, os.getpid()))\n"
+        "    return os.getpid()\n")
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          flaky:
+            python: wf_flaky:flaky
+            args: [2]
+            retries: 2
+        """)
+    result = run(tmp_path, path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "run" / "count").read_text() == "3"
+    stderr = (tmp_path / "run" / ".qcgflow" / "flaky" / "stderr").read_text()
+    pids = [line.split()[-1] for line in stderr.splitlines()
+            if line.startswith("RuntimeError: attempt")]
+    assert len(pids) == 2 and len(set(pids)) == 2, stderr
+
+
+def test_retries_with_an_mpi_model_are_refused_when_the_file_is_read(tmp_path):
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          mpi:
+            exec: ./solver
+            model: openmpi
+            cores: 2
+            retries: 1
+        """)
+    result = cli("compile", path, cwd=tmp_path)
+    assert (result.returncode, "tasks.mpi.retries: retries work with the default and "
+            "threads models only" in result.stderr) == (2, True)
+
+
+def test_retries_are_not_part_of_the_resume_key(tmp_path):
+    text = "tasks:\n  a:\n    script: echo run >> a.txt\n"
+    assert run(tmp_path, write(tmp_path, "wf.yaml", text)).returncode == 0
+    again = run(tmp_path, write(tmp_path, "wf.yaml", text + "    retries: 3\n"), "--resume")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "run" / "a.txt").read_text() == "run\n"  # reused, not run again
+
+
+def test_a_compiled_workflow_retries_on_the_upstream_service(tmp_path):
+    upstream = pytest.importorskip("upstream_venv", reason="tests/upstream_venv.py")
+    try:
+        python = upstream.upstream_python()
+    except RuntimeError as exc:
+        pytest.skip("upstream QCG-PilotJob 0.14.2 cannot be installed: %s" % exc)
+    path = write(tmp_path, "wf.yaml", """
+        tasks:
+          flaky:
+            foreach: [a, b]
+            retries: 2
+            wt: 20s
+            script: |
+              %s
+              if [ ${itval} = b ] && [ $n -lt 2 ]; then exit 4; fi
+              echo ${itval}
+            stdout: flaky.${it}.out
+        """ % COUNT.strip())
+    run_dir = tmp_path / "up"
+    assert cli("compile", path, "-o", run_dir / "req.json").returncode == 0
+    done = subprocess.run([str(python.parent / "qcg-pm-service"), "--file-path", "req.json",
+                           "--wd", ".", "--nodes", "2"], cwd=run_dir, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [(run_dir / ("count.%d" % i)).read_text() for i in range(2)] == ["1\n", "3\n"]
+    assert (run_dir / "flaky.1.out").read_text() == "b\n"
+
+
+def test_the_placeholder_check_knows_every_runtime_variable():
+    from qcgflow import workflow_placeholders
+    from qcgflow.runtime.variables import EXECUTION_VARIABLES, SUBMIT_VARIABLES
+    known = set(workflow_placeholders.known_names([], True))
+    assert EXECUTION_VARIABLES | SUBMIT_VARIABLES <= known
+    assert known - EXECUTION_VARIABLES - SUBMIT_VARIABLES == {"workflow_dir"}
