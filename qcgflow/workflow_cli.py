@@ -381,6 +381,23 @@ def compile_main(argv: List[str]) -> int:
     return 0
 
 
+def _service_alive(service_dir: str) -> Optional[bool]:
+    """Whether a service still runs in ``service_dir``: a live service holds the flock of
+    its journal.jsonl (runtime/journal.py). None when that cannot be told."""
+    import fcntl
+    try:
+        fd = os.open(os.path.join(service_dir, "journal.jsonl"), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # held
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
 def status_main(argv: List[str]) -> int:
     parser = _Parser(
         prog="qcgflow status", description="The states of a running or finished run, from "
@@ -410,7 +427,8 @@ def status_main(argv: List[str]) -> int:
     progress.ended = os.path.exists(os.path.join(service_dir, "final_status.json"))
     unfinished = [name for name in progress.jobs if name not in progress.states]
     if not progress.ended:
-        state = "running (or killed: no service wrote its final status)"
+        state = "running" if _service_alive(service_dir) is not False else \
+            "killed (its service ended without writing its final status)"
     elif unfinished:
         state = "interrupted (%d of %d jobs did not finish)" % (len(unfinished),
                                                                len(progress.jobs))

@@ -481,3 +481,37 @@ def test_the_placeholder_check_knows_every_runtime_variable():
     known = set(workflow_placeholders.known_names([], True))
     assert EXECUTION_VARIABLES | SUBMIT_VARIABLES <= known
     assert known - EXECUTION_VARIABLES - SUBMIT_VARIABLES == {"workflow_dir"}
+
+
+def test_status_of_a_killed_run_says_killed(tmp_path):
+    import psutil
+    path = write(tmp_path, "wf.yaml", "tasks:\n  a:\n    foreach: [1, 2]\n"
+                                      "    script: sleep 3\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    wd = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run", str(path), "--nodes",
+                             "2", "--wd", str(wd), "--quiet"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        _wait_for(lambda: list(wd.glob(".qcgpjm-service-*/journal.jsonl")))
+        running = cli("status", wd)
+        assert (running.returncode, running.stdout.splitlines()[0].endswith(": running")) \
+            == (3, True), running.stdout
+        service = [p for p in psutil.Process(proc.pid).children(recursive=True)]
+        os.killpg(proc.pid, signal.SIGKILL)
+        for child in service:  # the service and what it started, wherever their group
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait(timeout=30)
+        psutil.wait_procs(service, timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    killed = cli("status", wd)
+    assert killed.returncode == 3
+    assert "killed (its service ended without writing its final status)" in \
+        killed.stdout.splitlines()[0]
