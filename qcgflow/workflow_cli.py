@@ -192,8 +192,9 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
         view.show(progress.done_units(), progress.unit_counts(), elapsed)
     if view is not None:
         view.close()
-    print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
-        title, len(progress.jobs), progress.units, wd, elapsed)))
+    if report is not None:  # a service that never ran the jobs gets no table of nothing
+        print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
+            title, len(progress.jobs), progress.units, wd, elapsed)))
     if popen.returncode not in (0, SERVICE_REFUSED) or report is None:
         with open(os.path.join(wd, SERVICE_OUT), encoding="utf-8", errors="replace") as handle:
             tail = handle.read()[-2000:].strip()
