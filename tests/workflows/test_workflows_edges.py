@@ -296,7 +296,9 @@ def test_failures_are_listed_in_iteration_order_with_their_values_and_stderr(tmp
             script: |
               # the later the iteration, the sooner it ends: the report is in reverse order
               sleep 0.$(( 6 - ${it} ))
-              if [ $(( ${it} % 2 )) = 1 ]; then echo "first of ${v}" >&2; echo "bad ${v}" >&2; exit 3; fi
+              if [ $(( ${it} % 2 )) = 1 ]; then
+                echo "first of ${v}" >&2; echo "bad ${v}" >&2; exit 3
+              fi
         """)
     out = run(tmp_path, path, "--nodes", "6").stdout  # all at once: 5 fails first, 1 last
     failures = [line.split()[0:2] for line in out.splitlines() if " FAILED " in line
@@ -369,7 +371,9 @@ def test_the_last_attempts_failure_is_reported_and_the_dependants_are_omitted(tm
         tasks:
           broken:
             exec: sh
-            args: [-c, 'n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; exit $((n + 7))']
+            args:
+              - -c
+              - n=$(cat count 2>/dev/null || echo 0); echo $((n + 1)) > count; exit $((n + 7))
           never:
             exec: /bin/true
             after: [broken]
