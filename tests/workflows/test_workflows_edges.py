@@ -172,6 +172,13 @@ def test_a_usage_error_is_one_line_exit_2_and_makes_nothing(tmp_path, option):
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def test_a_wd_that_is_a_file_is_a_usage_error(tmp_path):
+    (tmp_path / "taken").write_text("")
+    result = cli("run", EXAMPLES / "hello.yaml", "--wd", tmp_path / "taken", cwd=tmp_path)
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "qcgflow run: --wd %s: not a directory" % (tmp_path / "taken"))
+
+
 def test_a_bad_workflow_file_makes_no_run_directory(tmp_path):
     (tmp_path / "tmp").mkdir()
     path = write(tmp_path, "wf.yaml", "tasks:\n  a:\n    exec: /bin/true\n    core: 2\n")
