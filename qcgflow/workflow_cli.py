@@ -182,6 +182,13 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
             if view is not None:
                 view.close()
             print("\nqcgflow run: interrupted", file=sys.stderr)
+            report = _new_report(wd, before)
+            if report is not None:  # what ran, what was canceled, what never started
+                progress = Progress(jobs)
+                progress.update(read_report(report))
+                progress.ended = True
+                print(summary(progress, wd, "%s: interrupted after %.1f s in %s" % (
+                    title, time.monotonic() - start, wd)))
             return 130
     report = _new_report(wd, before)
     progress = Progress(jobs)

@@ -274,17 +274,21 @@ def test_status_of_an_interrupted_run_says_so_and_lists_what_never_ran(tmp_path)
     wd = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run", str(path), "--nodes",
                              "2", "--wd", str(wd), "--quiet"], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         # b fails at once; a and c then hold both cores for a minute; d, e, f wait
         _wait_for(lambda: _report_has(wd, "sim:1"))
         _wait_for(lambda: (wd / "sim.2.out").exists())
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
+        ran = proc.communicate(timeout=30)[0]
+        assert proc.returncode == 130
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    # the run's own table, then the status's
+    assert "workflow wf: interrupted after" in ran.splitlines()[0]
+    assert "  post             -        never started" in ran
     result = cli("status", wd)
     out = result.stdout
     assert result.returncode == 3, out
