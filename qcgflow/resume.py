@@ -34,8 +34,9 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import cloudpickle
 
-from . import payload
+from . import outputs, payload
 from .compile import command_output
+from .options import PARALLEL_MODELS
 from .graph import COMMAND, TaskNode
 from .memo import Keyer, NodeKeys
 
@@ -73,6 +74,24 @@ def _ok_result(data: bytes) -> bool:
     return type(result) is tuple and len(result) == 2 and result[0] == "ok"
 
 
+def output_files(node: TaskNode, root: str, it: Optional[int]) -> List[Tuple[str, str]]:
+    """``(path as declared, filled; absolute path)`` of ``node``'s declared outputs in
+    iteration ``it`` of a run in ``root``."""
+    declared = node.options.get("outputs") or []
+    if not declared:
+        return []
+    itval = None
+    if it is not None and node.mapped is not None and node.mapped[0] == "values" \
+            and node.kind == COMMAND:
+        itval = node.mapped[1][it]
+    task_wd = os.path.join(root, node.options.get("wd", "").replace("${root_wd}", root))
+    out = []
+    for path in declared:
+        filled = outputs.fill_it(path, it, itval)
+        out.append((filled, os.path.normpath(os.path.join(task_wd, filled))))
+    return out
+
+
 def units(node: TaskNode) -> int:
     """Tasks a node counts for: its iterations, or 1."""
     return node.iterations or 1
@@ -102,6 +121,31 @@ class Store:
 
     def cache_path(self, key: str) -> str:
         return os.path.join(self.cache_dir, key[:2], key + ".pkl")
+
+    def cache_files(self, key: str, declared: str) -> str:
+        """Where the cache keeps a declared output of the result ``key``."""
+        return os.path.join(self.cache_dir, key[:2], key + ".files", declared)
+
+    def keep_files(self, key: str, files: List[Tuple[str, str]]) -> None:
+        """Copy declared outputs to the cache (before the result that needs them)."""
+        if self.cache_dir is None:
+            return
+        for declared, path in files:
+            data = _read(path)
+            if data is not None:
+                _write(self.cache_files(key, declared), data)
+
+    def cached_files(self, key: str, files: List[Tuple[str, str]]
+                     ) -> Optional[List[Tuple[str, bytes]]]:
+        """``(target path, bytes)`` of every declared output the cache holds for ``key``,
+        None when one is missing."""
+        out = []
+        for declared, path in files:
+            data = _read(self.cache_files(key, declared))
+            if data is None:
+                return None
+            out.append((path, data))
+        return out
 
     def result_path(self, job: str, it=None) -> str:
         return os.path.join(self.base, payload.result_file(job, it))
@@ -153,8 +197,15 @@ class Store:
             out.append({"k": key, "j": name, "i": it, "s": _sha(data)})
             if self.cache_dir is not None and not os.path.exists(self.cache_path(key)) \
                     and _ok_result(data):
+                self.keep_files(key, output_files(node, self.root, it))
                 _write(self.cache_path(key), data)
         return out
+
+
+def _partial(node: TaskNode) -> bool:
+    """Whether some iterations of ``node`` may be reused and the others run: not when an
+    output is shared by the iterations (the whole sweep makes it)."""
+    return outputs.per_iteration(node.options.get("outputs") or [])
 
 
 class Plan:
@@ -174,7 +225,8 @@ class Memo:
     """Resume and caching for one run directory: keys, plans, records, the report line."""
 
     def __init__(self, root: str, cache_dir: Optional[str] = None, reuse: bool = True,
-                 keyer: Optional[Keyer] = None):
+                 keyer: Optional[Keyer] = None, partial_commands: bool = False):
+        self.partial_commands = partial_commands  # the caller can skip their iterations
         self.store = Store(root, cache_dir)
         self.keyer = keyer or Keyer()
         self.reuse = reuse or cache_dir is not None
@@ -241,11 +293,22 @@ class Memo:
             if found is None:
                 continue
             path, data = found
+            files = output_files(node, self.store.root, it)
+            if path is not None:  # recorded in this directory: its files must be there
+                if any(not os.path.exists(full) for _, full in files):
+                    continue
+            elif files:  # from the cache: its declared outputs come back with it
+                restored = self.store.cached_files(key, files)
+                if restored is None:
+                    continue
+                plan.writes.extend(restored)
+            elif not node.options.get("pure"):
+                continue  # file effects qcgflow cannot know: not reused in another directory
             target = self.store.result_path(name, it)
             if path != target:
                 plan.writes.append((target, data))
             plan.skip.add(it)
-        if not plan.skip:
+        if not plan.skip or (len(plan.skip) < len(pairs) and not _partial(node)):
             return None
         plan.full = len(plan.skip) == len(pairs)
         plan.reused = len(plan.skip)
@@ -255,14 +318,26 @@ class Memo:
 
     def _command(self, node: TaskNode, name: str, keys: NodeKeys, plan: Plan
                  ) -> Optional[Plan]:
-        """A command is reused whole: every iteration recorded (its files are in the wd)."""
-        its = [None] if keys.iterations is None else range(len(keys.iterations))
-        entries = [self.store.records.get(keys.key if it is None else keys.iterations[it])
-                   for it in its]
-        if any(entry is None or not entry.get("c") for entry in entries):
-            return None
+        """A command is reused per iteration when it succeeded in this directory and its
+        declared outputs are there (its files are in the wd: never from a cache). Only a
+        caller that can skip iterations (``partial_commands``) gets part of a sweep, and
+        only of a sweep whose outputs all name their iteration and that runs no MPI."""
+        its = [None] if keys.iterations is None else list(range(len(keys.iterations)))
         root = self.store.root
-        for it, entry in zip(its, entries):
+        found = []
+        for it in its:
+            entry = self.store.records.get(keys.key if it is None else keys.iterations[it])
+            if entry is None or not entry.get("c"):
+                continue
+            if any(not os.path.exists(full) for _, full in output_files(node, root, it)):
+                continue
+            found.append((it, entry))
+        if not found:
+            return None
+        if len(found) < len(its) and not (self.partial_commands and _partial(node)
+                                          and node.options.get("model") not in PARALLEL_MODELS):
+            return None
+        for it, entry in found:
             if entry["j"] == name:
                 continue
             old = command_output(node, entry["j"]).result(root, it)
@@ -271,8 +346,9 @@ class Memo:
                 data = _read(source)
                 if data is not None:
                     plan.writes.append((target, data))
-        plan.full = True
-        plan.reused = len(entries)
+        plan.full = len(found) == len(its)
+        plan.skip = set() if plan.full else {it for it, _ in found}
+        plan.reused = len(found)
         return plan
 
     # ------------------------------------------------------------------ recording
@@ -290,12 +366,12 @@ class Memo:
 def write_skips(root: str, plans: Dict[TaskNode, Plan], names: Dict[TaskNode, str]) -> None:
     """Add the iterations to skip to the call files of partly reused mapped tasks."""
     for node, plan in plans.items():
-        if plan.full or not plan.skip:
-            continue
+        if plan.full or not plan.skip or node.kind == COMMAND:
+            continue  # a command's iterations are skipped by its script (plan_workflow)
         path = os.path.join(root, payload.RUN_DIR, names[node], payload.CALL_FILE)
         call = payload.read_call(path)
         payload.write_call(path, call["fn"], call["args"], call["kwargs"], call["map"],
-                           skip=sorted(plan.skip))
+                           skip=sorted(plan.skip), outputs=call.get("outputs"))
 
 
 # --------------------------------------------------------------------------- qcgflow run
@@ -365,14 +441,24 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
     jobs = {job["name"]: job for job in workflow.jobs}
     extra = {node: jobs[graph.names[node]]["execution"] for node in graph.order
              if node.kind == COMMAND}
-    memo = Memo(wd, cache_dir, reuse=resume)
+    memo = Memo(wd, cache_dir, reuse=resume, partial_commands=True)
     _, plans = memo.plan(list(graph.order), list(graph.order), graph.names, extra)
     reused = {graph.names[node] for node, plan in plans.items() if plan.full}
     write_skips(wd, plans, graph.names)
+    skips = {graph.names[node]: plan.skip for node, plan in plans.items() if not plan.full}
+    nodes = {graph.names[node]: node for node in graph.order}
     todo = []
     for job in workflow.jobs:
         if job["name"] in reused:
             continue
+        skip = skips.get(job["name"], set())
+        node = nodes[job["name"]]
+        if skip and node.kind == COMMAND:  # the reused iterations exit at once
+            execution = {k: v for k, v in job["execution"].items()
+                         if k not in ("script", "exec", "args")}
+            execution.update(outputs.wrap(job["execution"], skip=skip))
+            job = dict(job, execution=execution)
+        clean(wd, node, job, skip)
         after = (job.get("dependencies") or {}).get("after")
         if after:
             left = [a for a in after if a.split(":")[0] not in reused]
@@ -382,7 +468,7 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
             else:
                 job.pop("dependencies")
         todo.append(job)
-    if reused:
+    if reused or any(skips.values()):
         from .compile import requests
         with open(requests_path, "w", encoding="utf-8") as handle:
             json.dump(requests(todo), handle, indent=2)
@@ -395,9 +481,42 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
             continue
         pending["jobs"][name] = {"key": keys.key, "iterations": keys.iterations,
                                  "command": node.kind == COMMAND}
+        if node.kind != COMMAND and node.options.get("outputs") and cache_dir:
+            its = [None] if keys.iterations is None else range(len(keys.iterations))
+            pending["jobs"][name]["files"] = [output_files(node, wd, it) for it in its]
     _write(os.path.join(wd, payload.RUN_DIR, PENDING), json.dumps(pending).encode())
     line = memo.line() if memo.reuse else None
     return todo, line
+
+
+def clean(root: str, node: TaskNode, job: Dict[str, Any], skip: Set[int]) -> None:
+    """Before a job is submitted: remove the standard streams of the iterations that run
+    (the runtime appends to them: a re-run would add to an earlier run's) and the outputs
+    its iterations share; each iteration's script or runner removes its own outputs.
+    ``skip``: reused iterations, left as they are."""
+    execution = job["execution"]
+    iteration = job.get("iteration")
+    if iteration is None:
+        its: List[Optional[int]] = [None]
+    elif "values" in iteration:
+        its = list(range(len(iteration["values"])))
+    else:
+        its = list(range(int(iteration.get("start", 0)), int(iteration["stop"])))
+    task_wd = os.path.join(root, (execution.get("wd") or "").replace("${root_wd}", root))
+    for it in its:
+        if it in skip:
+            continue
+        itval = iteration["values"][it] if iteration and "values" in iteration else None
+        for stream in ("stdout", "stderr"):
+            path = execution.get(stream)
+            if path:
+                path = outputs.fill_it(path.replace("${root_wd}", root), it, itval)
+                try:
+                    os.unlink(os.path.join(task_wd, path))
+                except (FileNotFoundError, IsADirectoryError):
+                    pass
+    if node.mapped is not None:
+        outputs.remove_shared(node.options.get("outputs") or [], task_wd)
 
 
 def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
@@ -436,6 +555,8 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
             if result is not None and _ok_result(result):
                 entries.append({"k": key, "j": name, "i": it, "s": _sha(result)})
                 if store.cache_dir is not None and not os.path.exists(store.cache_path(key)):
+                    files = info.get("files")
+                    store.keep_files(key, files[it or 0] if files else [])
                     _write(store.cache_path(key), result)
     store.append(entries)
     os.unlink(path)

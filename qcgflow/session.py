@@ -64,6 +64,7 @@ class _Task:
         self.retries = int(node.options.get("retries") or 0)
         self.attempts: Dict[Any, int] = {}  # None or iteration -> retries used
         self.open_iterations: set = set()  # iterations being retried
+        self.skip: set = set()  # iterations reused from an earlier run (qcgflow.resume)
         self.iteration_error: Optional[TaskError] = None
         self.error: Optional[TaskError] = None
         self.future: cf.Future = cf.Future()
@@ -200,6 +201,8 @@ class Session:
             write_calls(_View(names_now, {}, [n for n in new if n not in reused]), self.root)
             if plans:
                 _resume.write_skips(self.root, plans, names_now)
+                for node, plan in plans.items():
+                    self.tasks[node].skip = set(plan.skip)
             for node in reused:
                 self._reused(self.tasks[node])
             jobs: List[Dict[str, Any]] = []
@@ -269,6 +272,7 @@ class Session:
         names[task.node] = task.name
         task.job = job_description(_View(names, {task.node: edges}, None), task.node,
                                    sys.executable)
+        _resume.clean(self.root, task.node, task.job, task.skip)  # never append to old files
         task.state = SUBMITTED
         self.jobs[task.name] = (task, None)
         jobs.append(task.job)

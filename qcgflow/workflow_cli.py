@@ -29,7 +29,7 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional
 
-from . import resume
+from . import rerun, resume
 from .progress_view import make_view
 from .workflow_file import WorkflowFileError, load_workflow
 
@@ -244,6 +244,7 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     with open(os.path.join(wd, SERVICE_OUT), "wb") as out:
         popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                  cwd=wd, env=_child_env(extra_path))
+        rerun.note_service(wd, popen.pid)  # a --resume refuses while it is alive
         try:
             while True:
                 try:
@@ -363,6 +364,10 @@ def run_main(argv: List[str]) -> int:
                             "scripts; a requests file has no task keys")
     if args.resume and not args.wd:
         return _fail("run", "--resume needs --wd DIR: the directory of the run to resume")
+    if args.wd:
+        problem = rerun.check_wd(os.path.abspath(args.wd), args.resume, kind == "workflow")
+        if problem:
+            return _fail("run", problem)
     wd = os.path.abspath(args.wd) if args.wd else tempfile.mkdtemp(prefix="qcgflow-")
     extra = [os.path.dirname(os.path.abspath(path)), os.getcwd()]
     if kind == "workflow":
