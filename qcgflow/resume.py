@@ -257,17 +257,17 @@ class Memo:
         self.total += sum(units(node) for node in new)
         if not self.reuse:
             return new, {}
-        needed = set(targets)
-        plans: Dict[TaskNode, Plan] = {}
-        for node in reversed(new):
-            if node not in needed:
-                continue
-            plan = self._plan(node, names[node])
-            if plan is not None:
-                plans[node] = plan
-                self.reused += plan.reused
-            if plan is None or not plan.full:
-                needed.update(ref.node for ref, _ in node.dependencies())
+        dropped: Set[TaskNode] = set()
+        while True:  # until no reused task is after one that runs
+            needed, plans = self._backward(new, targets, names, dropped)
+            runs = {node for node in new if node in needed and
+                    (node not in plans or not plans[node].full)}
+            after_runs = {node for node in plans if any(
+                ref.node in runs for ref, _ in node.dependencies())}
+            if not after_runs:
+                break
+            dropped |= after_runs
+        self.reused += sum(plan.reused for plan in plans.values())
         for plan in plans.values():  # every file was read before any is written
             for path, data in plan.writes:
                 _write(path, data)
@@ -278,6 +278,23 @@ class Memo:
         self.unneeded += sum(units(node) for node in new if node not in needed)
         self.report()
         return kept, plans
+
+    def _backward(self, new: List[TaskNode], targets: Iterable[TaskNode],
+                  names: Dict[TaskNode, str], dropped: Set[TaskNode]
+                  ) -> Tuple[Set[TaskNode], Dict[TaskNode, Plan]]:
+        """From the targets back: the nodes needed and the plans of the reusable ones
+        (``dropped`` run: a task they run after runs again, so its result may differ)."""
+        needed = set(targets)
+        plans: Dict[TaskNode, Plan] = {}
+        for node in reversed(new):
+            if node not in needed:
+                continue
+            plan = None if node in dropped else self._plan(node, names[node])
+            if plan is not None:
+                plans[node] = plan
+            if plan is None or not plan.full:
+                needed.update(ref.node for ref, _ in node.dependencies())
+        return needed, plans
 
     def _plan(self, node: TaskNode, name: str) -> Optional[Plan]:
         keys = self.keyer[node]
