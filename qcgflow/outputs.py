@@ -9,6 +9,7 @@ execution becomes a bash script::
 
     case "${it}" in 3|7) exit 0 ;; esac            # iterations reused (qcgflow run --resume)
     rm -f -- OUT...                                # declared outputs of this iteration (*)
+                                                   #   (but its own stdout / stderr)
     ( SCRIPT )  |  PROG ARGS...                    # the task itself, in a subshell
     status=$?; [ $status -eq 0 ] || exit $status
     [ -e OUT ] || { echo "qcgflow: ... OUT was not made" >&2; exit 1; }
@@ -73,8 +74,10 @@ def wrap(execution: Dict[str, Any], outputs: Optional[List[str]] = None,
         return {"script": "\n".join(lines + ["exec " + _command_line(execution)])}
     words = " ".join(quote(path) for path in outputs)
     own = [path for path in outputs if not mapped or per_iteration([path])]
-    if own:
-        lines.append("rm -f -- %s" % " ".join(quote(path) for path in own))
+    if own:  # not the task's own stdout / stderr, should it declare them: already open
+        lines.append('for __qcgflow_out in %s; do [ "$__qcgflow_out" -ef /dev/stdout ] || '
+                     '[ "$__qcgflow_out" -ef /dev/stderr ] || rm -f -- "$__qcgflow_out"; done'
+                     % " ".join(quote(path) for path in own))
     lines.append(_command_line(execution))
     lines.append('__qcgflow_status=$?; [ "$__qcgflow_status" -eq 0 ] || '
                  'exit "$__qcgflow_status"')
@@ -108,3 +111,33 @@ def remove_shared(outputs: Iterable[str], task_wd: str) -> None:
                 os.unlink(os.path.join(task_wd, path))
             except (FileNotFoundError, IsADirectoryError):
                 pass
+
+
+def clean(root: str, node: Any, job: Dict[str, Any], skip: Iterable[int] = ()) -> None:
+    """Before a job is submitted: remove the standard streams of the iterations that run
+    (the runtime appends to them: a re-run would add to an earlier run's) and the outputs
+    its iterations share; each iteration's script or runner removes its own outputs.
+    ``skip``: reused iterations, left as they are."""
+    execution = job["execution"]
+    iteration = job.get("iteration")
+    if iteration is None:
+        its: List[Optional[int]] = [None]
+    elif "values" in iteration:
+        its = list(range(len(iteration["values"])))
+    else:
+        its = list(range(int(iteration.get("start", 0)), int(iteration["stop"])))
+    task_wd = os.path.join(root, (execution.get("wd") or "").replace("${root_wd}", root))
+    for it in its:
+        if it in skip:
+            continue
+        itval = iteration["values"][it] if iteration and "values" in iteration else None
+        for stream in ("stdout", "stderr"):
+            path = execution.get(stream)
+            if path:
+                path = fill_it(path.replace("${root_wd}", root), it, itval)
+                try:
+                    os.unlink(os.path.join(task_wd, path))
+                except (FileNotFoundError, IsADirectoryError):
+                    pass
+    if node.mapped is not None:
+        remove_shared(node.options.get("outputs") or [], task_wd)

@@ -368,6 +368,15 @@ def load_value(path: str):
     return result[1]
 
 
+def _is_stream(path: str) -> bool:
+    """``path`` is this task's stdout or stderr (open already: removing it loses them)."""
+    try:
+        here = os.stat(path)
+        return any(os.path.samestat(here, os.fstat(fd)) for fd in (1, 2))
+    except OSError:
+        return False
+
+
 def _its(path: str, it) -> str:
     return path if it is None else path.replace("${it}", str(it))
 
@@ -394,7 +403,8 @@ def run_call(call_path: str, result_path: str, it=None) -> int:
         declared = call.get("outputs") or ()
         for path in declared:  # a re-run must not find (or append to) an earlier run's file;
             # one shared by the iterations was removed before the job (qcgflow.outputs)
-            if (it is None or "${it}" in path) and os.path.lexists(_its(path, it)):
+            if (it is None or "${it}" in path) and os.path.lexists(_its(path, it)) \
+                    and not _is_stream(_its(path, it)):
                 os.unlink(_its(path, it))
         declared = [_its(path, it) for path in declared]
         value = call["fn"](*args, **kwargs)

@@ -12,8 +12,14 @@
        file is put in place under this run's job name, it is not submitted, and the tasks
        only it needed are not run either; a mapped Python task with some iterations reused
        runs as one job whose runner skips those ("skip" in the call file); a mapped command
-       is reused whole or run whole.
+       is reused whole or run whole, but per iteration for ``qcgflow run FILE``
+       (``partial_commands``: the reused iterations' script exits at once).
+       A task reused whole after a task that runs runs too (its inputs may differ).
        -> "reused N of M tasks from <wd>"
+
+Declared outputs (qcgflow/outputs.py): a task is reused from this directory only when they
+are there; from the cache (another directory) only when they are restored from it, and a
+Python task without any only when it is ``pure``: its file effects are otherwise unknown.
 
 A missing, changed or corrupt result file, a failed task, a different key: no reuse, the
 task runs. Reading a record never trusts the job name: job names of an edited graph may
@@ -258,15 +264,24 @@ class Memo:
         if not self.reuse:
             return new, {}
         dropped: Set[TaskNode] = set()
-        while True:  # until no reused task is after one that runs
-            needed, plans = self._backward(new, targets, names, dropped)
-            runs = {node for node in new if node in needed and
-                    (node not in plans or not plans[node].full)}
-            after_runs = {node for node in plans if any(
-                ref.node in runs for ref, _ in node.dependencies())}
-            if not after_runs:
+        found: Dict[TaskNode, Optional[Plan]] = {}
+        while True:  # a task after one that runs runs too (its result may differ); what it
+            # needs is then needed too, which may make more run: again, until nothing moves
+            needed, plans = self._backward(new, targets, names, dropped, found)
+            runs: Set[TaskNode] = set()
+            more: Set[TaskNode] = set()
+            for node in new:  # predecessors first: one pass carries it down the graph
+                if node not in needed:
+                    continue
+                if any(ref.node in runs for ref, _ in node.dependencies()):
+                    runs.add(node)
+                    if node in plans:
+                        more.add(node)
+                elif node not in plans or not plans[node].full:
+                    runs.add(node)
+            if not more:
                 break
-            dropped |= after_runs
+            dropped |= more
         self.reused += sum(plan.reused for plan in plans.values())
         for plan in plans.values():  # every file was read before any is written
             for path, data in plan.writes:
@@ -280,16 +295,19 @@ class Memo:
         return kept, plans
 
     def _backward(self, new: List[TaskNode], targets: Iterable[TaskNode],
-                  names: Dict[TaskNode, str], dropped: Set[TaskNode]
+                  names: Dict[TaskNode, str], dropped: Set[TaskNode],
+                  found: Dict[TaskNode, Optional[Plan]]
                   ) -> Tuple[Set[TaskNode], Dict[TaskNode, Plan]]:
         """From the targets back: the nodes needed and the plans of the reusable ones
-        (``dropped`` run: a task they run after runs again, so its result may differ)."""
+        (``dropped`` run: a task they run after runs again; ``found``: plans made before)."""
         needed = set(targets)
         plans: Dict[TaskNode, Plan] = {}
         for node in reversed(new):
             if node not in needed:
                 continue
-            plan = None if node in dropped else self._plan(node, names[node])
+            if node not in found:
+                found[node] = self._plan(node, names[node])
+            plan = None if node in dropped else found[node]
             if plan is not None:
                 plans[node] = plan
             if plan is None or not plan.full:
@@ -475,7 +493,7 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
                          if k not in ("script", "exec", "args")}
             execution.update(outputs.wrap(job["execution"], skip=skip))
             job = dict(job, execution=execution)
-        clean(wd, node, job, skip)
+        outputs.clean(wd, node, job, skip)
         after = (job.get("dependencies") or {}).get("after")
         if after:
             left = [a for a in after if a.split(":")[0] not in reused]
@@ -504,36 +522,6 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
     _write(os.path.join(wd, payload.RUN_DIR, PENDING), json.dumps(pending).encode())
     line = memo.line() if memo.reuse else None
     return todo, line
-
-
-def clean(root: str, node: TaskNode, job: Dict[str, Any], skip: Set[int]) -> None:
-    """Before a job is submitted: remove the standard streams of the iterations that run
-    (the runtime appends to them: a re-run would add to an earlier run's) and the outputs
-    its iterations share; each iteration's script or runner removes its own outputs.
-    ``skip``: reused iterations, left as they are."""
-    execution = job["execution"]
-    iteration = job.get("iteration")
-    if iteration is None:
-        its: List[Optional[int]] = [None]
-    elif "values" in iteration:
-        its = list(range(len(iteration["values"])))
-    else:
-        its = list(range(int(iteration.get("start", 0)), int(iteration["stop"])))
-    task_wd = os.path.join(root, (execution.get("wd") or "").replace("${root_wd}", root))
-    for it in its:
-        if it in skip:
-            continue
-        itval = iteration["values"][it] if iteration and "values" in iteration else None
-        for stream in ("stdout", "stderr"):
-            path = execution.get(stream)
-            if path:
-                path = outputs.fill_it(path.replace("${root_wd}", root), it, itval)
-                try:
-                    os.unlink(os.path.join(task_wd, path))
-                except (FileNotFoundError, IsADirectoryError):
-                    pass
-    if node.mapped is not None:
-        outputs.remove_shared(node.options.get("outputs") or [], task_wd)
 
 
 def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:

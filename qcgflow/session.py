@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import payload
+from . import outputs, payload
 from . import resume as _resume
 from .compile import command_output, fill_refs, job_description, write_calls
 from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
@@ -272,7 +272,7 @@ class Session:
         names[task.node] = task.name
         task.job = job_description(_View(names, {task.node: edges}, None), task.node,
                                    sys.executable)
-        _resume.clean(self.root, task.node, task.job, task.skip)  # never append to old files
+        outputs.clean(self.root, task.node, task.job, task.skip)  # never append to old files
         task.state = SUBMITTED
         self.jobs[task.name] = (task, None)
         jobs.append(task.job)
