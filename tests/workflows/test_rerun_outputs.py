@@ -199,3 +199,22 @@ def test_a_grown_sweep_runs_only_its_new_iterations(tmp_path):
     assert {name: after[name] for name in before if name != "fanin.txt"} == \
         {name: text for name, text in before.items() if name != "fanin.txt"}
     assert (tmp_path / "run" / "fanin.txt").read_text().split() == [str(i) for i in range(8)]
+
+
+def test_a_declared_output_may_be_the_tasks_own_stdout(tmp_path):
+    """The runtime opens the stdout before the task starts: the task must not remove it."""
+    write(tmp_path, "wf.yaml", """
+        tasks:
+          sweep:
+            foreach: [x, y]
+            script: echo hi ${itval}
+            stdout: out_${it}.txt
+            outputs: ["out_${it}.txt"]
+        """)
+    assert run(tmp_path).returncode == 0
+    (tmp_path / "run" / "out_1.txt").unlink()
+    done = run(tmp_path, "--resume")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "reused 1 of 2 tasks" in done.stderr
+    assert [(tmp_path / "run" / ("out_%d.txt" % i)).read_text() for i in (0, 1)] == \
+        ["hi x\n", "hi y\n"]
