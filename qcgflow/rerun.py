@@ -81,7 +81,7 @@ def _tokens(wd: str) -> List[str]:
     return tokens
 
 
-def check_wd(wd: str, resume: bool, keyed: bool) -> Optional[str]:
+def check_wd(wd: str, resume: bool, keyed: bool, workflow: str = "WORKFLOW") -> Optional[str]:
     """None when a run may start in ``wd``, else why not (the usage error to print).
     With ``resume``, the tasks a killed service of an earlier run left running are killed
     first. ``keyed``: the run is a workflow file (a requests file cannot be resumed)."""
@@ -90,7 +90,8 @@ def check_wd(wd: str, resume: bool, keyed: bool) -> Optional[str]:
     if not resume:
         return ("%s holds an earlier run; %s, or give a new --wd (qcgflow never appends to "
                 "an earlier run's files)" % (wd, "add --resume to run only what did not "
-                "complete there" if keyed else "a requests file cannot be resumed"))
+                "complete there (qcgflow run %s --wd %s --resume)" % (workflow, wd)
+                if keyed else "a requests file cannot be resumed"))
     pid = live_service(wd)
     if pid is not None:
         return ("the service of an earlier run in %s is still running (pid %d; 'qcgflow "

@@ -365,7 +365,8 @@ def run_main(argv: List[str]) -> int:
     if args.resume and not args.wd:
         return _fail("run", "--resume needs --wd DIR: the directory of the run to resume")
     if args.wd:
-        problem = rerun.check_wd(os.path.abspath(args.wd), args.resume, kind == "workflow")
+        problem = rerun.check_wd(os.path.abspath(args.wd), args.resume, kind == "workflow",
+                                 path)
         if problem:
             return _fail("run", problem)
     wd = os.path.abspath(args.wd) if args.wd else tempfile.mkdtemp(prefix="qcgflow-")

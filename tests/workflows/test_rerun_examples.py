@@ -40,7 +40,9 @@ def test_a_workflow_example_reruns_and_runs_from_the_cache_with_equal_outputs(tm
 
     again = _run(tmp_path, example, one)
     assert again.returncode == 2, again.stdout + again.stderr
-    assert "holds an earlier run; add --resume" in again.stderr
+    assert again.stderr.startswith("qcgflow run: %s holds an earlier run; add --resume to "
+                                   "run only what did not complete there (qcgflow run %s "
+                                   "--wd %s --resume)" % (one, EXAMPLES / example, one))
     assert outputs(one) == made  # nothing appended, nothing removed
 
     resumed = _run(tmp_path, example, one, "--resume")
