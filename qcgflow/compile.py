@@ -30,7 +30,7 @@ import pickle
 import sys
 from typing import Any, Dict, List, Optional
 
-from . import fill, payload
+from . import fill, outputs, payload
 from . import options as _options
 from .errors import GraphError
 from .graph import COMMAND, Graph, TaskNode, TaskRef
@@ -67,7 +67,8 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
     suffix = ".${it}" if mapped else ""
     if node.kind == COMMAND:
         refs = fill_refs(node)
-        execution.update(_fill_execution(node, name, python) if refs else node.execution)
+        execution.update(_fill_execution(node, name, python) if refs else
+                         command_execution(node))
         output = command_output(node, name)
         execution["stdout"], execution["stderr"] = output.stdout, output.stderr
     else:
@@ -93,6 +94,16 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
     return job
 
 
+def command_execution(node: TaskNode) -> Dict[str, Any]:
+    """A command's ``script`` or ``exec``/``args``, wrapped when it declares ``outputs``
+    (removed before it runs, checked after: qcgflow/outputs.py)."""
+    execution = {key: value for key, value in node.execution.items()
+                 if key not in ("script", "exec", "args")}
+    execution.update(outputs.wrap(node.execution, node.options.get("outputs"),
+                                  mapped=node.mapped is not None))
+    return execution
+
+
 def fill_refs(node: TaskNode) -> Dict[str, Any]:
     """A command task's placeholders filled from task results when it starts: the bound
     refs, and ``itval`` (the producer's element) in an element-wise map that uses it.
@@ -108,9 +119,10 @@ def fill_refs(node: TaskNode) -> Dict[str, Any]:
 
 def _template_placeholders(node: TaskNode) -> set:
     from .commands import placeholders  # commands imports graph and task: not at load time
-    texts = [node.execution.get("script") or node.execution.get("exec")]
+    execution = command_execution(node)
+    texts = [execution.get("script") or execution.get("exec")]
     return set().union(*(placeholders(text) for text in texts + list(
-        node.execution.get("args", ()))))
+        execution.get("args", ()))))
 
 
 def _fill_variables(node: TaskNode) -> List[str]:
@@ -132,7 +144,7 @@ def fill_spec(graph: Graph, node: TaskNode) -> Dict[str, Any]:
     for key, ref in fill_refs(node).items():
         element = key == "itval" and ref is not node.kwargs.get(key)
         refs[key] = fill.ref_entry(graph.names[ref.node], placeholder(graph, ref, element))
-    return fill.spec(graph.names[node], dict(node.execution), refs, _fill_variables(node),
+    return fill.spec(graph.names[node], command_execution(node), refs, _fill_variables(node),
                      node.mapped is not None)
 
 
@@ -191,7 +203,8 @@ def write_calls(graph: Graph, root: str) -> None:
         try:
             payload.write_call(os.path.join(directory, payload.CALL_FILE), node.fn,
                                _replace_refs(graph, node.args),
-                               _replace_refs(graph, node.kwargs), mapped)
+                               _replace_refs(graph, node.kwargs), mapped,
+                               outputs=node.options.get("outputs"))
         except (TypeError, AttributeError, pickle.PicklingError) as exc:
             raise GraphError("task %s: its function and arguments cannot be pickled for the "
                              "call file: %s" % (name, exc)) from None

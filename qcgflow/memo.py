@@ -26,7 +26,7 @@ cloudpickle bytes. Keys are the same in every process (string hashing is randomi
 process, so no ``hash()`` and no set order is used) for one Python minor version.
 
 Options that do not change a result are left out: ``name``, ``retries``,
-``retry_exceptions``, ``cache``, ``num_returns``. A node
+``retry_exceptions``, ``cache``, ``pure``, ``num_returns``. A node
 that cannot be keyed (an argument that does not pickle, a producer without a key) has key
 None: it is never reused and neither is anything below it.
 """
@@ -47,7 +47,7 @@ from .graph import COMMAND, TaskNode, TaskRef
 _log = logging.getLogger(__name__)
 
 VERSION = b"qcgflow-key-1\0%d.%d\0" % sys.version_info[:2]
-IGNORED_OPTIONS = ("name", "retries", "retry_exceptions", "cache", "num_returns")
+IGNORED_OPTIONS = ("name", "retries", "retry_exceptions", "cache", "pure", "num_returns")
 _SCALARS = (type(None), bool, int, float, str, bytes)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 

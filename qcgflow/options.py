@@ -15,6 +15,7 @@ from .errors import TaskOptionError
 from .runtime.protocol import MODELS, parse_wall_time
 
 SCHEDULERS = ("maximum-iters", "split-into")
+PARALLEL_MODELS = ("openmpi", "intelmpi", "srunmpi")
 MODEL_OPTS_KEYS = ("mpirun", "mpirun_args")
 _BAD_NAME = re.compile(r"[:\s/$]")
 
@@ -123,6 +124,15 @@ def _retries(value: Any) -> int:
     return value
 
 
+def _outputs(value: Any) -> list:
+    paths = _strings(value, "outputs")
+    for path in paths:
+        if path.startswith("/") or ".." in path.split("/"):
+            raise _Invalid("use paths inside the task's working directory (relative, no "
+                           "'..'), e.g. outputs=['result_${it}.txt']: %r is not" % path)
+    return paths
+
+
 def _retry_exceptions(value: Any):
     if isinstance(value, bool):
         return value
@@ -211,6 +221,11 @@ OPTIONS: Dict[str, Option] = {o.name: o for o in (
            "it runs every time, and so do the tasks using its result", _flag, ()),
     Option("scheduler", "iteration scheduler of a mapped task with a range of cores or nodes",
            _scheduler, ()),
+    Option("outputs", "files the task makes (relative to its wd; ${it} in a mapped task): "
+           "removed before it runs, checked after it (missing: it FAILS), kept in the cache",
+           _outputs, ()),
+    Option("pure", "True: the task has no effect but its result (no files): cache_dir may "
+           "reuse it in another run directory", _flag, ()),
 )}
 
 
@@ -247,6 +262,12 @@ def validate(options: Mapping[str, Any], where: str = "",
         raise TaskOptionError("scheduler", result["scheduler"],
                               "an iteration scheduler needs a range of cores or nodes, e.g. "
                               "cores={'min': 1}", where)
+    if result.get("outputs") and result.get("model") in PARALLEL_MODELS:
+        raise TaskOptionError("outputs", result["outputs"],
+                              "outputs cannot be declared with the %s model (their check "
+                              "wraps the program, which would then start once per rank): "
+                              "check the files in the task that reads them"
+                              % result["model"], where)
     if result.get("scheduler", {}).get("name") == "maximum-iters" and any(
             "max" in result.get(k, {}) for k in ("cores", "nodes")):
         raise TaskOptionError("scheduler", result["scheduler"],

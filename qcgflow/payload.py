@@ -230,9 +230,10 @@ def _unpack(value):
     return value.value() if type(value) is Packed else value
 
 
-def write_call(path: str, fn, args, kwargs, mapped=None, skip=None) -> None:
+def write_call(path: str, fn, args, kwargs, mapped=None, skip=None, outputs=None) -> None:
     """Write a call file; ``mapped`` is the list of elements (or a placeholder of one);
-    ``skip``: iterations whose result file is already in place (reused, qcgflow.resume).
+    ``skip``: iterations whose result file is already in place (reused, qcgflow.resume);
+    ``outputs``: the declared outputs, removed before the call and checked after it.
 
     The function's source lines travel with it, so that a traceback written by the runner
     shows them even when cloudpickle ships the function by value (its code then has no
@@ -246,6 +247,8 @@ def write_call(path: str, fn, args, kwargs, mapped=None, skip=None) -> None:
             "kwargs": None, "map": mapped, "source": _source_of(fn)}
     if skip:
         call["skip"] = frozenset(skip)
+    if outputs:
+        call["outputs"] = list(outputs)
     _dump(path, call)
 
 
@@ -373,6 +376,19 @@ def load_value(path: str):
     return result[1]
 
 
+def _is_stream(path: str) -> bool:
+    """``path`` is this task's stdout or stderr (open already: removing it loses them)."""
+    try:
+        here = os.stat(path)
+        return any(os.path.samestat(here, os.fstat(fd)) for fd in (1, 2))
+    except OSError:
+        return False
+
+
+def _its(path: str, it) -> str:
+    return path if it is None else path.replace("${it}", str(it))
+
+
 def run_call(call_path: str, result_path: str, it=None) -> int:
     """Run the call in ``call_path``; write the result; 0 on success, 1 when it raised."""
     base = os.path.dirname(os.path.dirname(os.path.abspath(call_path)))
@@ -392,7 +408,18 @@ def run_call(call_path: str, result_path: str, it=None) -> int:
             element = mapped.load(base, it) if type(mapped) in (ResultOf, CommandOutput) \
                 else resolve(_unpack(mapped[int(it)]), base, it)
             args = (element,) + tuple(args)
+        declared = call.get("outputs") or ()
+        for path in declared:  # a re-run must not find (or append to) an earlier run's file;
+            # one shared by the iterations was removed before the job (qcgflow.outputs)
+            if (it is None or "${it}" in path) and os.path.lexists(_its(path, it)) \
+                    and not _is_stream(_its(path, it)):
+                os.unlink(_its(path, it))
+        declared = [_its(path, it) for path in declared]
         value = call["fn"](*args, **kwargs)
+        for path in declared:
+            if not os.path.exists(path):
+                raise FileNotFoundError("the declared output %s was not made"
+                                        % os.path.abspath(path))
     except BaseException as error:  # noqa: B902 - everything goes back to the caller
         sys.stdout.flush()
         write_error(result_path, error)

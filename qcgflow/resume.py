@@ -12,8 +12,14 @@
        file is put in place under this run's job name, it is not submitted, and the tasks
        only it needed are not run either; a mapped Python task with some iterations reused
        runs as one job whose runner skips those ("skip" in the call file); a mapped command
-       is reused whole or run whole.
+       is reused whole or run whole, but per iteration for ``qcgflow run FILE``
+       (``partial_commands``: the reused iterations' script exits at once).
+       A task reused whole after a task that runs runs too (its inputs may differ).
        -> "reused N of M tasks from <wd>"
+
+Declared outputs (qcgflow/outputs.py): a task is reused from this directory only when they
+are there; from the cache (another directory) only when they are restored from it, and a
+Python task without any only when it is ``pure``: its file effects are otherwise unknown.
 
 A missing, changed or corrupt result file, a failed task, a different key: no reuse, the
 task runs. Reading a record never trusts the job name: job names of an edited graph may
@@ -34,8 +40,9 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import cloudpickle
 
-from . import payload
+from . import outputs, payload
 from .compile import command_output
+from .options import PARALLEL_MODELS
 from .graph import COMMAND, TaskNode
 from .memo import Keyer, NodeKeys
 
@@ -73,6 +80,24 @@ def _ok_result(data: bytes) -> bool:
     return type(result) is tuple and len(result) == 2 and result[0] == "ok"
 
 
+def output_files(node: TaskNode, root: str, it: Optional[int]) -> List[Tuple[str, str]]:
+    """``(path as declared, filled; absolute path)`` of ``node``'s declared outputs in
+    iteration ``it`` of a run in ``root``."""
+    declared = node.options.get("outputs") or []
+    if not declared:
+        return []
+    itval = None
+    if it is not None and node.mapped is not None and node.mapped[0] == "values" \
+            and node.kind == COMMAND:
+        itval = node.mapped[1][it]
+    task_wd = os.path.join(root, node.options.get("wd", "").replace("${root_wd}", root))
+    out = []
+    for path in declared:
+        filled = outputs.fill_it(path, it, itval)
+        out.append((filled, os.path.normpath(os.path.join(task_wd, filled))))
+    return out
+
+
 def units(node: TaskNode) -> int:
     """Tasks a node counts for: its iterations, or 1."""
     return node.iterations or 1
@@ -102,6 +127,31 @@ class Store:
 
     def cache_path(self, key: str) -> str:
         return os.path.join(self.cache_dir, key[:2], key + ".pkl")
+
+    def cache_files(self, key: str, declared: str) -> str:
+        """Where the cache keeps a declared output of the result ``key``."""
+        return os.path.join(self.cache_dir, key[:2], key + ".files", declared)
+
+    def keep_files(self, key: str, files: List[Tuple[str, str]]) -> None:
+        """Copy declared outputs to the cache (before the result that needs them)."""
+        if self.cache_dir is None:
+            return
+        for declared, path in files:
+            data = _read(path)
+            if data is not None:
+                _write(self.cache_files(key, declared), data)
+
+    def cached_files(self, key: str, files: List[Tuple[str, str]]
+                     ) -> Optional[List[Tuple[str, bytes]]]:
+        """``(target path, bytes)`` of every declared output the cache holds for ``key``,
+        None when one is missing."""
+        out = []
+        for declared, path in files:
+            data = _read(self.cache_files(key, declared))
+            if data is None:
+                return None
+            out.append((path, data))
+        return out
 
     def result_path(self, job: str, it=None) -> str:
         return os.path.join(self.base, payload.result_file(job, it))
@@ -153,8 +203,15 @@ class Store:
             out.append({"k": key, "j": name, "i": it, "s": _sha(data)})
             if self.cache_dir is not None and not os.path.exists(self.cache_path(key)) \
                     and _ok_result(data):
+                self.keep_files(key, output_files(node, self.root, it))
                 _write(self.cache_path(key), data)
         return out
+
+
+def _partial(node: TaskNode) -> bool:
+    """Whether some iterations of ``node`` may be reused and the others run: not when an
+    output is shared by the iterations (the whole sweep makes it)."""
+    return outputs.per_iteration(node.options.get("outputs") or [])
 
 
 class Plan:
@@ -174,7 +231,8 @@ class Memo:
     """Resume and caching for one run directory: keys, plans, records, the report line."""
 
     def __init__(self, root: str, cache_dir: Optional[str] = None, reuse: bool = True,
-                 keyer: Optional[Keyer] = None):
+                 keyer: Optional[Keyer] = None, partial_commands: bool = False):
+        self.partial_commands = partial_commands  # the caller can skip their iterations
         self.store = Store(root, cache_dir)
         self.keyer = keyer or Keyer()
         self.reuse = reuse or cache_dir is not None
@@ -205,17 +263,26 @@ class Memo:
         self.total += sum(units(node) for node in new)
         if not self.reuse:
             return new, {}
-        needed = set(targets)
-        plans: Dict[TaskNode, Plan] = {}
-        for node in reversed(new):
-            if node not in needed:
-                continue
-            plan = self._plan(node, names[node])
-            if plan is not None:
-                plans[node] = plan
-                self.reused += plan.reused
-            if plan is None or not plan.full:
-                needed.update(ref.node for ref, _ in node.dependencies())
+        dropped: Set[TaskNode] = set()
+        found: Dict[TaskNode, Optional[Plan]] = {}
+        while True:  # a task after one that runs runs too (its result may differ); what it
+            # needs is then needed too, which may make more run: again, until nothing moves
+            needed, plans = self._backward(new, targets, names, dropped, found)
+            runs: Set[TaskNode] = set()
+            more: Set[TaskNode] = set()
+            for node in new:  # predecessors first: one pass carries it down the graph
+                if node not in needed:
+                    continue
+                if any(ref.node in runs for ref, _ in node.dependencies()):
+                    runs.add(node)
+                    if node in plans:
+                        more.add(node)
+                elif node not in plans or not plans[node].full:
+                    runs.add(node)
+            if not more:
+                break
+            dropped |= more
+        self.reused += sum(plan.reused for plan in plans.values())
         for plan in plans.values():  # every file was read before any is written
             for path, data in plan.writes:
                 _write(path, data)
@@ -226,6 +293,26 @@ class Memo:
         self.unneeded += sum(units(node) for node in new if node not in needed)
         self.report()
         return kept, plans
+
+    def _backward(self, new: List[TaskNode], targets: Iterable[TaskNode],
+                  names: Dict[TaskNode, str], dropped: Set[TaskNode],
+                  found: Dict[TaskNode, Optional[Plan]]
+                  ) -> Tuple[Set[TaskNode], Dict[TaskNode, Plan]]:
+        """From the targets back: the nodes needed and the plans of the reusable ones
+        (``dropped`` run: a task they run after runs again; ``found``: plans made before)."""
+        needed = set(targets)
+        plans: Dict[TaskNode, Plan] = {}
+        for node in reversed(new):
+            if node not in needed:
+                continue
+            if node not in found:
+                found[node] = self._plan(node, names[node])
+            plan = None if node in dropped else found[node]
+            if plan is not None:
+                plans[node] = plan
+            if plan is None or not plan.full:
+                needed.update(ref.node for ref, _ in node.dependencies())
+        return needed, plans
 
     def _plan(self, node: TaskNode, name: str) -> Optional[Plan]:
         keys = self.keyer[node]
@@ -241,11 +328,22 @@ class Memo:
             if found is None:
                 continue
             path, data = found
+            files = output_files(node, self.store.root, it)
+            if path is not None:  # recorded in this directory: its files must be there
+                if any(not os.path.exists(full) for _, full in files):
+                    continue
+            elif files:  # from the cache: its declared outputs come back with it
+                restored = self.store.cached_files(key, files)
+                if restored is None:
+                    continue
+                plan.writes.extend(restored)
+            elif not node.options.get("pure"):
+                continue  # file effects qcgflow cannot know: not reused in another directory
             target = self.store.result_path(name, it)
             if path != target:
                 plan.writes.append((target, data))
             plan.skip.add(it)
-        if not plan.skip:
+        if not plan.skip or (len(plan.skip) < len(pairs) and not _partial(node)):
             return None
         plan.full = len(plan.skip) == len(pairs)
         plan.reused = len(plan.skip)
@@ -255,14 +353,26 @@ class Memo:
 
     def _command(self, node: TaskNode, name: str, keys: NodeKeys, plan: Plan
                  ) -> Optional[Plan]:
-        """A command is reused whole: every iteration recorded (its files are in the wd)."""
-        its = [None] if keys.iterations is None else range(len(keys.iterations))
-        entries = [self.store.records.get(keys.key if it is None else keys.iterations[it])
-                   for it in its]
-        if any(entry is None or not entry.get("c") for entry in entries):
-            return None
+        """A command is reused per iteration when it succeeded in this directory and its
+        declared outputs are there (its files are in the wd: never from a cache). Only a
+        caller that can skip iterations (``partial_commands``) gets part of a sweep, and
+        only of a sweep whose outputs all name their iteration and that runs no MPI."""
+        its = [None] if keys.iterations is None else list(range(len(keys.iterations)))
         root = self.store.root
-        for it, entry in zip(its, entries):
+        found = []
+        for it in its:
+            entry = self.store.records.get(keys.key if it is None else keys.iterations[it])
+            if entry is None or not entry.get("c"):
+                continue
+            if any(not os.path.exists(full) for _, full in output_files(node, root, it)):
+                continue
+            found.append((it, entry))
+        if not found:
+            return None
+        if len(found) < len(its) and not (self.partial_commands and _partial(node)
+                                          and node.options.get("model") not in PARALLEL_MODELS):
+            return None
+        for it, entry in found:
             if entry["j"] == name:
                 continue
             old = command_output(node, entry["j"]).result(root, it)
@@ -271,8 +381,9 @@ class Memo:
                 data = _read(source)
                 if data is not None:
                     plan.writes.append((target, data))
-        plan.full = True
-        plan.reused = len(entries)
+        plan.full = len(found) == len(its)
+        plan.skip = set() if plan.full else {it for it, _ in found}
+        plan.reused = len(found)
         return plan
 
     # ------------------------------------------------------------------ recording
@@ -290,12 +401,12 @@ class Memo:
 def write_skips(root: str, plans: Dict[TaskNode, Plan], names: Dict[TaskNode, str]) -> None:
     """Add the iterations to skip to the call files of partly reused mapped tasks."""
     for node, plan in plans.items():
-        if plan.full or not plan.skip:
-            continue
+        if plan.full or not plan.skip or node.kind == COMMAND:
+            continue  # a command's iterations are skipped by its script (plan_workflow)
         path = os.path.join(root, payload.RUN_DIR, names[node], payload.CALL_FILE)
         call = payload.read_call(path)
         payload.write_call(path, call["fn"], call["args"], call["kwargs"], call["map"],
-                           skip=sorted(plan.skip))
+                           skip=sorted(plan.skip), outputs=call.get("outputs"))
 
 
 # --------------------------------------------------------------------------- qcgflow run
@@ -365,14 +476,24 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
     jobs = {job["name"]: job for job in workflow.jobs}
     extra = {node: jobs[graph.names[node]]["execution"] for node in graph.order
              if node.kind == COMMAND}
-    memo = Memo(wd, cache_dir, reuse=resume)
+    memo = Memo(wd, cache_dir, reuse=resume, partial_commands=True)
     _, plans = memo.plan(list(graph.order), list(graph.order), graph.names, extra)
     reused = {graph.names[node] for node, plan in plans.items() if plan.full}
     write_skips(wd, plans, graph.names)
+    skips = {graph.names[node]: plan.skip for node, plan in plans.items() if not plan.full}
+    nodes = {graph.names[node]: node for node in graph.order}
     todo = []
     for job in workflow.jobs:
         if job["name"] in reused:
             continue
+        skip = skips.get(job["name"], set())
+        node = nodes[job["name"]]
+        if skip and node.kind == COMMAND:  # the reused iterations exit at once
+            execution = {k: v for k, v in job["execution"].items()
+                         if k not in ("script", "exec", "args")}
+            execution.update(outputs.wrap(job["execution"], skip=skip))
+            job = dict(job, execution=execution)
+        outputs.clean(wd, node, job, skip)
         after = (job.get("dependencies") or {}).get("after")
         if after:
             left = [a for a in after if a.split(":")[0] not in reused]
@@ -382,7 +503,7 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
             else:
                 job.pop("dependencies")
         todo.append(job)
-    if reused:
+    if reused or any(skips.values()):
         with open(requests_path, "w", encoding="utf-8") as handle:
             json.dump(workflow.requests(todo), handle, indent=2)  # retries' loops included
             handle.write("\n")
@@ -394,6 +515,9 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
             continue
         pending["jobs"][name] = {"key": keys.key, "iterations": keys.iterations,
                                  "command": node.kind == COMMAND}
+        if node.kind != COMMAND and node.options.get("outputs") and cache_dir:
+            its = [None] if keys.iterations is None else range(len(keys.iterations))
+            pending["jobs"][name]["files"] = [output_files(node, wd, it) for it in its]
     _write(os.path.join(wd, payload.RUN_DIR, PENDING), json.dumps(pending).encode())
     line = memo.line() if memo.reuse else None
     return todo, line
@@ -435,6 +559,8 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
             if result is not None and _ok_result(result):
                 entries.append({"k": key, "j": name, "i": it, "s": _sha(result)})
                 if store.cache_dir is not None and not os.path.exists(store.cache_path(key)):
+                    files = info.get("files")
+                    store.keep_files(key, files[it or 0] if files else [])
                     _write(store.cache_path(key), result)
     store.append(entries)
     os.unlink(path)

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import payload
+from . import outputs, payload
 from . import resume as _resume
 from .compile import command_output, fill_refs, job_description, write_calls
 from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
@@ -193,6 +193,8 @@ class Session(RayHabits):
             write_calls(_View(names_now, {}, [n for n in new if n not in reused]), self.root)
             if plans:
                 _resume.write_skips(self.root, plans, names_now)
+                for node, plan in plans.items():
+                    self.tasks[node].skip = set(plan.skip)
             for node in reused:
                 self._reused(self.tasks[node])
             jobs: List[Dict[str, Any]] = []
@@ -269,6 +271,7 @@ class Session(RayHabits):
         if self.env:  # init(env=...): every task's, its own env option wins
             execution = task.job["execution"]
             execution["env"] = dict(self.env, **execution.get("env", {}))
+        outputs.clean(self.root, task.node, task.job, task.skip)  # never append to old files
         task.state = SUBMITTED
         self.jobs[task.name] = (task, None)
         jobs.append(task.job)

@@ -31,6 +31,7 @@ class _Task:
         self.retries = int(node.options.get("retries") or 0)
         self.attempts: Dict[Any, int] = {}  # None or iteration -> retries used
         self.open_iterations: set = set()  # iterations being retried
+        self.skip: set = set()  # iterations reused from an earlier run (qcgflow.resume)
         self.iteration_error: Optional[TaskError] = None
         self.error: Optional[TaskError] = None
         self.cancel_requested = False  # qcgflow.cancel: its end is a TaskCancelled

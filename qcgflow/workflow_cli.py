@@ -29,7 +29,7 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional
 
-from . import resume
+from . import rerun, resume
 from .progress_view import make_view
 from .run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
 from .workflow_file import WorkflowFileError, load_workflow
@@ -162,6 +162,7 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     with open(os.path.join(wd, SERVICE_OUT), "wb") as out:
         popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                  cwd=wd, env=_child_env(extra_path))
+        rerun.note_service(wd, popen.pid)  # a --resume refuses while it is alive
         try:
             while True:
                 try:
@@ -313,6 +314,11 @@ def run_main(argv: List[str]) -> int:
         return _fail("run", problem)
     if args.interval <= 0:
         return _fail("run", "--interval %s: expected a number of seconds > 0" % args.interval)
+    if args.wd:
+        problem = rerun.check_wd(os.path.abspath(args.wd), args.resume, kind == "workflow",
+                                 path)
+        if problem:
+            return _fail("run", problem)
     workflow = None
     if kind == "workflow":  # a bad file is refused before any directory is made
         try:

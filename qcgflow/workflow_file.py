@@ -446,10 +446,34 @@ class _Builder:
         own = {k: v for k, v in spec.items() if k in OPTION_KEYS}
         return dict(self.defaults, **own, name=task)
 
+    def _outputs(self, task: str, spec: Dict[str, Any], opts: Dict[str, Any],
+                 sweep: Optional[Sweep]) -> None:
+        """``outputs`` with a one-parameter sweep's name as ``${itval}``; a product's
+        parameters, and ``${itval}`` in a Python task (whose runner knows only ``${it}``),
+        cannot name files."""
+        if not isinstance(opts.get("outputs"), list):
+            return  # not there, or invalid: the option check reports it
+        path = ("tasks", task, "outputs") if "outputs" in spec else ("defaults", "outputs")
+        filled = []
+        for text in opts["outputs"]:
+            if not isinstance(text, str):
+                return
+            if sweep is not None and sweep.names is not None and len(sweep.names) > 1 \
+                    and set(sweep.names) & placeholders(text):
+                raise self.error(path, "the parameters of a product sweep cannot name a "
+                                       "file; use ${it} (the iteration's index)")
+            text = fill(text, sweep, False, set())
+            if "python" in spec and "${itval}" in text:
+                raise self.error(path, "a python task's outputs are named by ${it} (the "
+                                       "iteration's index), not by its value")
+            filled.append(text)
+        opts["outputs"] = filled
+
     def _ref(self, task: str, spec: Dict[str, Any]):
         path = ("tasks", task)
         opts = self._task_options(task, spec)
         sweep = self.sweeps[task]
+        self._outputs(task, spec, opts, sweep)
         try:
             if "python" in spec:
                 return self._python(task, spec, opts, sweep)

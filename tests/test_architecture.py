@@ -31,7 +31,10 @@ SIZE_EXEMPT = set()
 GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
                         "qcgflow.runtime.client": {"session.py"}}
 # The command line is a composition root of its own: it starts the service.
-RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"}}
+# ``qcgflow run --resume`` ends the tasks a killed service left running, as ``qcgflow
+# service --resume`` does (runtime.resume.kill_leftovers).
+RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"},
+                        "rerun.py": {"qcgflow.runtime.resume"}}
 
 
 def modules():

@@ -78,8 +78,7 @@ def test_grown_python_sweep_runs_only_new_elements(tmp_path):
     run(tmp_path)
     setup(tmp_path, WORKFLOW.replace("foreach: [1, 2, 3]\n", "foreach: [1, 2, 3, 4]\n"))
     done, calls = run(tmp_path, "--resume")
-    assert (done.returncode, calls) == (0, ["report", "square4", "sweep1", "sweep2",
-                                            "sweep3", "sweep4"]), done.stderr
+    assert (done.returncode, calls) == (0, ["report", "square4", "sweep4"]), done.stderr
 
 
 def test_failed_task_is_rerun_and_the_rest_reused(tmp_path):
@@ -133,7 +132,8 @@ def test_script_resume_applies_to_its_runs(tmp_path):
 
 
 def test_cache_dir_shares_python_results_between_directories(tmp_path):
-    setup(tmp_path)
+    setup(tmp_path, WORKFLOW.replace("python: tasks:square", "python: tasks:square\n"
+                                     "    pure: true"))
     cache = tmp_path / "cache"
     cli("run", "wf.yaml", "--wd", tmp_path / "one", "--quiet", "--cache", cache, cwd=tmp_path)
     done = cli("run", "wf.yaml", "--wd", tmp_path / "two", "--quiet", "--cache", cache,
@@ -141,6 +141,19 @@ def test_cache_dir_shares_python_results_between_directories(tmp_path):
     calls = sorted((tmp_path / "two" / "calls.txt").read_text().split())
     assert (done.returncode, calls) == (0, ["prepare", "report", "sweep1", "sweep2",
                                             "sweep3"]), done.stderr
+
+
+def test_cache_dir_does_not_reuse_a_task_with_unknown_file_effects(tmp_path):
+    """square writes calls.txt and is not marked pure: in another directory it runs."""
+    setup(tmp_path)
+    cache = tmp_path / "cache"
+    cli("run", "wf.yaml", "--wd", tmp_path / "one", "--quiet", "--cache", cache, cwd=tmp_path)
+    done = cli("run", "wf.yaml", "--wd", tmp_path / "two", "--quiet", "--cache", cache,
+               cwd=tmp_path)
+    calls = sorted((tmp_path / "two" / "calls.txt").read_text().split())
+    assert (done.returncode, calls) == (0, ["prepare", "report", "square1", "square2",
+                                            "square3", "sweep1", "sweep2", "sweep3"]), \
+        done.stderr
 
 
 SLOW = """

@@ -156,13 +156,27 @@ print(json.dumps(qcgflow.run(target, nodes=2, wd=wd, timeout=60, cache_dir=cache
 """
 
 
+PURE = FLOW.replace("@qcgflow.task\n", "@qcgflow.task(pure=True)\n")
+
+
 def test_cache_dir_is_shared_across_working_directories(tmp_path):
     project = Project(tmp_path)
-    project.write(FLOW, MAIN_CACHE)
+    project.write(PURE, MAIN_CACHE)
     first, _ = project.run(tmp_path / "one", tmp_path / "cache")
     second, line = project.run(tmp_path / "two", tmp_path / "cache")
     assert (second, project.calls()) == (first, [])
     assert line.startswith("reused 5 of 5 tasks from %s" % (tmp_path / "two"))
+
+
+def test_cache_dir_reuses_no_task_with_unknown_file_effects_in_another_directory(tmp_path):
+    """Tasks not marked pure (these write the calls file) run again in another directory."""
+    project = Project(tmp_path)
+    project.write(FLOW, MAIN_CACHE)
+    first, _ = project.run(tmp_path / "one", tmp_path / "cache")
+    second, line = project.run(tmp_path / "two", tmp_path / "cache")
+    assert (second, project.calls()) == (first, ["load1", "square0", "square1", "square2",
+                                                 "total"])
+    assert line.startswith("reused 0 of 5 tasks from %s" % (tmp_path / "two"))
 
 
 NOCACHE = FLOW.replace("@qcgflow.task\ndef load", "@qcgflow.task(cache=False)\ndef load")

@@ -42,9 +42,18 @@ def _kill_and_resume(tmp_path, proc, *opts):
     return result, finished, before
 
 
+def _wait_journaled(proc, at_least: int, timeout: float = 20.0) -> None:
+    """Wait for ``at_least`` iterations the service has JOURNALED as finished. A task writes
+    its line to ``ends`` before it exits, and the service journals it only after reaping it,
+    so counting ``ends`` lines says nothing about what a SIGKILL right after leaves behind."""
+    proc.wait_until(lambda: journal_path(proc.wd).exists()
+                    and len(journaled_finished(proc.wd)) >= at_least, timeout=timeout,
+                    what="%d journaled iterations" % at_least)
+
+
 def test_sigkill_mid_run_then_resume_runs_every_unfinished_iteration_once_more(tmp_path):
     proc = start_service(tmp_path, [submit(counted_job("a", iteration={"start": 0, "stop": 30}))])
-    _wait_ends(proc, 6)
+    _wait_journaled(proc, 6)
     result, finished, before = _kill_and_resume(tmp_path, proc)
     after = counts(proc.wd)
     assert result.returncode == 0, result.describe()

@@ -1,0 +1,186 @@
+"""``qcgflow run`` interrupted at a random point of a sweep (Ctrl-C: SIGINT to its process
+group; a kill: SIGKILL to its process group, the service included, tasks surviving in
+their own sessions), then ``--resume``: every output, the fan-ins included, equals a clean
+run's, and no iteration the interrupted run finished runs again.
+
+The sweeps append (``>>``) to their files, so an iteration run twice, or a file of an
+earlier run appended to, shows as an extra line. The random point is printed with the seed
+in every failure message.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from rerun_harness import lines, outputs, start, wait_for
+from workflows_harness import DEADLINE, cli, no_stray_processes, write  # noqa: F401
+
+N = 20
+
+SHELL = """
+name: interrupted
+tasks:
+  each:
+    foreach: {range: [0, %d]}
+    script: echo ${it} >> calls.txt; sleep 0.15; echo ${itval} >> each_${it}.txt; echo ${itval}
+    outputs: ["each_${it}.txt"]
+  shared:
+    foreach: {range: [0, %d]}
+    script: echo s${it} >> calls.txt; sleep 0.05; echo ${itval} >> shared.txt
+    outputs: [shared.txt]
+  fanin:
+    script: cat each_*.txt | sort -n > fanin.txt; sort -n shared.txt > shared_fanin.txt
+    after: [each, shared]
+    outputs: [fanin.txt, shared_fanin.txt]
+""" % (N, N)
+
+PYTHON = """
+name: interrupted_python
+tasks:
+  each:
+    python: work:each
+    foreach: {range: [0, %d]}
+    outputs: ["each_${it}.txt"]
+  fanin:
+    python: work:fanin
+    args: [%d]
+    after: [each]
+    outputs: [fanin.txt]
+""" % (N, N)
+
+WORK = """
+import time
+
+
+def each(x):
+    with open("calls.txt", "a") as handle:
+        handle.write("%d\\n" % x)
+    time.sleep(0.15)
+    with open("each_%d.txt" % x, "a") as handle:
+        handle.write("%d\\n" % x)
+    return x * x
+
+
+def fanin(n):
+    text = "".join(open("each_%d.txt" % i).read() for i in range(n))
+    with open("fanin.txt", "w") as handle:
+        handle.write(text)
+    return len(text.split())
+"""
+
+KINDS = {"shell": SHELL, "python": PYTHON}
+
+
+def _project(tmp_path: Path, kind: str) -> Path:
+    write(tmp_path, "wf.yaml", KINDS[kind])
+    write(tmp_path, "work.py", WORK)
+    return tmp_path / "wf.yaml"
+
+
+def _without_calls(wd: Path):
+    found = outputs(wd)
+    found.pop("calls.txt", None)
+    return found
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """The outputs of an uninterrupted run of each kind."""
+    found = {}
+    for kind in KINDS:
+        base = tmp_path_factory.mktemp("clean-" + kind)
+        done = cli("run", _project(base, kind), "--nodes", "2", "--wd", base / "run",
+                   "--quiet", cwd=base)
+        assert done.returncode == 0, done.stdout + done.stderr
+        found[kind] = _without_calls(base / "run")
+    return found
+
+
+def _finished(wd: Path, job: str):
+    """Iterations of ``job`` the service(s) of ``wd`` reported as succeeded."""
+    done = set()
+    for report in wd.glob(".qcgpjm-service-*/jobs.report"):
+        for line in report.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            name = str(entry.get("name"))
+            if name.startswith(job + ":") and entry.get("state") == "SUCCEED":
+                done.add(name.split(":")[1])
+    return done
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_an_interrupted_sweep_resumes_to_the_outputs_of_a_clean_run(tmp_path, kind, signum,
+                                                                    clean):
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng = random.Random(seed)
+    after, extra = rng.randrange(0, N), rng.uniform(0.0, 0.4)
+    where = "seed %d: %s after %d finished iterations + %.2fs" % (seed, signum.name, after,
+                                                                 extra)
+    wd = tmp_path / "run"
+    workflow = _project(tmp_path, kind)
+    proc = start("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", cwd=tmp_path)
+    try:
+        wait_for(lambda: len(list(wd.glob("each_*.txt"))) >= after or proc.poll() is not None,
+                 DEADLINE, "%d finished iterations" % after)
+        try:
+            proc.wait(timeout=extra)  # the rest of the random point
+        except subprocess.TimeoutExpired:
+            pass  # still running: the usual case
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass  # it finished before the random point: resume must then run nothing
+        proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    finished = _finished(wd, "each")
+    before = Counter(lines(wd / "calls.txt"))
+
+    resumed = cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", "--resume",
+                  cwd=tmp_path)
+    assert resumed.returncode == 0, where + "\n" + resumed.stdout + resumed.stderr
+    assert _without_calls(wd) == clean[kind], where
+    again = sorted(i for i in finished if Counter(lines(wd / "calls.txt"))[i] > before[i])
+    assert again == [], "%s: iterations finished before the interruption ran again" % where
+
+
+def test_a_resume_waits_for_the_service_a_killed_qcgflow_run_left_running(tmp_path, clean):
+    """SIGKILL of ``qcgflow run`` alone: its service goes on; --resume refuses while it
+    lives, then continues what it left."""
+    wd = tmp_path / "run"
+    workflow = _project(tmp_path, "shell")
+    proc = start("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", cwd=tmp_path)
+    try:
+        wait_for(lambda: len(list(wd.glob("each_*.txt"))) >= 3, DEADLINE, "3 iterations")
+        proc.kill()
+        proc.communicate(timeout=DEADLINE)
+        pid = json.loads((wd / "qcgflow-run.json").read_text())["service_pid"]
+        refused = cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", "--resume",
+                      cwd=tmp_path)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "the service of an earlier run in %s is still running (pid %d" % (wd, pid) \
+            in refused.stderr
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                 b"Z" in open("/proc/%d/stat" % pid, "rb").read().split(b")")[-1][:3],
+                 DEADLINE, "the orphaned service to end")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    resumed = cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", "--resume",
+                  cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert _without_calls(wd) == clean["shell"]
+    assert sorted(Counter(lines(wd / "calls.txt")).values()) == [1] * (2 * N)
