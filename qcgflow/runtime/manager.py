@@ -194,7 +194,7 @@ class Manager:
     def _apply(self, decisions: Decisions, work: Optional[deque] = None) -> None:
         follow = work if work is not None else deque()
         for entry in decisions.ready:
-            if not entry.job.state.is_final:
+            if not entry.job.state.is_final and entry.job.parent_final is None:
                 self.scheduler.queue.add(entry)
         for entry, cause in decisions.omit_jobs:
             follow.extend(self._omit_job(entry, cause))
@@ -216,9 +216,13 @@ class Manager:
             return []
         self.scheduler.queue.discard(entry)
         self.tracker.forget(entry)
-        if job.state is JobState.QUEUED:
+        if job.state is JobState.QUEUED and not job.iterative:
             return self.registry.transition(job, None, JobState.OMITTED, cause)
         finals = []
+        if job.state is JobState.QUEUED:
+            # every iteration OMITTED, then the parent (so a wait on ``name:3`` ends, the
+            # counts add up, and per-iteration dependants see each iteration end first)
+            self.registry.settle_parent(job, JobState.OMITTED, cause)
         for position in range(job.total):
             if job.iteration_state(position) is JobState.QUEUED:
                 entry.omitted.add(position)
@@ -252,8 +256,9 @@ class Manager:
 
         Queued units end CANCELED at once (their dependants OMITTED); running ones get
         SIGTERM, SIGKILL after ``grace`` seconds, and end CANCELED. A whole iterative job
-        is CANCELED with every iteration that has not ended. Units that already ended are
-        left as they are.
+        has every iteration that has not ended canceled, and ends CANCELED itself when the
+        last of them has ended (never before). Units that already ended are left as they
+        are.
 
         Returns:
             The number of units that were canceled or are being stopped.
@@ -298,22 +303,34 @@ class Manager:
         return 1
 
     def _cancel_iterative(self, job: Job, grace: float, finals) -> int:
-        if job.state.is_final:
+        """Cancel every iteration that has not ended; the parent ends CANCELED only when
+        the last of them has (as upstream's ``Job.set_state``), so a ``wait4`` on it
+        returns with every iteration final and counts that add up."""
+        if job.state.is_final or job.parent_final is JobState.CANCELED:
             return 0
+        self.registry.settle_parent(job, JobState.CANCELED, "canceled by user")
         entry = self.entries.get(job.name)
         if entry is not None:
             self.scheduler.queue.discard(entry)
-        finals.extend(self.registry.transition(job, None, JobState.CANCELED, "canceled by user"))
         count = 1
+        running = []
         for position in range(job.total):
             state = job.iteration_state(position)
             if state is JobState.QUEUED:
+                if entry is not None:
+                    entry.omitted.add(position)
                 finals.extend(self.registry.transition(job, position, JobState.CANCELED,
                                                        "canceled by user"))
                 count += 1
             elif not state.is_final:
-                self.executor.stop(job, position, "canceled by user", JobState.CANCELED, grace)
-                count += 1
+                running.append(position)
+        for position in running:
+            self.executor.stop(job, position, "canceled by user", JobState.CANCELED, grace)
+            count += 1
+        if not job.state.is_final and job.finished == job.total:
+            # every iteration had already ended on its own: nothing left to derive it from
+            finals.extend(self.registry.transition(job, None, JobState.CANCELED,
+                                                   "canceled by user"))
         return count
 
     def lookup_unit(self, name: str):
