@@ -64,8 +64,11 @@ class Manager:
         self.deadline: Optional[float] = None
 
     # ------------------------------------------------------------------ submit
-    def submit(self, raw_jobs: Sequence[dict]) -> List[str]:
+    def submit(self, raw_jobs: Sequence[dict], substituted: bool = False) -> List[str]:
         """Validate and register a whole submit request (all or nothing).
+
+        ``substituted``: the descriptions went through the submit stage already (a
+        resumed journal holds them so): it is not applied again.
 
         Returns:
             The names of the registered jobs, in order.
@@ -75,7 +78,7 @@ class Manager:
             NotEnoughResources: a job can never fit the available resources.
         """
         self.request_counter += 1
-        specs = self._parse_all(raw_jobs)
+        specs = self._parse_all(raw_jobs, substituted)
         by_name = {spec.name: spec for spec in specs}
         check_cycles(specs)
 
@@ -105,7 +108,7 @@ class Manager:
         self.kick()
         return [spec.name for spec in specs]
 
-    def _parse_all(self, raw_jobs: Sequence[dict]) -> List[JobSpec]:
+    def _parse_all(self, raw_jobs: Sequence[dict], substituted: bool) -> List[JobSpec]:
         now = datetime.fromtimestamp(self.clock.now())
         specs: List[JobSpec] = []
         seen = set()
@@ -118,7 +121,7 @@ class Manager:
                 "time": now.strftime("%H-%M-%S"),
                 "dateTime": now.strftime("%Y-%m-%d_%H-%M-%S"),
             }
-            spec = parse_job(raw, submit_vars)
+            spec = parse_job(raw, None if substituted else submit_vars)
             if spec.name in seen or spec.name in self.registry:
                 raise InvalidRequest("Job %s already exist" % spec.name)
             if spec.execution.model not in self.models:

@@ -424,12 +424,14 @@ def _scalar_text(value: Any) -> str:
 _NAME_INVALID = re.compile(r"[:\s/\x00]")
 
 
-def parse_job(raw: Mapping[str, Any], submit_vars: Mapping[str, str]) -> JobSpec:
+def parse_job(raw: Mapping[str, Any], submit_vars: Optional[Mapping[str, str]]) -> JobSpec:
     """Validate one job description and apply the submit-stage variables.
 
     Args:
         raw: the job description as it arrived.
-        submit_vars: rcnt, uniq, sname, date, time, dateTime (jname is added here).
+        submit_vars: rcnt, uniq, sname, date, time, dateTime (jname is added here); None
+            for a description that went through the submit stage already (resume), which
+            must not run twice (``$$`` would be undoubled again).
 
     Raises:
         InvalidRequest: the description is invalid; the message names the job and field.
@@ -444,14 +446,16 @@ def parse_job(raw: Mapping[str, Any], submit_vars: Mapping[str, str]) -> JobSpec
     for key in raw:
         if key not in _JOB_KEYS:
             raise JobDescriptionError("Unknown job attribute '%s' in job '%s'" % (key, name))
-    job_name = substitute(name, submit_vars, unescape=True)
+    # submit_vars None: already substituted once (a resumed journal), nothing to apply
+    job_name = name if submit_vars is None else substitute(name, submit_vars, unescape=True)
     if has_variables(job_name) or "$" in job_name:
         raise InvalidRequest("Job identifier '(%s)' contains invalid characters or unknown "
                              "variables" % name)
     if _NAME_INVALID.search(job_name):
         raise InvalidRequest("Invalid job name %s" % job_name)
-    values = dict(submit_vars, jname=job_name)
-    desc = substitute_all({k: v for k, v in raw.items() if k != "name"}, values, unescape=False)
+    desc = {k: v for k, v in raw.items() if k != "name"}
+    if submit_vars is not None:
+        desc = substitute_all(desc, dict(submit_vars, jname=job_name), unescape=True)
     desc["name"] = job_name
     parser = _JobParser(job_name)
     attributes = desc.get("attributes") or {}

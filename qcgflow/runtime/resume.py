@@ -149,7 +149,7 @@ def apply_plan(plan: ResumePlan, manager, journal_path: str) -> int:
         if isinstance(step, SubmitRecord):
             request += 1
             try:
-                manager.submit(list(step.jobs))
+                manager.submit(list(step.jobs), substituted=True)
             except RuntimeLayerError as exc:
                 raise ResumeError("resume: submit request %d of %s is not accepted by this "
                                   "service: %s" % (request, journal_path, exc)) from exc
