@@ -163,10 +163,18 @@ class Manager:
             _log.warning("not started, their wall time outlasts the allocation (%.0f s left): "
                          "%s; they stay QUEUED for a resume", time_left,
                          ", ".join(sorted(self.scheduler.held - held)))
+        refused = []
         for start in starts:
             job = start.entry.job
+            if start.allocation is None:
+                refused.extend(self.registry.transition(job, start.position, JobState.FAILED,
+                                                        start.refusal))
+                continue
             self.registry.transition(job, start.position, JobState.SCHEDULED)
             self.executor.start(job, start.position, start.allocation)
+        if refused:
+            self._resolve(refused)
+            self.kick()
 
     def task_executing(self, job: Job, position: Optional[int]) -> None:
         self.registry.mark_executing(job, position)

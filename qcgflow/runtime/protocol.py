@@ -322,13 +322,29 @@ class _JobParser:
             cores, cores_sched = self.count(value["numCores"], "resources.numCores")
         if value.get("numNodes") is not None:
             nodes, nodes_sched = self.count(value["numNodes"], "resources.numNodes")
+        # upstream checks nodes first (scheduleralgo.allocate_job)
+        unschedulable = (self.open_range(value.get("numNodes"), "node", "numNodes", nodes_sched)
+                         or self.open_range(value.get("numCores"), "core", "numCores",
+                                            cores_sched))
         wt = None
         if value.get("wt") is not None:
             wt = parse_wall_time(value["wt"])
             if wt is None:
                 raise self.fail("resources.wt: invalid wall time %r (use e.g. 30s, 10m, 1h30m or "
                                 "a number of seconds)" % (value["wt"],))
-        return ResourcesSpec(cores, nodes, cores_sched, nodes_sched, wt)
+        return ResourcesSpec(cores, nodes, cores_sched, nodes_sched, wt, unschedulable)
+
+    def open_range(self, raw: Any, kind: str, field: str, scheduler) -> Optional[str]:
+        """Upstream's wording when a range lacks min or max and no iteration scheduler
+        makes it exact (accepted, then FAILED when started), our detail after it."""
+        if not isinstance(raw, dict) or raw.get("exact") is not None or scheduler is not None:
+            return None
+        given = [key for key in ("min", "max") if raw.get(key) is not None]
+        if len(given) != 1:
+            return None
+        return ("Both %s's range boundaries (min, max) must be defined (job '%s': "
+                "resources.%s has only %s; give min and max, or exact, or an iteration "
+                "scheduler)" % (kind, self.name, field, given[0]))
 
     def execution(self, value: Any) -> ExecutionSpec:
         if value is None:

@@ -85,6 +85,23 @@ def test_job_that_can_never_fit_is_rejected_and_nothing_registered(tmp_path, nod
     assert result.states == {"after": "SUCCEED"}
 
 
+def test_a_range_without_max_is_accepted_then_failed_as_upstream(tmp_path):
+    """upstream test_slurmenv_api_submit_resource_ranges: ``numCores: {min: 1}`` is
+    accepted and ends FAILED with "Both core's range boundaries (min, max) must be
+    defined" (scheduleralgo.allocate_job); nothing runs, dependants are OMITTED."""
+    open_range = {"name": "a", "execution": {"exec": "touch", "args": ["ran"]},
+                  "resources": {"numCores": {"min": 1}}}
+    result = run_service(tmp_path, [submit(open_range, job("b", "true", after=["a"]),
+                                           job("c", "true"))], nodes="2", timeout=20)
+    assert result.reply(1)["code"] == 0, result.describe()
+    assert result.states == {"a": "FAILED", "b": "OMITTED", "c": "SUCCEED"}
+    assert result.entry("a")["messages"] == (
+        "Both core's range boundaries (min, max) must be defined (job 'a': "
+        "resources.numCores has only min; give min and max, or exact, or an iteration "
+        "scheduler)")
+    assert not (result.wd / "ran").exists()
+
+
 def test_a_job_that_fits_exactly_is_accepted(tmp_path):
     result = run_service(tmp_path, [submit(job("a", "true", cores=4), job("b", "true", nodes=2,
                                                                           cores=2))],
