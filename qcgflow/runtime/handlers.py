@@ -174,8 +174,9 @@ def _record_messages(job: Job, position: int) -> Optional[str]:
 
 
 def resources_data(pool) -> dict:
-    return {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores,
-            "used_cores": pool.used_cores, "free_cores": pool.free_cores}
+    reserved = pool.reserved_cores  # --system-core: counted in, and used, as upstream
+    return {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores + reserved,
+            "used_cores": pool.used_cores + reserved, "free_cores": pool.free_cores}
 
 
 def status_data(manager, service) -> dict:
@@ -204,8 +205,10 @@ def status_data(manager, service) -> dict:
             "Platform": sys.platform,
             "Pid": os.getpid(),
         },
-        "Resources": {"TotalNodes": pool.total_nodes, "TotalCores": pool.total_cores,
-                      "UsedCores": pool.used_cores, "FreeCores": pool.free_cores},
+        "Resources": {"TotalNodes": pool.total_nodes,
+                      "TotalCores": pool.total_cores + pool.reserved_cores,
+                      "UsedCores": pool.used_cores + pool.reserved_cores,
+                      "FreeCores": pool.free_cores},
         "JobStats": {
             "TotalJobs": len(manager.registry),
             "InScheduleJobs": counts[JobState.QUEUED] + counts[JobState.SCHEDULED],
