@@ -399,6 +399,14 @@ class Manager:
         self._resolve(finals)
         return 1 if finals else 0
 
+    def settle_parent(self, name: str, state: JobState, message: Optional[str]) -> None:
+        """Resume: an iterative job whose whole-job final state was CANCELED or OMITTED
+        (recorded after its iterations) ends so again when its iterations are restored."""
+        job = self.registry.get(name)
+        if (job is not None and job.iterative and not job.state.is_final
+                and state in (JobState.CANCELED, JobState.OMITTED)):
+            self.registry.settle_parent(job, state, message or "")
+
     def finish_all(self, reason: str) -> None:
         """Stop every running task (SIGKILL); used by ``finish`` and on shutdown."""
         if self.executor is not None:

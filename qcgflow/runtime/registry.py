@@ -229,7 +229,8 @@ class Registry:
         OMITTED while it is QUEUED) with ``message``; it gets there when its last
         iteration ends, not before."""
         job.parent_final = state
-        job.messages = message if not job.messages else "%s; %s" % (job.messages, message)
+        if message:
+            job.messages = message if not job.messages else "%s; %s" % (job.messages, message)
 
     def mark_executing(self, job: Job, position: Optional[int]) -> None:
         """SCHEDULED -> EXECUTING, also lifting the parent when needed."""
