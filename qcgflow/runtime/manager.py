@@ -335,13 +335,9 @@ class Manager:
                 count += 1
             elif not state.is_final:
                 running.append(position)
-        for position in running:
+        for position in running:  # their ends (task_done) make the parent final
             self.executor.stop(job, position, "canceled by user", JobState.CANCELED, grace)
             count += 1
-        if not job.state.is_final and job.finished == job.total:
-            # every iteration had already ended on its own: nothing left to derive it from
-            finals.extend(self.registry.transition(job, None, JobState.CANCELED,
-                                                   "canceled by user"))
         return count
 
     def lookup_unit(self, name: str):
