@@ -111,7 +111,8 @@ class CommandTemplate:
                 raise GraphError("%s: ${%s} holds a ref inside a %s; give the ref itself "
                                  "(${%s}=ref), a mapped ref fills it with the list of its "
                                  "results" % (self.where, key, type(value).__name__, key))
-            filled[key] = str(value).replace("$", "$$")
+            # literal through both substitution stages of the runtime (or qcgflow.fill)
+            filled[key] = str(value).replace("$", "$$$$")
         execution = {key: (fill(value, filled) if isinstance(value, str) else
                            [fill(item, filled) for item in value])
                      for key, value in self.execution.items()}

@@ -7,7 +7,8 @@ task results.
                ${it} ${ncores} ...        (the runtime fills its variables in these args)
             ── write_calls: fill.json = {task, mapped, shell, template, vars, refs}
     task    ── read fill.json, load the predecessors' result files (pickle), render them,
-               fill the template in one pass (refs + the runtime's values, ``$$`` -> ``$``)
+               fill the template as the runtime would (refs + the runtime's values, ``$$`` -> ``$``
+               in each of its two stages)
             ── os.execvpe(bash -c SCRIPT | EXEC ARGS...): the process, its exit status,
                stdout / stderr, wall time and signals are the real command's
             ── a result that cannot be rendered: one line on stderr, the error in
@@ -179,11 +180,13 @@ _PATTERN = re.compile(r"\$(?:(\$)|\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}|([A-Za-z_][
 
 
 def substitute(text: str, values: dict) -> str:
-    """One pass over ``text``: ``${name}`` / ``$name`` in ``values`` replaced, ``$$`` ->
-    ``$``, other placeholders kept (the runtime's execution-stage rule, so a filled
-    template reads as the runtime would have read it; inserted values are not rescanned)."""
+    """The runtime's two stages over ``text`` (as upstream's): ``$$`` -> ``$`` (the submit
+    stage, whose variables come in ``values`` too), then ``${name}`` / ``$name`` in
+    ``values`` replaced and ``$$`` -> ``$`` again, other placeholders kept; so a filled
+    template reads as the runtime would have read it (inserted values are not rescanned)."""
     if "$" not in text:
         return text
+    text = _PATTERN.sub(lambda m: "$" if m.group(1) else m.group(0), text)
 
     def replace(match):
         if match.group(1):

@@ -262,6 +262,14 @@ def validate(options: Mapping[str, Any], where: str = "",
         raise TaskOptionError("scheduler", result["scheduler"],
                               "an iteration scheduler needs a range of cores or nodes, e.g. "
                               "cores={'min': 1}", where)
+    if "scheduler" not in result:
+        for key in ("cores", "nodes"):
+            bounds = result.get(key, {})
+            if "exact" not in bounds and ("min" in bounds) != ("max" in bounds):
+                # the runtime (and QCG-PilotJob) would fail every such task: say it now
+                raise TaskOptionError(key, bounds, "a range needs both 'min' and 'max' unless "
+                                      "an iteration scheduler sizes it: %s={'min': 2, 'max': 8}"
+                                      " or scheduler='maximum-iters'" % key, where)
     if result.get("outputs") and result.get("model") in PARALLEL_MODELS:
         raise TaskOptionError("outputs", result["outputs"],
                               "outputs cannot be declared with the %s model (their check "

@@ -57,7 +57,8 @@ class _View:
 def _substitute(obj, it: int, value) -> Any:
     """``obj`` (a job's execution part) with ``${it}`` / ``${itval}`` filled for one iteration."""
     if isinstance(obj, str):
-        return obj.replace("${itval}", str(value)).replace("${it}", str(it))
+        # the value literal through the runtime's two stages ($ as $$$$)
+        return obj.replace("${itval}", str(value).replace("$", "$$$$")).replace("${it}", str(it))
     if isinstance(obj, list):
         return [_substitute(item, it, value) for item in obj]
     if isinstance(obj, dict):

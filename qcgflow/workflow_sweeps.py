@@ -121,7 +121,7 @@ def prelude(sweep: Sweep, used: set) -> str:
     lines = []
     for index, name in enumerate(sweep.names):
         if name in used:
-            words = " ".join(shlex.quote(str(v)).replace("$", "$$")
+            words = " ".join(shlex.quote(str(v)).replace("$", "$$$$")  # both stages
                              for v in sweep.columns[index])
             lines.append("%s=(%s)" % (_array(name), words))
     return "; ".join(lines) + "\n" if lines else ""

@@ -100,7 +100,8 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
     add("--tags", help="tags of this manager instance, separated by commas")
     add("--slurm-partition-nodes", type=int, help="nodes per partition manager")
     add("--parent-secrets", help="(qcgflow) the governor's secrets directory (token, CURVE "
-                                 "keys): <governor aux dir>/governor-secrets")
+                                 "keys): <governor aux dir>/governor-secrets; by default "
+                                 "found in ~/.qcgflow/governors (docs/governor.md)")
     add("--manager-timeout", type=float,
         help="(qcgflow, governor) seconds of silence after which a manager counts as lost "
              "(default 10)")
@@ -232,9 +233,6 @@ def _check_governor_options(args) -> None:
                                 % ("--governor" if args.governor else "--slurm-partition-nodes"))
     if args.parent_secrets is not None and not args.parent:
         raise UnsupportedOption("--parent-secrets is only used with --parent ADDRESS")
-    if args.parent and not args.parent_secrets:
-        raise UnsupportedOption("--parent %s needs --parent-secrets DIR (the governor's "
-                                "<aux dir>/governor-secrets directory)" % args.parent)
     if args.manager_timeout is not None and not 0 < args.manager_timeout < float("inf"):
         raise UnsupportedOption("--manager-timeout: %g is not a positive number of seconds"
                                 % args.manager_timeout)

@@ -203,10 +203,11 @@ class DependencyTracker:
                     decisions.omit_jobs.append(
                         (entry, "dependency '%s:%d' %s" % (job.name, index, state.name)))
             per_iteration = self._per_iteration.pop(job.name, ())
-            if job.iterative and state in (JobState.CANCELED, JobState.OMITTED):
-                # the whole predecessor was canceled or omitted (not derived from its
-                # iterations, which may still be ending): no remaining iteration of a
-                # per-iteration dependant can ever run
+            if job.iterative and job.finished < job.total:
+                # the whole predecessor ended while some of its iterations never will (a
+                # resumed final state): no remaining iteration of a per-iteration dependant
+                # can ever run. A cancel or omission ends every iteration first, and each
+                # one has already been passed on to the matching dependant iteration.
                 for entry in per_iteration:
                     decisions.omit_jobs.append(
                         (entry, "dependency '%s' %s" % (job.name, state.name)))

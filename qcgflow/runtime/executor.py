@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional
 
 from .jobs import JobState
-from .launch.environment import PRELUDE_FAILURES, ModelUnavailable, TaskContext, build_task
+from .launch.environment import (EXIT_MODULE_LOAD, PRELUDE_FAILURES, ModelUnavailable,
+                                 TaskContext, build_task)
 from .launch.local import ExitInfo, ProcessSpec, last_line
 from .launch.oom import OOM_NOTE, OomWatch
 
@@ -192,10 +193,7 @@ class Executor:
             outcome = Outcome(JobState.FAILED, message, runtime)
         elif info.exit_code in PRELUDE_FAILURES and (task.job.spec.execution.modules
                                                      or task.job.spec.execution.venv):
-            detail = last_line(task.stderr, skip="qcgflow:")
-            message = PRELUDE_FAILURES[info.exit_code]
-            outcome = Outcome(JobState.FAILED, "%s: %s" % (message, detail) if detail else message,
-                              runtime)
+            outcome = Outcome(JobState.FAILED, _prelude_failure(info.exit_code, task), runtime)
         else:
             outcome = Outcome(JobState.FAILED, "exit code %d" % info.exit_code, runtime)
         self._finish(task, outcome)
@@ -235,3 +233,37 @@ def _signal_name(signum: int) -> str:
 
 def _seconds(value: float) -> str:
     return ("%gs" % value) if value < 60 else str(datetime.timedelta(seconds=value))
+
+
+def _prelude_failure(exit_code: int, task: _Task) -> str:
+    """The message of a task whose modules or venv could not be set up: the program did
+    not run (QCG-PilotJob prints the error and runs it anyway; docs/job-states.md)."""
+    detail = last_line(task.stderr, skip="qcgflow:")  # the module tool's own error
+    if exit_code != EXIT_MODULE_LOAD:
+        message = PRELUDE_FAILURES[exit_code]
+        return "%s: %s" % (message, detail) if detail else message
+    failed = _failed_module(task.stderr)
+    what = ("module load %s failed" % failed if failed else "module load failed (modules: %s)"
+            % ", ".join(task.job.spec.execution.modules))
+    hint = "" if task.stderr else "; give the job a stderr file to see the module tool's error"
+    return "%s%s (the program was not run; exit code %d%s)" % (
+        what, ": " + detail if detail else "", exit_code, hint)
+
+
+def _failed_module(path: Optional[str]) -> Optional[str]:
+    """The module named by the prelude's last ``qcgflow: module load X failed`` line."""
+    prefix, suffix = "qcgflow: module load ", " failed"
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 4096))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        line = line.strip()
+        if line.startswith(prefix) and line.endswith(suffix):
+            return line[len(prefix):-len(suffix)]
+    return None

@@ -202,9 +202,12 @@ def _record_messages(job: Job, position: int) -> Optional[str]:
 
 
 def resources_data(pool) -> dict:
-    """The ``resourcesInfo`` reply; GPU counts are added when the pool has GPUs."""
-    data = {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores,
-            "used_cores": pool.used_cores, "free_cores": pool.free_cores}
+    """The ``resourcesInfo`` reply; GPU counts are added when the pool has GPUs.
+
+    ``--system-core`` cores are counted in the total and as used, as upstream does."""
+    reserved = pool.reserved_cores
+    data = {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores + reserved,
+            "used_cores": pool.used_cores + reserved, "free_cores": pool.free_cores}
     total_gpus = getattr(pool, "total_gpus", 0)
     if total_gpus:
         free = pool.free_gpus
@@ -214,8 +217,10 @@ def resources_data(pool) -> dict:
 
 
 def _status_resources(pool) -> dict:
-    data = {"TotalNodes": pool.total_nodes, "TotalCores": pool.total_cores,
-            "UsedCores": pool.used_cores, "FreeCores": pool.free_cores}
+    data = {"TotalNodes": pool.total_nodes,
+            "TotalCores": pool.total_cores + pool.reserved_cores,
+            "UsedCores": pool.used_cores + pool.reserved_cores,
+            "FreeCores": pool.free_cores}
     total_gpus = getattr(pool, "total_gpus", 0)
     if total_gpus:  # only then: the reply stays upstream's for pools without GPUs
         data.update(TotalGPUs=total_gpus, UsedGPUs=total_gpus - pool.free_gpus,

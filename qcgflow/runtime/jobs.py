@@ -114,6 +114,10 @@ class ResourcesSpec:
     cores_scheduler: Optional[SchedulerSpec] = None
     nodes_scheduler: Optional[SchedulerSpec] = None
     wt: Optional[float] = None  # seconds
+    # why no allocation can ever be made (upstream's InvalidResourceSpec, e.g. a range with
+    # min but no max and no iteration scheduler): accepted, as upstream, but every unit of
+    # the job ends FAILED with this message when it would be started
+    unschedulable: Optional[str] = None
     gpus: int = 0
 
 

@@ -80,8 +80,11 @@ class Manager:
         self.lent: Dict[tuple, object] = {}
 
     # ------------------------------------------------------------------ submit
-    def submit(self, raw_jobs: Sequence[dict]) -> List[str]:
+    def submit(self, raw_jobs: Sequence[dict], substituted: bool = False) -> List[str]:
         """Validate and register a whole submit request (all or nothing).
+
+        ``substituted``: the descriptions went through the submit stage already (a
+        resumed journal holds them so): it is not applied again.
 
         Returns:
             The names of the registered jobs, in order.
@@ -91,7 +94,7 @@ class Manager:
             NotEnoughResources: a job can never fit the available resources.
         """
         self.request_counter += 1
-        specs = self._parse_all(raw_jobs)
+        specs = self._parse_all(raw_jobs, substituted)
         by_name = {spec.name: spec for spec in specs}
         check_cycles(specs)
 
@@ -122,7 +125,7 @@ class Manager:
         self.kick()
         return [spec.name for spec in specs]
 
-    def _parse_all(self, raw_jobs: Sequence[dict]) -> List[JobSpec]:
+    def _parse_all(self, raw_jobs: Sequence[dict], substituted: bool) -> List[JobSpec]:
         now = datetime.fromtimestamp(self.clock.now())
         specs: List[JobSpec] = []
         seen = set()
@@ -135,7 +138,7 @@ class Manager:
                 "time": now.strftime("%H-%M-%S"),
                 "dateTime": now.strftime("%Y-%m-%d_%H-%M-%S"),
             }
-            spec = parse_job(raw, submit_vars)
+            spec = parse_job(raw, None if substituted else submit_vars)
             if spec.name in seen or spec.name in self.registry:
                 raise InvalidRequest("Job %s already exist" % spec.name)
             if spec.execution.model not in self.models:
@@ -177,10 +180,18 @@ class Manager:
             _log.warning("not started, their wall time outlasts the allocation (%.0f s left): "
                          "%s; they stay QUEUED for a resume", time_left,
                          ", ".join(sorted(self.scheduler.held - held)))
+        refused = []
         for start in starts:
             job = start.entry.job
+            if start.allocation is None:
+                refused.extend(self.registry.transition(job, start.position, JobState.FAILED,
+                                                        start.refusal))
+                continue
             self.registry.transition(job, start.position, JobState.SCHEDULED)
             self.executor.start(job, start.position, start.allocation)
+        if refused:
+            self._resolve(refused)
+            self.kick()
 
     def task_executing(self, job: Job, position: Optional[int]) -> None:
         self.registry.mark_executing(job, position)
@@ -263,7 +274,7 @@ class Manager:
     def _apply(self, decisions: Decisions, work: Optional[deque] = None) -> None:
         follow = work if work is not None else deque()
         for entry in decisions.ready:
-            if not entry.job.state.is_final:
+            if not entry.job.state.is_final and entry.job.parent_final is None:
                 self.scheduler.queue.add(entry)
         for entry, cause in decisions.omit_jobs:
             follow.extend(self._omit_job(entry, cause))
@@ -285,9 +296,13 @@ class Manager:
             return []
         self.scheduler.queue.discard(entry)
         self.tracker.forget(entry)
-        if job.state is JobState.QUEUED:
+        if job.state is JobState.QUEUED and not job.iterative:
             return self.registry.transition(job, None, JobState.OMITTED, cause)
         finals = []
+        if job.state is JobState.QUEUED:
+            # every iteration OMITTED, then the parent (so a wait on ``name:3`` ends, the
+            # counts add up, and per-iteration dependants see each iteration end first)
+            self.registry.settle_parent(job, JobState.OMITTED, cause)
         for position in range(job.total):
             if job.iteration_state(position) is JobState.QUEUED:
                 entry.omitted.add(position)
@@ -321,8 +336,9 @@ class Manager:
 
         Queued units end CANCELED at once (their dependants OMITTED); running ones get
         SIGTERM, SIGKILL after ``grace`` seconds, and end CANCELED. A whole iterative job
-        is CANCELED with every iteration that has not ended. Units that already ended are
-        left as they are.
+        has every iteration that has not ended canceled, and ends CANCELED itself when the
+        last of them has ended (never before). Units that already ended are left as they
+        are.
 
         Returns:
             The number of units that were canceled or are being stopped.
@@ -367,22 +383,30 @@ class Manager:
         return 1
 
     def _cancel_iterative(self, job: Job, grace: float, finals) -> int:
-        if job.state.is_final:
+        """Cancel every iteration that has not ended; the parent ends CANCELED only when
+        the last of them has (as upstream's ``Job.set_state``), so a ``wait4`` on it
+        returns with every iteration final and counts that add up."""
+        if job.state.is_final or job.parent_final is JobState.CANCELED:
             return 0
+        self.registry.settle_parent(job, JobState.CANCELED, "canceled by user")
         entry = self.entries.get(job.name)
         if entry is not None:
             self.scheduler.queue.discard(entry)
-        finals.extend(self.registry.transition(job, None, JobState.CANCELED, "canceled by user"))
         count = 1
+        running = []
         for position in range(job.total):
             state = job.iteration_state(position)
             if state is JobState.QUEUED:
+                if entry is not None:
+                    entry.omitted.add(position)
                 finals.extend(self.registry.transition(job, position, JobState.CANCELED,
                                                        "canceled by user"))
                 count += 1
             elif not state.is_final:
-                self.executor.stop(job, position, "canceled by user", JobState.CANCELED, grace)
-                count += 1
+                running.append(position)
+        for position in running:  # their ends (task_done) make the parent final
+            self.executor.stop(job, position, "canceled by user", JobState.CANCELED, grace)
+            count += 1
         return count
 
     def lookup_unit(self, name: str):
@@ -439,6 +463,14 @@ class Manager:
         finals = self.registry.restore(job, position, state, message)
         self._resolve(finals)
         return 1 if finals else 0
+
+    def settle_parent(self, name: str, state: JobState, message: Optional[str]) -> None:
+        """Resume: an iterative job whose whole-job final state was CANCELED or OMITTED
+        (recorded after its iterations) ends so again when its iterations are restored."""
+        job = self.registry.get(name)
+        if (job is not None and job.iterative and not job.state.is_final
+                and state in (JobState.CANCELED, JobState.OMITTED)):
+            self.registry.settle_parent(job, state, message or "")
 
     def finish_all(self, reason: str) -> None:
         """Stop every running task (SIGKILL); used by ``finish`` and on shutdown."""

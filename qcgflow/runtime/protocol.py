@@ -376,6 +376,10 @@ class _JobParser:
             cores, cores_sched = self.count(value["numCores"], "resources.numCores")
         if value.get("numNodes") is not None:
             nodes, nodes_sched = self.count(value["numNodes"], "resources.numNodes")
+        # upstream checks nodes first (scheduleralgo.allocate_job)
+        unschedulable = (self.open_range(value.get("numNodes"), "node", "numNodes", nodes_sched)
+                         or self.open_range(value.get("numCores"), "core", "numCores",
+                                            cores_sched))
         wt = None
         if value.get("wt") is not None:
             wt = parse_wall_time(value["wt"])
@@ -383,7 +387,8 @@ class _JobParser:
                 raise self.fail("resources.wt: invalid wall time %r (use e.g. 30s, 10m, 1h30m or "
                                 "a number of seconds)" % (value["wt"],))
         gpus = self.node_crs(value.get("nodeCrs"))
-        return ResourcesSpec(cores, nodes, cores_sched, nodes_sched, wt, gpus)
+        return ResourcesSpec(cores, nodes, cores_sched, nodes_sched, wt,
+                             unschedulable=unschedulable, gpus=gpus)
 
     def node_crs(self, value: Any) -> int:
         """``resources.nodeCrs``: ``{"gpu": n}`` (names case-insensitive) -> GPUs per node."""
@@ -409,6 +414,18 @@ class _JobParser:
                                 % where)
             gpus = count
         return gpus
+
+    def open_range(self, raw: Any, kind: str, field: str, scheduler) -> Optional[str]:
+        """Upstream's wording when a range lacks min or max and no iteration scheduler
+        makes it exact (accepted, then FAILED when started), our detail after it."""
+        if not isinstance(raw, dict) or raw.get("exact") is not None or scheduler is not None:
+            return None
+        given = [key for key in ("min", "max") if raw.get(key) is not None]
+        if len(given) != 1:
+            return None
+        return ("Both %s's range boundaries (min, max) must be defined (job '%s': "
+                "resources.%s has only %s; give min and max, or exact, or an iteration "
+                "scheduler)" % (kind, self.name, field, given[0]))
 
     def execution(self, value: Any) -> ExecutionSpec:
         if value is None:
@@ -504,12 +521,14 @@ def _scalar_text(value: Any) -> str:
 _NAME_INVALID = re.compile(r"[:\s/\x00]")
 
 
-def parse_job(raw: Mapping[str, Any], submit_vars: Mapping[str, str]) -> JobSpec:
+def parse_job(raw: Mapping[str, Any], submit_vars: Optional[Mapping[str, str]]) -> JobSpec:
     """Validate one job description and apply the submit-stage variables.
 
     Args:
         raw: the job description as it arrived.
-        submit_vars: rcnt, uniq, sname, date, time, dateTime (jname is added here).
+        submit_vars: rcnt, uniq, sname, date, time, dateTime (jname is added here); None
+            for a description that went through the submit stage already (resume), which
+            must not run twice (``$$`` would be undoubled again).
 
     Raises:
         InvalidRequest: the description is invalid; the message names the job and field.
@@ -524,14 +543,16 @@ def parse_job(raw: Mapping[str, Any], submit_vars: Mapping[str, str]) -> JobSpec
     for key in raw:
         if key not in _JOB_KEYS:
             raise JobDescriptionError("Unknown job attribute '%s' in job '%s'" % (key, name))
-    job_name = substitute(name, submit_vars, unescape=True)
+    # submit_vars None: already substituted once (a resumed journal), nothing to apply
+    job_name = name if submit_vars is None else substitute(name, submit_vars, unescape=True)
     if has_variables(job_name) or "$" in job_name:
         raise InvalidRequest("Job identifier '(%s)' contains invalid characters or unknown "
                              "variables" % name)
     if _NAME_INVALID.search(job_name):
         raise InvalidRequest("Invalid job name %s" % job_name)
-    values = dict(submit_vars, jname=job_name)
-    desc = substitute_all({k: v for k, v in raw.items() if k != "name"}, values, unescape=False)
+    desc = {k: v for k, v in raw.items() if k != "name"}
+    if submit_vars is not None:
+        desc = substitute_all(desc, dict(submit_vars, jname=job_name), unescape=True)
     desc["name"] = job_name
     parser = _JobParser(job_name)
     attributes = desc.get("attributes") or {}

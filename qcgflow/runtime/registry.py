@@ -55,6 +55,10 @@ class Job:
         self.finished = 0  # iterations in a final state
         self.failed = 0    # iterations FAILED, CANCELED or OMITTED
         self.active = 0    # iterations SCHEDULED or EXECUTING
+        # the state the parent takes when its last iteration ends, when not derived from
+        # the iterations: CANCELED after a whole-job cancel, OMITTED after a whole-job
+        # omission (upstream's ``job.canceled``); None: SUCCEED or FAILED by the counts
+        self.parent_final: Optional[JobState] = None
 
     @property
     def name(self) -> str:
@@ -200,10 +204,7 @@ class Registry:
         if state in FINAL_STATES:
             self._forget(job, position, record, state)
             if job.finished == job.total and job.state not in FINAL_STATES:
-                final = JobState.SUCCEED if job.failed == 0 else JobState.FAILED
-                why = None if job.failed == 0 else "%d of %d iterations did not succeed" % (
-                    job.failed, job.total)
-                finished.extend(self._finish_parent(job, final, why))
+                finished.extend(self._finish_parent(job, *_parent_outcome(job)))
         return finished
 
     def _follow_parent(self, job: Job, state: JobState, message: Optional[str]) -> None:
@@ -214,12 +215,22 @@ class Registry:
             self._move_job(job, JobState.EXECUTING, message)
 
     def _finish_parent(self, job: Job, final: JobState, why: Optional[str]):
-        if job.state is JobState.QUEUED:
+        if job.parent_final is not None:
+            pass  # set only where the move is legal (CANCELED: any; OMITTED: from QUEUED)
+        elif job.state is JobState.QUEUED:
             # every iteration ended without running (all omitted): QUEUED -> final
             final = JobState.FAILED if final is not JobState.SUCCEED else final
         elif job.state is JobState.SCHEDULED and final is not JobState.FAILED:
             self._move_job(job, JobState.EXECUTING, None)
         return self._move_job(job, final, why)
+
+    def settle_parent(self, job: Job, state: JobState, message: str) -> None:
+        """Decide now that the parent of iterative ``job`` ends in ``state`` (CANCELED, or
+        OMITTED while it is QUEUED) with ``message``; it gets there when its last
+        iteration ends, not before."""
+        job.parent_final = state
+        if message:
+            job.messages = message if not job.messages else "%s; %s" % (job.messages, message)
 
     def mark_executing(self, job: Job, position: Optional[int]) -> None:
         """SCHEDULED -> EXECUTING, also lifting the parent when needed."""
@@ -254,10 +265,7 @@ class Registry:
         self._forget(job, position, record, state)
         finished: List[Tuple[Job, Optional[int]]] = [(job, position)]
         if job.finished == job.total:
-            final = JobState.SUCCEED if job.failed == 0 else JobState.FAILED
-            why = None if job.failed == 0 else "%d of %d iterations did not succeed" % (
-                job.failed, job.total)
-            finished.extend(self._restore_job(job, final, why, now))
+            finished.extend(self._restore_job(job, *_parent_outcome(job), now))
         return finished
 
     def _restore_job(self, job: Job, state: JobState, message: Optional[str], now: float):
@@ -283,6 +291,15 @@ class Registry:
     def counts(self) -> Dict[JobState, int]:
         """Number of jobs (parents and single jobs) per state (O(1))."""
         return dict(self._job_counts)
+
+
+def _parent_outcome(job: Job) -> Tuple[JobState, Optional[str]]:
+    """The final state (and message) of a parent whose last iteration just ended."""
+    if job.parent_final is not None:
+        return job.parent_final, None  # the message was recorded by ``settle_parent``
+    if job.failed == 0:
+        return JobState.SUCCEED, None
+    return JobState.FAILED, "%d of %d iterations did not succeed" % (job.failed, job.total)
 
 
 class UnitStats:

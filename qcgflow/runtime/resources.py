@@ -205,6 +205,10 @@ class ResourcePool:
             raise ResourcesError("The resource configuration has no nodes")
         self._total = sum(len(node.cores) for node in self._nodes)
         self._free = self._total
+        # cores kept out of the pool for the manager itself (--system-core): never
+        # allocated, not in the totals; resourcesInfo and status report them as upstream
+        # does (in the total and in the used cores)
+        self.reserved_cores = 0
         # Min-heap of indices of nodes that may have free cores. An index is in the heap at
         # most once (tracked by _queued); full nodes are dropped lazily when seen on top. It
         # lets the common 1-core allocation find the first non-full node in O(log nodes).

@@ -158,14 +158,20 @@ def apply_plan(plan: ResumePlan, manager, journal_path: str) -> int:
     """
     request = 0
     restored = 0
-    for step in plan.steps:
+    settled = _parent_ends(plan.steps)
+    for number, step in enumerate(plan.steps):
         if isinstance(step, SubmitRecord):
             request += 1
             try:
-                manager.submit(list(step.jobs))
+                manager.submit(list(step.jobs), substituted=True)
             except RuntimeLayerError as exc:
                 raise ResumeError("resume: submit request %d of %s is not accepted by this "
                                   "service: %s" % (request, journal_path, exc)) from exc
+            for end in settled.get(number, ()):
+                # a whole cancel (omission) is journaled after the iterations it ended:
+                # decide the parent's state before they are restored, or it would be
+                # derived from them (FAILED)
+                manager.settle_parent(end.job, end.state, end.message)
         elif isinstance(step, RemoveRecord):
             try:
                 manager.remove(list(step.names))
@@ -175,6 +181,18 @@ def apply_plan(plan: ResumePlan, manager, journal_path: str) -> int:
         elif isinstance(step, EndRecord):
             restored += manager.restore_final(step.job, step.index, step.state, step.message)
     return restored
+
+
+def _parent_ends(steps) -> dict:
+    """Submit step number -> the whole-job EndRecords of the jobs it registered."""
+    submitted_by, found = {}, {}
+    for number, step in enumerate(steps):
+        if isinstance(step, SubmitRecord):
+            for job in step.jobs:
+                submitted_by[job.get("name")] = number
+        elif isinstance(step, EndRecord) and step.index is None and step.job in submitted_by:
+            found.setdefault(submitted_by[step.job], []).append(step)
+    return found
 
 
 __all__ = ["JournalError", "ResumeError", "apply_plan", "find_leftovers", "kill_leftovers",

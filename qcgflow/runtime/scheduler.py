@@ -21,11 +21,16 @@ from .resources import Allocation, CountRange, ResourcePool, ResourceRequest
 
 @dataclass(frozen=True)
 class Start:
-    """Decision: start ``position`` (None for a non-iterative job) of ``entry`` on ``allocation``."""
+    """Decision: start ``position`` (None for a non-iterative job) of ``entry`` on ``allocation``.
+
+    ``allocation`` None: the unit can never get one (``refusal`` says why); it must end
+    FAILED instead of starting (upstream fails it when it reaches the scheduler).
+    """
 
     entry: "JobEntry"
     position: Optional[int]
-    allocation: Allocation
+    allocation: Optional[Allocation]
+    refusal: Optional[str] = None
 
 
 class JobEntry:
@@ -178,6 +183,12 @@ class Scheduler:
                     self.held.add(entry.job.spec.name)
                     continue
             position = entry.peek()
+            refusal = entry.job.spec.resources.unschedulable
+            while position is not None and refusal is not None:
+                entry.pop()  # every ready unit ends FAILED at once, cores or not
+                starts.append(Start(entry, position if entry.job.iterative else None, None,
+                                    refusal))
+                position = entry.peek()
             while position is not None:
                 allocation = pool.allocate(entry.request_for(position))
                 if allocation is None:

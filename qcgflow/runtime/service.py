@@ -128,12 +128,14 @@ class Service:
         self.readiness = None  # AgentReadiness in Slurm mode with agents
         self.failure: Optional[str] = None  # why the service could not run the workflow
         self.refused = 0  # requests of the requests file answered with an error
+        self._finish_when_idle = False  # finishAfterAllTasksDone was requested
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         """Create the working files and all collaborators (no request is handled yet)."""
         self.resources_info = discover(self.config)
         pool = ResourcePool(self.resources_info.pool_nodes_with_gpus())
+        pool.reserved_cores = 1 if self.resources_info.reserved_core else 0
         make_private_dir(self.aux_dir)
         os.chdir(self.wd)  # tasks run here by default: no chdir per task
         with private_umask():
@@ -332,7 +334,15 @@ class Service:
 
     # ------------------------------------------------------------------ control
     def finish_after_all(self) -> None:
-        """finishAfterAllTasksDone: in file mode that is what happens anyway."""
+        """finishAfterAllTasksDone: stop once every job has ended. In file mode that
+        happens anyway; a network service (and a manager with ``--parent``) stops then
+        too, as upstream's ``_wait_for_all_jobs`` does whatever the interface."""
+        self._finish_when_idle = True
+        self.loop.call_soon(self._stop_if_idle)
+
+    def _stop_if_idle(self) -> None:
+        if self.manager.is_idle():
+            self._all_done()
 
     def finish(self) -> None:
         """The ``finish`` request: stop now, killing running tasks; queued jobs stay queued."""
@@ -350,7 +360,8 @@ class Service:
             self.loop.call_later(0.01, self._stop_when_tasks_gone)
 
     def _all_done(self) -> None:
-        if not self._stopping and not self.config.net:  # a network service waits for finish
+        # a network service waits for finish (or finishAfterAllTasksDone)
+        if not self._stopping and (not self.config.net or self._finish_when_idle):
             _log.info("all jobs finished")
             self.loop.stop()
 

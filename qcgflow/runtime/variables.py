@@ -1,12 +1,16 @@
-"""The two variable substitution stages of job descriptions.
+"""The two variable substitution stages of job descriptions (as QCG-PilotJob's
+``string.Template.safe_substitute`` at submit and again at execution).
 
-``${name}`` (or ``$name``) is replaced by a known variable; ``$$`` is a literal dollar.
-Unknown variables are left as they are, so shell scripts keep ``${HOME}``.
+``${name}`` (or ``$name``) is replaced by a known variable; ``$$`` becomes ``$`` in EACH
+stage. Unknown variables are left as they are, so shell scripts keep ``${HOME}``.
 
 * Submit stage (``SUBMIT_VARIABLES``): rcnt, uniq, sname, date, time, dateTime, jname.
-  ``$$`` is kept as ``$$`` so that the execution stage still sees the escape.
 * Execution stage (``EXECUTION_VARIABLES``): it, itval, root_wd, ncores, nnodes, nlist.
-  ``$$`` becomes ``$``.
+
+So ``$${it}`` is ``${it}`` after the submit stage and the iteration's index after the
+execution stage (upstream's idiom for a per-iteration ``wd`` or ``stdout``), and a literal
+``$`` that must reach the program in front of a name or ``{`` is written ``$$$$`` (a lone
+``$`` not followed by a name, ``{`` or ``$`` stays as it is). ``escape`` gives that text.
 """
 
 import re
@@ -24,7 +28,7 @@ def substitute(text: str, values: Mapping[str, str], *, unescape: bool) -> str:
     Args:
         text: the string to process.
         values: variable name -> value.
-        unescape: turn ``$$`` into ``$`` (the last stage) or keep it (earlier stages).
+        unescape: turn ``$$`` into ``$`` (both stages of a job description do) or keep it.
     """
     if "$" not in text:
         return text
@@ -68,6 +72,24 @@ def substitute_all(obj, values: Mapping[str, str], *, unescape: bool):
         return [substitute_all(item, values, unescape=unescape) for item in obj]
     if isinstance(obj, dict):
         return {key: substitute_all(item, values, unescape=unescape) for key, item in obj.items()}
+    return obj
+
+
+def escape(text: str) -> str:
+    """``text`` written so that BOTH stages give it back unchanged (every ``$`` as ``$$$$``)."""
+    return text.replace("$", "$$$$")
+
+
+def escape_stage(obj):
+    """Every string inside ``obj`` (nested lists and dicts, not keys) with each ``$``
+    doubled: what one more stage turns back into ``obj`` (a substituted description sent
+    to another service, whose submit stage runs again)."""
+    if isinstance(obj, str):
+        return obj.replace("$", "$$")
+    if isinstance(obj, list):
+        return [escape_stage(item) for item in obj]
+    if isinstance(obj, dict):
+        return {key: escape_stage(item) for key, item in obj.items()}
     return obj
 
 

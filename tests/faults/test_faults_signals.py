@@ -19,14 +19,15 @@ from service_harness import job, run_service, submit
 
 PY = sys.executable
 SEGFAULT = "import ctypes; ctypes.string_at(0)"  # a real invalid read, not kill(2)
-# ``$$`` escapes a dollar in job descriptions: ``$$$$`` reaches bash as ``$$`` (its pid)
+# each of the two substitution stages turns ``$$`` into ``$`` (as upstream): ``$$$$$$$$``
+# reaches bash as ``$$`` (its pid)
 
 # (id, job description fields, the signal named in the messages)
 CASES = [
-    ("sigkill_by_itself", dict(script="kill -KILL $$$$"), "SIGKILL"),
+    ("sigkill_by_itself", dict(script="kill -KILL $$$$$$$$"), "SIGKILL"),
     ("sigsegv_real_fault", dict(exec_=PY, args=["-c", SEGFAULT]), "SIGSEGV"),
     ("sigabrt_by_abort", dict(exec_=PY, args=["-c", "import os; os.abort()"]), "SIGABRT"),
-    ("sigterm_by_itself", dict(script="kill -TERM $$$$"), "SIGTERM"),
+    ("sigterm_by_itself", dict(script="kill -TERM $$$$$$$$"), "SIGTERM"),
     ("segv_in_a_warm_python_worker", dict(exec_=PY, args=["-m", "h6_segfaulting"]), "SIGSEGV"),
 ]
 
@@ -42,7 +43,7 @@ def run(tmp_path_factory):
         fields = dict(fields)
         exec_ = fields.pop("exec_", None)
         jobs.append(job(name, exec_, fields.pop("args", ()), **fields))
-    per_iteration = job("iterations", script="if [ ${it} = 1 ]; then kill -SEGV $$$$; fi",
+    per_iteration = job("iterations", script="if [ ${it} = 1 ]; then kill -SEGV $$$$$$$$; fi",
                         iteration={"stop": 3})
     return run_service(tmp_path, [submit(*jobs), submit(per_iteration),
                                   submit(job("later", script="echo fine > later.out",
@@ -75,7 +76,7 @@ def test_the_service_goes_on(run):
 
 def test_oom_killed_task_fails_naming_sigkill_and_out_of_memory(tmp_path):
     with memory_cgroup(64 * 1024 * 1024) as cgroup:
-        hog = ("echo $$$$ > %s/cgroup.procs && exec %s -c 'x = bytearray(512 * 1024 * 1024); "
+        hog = ("echo $$$$$$$$ > %s/cgroup.procs && exec %s -c 'x = bytearray(512 * 1024 * 1024); "
                "x[::4096] = b\"y\" * len(x[::4096])'" % (cgroup, PY))
         result = run_service(tmp_path, [submit(job("hog", script=hog)),
                                         submit(job("after", script="echo ok > after.out",

@@ -29,13 +29,15 @@ class Cluster:
         self.managers: Dict[str, subprocess.Popen] = {}
         self.ready: dict = {}
         self.client: Optional[ServiceClient] = None
+        # the per-user governor entries (governor/directory.py) of this test alone
+        self.env = dict(os.environ, QCGFLOW_GOVERNORS_DIR=str(self.wd / "governors"))
 
     def start_governor(self, *options: str, timeout: float = 30) -> dict:
         read_fd, write_fd = os.pipe()
         self.governor = subprocess.Popen(
             SERVICE + ["--governor", "--wd", str(self.wd), "--ready-fd", str(write_fd),
                        *options], pass_fds=[write_fd], stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, text=True)
+            stdout=subprocess.DEVNULL, text=True, env=self.env)
         os.close(write_fd)
         with os.fdopen(read_fd) as handle:
             line = handle.readline()
@@ -51,12 +53,17 @@ class Cluster:
         except subprocess.TimeoutExpired:
             return "(no exit)"
 
-    def start_manager(self, manager_id: str, *options: str) -> subprocess.Popen:
+    def start_manager(self, manager_id: str, *options: str,
+                      upstream_flow: bool = False) -> subprocess.Popen:
+        """A manager of this governor; ``upstream_flow``: given the governor's client
+        address alone, as upstream's managers are (it finds the rest in its entries)."""
+        parent = ([self.ready["address"]] if upstream_flow else
+                  [self.ready["governor_address"], "--parent-secrets",
+                   self.ready["governor_secrets"]])
         process = subprocess.Popen(
-            SERVICE + ["--wd", str(self.wd), "--id", manager_id, "--parent",
-                       self.ready["governor_address"], "--parent-secrets",
-                       self.ready["governor_secrets"], *options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            SERVICE + ["--wd", str(self.wd), "--id", manager_id, "--parent", *parent,
+                       *options],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=self.env)
         self.managers[manager_id] = process
         return process
 

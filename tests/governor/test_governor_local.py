@@ -56,6 +56,20 @@ def test_values_iterations_keep_their_index_and_value(cluster, tmp_path):
         "0 x\n", "1 y$z\n", "2 w\n"]
 
 
+def test_dollar_dollar_it_survives_the_governor_as_upstream(cluster, tmp_path):
+    """upstream test_governor (``wd: <base>_$${it}``): the governor's submit stage gives
+    ``${it}``, the manager's stages the index; ``$$$$`` stays one literal ``$``; values
+    went through the submit stage (``v$$`` is ``v$``) and are inserted as they are."""
+    two_managers(cluster)
+    desc = job("d", "echo '$$$$x' ${itval} > out.txt", iteration={"values": ["v$$", "w"]})
+    desc["execution"]["wd"] = str(tmp_path / "env_$${it}")
+    cluster.request({"request": "submit", "jobs": [desc]})
+    assert cluster.wait_final(["d"])["d"]["status"] == "SUCCEED"
+    assert [(tmp_path / ("env_%d" % i) / "out.txt").read_text() for i in range(2)] == [
+        "$x v$\n", "$x w\n"]
+    assert not (tmp_path / "env_${it}").exists()
+
+
 def test_failed_dependency_omits_across_managers(cluster):
     two_managers(cluster)
     jobs = [job("bad", "exit 3"), job("after_bad", "true", after=["bad"])]

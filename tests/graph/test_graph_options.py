@@ -13,7 +13,7 @@ from graph_harness import no_leftovers  # noqa: F401
     ({"cores": 2}, {"cores": {"exact": 2}}),
     ({"cores": {"min": 2, "max": 4}}, {"cores": {"min": 2, "max": 4}}),
     ({"cores": (1, 3)}, {"cores": {"min": 1, "max": 3}}),
-    ({"nodes": {"min": 1}}, {"nodes": {"min": 1}}),
+    ({"nodes": {"min": 1, "max": 2}}, {"nodes": {"min": 1, "max": 2}}),
     ({"model": "threads"}, {"model": "threads"}),
     ({"model_opts": {"mpirun": "/x/mpirun", "mpirun_args": ("-v",)}},
      {"model_opts": {"mpirun": "/x/mpirun", "mpirun_args": ["-v"]}}),
@@ -56,6 +56,8 @@ def test_valid_options_are_normalised(given, expected):
     ({"scheduler": "maximum-iters"}, "needs a range of cores"),
     ({"cores": {"min": 1}, "scheduler": {"name": "split-into"}}, "positive number of parts"),
     ({"cores": {"min": 1, "max": 2}, "scheduler": "maximum-iters"}, "drop 'max'"),
+    ({"nodes": {"min": 1}}, "needs both 'min' and 'max'"),
+    ({"cores": {"max": 4}}, "cores={'min': 2, 'max': 8}"),
 ])
 def test_invalid_option_message_says_the_fix(given, fix):
     with pytest.raises(TaskOptionError) as info:

@@ -220,9 +220,28 @@ def test_unknown_module_fails_with_a_clear_message(tmp_path):
     assert entry["state"] == "FAILED", result.describe()
     message = entry["messages"]
     if MODULES_INIT.exists():
-        assert "module load failed" in message or "no-such-module" in message, message
+        assert message.startswith("module load no-such-module failed: "), message
+        assert message.endswith(" (the program was not run; exit code 211)"), message
+        assert "no-such-module" in message[len("module load no-such-module failed: "):]
     else:
         assert "environment modules are not available" in message, message
+
+
+@pytest.mark.skipif(not MODULES_INIT.exists(),
+                    reason="environment modules are not installed "
+                           "(apt-get install environment-modules)")
+def test_a_failed_module_load_does_not_run_the_program(tmp_path):
+    """A deliberate departure from upstream (which runs the program anyway): the job FAILS
+    with exit code 211 and says so, even without a stderr file."""
+    result = run_service(tmp_path, [submit(job("a", "touch", ["ran"],
+                                               modules=["no-such-module"]))], timeout=30)
+    entry = result.entry("a")
+    assert (entry["state"], entry["runtime"]["exit_code"]) == ("FAILED", "211"), \
+        result.describe()
+    assert entry["messages"] == (
+        "module load failed (modules: no-such-module) (the program was not run; exit code "
+        "211; give the job a stderr file to see the module tool's error)")
+    assert not (result.wd / "ran").exists()
 
 
 @pytest.mark.modules

@@ -85,6 +85,23 @@ def test_job_that_can_never_fit_is_rejected_and_nothing_registered(tmp_path, nod
     assert result.states == {"after": "SUCCEED"}
 
 
+def test_a_range_without_max_is_accepted_then_failed_as_upstream(tmp_path):
+    """upstream test_slurmenv_api_submit_resource_ranges: ``numCores: {min: 1}`` is
+    accepted and ends FAILED with "Both core's range boundaries (min, max) must be
+    defined" (scheduleralgo.allocate_job); nothing runs, dependants are OMITTED."""
+    open_range = {"name": "a", "execution": {"exec": "touch", "args": ["ran"]},
+                  "resources": {"numCores": {"min": 1}}}
+    result = run_service(tmp_path, [submit(open_range, job("b", "true", after=["a"]),
+                                           job("c", "true"))], nodes="2", timeout=20)
+    assert result.reply(1)["code"] == 0, result.describe()
+    assert result.states == {"a": "FAILED", "b": "OMITTED", "c": "SUCCEED"}
+    assert result.entry("a")["messages"] == (
+        "Both core's range boundaries (min, max) must be defined (job 'a': "
+        "resources.numCores has only min; give min and max, or exact, or an iteration "
+        "scheduler)")
+    assert not (result.wd / "ran").exists()
+
+
 def test_a_job_that_fits_exactly_is_accepted(tmp_path):
     result = run_service(tmp_path, [submit(job("a", "true", cores=4), job("b", "true", nodes=2,
                                                                           cores=2))],
@@ -99,7 +116,8 @@ def test_system_core_reserves_one_core(tmp_path):
         "--system-core", nodes="3", timeout=20)
     assert result.returncode == 0, result.describe()
     info = result.reply(1)["data"]
-    assert info["total_cores"] == 2 and info["free_cores"] == 2
+    # as upstream (resources.allocate_for_system): the manager's core counts, as used
+    assert info == {"total_nodes": 1, "total_cores": 3, "used_cores": 1, "free_cores": 2}
     assert result.state("a") == "SUCCEED"
     # core 0 of the first node is the manager's
     assert result.entry("a")["runtime"]["allocation"] == "n0[1:2]"

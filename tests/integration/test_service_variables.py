@@ -35,12 +35,26 @@ def test_unknown_variable_in_the_name_is_an_error(tmp_path):
     assert result.reply(2)["data"]["length"] == 0
 
 
-def test_dollar_dollar_escapes_a_dollar(tmp_path):
+def test_dollar_dollar_is_undoubled_by_each_stage(tmp_path):
+    """As upstream (two ``safe_substitute`` passes): ``$${ncores}`` reaches the execution
+    stage as ``${ncores}``; ``$$$$`` is the literal ``$`` in front of a name."""
     result = run_service(tmp_path, [submit(
-        job("a", "echo", ["$${ncores}", "cost:$$5", "${ncores}"], stdout="a.out"))],
-        timeout=20)
+        job("a", "echo", ["$${ncores}", "cost:$$5", "$$$${ncores}", "${ncores}"],
+            stdout="a.out"))], timeout=20)
     assert result.state("a") == "SUCCEED", result.describe()
-    assert result.read("a.out").split() == ["${ncores}", "cost:$5", "1"]
+    assert result.read("a.out").split() == ["1", "cost:$5", "${ncores}", "1"]
+
+
+def test_dollar_dollar_it_gives_each_iteration_its_directory(tmp_path):
+    """upstream test_fileinterface (``wd: <name>_$${it}``): one directory per iteration."""
+    result = run_service(tmp_path, [submit(
+        job("a", "pwd", iteration={"stop": 3}, wd=str(tmp_path / "a_$${it}"),
+            stdout="out.$${it}"))], timeout=20)
+    assert result.state("a") == "SUCCEED", result.describe()
+    for it in range(3):
+        directory = tmp_path / ("a_%d" % it)
+        assert (directory / ("out.%d" % it)).read_text().strip() == str(directory)
+    assert not (tmp_path / "a_${it}").exists()
 
 
 def test_unknown_variables_outside_the_name_are_left_alone(tmp_path):

@@ -81,13 +81,19 @@ def test_bad_values_are_one_line_errors(argv, message):
 @pytest.mark.parametrize("argv, needle", [
     (["--governor", "--resume", "x"], "--resume with --governor needs --slurm-partition-nodes"),
     (["--governor", "--parent", "tcp://127.0.0.1:5555"], "does not register"),
-    (["--parent", "tcp://127.0.0.1:5555"], "needs --parent-secrets"),
     (["--slurm-partition-nodes", "0"], "not a positive number"),
     (["--governor", "--nodes", "2"], "no resources of its own"),
 ])
 def test_governor_option_conflicts_are_refused(argv, needle):
     with pytest.raises(UnsupportedOption, match=needle):
         parse(*argv)
+
+
+def test_parent_alone_is_upstreams_flow():
+    """the secrets are found at start (governor/directory.py), not required here"""
+    config = parse("--parent", "tcp://127.0.0.1:5555")
+    assert (config.parent, config.parent_secrets, config.net) == (
+        "tcp://127.0.0.1:5555", None, True)
 
 
 @pytest.mark.parametrize("argv", [

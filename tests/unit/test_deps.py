@@ -480,8 +480,13 @@ def test_per_iteration_on_a_predecessor_omitted_later_in_the_same_request():
     h = make_manager()
     h.submit(job_desc("b", iteration={"stop": 3}, after=["a:${it}"]),
              job_desc("a", iteration={"stop": 3}, after=["ghost"]))
-    assert (h.state("a"), h.state("b"), h.job("b").messages, h.manager.unfinished) == (
-        OM, OM, "dependency 'a' OMITTED", 0)
+    # a whole omitted iterative job ends every iteration OMITTED, so each iteration of the
+    # per-iteration dependant is omitted in turn and its parent ends FAILED (job-states.md)
+    a, b = h.job("a"), h.job("b")
+    assert (a.state, a.messages, [a.iteration_state(i) for i in range(3)], (a.finished, a.failed)
+            ) == (OM, "dependency 'ghost' is not a known job", [OM] * 3, (3, 3))
+    assert (b.state, [b.iteration_state(i) for i in range(3)], b.record(2).messages,
+            h.manager.unfinished) == (FA, [OM] * 3, "dependency 'a:2' OMITTED", 0)
 
 
 # =============================================================================== scale

@@ -316,6 +316,82 @@ def test_canceled_iterations_make_the_parent_fail():
     assert h.state("a") is FA
 
 
+def test_whole_cancel_ends_the_parent_only_after_its_running_iterations():
+    """Upstream's Job.set_state: a canceled job becomes CANCELED when its last iteration
+    ends, so wait4 never returns while iterations still run (issue 20)."""
+    h = make_manager()  # 2 cores: a:0 and a:1 run, a:2..a:4 queued
+    h.submit(job_desc("a", iteration={"stop": 5}))
+    assert h.manager.cancel(["a"]) == 6
+    h.loop.run_pending()
+    job = h.job("a")
+    assert (job.state, [job.iteration_state(i) for i in range(5)], h.executor.stopped) == (
+        SC, [SC, SC, CA, CA, CA], [("a:0", "canceled by user", CA),
+                                   ("a:1", "canceled by user", CA)])
+    assert (h.manager.cancel(["a"]), h.running_names()) == (0, ["a:0", "a:1"])
+    h.finish("a:0", CA, "canceled by user")
+    assert (job.state, job.finished) == (EX, 4)
+    h.finish("a:1", OK)  # ended on its own before the signal landed
+    assert (job.state, job.messages, job.finished, job.failed, h.manager.unfinished) == (
+        CA, "canceled by user", 5, 4, 0)
+    assert [state for state, _ in job.history] == [Q, SC, EX, CA]
+
+
+def test_whole_cancel_of_a_queued_iterative_job_ends_it_at_once():
+    h = make_manager(nodes=[("n0", [0])])
+    h.submit(job_desc("x"), job_desc("a", iteration={"stop": 3}))
+    h.manager.cancel(["a"])
+    job = h.job("a")
+    assert (job.state, [job.iteration_state(i) for i in range(3)], job.finished, job.failed,
+            h.executor.stopped) == (CA, [CA] * 3, 3, 3, [])
+    h.finish("x")
+    assert h.executor.names() == ["x"]
+
+
+def test_whole_cancel_after_every_iteration_ended_keeps_the_outcome():
+    h = make_manager()
+    h.submit(job_desc("a", iteration={"stop": 2}), job_desc("b"))
+    h.finish("a:0")
+    h.finish("a:1")
+    assert (h.manager.cancel(["a"]), h.state("a")) == (0, OK)
+
+
+def test_whole_cancel_omits_per_iteration_dependants_iteration_by_iteration():
+    """upstream test_api_iter_cancel_dependant_job_whole: j2 and j3 end FAILED with every
+    iteration OMITTED (not OMITTED with QUEUED iterations, on which a wait hangs)."""
+    h = make_manager(nodes=[("n0", [0, 1, 2, 3])])
+    it = {"start": 2, "stop": 12}
+    h.submit(job_desc("j1", iteration=it), job_desc("j2", iteration=it, after=["j1:${it}"]),
+             job_desc("j3", iteration=it, after=["j2:${it}"]))
+    assert h.running_names() == ["j1:2", "j1:3", "j1:4", "j1:5"]
+    h.manager.cancel(["j1"])
+    h.loop.run_pending()
+    j1, j2, j3 = h.job("j1"), h.job("j2"), h.job("j3")
+    assert (j1.state, j2.state, j3.state, j1.finished) == (SC, Q, Q, 6)
+    h.finish_all_running(CA)
+    assert h.running_names() == []
+    for job in (j1, j2, j3):
+        assert (job.finished, job.failed) == (10, 10), job.name
+    assert (j1.state, j2.state, j3.state) == (CA, FA, FA)
+    assert [j2.iteration_state(i) for i in range(10)] == [OM] * 10
+    assert [j3.iteration_state(i) for i in range(10)] == [OM] * 10
+    assert (j2.record(3).messages, j3.record(3).messages, h.manager.unfinished) == (
+        "dependency 'j1:5' CANCELED", "dependency 'j2:5' OMITTED", 0)
+
+
+def test_whole_cancel_lets_dependant_iterations_of_finished_ones_run():
+    """As upstream: only the dependant iterations whose predecessor iteration did not
+    succeed are omitted."""
+    h = make_manager()
+    h.submit(job_desc("a", iteration={"stop": 4}),
+             job_desc("b", iteration={"stop": 4}, after=["a:${it}"]))
+    h.finish("a:0")
+    h.manager.cancel(["a"])
+    h.drain(CA)
+    b = h.job("b")
+    assert (h.state("a"), [b.iteration_state(i) for i in range(4)], b.state) == (
+        CA, [CA, OM, OM, OM], FA)
+
+
 def test_on_idle_called_once_when_everything_ended():
     h = make_manager()
     calls = []

@@ -139,6 +139,20 @@ def test_restored_failed_iteration_keeps_its_parent_failed():
     assert (h.state("a"), h.job("a").iteration_state(0)) == (S.FAILED, S.FAILED)
 
 
+def test_a_whole_cancel_journaled_after_its_iterations_is_restored_canceled():
+    """A canceled iterative job ends after its iterations (journal order: iterations,
+    then the parent); resumed, it is CANCELED again, not derived FAILED."""
+    h = make_manager()
+    restore(h, [submit(iterative("a", 2), job_desc("b", after=["a"])),
+                end("a", 0, S.CANCELED, message="canceled by user"),
+                end("a", 1, S.CANCELED, message="canceled by user"),
+                end("a", None, S.CANCELED, message="canceled by user"),
+                end("b", None, S.OMITTED, message="dependency 'a' CANCELED")])
+    h.loop.run_pending()
+    assert (h.state("a"), h.job("a").messages, h.state("b"), h.executor.names()) == (
+        S.CANCELED, "canceled by user", S.OMITTED, [])
+
+
 def test_fully_restored_job_releases_its_dependant_without_running():
     h = make_manager()
     restore(h, [submit(job_desc("a"), job_desc("b", after=["a"])), end("a")])

@@ -145,9 +145,8 @@ def test_allocations_come_from_the_pool():
 @pytest.mark.parametrize("resources, free_before, got", [
     ({"numCores": {"min": 1, "max": 3}}, 4, "n0[0:1:2]"),
     ({"numCores": {"min": 1, "max": 3}}, 2, "n0[2:3]"),
-    ({"numCores": {"min": 2}}, 4, "n0[0:1:2:3]"),
-    ({"numCores": {"min": 2}}, 3, "n0[1:2:3]"),
-    ({"numCores": {"max": 8}}, 4, "n0[0:1:2:3]"),
+    ({"numCores": {"min": 2, "max": 8}}, 4, "n0[0:1:2:3]"),
+    ({"numCores": {"min": 2, "max": 8}}, 3, "n0[1:2:3]"),
 ])
 def test_min_max_ranges_take_the_maximum_possible(resources, free_before, got):
     s = Setup(cores_pool(4))
@@ -162,8 +161,33 @@ def test_min_not_available_waits():
     s = Setup(cores_pool(4))
     s.add("busy", resources=cores(3))
     s.step()
-    s.add("a", resources={"numCores": {"min": 2}})
+    s.add("a", resources={"numCores": {"min": 2, "max": 4}})
     assert s.step() == []
+
+
+@pytest.mark.parametrize("resources, kind, has", [
+    ({"numCores": {"min": 2}}, "core", "numCores has only min"),
+    ({"numCores": {"max": 8}}, "core", "numCores has only max"),
+    ({"numNodes": {"min": 1}, "numCores": {"min": 1}}, "node", "numNodes has only min"),
+])
+def test_an_open_range_is_refused_as_upstream(resources, kind, has):
+    """upstream scheduleralgo.allocate_job raises InvalidResourceSpec for a range without
+    min or max: every unit is refused (no allocation), with upstream's wording first."""
+    s = Setup(cores_pool(4))
+    s.add("a", resources=resources, iteration={"stop": 3})
+    starts = s.scheduler.step()
+    assert [(st.position, st.allocation) for st in starts] == [(0, None), (1, None), (2, None)]
+    assert starts[0].refusal.startswith(
+        "Both %s's range boundaries (min, max) must be defined (job 'a': resources." % kind)
+    assert has in starts[0].refusal
+    assert (s.pool.free_cores, len(s.scheduler.queue)) == (4, 0)
+
+
+def test_an_open_range_with_an_iteration_scheduler_is_exact():
+    s = Setup(cores_pool(4))
+    s.add("a", resources={"numCores": {"min": 1, "scheduler": {"name": "maximum-iters"}}},
+          iteration={"stop": 2})
+    assert s.step() == [("a:0", "n0[0:1]"), ("a:1", "n0[2:3]")]
 
 
 def test_nodes_ranges_take_the_maximum_possible():

@@ -1,8 +1,10 @@
 """Unit tests of the two variable substitution stages (qcgflow.runtime.variables).
 
-Submit stage: rcnt, uniq, sname, date, time, dateTime, jname (``$$`` kept for the next
-stage). Execution stage: it, itval, root_wd, ncores, nnodes, nlist (``$$`` becomes ``$``).
-Unknown variables are left for the shell.
+Submit stage: rcnt, uniq, sname, date, time, dateTime, jname. Execution stage: it, itval,
+root_wd, ncores, nnodes, nlist. ``$$`` becomes ``$`` in each stage, as upstream's two
+``string.Template(...).safe_substitute`` passes (manager.py ``_replace_variables`` at submit,
+executionjob.py ``_replace_job_variables`` at execution). Unknown variables are left for the
+shell.
 """
 
 import pytest
@@ -11,8 +13,8 @@ from factories import SUBMIT_VARS, job_desc
 from qcgflow.runtime.launch.environment import TaskContext, build_task, execution_variables
 from qcgflow.runtime.protocol import parse_job
 from qcgflow.runtime.resources import Allocation, NodeAllocation
-from qcgflow.runtime.variables import (EXECUTION_VARIABLES, SUBMIT_VARIABLES, has_variables,
-                                       substitute, substitute_all)
+from qcgflow.runtime.variables import (EXECUTION_VARIABLES, SUBMIT_VARIABLES, escape,
+                                       escape_stage, has_variables, substitute, substitute_all)
 
 VALUES = {"x": "X", "long_name": "L", "n1": "N"}
 
@@ -58,9 +60,24 @@ def test_dollar_escape(text, unescape, expected):
 
 
 def test_escape_survives_two_stages():
-    """``$$x`` stays ``$$x`` at submit, then becomes the literal ``$x`` at execution."""
-    first = substitute("$$x", {"x": "submit"}, unescape=False)
-    assert substitute(first, {"x": "execution"}, unescape=True) == "$x"
+    """``$$$$x`` is ``$$x`` after the submit stage and the literal ``$x`` after execution;
+    ``escape`` writes any text so."""
+    first = substitute("$$$$x", {"x": "submit"}, unescape=True)
+    assert (first, substitute(first, {"x": "execution"}, unescape=True)) == ("$$x", "$x")
+    text = "a$b ${x} $$ $"
+    assert substitute(substitute(escape(text), VALUES, unescape=True), VALUES,
+                      unescape=True) == text
+
+
+def test_double_dollar_defers_a_variable_to_the_execution_stage():
+    """Upstream's idiom: ``$${it}`` is ``${it}`` after the submit stage, then the index."""
+    first = substitute("out_$${it}", {"x": "submit"}, unescape=True)
+    assert (first, substitute(first, {"it": "4"}, unescape=True)) == ("out_${it}", "out_4")
+
+
+def test_escape_stage_is_undone_by_one_stage():
+    obj = {"k$": ["$${it}", {"e": "$$$$x"}, 5], "s": "$"}
+    assert substitute_all(escape_stage(obj), {"it": "9"}, unescape=True) == obj
 
 
 def test_substitute_all_walks_lists_and_dicts_but_not_keys():
@@ -128,8 +145,9 @@ def test_execution_variables_are_left_for_the_execution_stage(variable):
     assert submitted_args("${%s}" % variable) == ("${%s}" % variable,)
 
 
-def test_dollar_escape_is_kept_for_the_second_stage():
-    assert submitted_args("$$HOME", "$${rcnt}") == ("$$HOME", "$${rcnt}")
+def test_submit_stage_undoubles_dollars_as_upstream():
+    assert submitted_args("$$HOME", "$${rcnt}", "$$$$x", "$${it}") == (
+        "$HOME", "${rcnt}", "$$x", "${it}")
 
 
 @pytest.mark.parametrize("text", ["${HOME}", "$PATH", "${SLURM_JOB_ID}", "$1"])
@@ -149,7 +167,7 @@ def test_submit_variables_in_every_string_of_the_description():
 
 
 def test_script_gets_submit_variables_and_keeps_shell_ones():
-    desc = job_desc("a", execution={"script": "echo ${rcnt} $HOME $$x"})
+    desc = job_desc("a", execution={"script": "echo ${rcnt} $HOME $$$$x"})
     assert parse_job(desc, dict(SUBMIT_VARS)).execution.script == "echo 7 $HOME $$x"
 
 
@@ -199,9 +217,24 @@ def test_execution_stage_substitutes_args():
     assert command.argv == ["/bin/echo", "3", "2", "n0,n1", "1", "y", "/root/wd"]
 
 
-def test_execution_stage_unescapes_dollars():
-    command = built({"exec": "/bin/echo", "args": ["$$HOME", "$${it}", "${HOME}"]}, ctx(index=2))
-    assert command.argv == ["/bin/echo", "$HOME", "${it}", "${HOME}"]
+def test_both_stages_unescape_dollars():
+    command = built({"exec": "/bin/echo", "args": ["$$$$HOME", "$${it}", "${HOME}", "$$$${it}",
+                                                   "$$"]}, ctx(index=2))
+    assert command.argv == ["/bin/echo", "$HOME", "2", "${HOME}", "${it}", "$"]
+
+
+def test_dollar_dollar_it_in_wd_and_stdout_is_the_index():
+    """upstream test_fileinterface: ``wd: out_$${it}`` gives one directory per iteration."""
+    command = built({"exec": "/bin/true", "wd": "out_$${it}", "stdout": "o_$${it}.txt"},
+                    ctx(index=3))
+    assert (command.wd, command.stdout) == ("/root/wd/out_3", "/root/wd/out_3/o_3.txt")
+
+
+def test_a_resubmitted_description_is_not_substituted_again():
+    spec = parse_job(job_desc("a", execution={"exec": "/bin/echo", "args": ["$$$$x"]}),
+                     dict(SUBMIT_VARS))
+    again = parse_job(dict(spec.description), None)
+    assert (spec.execution.args, again.execution.args) == (("$$x",), ("$$x",))
 
 
 def test_execution_stage_in_script_env_and_paths():

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..executor import Outcome
 from ..jobs import FINAL_STATES, JobState
-from ..variables import substitute_all
+from ..variables import escape_stage, substitute_all
 from .messages import remote_name
 from .pool import manager_of
 
@@ -188,15 +188,17 @@ def unit_description(spec, position: Optional[int], index: Optional[int], alloca
     substituted), without dependencies, one iteration, and exactly the allocated size."""
     desc = {key: value for key, value in spec.description.items()
             if key not in ("dependencies", "iteration", "name")}
+    if index is not None and spec.iteration.values:
+        # The manager would see a range iteration, whose ${itval} is the index: put the
+        # value in here, written so that the manager's execution stage gives it back
+        value = spec.iteration.values[position].replace("$", "$$")
+        desc = substitute_all(desc, {"itval": value}, unescape=False)
+    # The manager's submit stage runs again: every $ doubled gives it back this text
+    # (``$${it}`` was submitted, ``${it}`` is here and must reach the execution stage)
+    desc = escape_stage(desc)
     desc["name"] = remote_name(spec.name, index)
     if index is not None:
-        it = spec.iteration
         desc["iteration"] = {"start": index, "stop": index + 1}  # ${it} stays the index
-        if it.values:
-            # The manager would see a range iteration, whose ${itval} is the index: put the
-            # value in here ($ doubled, as the manager's last stage undoubles it).
-            value = it.values[position].replace("$", "$$")
-            desc = substitute_all(desc, {"itval": value}, unescape=False)
     resources = {k: v for k, v in (desc.get("resources") or {}).items()
                  if k not in ("numCores", "numNodes")}
     counts = [len(part.cores) for part in allocation.parts]

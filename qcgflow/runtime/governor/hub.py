@@ -48,6 +48,7 @@ class ManagerRecord:
     lost_reason: Optional[str] = None
     dispatched: int = 0
     ended: int = 0
+    reserved: int = 0          # cores kept for the manager itself (--system-core)
 
     @property
     def cores(self) -> int:
@@ -165,7 +166,7 @@ class Hub:
             manager_id=message["id"], identity=identity, tags=tuple(message.get("tags") or ()),
             nodes=nodes, host=str(message.get("host", "?")), pid=int(message.get("pid", 0)),
             aux_dir=message.get("aux_dir"), address=message.get("address"),
-            registered_at=now, last_seen=now)
+            registered_at=now, last_seen=now, reserved=_count(message.get("reserved")))
         old = self._by_identity.pop(identity, None)
         if old is not None and old.state == "up":
             self._lose(old, "registered again")
@@ -235,3 +236,8 @@ class Hub:
             self._loop.remove_reader(self.socket)
             self.socket.close()
         self._context.term()
+
+
+def _count(value) -> int:
+    """A non-negative count from a registration (anything else: 0)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -10,7 +10,9 @@
     silence of the governor for ``timeout`` s, or a refusal -> the service stops with the reason
 
 The secrets directory (``--parent-secrets``, the governor's ``<aux>/governor-secrets``)
-holds the token and, when the governor is not on loopback, its CURVE keys.
+holds the token and, when the governor is not on loopback, its CURVE keys. Without it,
+``directory.resolve`` finds it (and the endpoint, when ADDRESS is the governor's client
+address, as upstream's managers are given) in the user's own governor entries.
 """
 
 import logging
@@ -23,6 +25,7 @@ import zmq
 
 from ..errors import RuntimeLayerError
 from ..jobs import FINAL_STATES, JobState
+from .directory import resolve
 from .messages import PROTOCOL_VERSION, decode, encode
 
 _log = logging.getLogger(__name__)
@@ -46,7 +49,8 @@ class ParentLink:
 
     def __init__(self, loop, manager, *, address: str, secrets_dir: str, manager_id: str,
                  tags, own_address: Optional[str], aux_dir: str,
-                 on_finish: Callable[[], None], on_fail: Callable[[str], None]):
+                 on_finish: Callable[[], None], on_fail: Callable[[str], None],
+                 reserved: int = 0):
         self._loop = loop
         self._manager = manager
         self._address = address
@@ -74,7 +78,8 @@ class ParentLink:
         self._register = dict(version=PROTOCOL_VERSION, token=token, id=manager_id,
                               tags=list(tags), host=_socket.gethostname(), pid=os.getpid(),
                               aux_dir=aux_dir, address=own_address,
-                              nodes=[[name, len(cores)] for name, cores in manager.pool.nodes])
+                              nodes=[[name, len(cores)] for name, cores in manager.pool.nodes],
+                              reserved=reserved)  # --system-core cores (resourcesInfo counts)
         manager.registry.listeners.append(self._on_state)
 
     def start(self) -> None:
@@ -216,8 +221,15 @@ class ParentLink:
 def attach_parent(service) -> ParentLink:
     """Create and start the link of a manager ``service`` (set up up to its network)."""
     config = service.config
-    link = ParentLink(service.loop, service.manager, address=config.parent,
-                      secrets_dir=config.parent_secrets, manager_id=service.service_id,
+    # upstream's flow: --parent <the governor's client address>, no secrets given
+    address, secrets_dir = resolve(config.parent, config.parent_secrets)
+    if address != config.parent:
+        _log.info("--parent %s: the governor's endpoint for managers is %s (secrets in %s)",
+                  config.parent, address, secrets_dir)
+    info = getattr(service, "resources_info", None)
+    link = ParentLink(service.loop, service.manager, address=address,
+                      secrets_dir=secrets_dir, manager_id=service.service_id,
+                      reserved=1 if getattr(info, "reserved_core", None) else 0,
                       tags=service.tags, own_address=service.address, aux_dir=service.aux_dir,
                       on_finish=service.finish, on_fail=service._fail_start)
     link.start()

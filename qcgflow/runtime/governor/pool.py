@@ -34,10 +34,12 @@ class GovernorPool:
         self._depth = depth
         self._parts: Dict[str, ResourcePool] = {}  # dispatch capacity (depth x cores)
         self._real: Dict[str, ResourcePool] = {}   # the real resources (totals, fits_ever)
+        self._reserved: Dict[str, int] = {}        # --system-core cores of each manager
 
     # -- membership ----------------------------------------------------------------------
-    def add(self, manager_id: str, nodes: Sequence[Tuple[str, int]]) -> None:
-        """Add a manager's partition: ``(node name, core count)`` pairs.
+    def add(self, manager_id: str, nodes: Sequence[Tuple[str, int]], reserved: int = 0) -> None:
+        """Add a manager's partition: ``(node name, core count)`` pairs, and the cores it
+        keeps for itself (``reserved``: reported only, see ``reserved_cores``).
 
         Raises:
             ValueError: the id is taken or contains the separator, or there are no cores.
@@ -49,11 +51,13 @@ class GovernorPool:
         self._parts[manager_id] = ResourcePool([(name, range(count * self._depth))
                                                 for name, count in nodes])
         self._real[manager_id] = ResourcePool([(name, range(count)) for name, count in nodes])
+        self._reserved[manager_id] = reserved
 
     def drop(self, manager_id: str) -> None:
         """Forget a manager's partition (its manager is gone); unknown ids are ignored."""
         self._parts.pop(manager_id, None)
         self._real.pop(manager_id, None)
+        self._reserved.pop(manager_id, None)
 
     def __contains__(self, manager_id: str) -> bool:
         return manager_id in self._parts
@@ -78,6 +82,13 @@ class GovernorPool:
     @property
     def free_cores(self) -> int:
         return sum(p.free_cores for p in self._parts.values())
+
+    @property
+    def reserved_cores(self) -> int:
+        """Cores the live managers keep for themselves (``--system-core``): not in the
+        totals above (never dispatched to); resourcesInfo and status add them to the total
+        and the used cores, as upstream reports a manager's system core."""
+        return sum(self._reserved.values())
 
     @property
     def nodes(self):

@@ -29,6 +29,7 @@ from ..owneronly import make_private_dir, private_open, private_umask
 from ..protocol import MODELS
 from ..reports import JobsReport
 from ..service import Service
+from . import directory
 from .dispatcher import RemoteExecutor
 from .hub import Hub
 from .partitions import Partitions
@@ -47,9 +48,10 @@ class GovernorHandler(RequestHandler):
         live = self.service.hub.live()
         if not live:
             return p.reply_error("No manager is registered with governor %s yet (start "
-                                 "managers with --parent %s --parent-secrets %s)" % (
-                                     self.service.service_id, self.service.hub.address,
-                                     self.service.secrets_dir))
+                                 "managers with --parent %s, from another user or host "
+                                 "with --parent %s --parent-secrets %s)" % (
+                                     self.service.service_id, self.service.address,
+                                     self.service.hub.address, self.service.secrets_dir))
         try:
             return super().submit(request)
         except NotEnoughResources as exc:
@@ -58,10 +60,34 @@ class GovernorHandler(RequestHandler):
                                  "largest has %d nodes and %d cores)" % (
                                      exc, len(live), len(largest.nodes), largest.cores))
 
+    # A unit the governor has sent to a manager is SCHEDULED in its registry (and in the
+    # history), but waits there until the manager starts it: clients see it QUEUED until
+    # the manager reports it EXECUTING. Upstream's governor shows QUEUED until the end, and
+    # its tests accept QUEUED (or SUCCEED) for a job right after its submit.
+    def list_jobs(self, request: p.ListJobsRequest) -> dict:
+        return _sent_reads_queued(super().list_jobs(request), "jobs", "status")
+
+    def job_status(self, request: p.JobStatusRequest) -> dict:
+        reply = super().job_status(request)
+        for entry in ((reply.get("data") or {}).get("jobs") or {}).values():
+            _queued(entry.get("data") or {}, "status")
+        return reply
+
+    def job_info(self, request: p.JobInfoRequest) -> dict:
+        reply = super().job_info(request)
+        for entry in ((reply.get("data") or {}).get("jobs") or {}).values():
+            data = entry.get("data") or {}
+            _queued(data, "status")
+            for child in data.get("childs") or ():
+                _queued(child, "state")
+        return reply
+
     def resources_info(self, request: p.ResourcesInfoRequest) -> dict:
         pool = self.manager.pool
+        reserved = pool.reserved_cores  # counted as upstream: in the total, and used
         return p.reply_ok(data={"total_nodes": pool.total_nodes,
-                                "total_cores": pool.total_cores, "used_cores": pool.used_cores,
+                                "total_cores": pool.total_cores + reserved,
+                                "used_cores": pool.used_cores + reserved,
                                 "free_cores": pool.total_cores - pool.used_cores})
 
     def status(self, request: p.StatusRequest) -> dict:
@@ -71,11 +97,24 @@ class GovernorHandler(RequestHandler):
         return reply
 
 
+def _queued(item: dict, key: str) -> None:
+    if item.get(key) == "SCHEDULED":
+        item[key] = "QUEUED"
+
+
+def _sent_reads_queued(reply: dict, listing: str, key: str) -> dict:
+    for item in ((reply.get("data") or {}).get(listing) or {}).values():
+        _queued(item, key)
+    return reply
+
+
 def governor_status(manager, service) -> dict:
     """``status`` of a governor: a manager's keys plus ``System.Role`` and ``Managers``."""
     data = status_data(manager, service)
     pool = manager.pool  # free = real total - used (the dispatch capacity may be larger)
     data["Resources"]["FreeCores"] = pool.total_cores - pool.used_cores
+    data["Resources"]["TotalCores"] = pool.total_cores + pool.reserved_cores
+    data["Resources"]["UsedCores"] = pool.used_cores + pool.reserved_cores
     data["System"]["Role"] = "governor"
     data["System"]["GovernorAddress"] = service.hub.address
     data["Managers"] = [record.describe() for record in service.hub.records.values()]
@@ -131,12 +170,20 @@ class GovernorService(Service):
                                          self.manager.task_executing, self.manager.task_done)
         self.manager.executor = self.dispatcher
         self.launcher = self.dispatcher
+        # managers started as upstream's (--parent <client address>, no secrets) find
+        # the endpoint and the secrets through this user's private entry
+        self.directory_entry = directory.publish(self.service_id, [self.address],
+                                                 self.hub.address, self.secrets_dir)
+        if self.directory_entry is None:
+            _log.warning("cannot write an entry in %s: managers need --parent %s "
+                         "--parent-secrets %s", directory.directory(), self.hub.address,
+                         self.secrets_dir)
         if self.partitions is not None:
             self.partitions.start(self.hub.address, self.secrets_dir)
 
     # ------------------------------------------------------------------ managers
     def _manager_up(self, record) -> None:
-        self.pool.add(record.manager_id, record.nodes)
+        self.pool.add(record.manager_id, record.nodes, record.reserved)
         self.manager.kick()
 
     def _manager_lost(self, record, why: str) -> None:
@@ -190,9 +237,11 @@ class GovernorService(Service):
 
     # ------------------------------------------------------------------ stopping
     def _all_done(self) -> None:
-        """With a requests file (or resuming one) the governor ends once every job ended
-        (its network interface serves while they run), as a manager in file mode does."""
-        if not self._stopping and (self.config.file_path or self.config.resume):
+        """With a requests file (or resuming one), or after finishAfterAllTasksDone, the
+        governor ends once every job ended (its network interface serves while they run),
+        as a manager does."""
+        if not self._stopping and (self.config.file_path or self.config.resume
+                                   or self._finish_when_idle):
             _log.info("all jobs finished")
             self.loop.stop()
 
@@ -209,6 +258,7 @@ class GovernorService(Service):
         super().interrupt(signum)
 
     def close(self) -> None:
+        directory.withdraw(getattr(self, "directory_entry", None))
         hub = getattr(self, "hub", None)
         if hub is not None:
             hub.finish_all()

@@ -11,7 +11,8 @@ are named after the step id, in the service's aux dir (or as dot files in the jo
 Modules and virtual environments need a shell: the task then runs under ``bash -c`` with a
 prelude that initialises environment modules, loads them and activates the venv. The
 prelude reports a failure with a distinct exit status (``PRELUDE_FAILURES``) and a line on
-stderr, so the job ends FAILED with a message that says what was missing.
+stderr, so the job ends FAILED with a message that says what was missing; the program is
+not run (QCG-PilotJob runs it anyway: a deliberate departure, docs/job-states.md).
 """
 
 import os
