@@ -12,6 +12,7 @@
 #     Every node is this host: one slurmctld plus one `slurmd -N nX` per node, each slurmd
 #     in its own UTS namespace whose host name is nX, so the tasks, orted/hydra daemons and
 #     MPI libraries on node nX see `hostname` = nX, as on a real cluster.
+#   * the node names resolve to 127.0.0.1 (lines added to /etc/hosts, removed by `down`),
 #   * the modulefile qcgtest/1.0 is found by `module load` in login shells,
 #   * $PREFIX/bin/mpi_hello (Open MPI) and $PREFIX/bin/mpi_hello.mpich (MPICH) are built,
 #   * `ssh nX cmd` works for root unless env prints QCGFLOW_DEV_SSH=0 (reason logged); it
@@ -345,6 +346,24 @@ stop_slurm() {
 }
 
 # -------------------------------------------------------------- extras
+# setup_hosts: node names resolve to this host (/etc/hosts lines marked HOSTS_MARK), as on
+# a real cluster: MPICH's hydra connects its proxies to the launching node by its host
+# name, which is now the node name. The file is rewritten in place (it may be a mount).
+HOSTS_MARK="# qcgflow-dev-cluster"
+setup_hosts() {
+    local node missing=""
+    for node in $NODES; do getent hosts "$node" >/dev/null || missing="$missing $node"; done
+    [ -n "$missing" ] || return 0
+    echo "127.0.0.1$missing $HOSTS_MARK" >>/etc/hosts
+    log "added$missing to /etc/hosts (127.0.0.1)"
+}
+remove_hosts() {
+    grep -q -- "$HOSTS_MARK\$" /etc/hosts 2>/dev/null || return 0
+    local kept
+    kept=$(grep -v -- "$HOSTS_MARK\$" /etc/hosts)
+    printf '%s\n' "$kept" >/etc/hosts
+}
+
 install_module() {
     if [ ! -r /usr/share/modules/init/bash ]; then log "environment-modules missing: no modulefile"; return 0; fi
     local apps="$PREFIX/apps"
@@ -515,6 +534,7 @@ cmd_up() {
         start_slurm
         mode=own
     fi
+    setup_hosts
     install_module
     build_hello mpicc.openmpi mpi_hello
     build_hello mpicc.mpich mpi_hello.mpich
@@ -532,6 +552,7 @@ cmd_down() {
     fi
     stop_slurm
     stop_ssh
+    remove_hosts
     if [ -e "$STATE/run/munged.ours" ] && pid_alive /run/munge/munged.pid /usr/sbin/munged; then
         stop_pid "$(pid_in /run/munge/munged.pid)" 5
     fi
