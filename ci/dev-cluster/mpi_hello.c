@@ -2,9 +2,10 @@
  *
  * Prints one line per rank:
  *   mpi_hello rank=R size=S node=NODE cpus=LIST allreduce=ok|BAD host=HOST
- * NODE is argv[1] when given, else $SLURMD_NODENAME, else "-". HOST is gethostname():
- * on the dev cluster every slurmd (and so every task) runs in a UTS namespace named after
- * its node, so HOST is the node an MPI library itself believes the rank runs on.
+ * HOST is gethostname(): on the dev cluster every slurmd (and so every task) runs in a UTS
+ * namespace named after its node, so HOST is the node an MPI library itself believes the
+ * rank runs on. NODE is argv[1] when given, else $SLURMD_NODENAME, else HOST (the ranks
+ * Open MPI's mpirun starts on its own node, under a qcgflow agent, lack SLURMD_NODENAME).
  * LIST is the Cpus_allowed_list line of /proc/self/status, i.e. the binding the launcher
  * applied. One MPI_Allreduce checks the transport, not just the launcher; the exit
  * status is 1 when it returns a wrong sum. */
@@ -46,9 +47,11 @@ int main(int argc, char **argv) {
     if (gethostname(host, sizeof host) != 0)
         snprintf(host, sizeof host, "-");
     host[sizeof host - 1] = '\0';
+    if (!node || !*node)
+        node = host;
     int good = total == size * (size - 1) / 2;
     printf("mpi_hello rank=%d size=%d node=%s cpus=%s allreduce=%s host=%s\n", rank, size,
-           node && *node ? node : "-", cpus, good ? "ok" : "BAD", host);
+           node, cpus, good ? "ok" : "BAD", host);
     fflush(stdout);
     MPI_Finalize();
     return good ? 0 : 1;
