@@ -273,6 +273,8 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
         view.show(progress.done_units(), progress.unit_counts(), elapsed)
     if view is not None:
         view.close()
+    for line in _service_lines(os.path.join(wd, SERVICE_OUT), "warning: "):
+        print("qcgflow run: %s" % line, file=sys.stderr)  # e.g. a partial Slurm allocation
     print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
         title, len(progress.jobs), progress.units, wd, elapsed)))
     if popen.returncode != 0 or report is None:
@@ -286,6 +288,17 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     for line in _refusals(os.path.join(wd, SERVICE_OUT)):  # why jobs never ran
         print("qcgflow run: the service refused %s" % line, file=sys.stderr)
     return EXIT_FAILED
+
+
+def _service_lines(service_out: str, kind: str) -> List[str]:
+    """The service's ``qcgflow service: <kind>...`` lines, without the service prefix."""
+    prefix = "qcgflow service: "
+    try:
+        with open(service_out, encoding="utf-8", errors="replace") as handle:
+            return [line[len(prefix):].rstrip() for line in handle
+                    if line.startswith(prefix + kind)]
+    except OSError:
+        return []
 
 
 def _refusals(service_out: str) -> List[str]:
