@@ -344,11 +344,13 @@ def _run_script(path: str, args) -> int:
 def run_main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="qcgflow run", description="Run a workflow file (.yaml/.yml/.json), a "
-        "QCG-PilotJob requests file (.json list) or a Python script using qcgflow, on a local "
-        "service. Exit code 0 only when every task succeeded.")
+        "QCG-PilotJob requests file (.json list) or a Python script using qcgflow, on a qcgflow "
+        "service it starts: over the allocation's nodes inside a Slurm allocation, else on "
+        "this host. Exit code 0 only when every task succeeded.")
     parser.add_argument("workflow", metavar="WORKFLOW")
     parser.add_argument("--nodes", help="resources, as 'qcgflow service --nodes' (4, n1:2, "
-                                        "a:8,b:8); default: this host's cores")
+                                        "a:8,b:8); default: the Slurm allocation's nodes inside "
+                                        "one, else this host's cores")
     parser.add_argument("--wd", help="the run directory (default: a new $TMPDIR/qcgflow-*)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--interval", type=float, default=2.0,
