@@ -53,6 +53,9 @@ MODULESPATH_FILE=/etc/environment-modules/modulespath
 MODULE=qcgtest/1.0
 PACKAGES="munge slurmctld slurmd slurm-client slurm-wlm-basic-plugins openmpi-bin libopenmpi-dev
 libpmix-dev mpich libmpich-dev gcc libc6-dev environment-modules openssh-server openssh-client procps"
+# Best effort (a failure is logged, `up` goes on): the real MPI application of the tests
+# (tests/slurm/test_md_ensemble.py skips without it).
+OPTIONAL_PACKAGES="lammps"
 
 HOST="$(hostname -s 2>/dev/null || hostname)"
 NODES=""
@@ -75,6 +78,7 @@ install_packages() {
     have=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $PACKAGES 2>/dev/null || true)
     missing=$(awk '$2 == "installed" {print $1}' <<<"$have" | sort -u |
               comm -13 - <(tr ' \n' '\n\n' <<<"$PACKAGES" | grep . | sort -u) | tr '\n' ' ')
+    install_optional
     [ -n "${missing// /}" ] || return 0
     [ "$INSTALL" = 1 ] || die "packages missing and QCGFLOW_DEV_INSTALL=0: $missing"
     log "installing Debian packages: $missing"
@@ -92,6 +96,26 @@ install_packages() {
     [ "$policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
     [ "$rc" -eq 0 ] || { tail -n 20 "$STATE/log/apt.log" >&2; die "apt-get failed (exit $rc), log: $STATE/log/apt.log"; }
     log "packages installed"
+}
+
+# install_optional: OPTIONAL_PACKAGES that are missing, once per state directory (a failed
+# attempt is not retried at every `up`: remove $STATE/log/optional.failed to retry).
+install_optional() {
+    local pkg missing=""
+    for pkg in $OPTIONAL_PACKAGES; do
+        dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed || missing="$missing $pkg"
+    done
+    [ -n "$missing" ] && [ "$INSTALL" = 1 ] && [ ! -e "$STATE/log/optional.failed" ] || return 0
+    log "installing optional Debian packages:$missing"
+    # shellcheck disable=SC2086
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+               >"$STATE/log/apt-optional.log" 2>&1 ||
+           { DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$STATE/log/apt-optional.log" 2>&1 &&
+             DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+                 >>"$STATE/log/apt-optional.log" 2>&1; }; }; then
+        touch "$STATE/log/optional.failed"
+        log "optional packages not installed (see $STATE/log/apt-optional.log): tests that need them skip"
+    fi
 }
 
 # ----------------------------------------------------------------- processes
