@@ -17,7 +17,8 @@ USAGE = """usage: qcgflow [--version] COMMAND [ARGS]
 
 commands:
   run       run a workflow file (.yaml/.json), a requests file or a Python script on a
-            local service, with progress and a summary; 'qcgflow run --help'
+            service (this host, or a Slurm allocation's nodes), with progress and a
+            summary; 'qcgflow run --help'
   compile   compile a workflow file to a QCG-PilotJob requests file (-o FILE)
   status    the states of the tasks of a running or finished run directory
   service   run the pilot-job manager on a requests file (qcg-pm-service options);

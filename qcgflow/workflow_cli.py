@@ -200,6 +200,8 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
         view.show(progress.done_units(), progress.unit_counts(), elapsed)
     if view is not None:
         view.close()
+    for line in _service_lines(os.path.join(wd, SERVICE_OUT), "warning: "):
+        print("qcgflow run: %s" % line, file=sys.stderr)  # e.g. a partial Slurm allocation
     if report is not None:  # a service that never ran the jobs gets no table of nothing
         print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
             title, len(progress.jobs), progress.units, wd, elapsed)))
@@ -214,6 +216,17 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     for line in _refusals(os.path.join(wd, SERVICE_OUT)):  # why jobs never ran
         print("qcgflow run: the service refused %s" % line, file=sys.stderr)
     return EXIT_FAILED
+
+
+def _service_lines(service_out: str, kind: str) -> List[str]:
+    """The service's ``qcgflow service: <kind>...`` lines, without the service prefix."""
+    prefix = "qcgflow service: "
+    try:
+        with open(service_out, encoding="utf-8", errors="replace") as handle:
+            return [line[len(prefix):].rstrip() for line in handle
+                    if line.startswith(prefix + kind)]
+    except OSError:
+        return []
 
 
 def _refusals(service_out: str) -> List[str]:
@@ -275,11 +288,13 @@ class _Parser(argparse.ArgumentParser):
 def run_main(argv: List[str]) -> int:
     parser = _Parser(
         prog="qcgflow run", description="Run a workflow file (.yaml/.yml/.json), a "
-        "QCG-PilotJob requests file (.json list) or a Python script using qcgflow, on a local "
-        "service. Exit code 0 only when every task succeeded.")
+        "QCG-PilotJob requests file (.json list) or a Python script using qcgflow, on a qcgflow "
+        "service it starts: over the allocation's nodes inside a Slurm allocation, else on "
+        "this host. Exit code 0 only when every task succeeded.")
     parser.add_argument("workflow", metavar="WORKFLOW")
     parser.add_argument("--nodes", help="resources, as 'qcgflow service --nodes' (4, n1:2, "
-                                        "a:8,b:8); default: this host's cores")
+                                        "a:8,b:8); default: the Slurm allocation's nodes inside "
+                                        "one, else this host's cores")
     parser.add_argument("--wd", help="the run directory (default: a new $TMPDIR/qcgflow-*)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--interval", type=float, default=2.0,

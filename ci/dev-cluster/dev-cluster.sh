@@ -9,10 +9,15 @@
 # What `up` guarantees when it exits 0:
 #   * `scontrol ping` answers and the nodes n1..nN (N=QCGFLOW_DEV_NNODES, default 4) are in
 #     partition `debug` and usable (idle, or busy with someone's jobs; none down/drained).
-#     Every node is this host: one slurmctld plus one `slurmd -N nX` per node.
+#     Every node is this host: one slurmctld plus one `slurmd -N nX` per node, each slurmd
+#     in its own UTS namespace whose host name is nX, so the tasks, orted/hydra daemons and
+#     MPI libraries on node nX see `hostname` = nX, as on a real cluster.
+#   * the node names resolve to 127.0.0.1 (lines added to /etc/hosts, removed by `down`),
 #   * the modulefile qcgtest/1.0 is found by `module load` in login shells,
 #   * $PREFIX/bin/mpi_hello (Open MPI) and $PREFIX/bin/mpi_hello.mpich (MPICH) are built,
-#   * `ssh nX cmd` works for root unless env prints QCGFLOW_DEV_SSH=0 (reason logged).
+#   * `ssh nX cmd` works for root unless env prints QCGFLOW_DEV_SSH=0 (reason logged); it
+#     reaches a private sshd per node (port QCGFLOW_DEV_SSH_PORT+X-1) in node nX's own UTS
+#     namespace, so `ssh nX hostname` prints nX.
 # If a healthy Slurm cluster with the same node names already runs (started by some other
 # script), `up` reuses it and only adds the modulefile, the MPI programs and ssh; `down`
 # then leaves that cluster alone. Running `up` on a healthy cluster changes nothing.
@@ -23,7 +28,7 @@
 #   QCGFLOW_DEV_STATE=/tmp/qcgflow-dev-cluster   daemons' state, spool, logs, pid files, env.sh
 #   QCGFLOW_DEV_PREFIX=/opt/qcgflow-dev          bin/ (MPI programs), modulefiles/, apps/, ssh/
 #   QCGFLOW_DEV_CTLD_PORT=6817  QCGFLOW_DEV_NODE_PORT=17001 (n1; nK uses +K-1)
-#   QCGFLOW_DEV_SSH_PORT=2222   QCGFLOW_DEV_WITH_SSH=1      QCGFLOW_DEV_INSTALL=1 (0: no apt-get)
+#   QCGFLOW_DEV_SSH_PORT=2222 (n1; nK uses +K-1)   QCGFLOW_DEV_WITH_SSH=1      QCGFLOW_DEV_INSTALL=1 (0: no apt-get)
 #   QCGFLOW_DEV_SLURM_CONF=/etc/slurm/slurm.conf  where `up` writes the Slurm config; other
 #       paths need SLURM_CONF=<same path> in the environment of `up`, `down` and `status`
 set -euo pipefail
@@ -48,6 +53,9 @@ MODULESPATH_FILE=/etc/environment-modules/modulespath
 MODULE=qcgtest/1.0
 PACKAGES="munge slurmctld slurmd slurm-client slurm-wlm-basic-plugins openmpi-bin libopenmpi-dev
 libpmix-dev mpich libmpich-dev gcc libc6-dev environment-modules openssh-server openssh-client procps"
+# Best effort (a failure is logged, `up` goes on): the real MPI application of the tests
+# (tests/slurm/test_md_ensemble.py skips without it).
+OPTIONAL_PACKAGES="lammps"
 
 HOST="$(hostname -s 2>/dev/null || hostname)"
 NODES=""
@@ -70,6 +78,7 @@ install_packages() {
     have=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $PACKAGES 2>/dev/null || true)
     missing=$(awk '$2 == "installed" {print $1}' <<<"$have" | sort -u |
               comm -13 - <(tr ' \n' '\n\n' <<<"$PACKAGES" | grep . | sort -u) | tr '\n' ' ')
+    install_optional
     [ -n "${missing// /}" ] || return 0
     [ "$INSTALL" = 1 ] || die "packages missing and QCGFLOW_DEV_INSTALL=0: $missing"
     log "installing Debian packages: $missing"
@@ -87,6 +96,26 @@ install_packages() {
     [ "$policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
     [ "$rc" -eq 0 ] || { tail -n 20 "$STATE/log/apt.log" >&2; die "apt-get failed (exit $rc), log: $STATE/log/apt.log"; }
     log "packages installed"
+}
+
+# install_optional: OPTIONAL_PACKAGES that are missing, once per state directory (a failed
+# attempt is not retried at every `up`: remove $STATE/log/optional.failed to retry).
+install_optional() {
+    local pkg missing=""
+    for pkg in $OPTIONAL_PACKAGES; do
+        dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed || missing="$missing $pkg"
+    done
+    [ -n "$missing" ] && [ "$INSTALL" = 1 ] && [ ! -e "$STATE/log/optional.failed" ] || return 0
+    log "installing optional Debian packages:$missing"
+    # shellcheck disable=SC2086
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+               >"$STATE/log/apt-optional.log" 2>&1 ||
+           { DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$STATE/log/apt-optional.log" 2>&1 &&
+             DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+                 >>"$STATE/log/apt-optional.log" 2>&1; }; }; then
+        touch "$STATE/log/optional.failed"
+        log "optional packages not installed (see $STATE/log/apt-optional.log): tests that need them skip"
+    fi
 }
 
 # ----------------------------------------------------------------- processes
@@ -124,6 +153,26 @@ ctld_answers() {
     [ -r "${SLURM_CONF:-$OWN_CONF}" ] && timeout 15 scontrol ping 2>/dev/null | grep -q 'is UP'
 }
 ssh_works() { timeout 10 ssh -o BatchMode=yes -o ConnectTimeout=3 n1 true </dev/null >/dev/null 2>&1; }
+# ssh_named: `ssh nX hostname` prints nX for the first and the last node (per-node sshd).
+ssh_named() {
+    local n last="n$NNODES"
+    for n in n1 "$last"; do
+        [ "$(timeout 10 ssh -o BatchMode=yes -o ConnectTimeout=3 "$n" hostname </dev/null 2>/dev/null)" = "$n" ] || return 1
+    done
+}
+
+# in_node_uts NODE CMD...: run CMD in a new UTS namespace whose host name is NODE. Daemons
+# started so (slurmd, sshd) hand the name down to every task and MPI daemon they start.
+in_node_uts() {
+    local node="$1"; shift
+    unshare --uts sh -c 'hostname "$0" && exec "$@"' "$node" "$@"
+}
+# slurmd_named NODE: our slurmd of NODE runs in a UTS namespace named NODE.
+slurmd_named() {
+    local pid
+    pid=$(pid_in "$STATE/run/slurmd-$1.pid" 2>/dev/null) || return 1
+    [ -n "$pid" ] && [ "$(nsenter -t "$pid" -u hostname 2>/dev/null)" = "$1" ]
+}
 
 # nodes_usable: every node n1..nN is listed and idle/mixed/allocated/completing; a
 # trailing '*' (not responding), down or drain states make it fail.
@@ -237,11 +286,31 @@ start_slurm() {
         if port_busy $((NODE_PORT + ${n#n} - 1)); then
             die "port $((NODE_PORT + ${n#n} - 1)) for node $n is taken by a process this script did not start"
         fi
-        slurmd -f "$OWN_CONF" -N "$n" </dev/null >"$STATE/log/slurmd-$n.out" 2>&1 ||
+        in_node_uts "$n" slurmd -f "$OWN_CONF" -N "$n" </dev/null >"$STATE/log/slurmd-$n.out" 2>&1 ||
             { tail -n 20 "$STATE/log/slurmd-$n.out" "$STATE/log/slurmd-$n.log" >&2 2>/dev/null; die "slurmd -N $n did not start"; }
     done
     [ -z "$started" ] || log "started slurmd for:$started"
     wait_nodes || die "nodes not usable after ${WAIT}s: $(sinfo -h -N -o '%N=%T' 2>&1 | tr '\n' ' ') (logs: $STATE/log)"
+}
+
+# rename_slurmds: restart, one by one, our slurmds that still share this host's name (a
+# cluster started by an older dev-cluster.sh). Only slurmd restarts: the controller, the
+# jobs and their running steps (slurmstepd) are left alone and keep running.
+rename_slurmds() {
+    local n restarted=""
+    export SLURM_CONF="$OWN_CONF"
+    for n in $NODES; do
+        own_slurmd "$n" || continue
+        slurmd_named "$n" && continue
+        stop_pid "$(pid_in "$STATE/run/slurmd-$n.pid")" 10
+        rm -f "$STATE/run/slurmd-$n.pid"
+        in_node_uts "$n" slurmd -f "$OWN_CONF" -N "$n" </dev/null >"$STATE/log/slurmd-$n.out" 2>&1 ||
+            { tail -n 20 "$STATE/log/slurmd-$n.out" >&2; die "slurmd -N $n did not start"; }
+        restarted="$restarted $n"
+    done
+    [ -z "$restarted" ] && return 0
+    log "restarted slurmd in its own UTS namespace (hostname = node name) for:$restarted"
+    wait_nodes || die "nodes not usable after ${WAIT}s: $(sinfo -h -N -o '%N=%T' 2>&1 | tr '\n' ' ')"
 }
 
 wait_nodes() {
@@ -301,6 +370,24 @@ stop_slurm() {
 }
 
 # -------------------------------------------------------------- extras
+# setup_hosts: node names resolve to this host (/etc/hosts lines marked HOSTS_MARK), as on
+# a real cluster: MPICH's hydra connects its proxies to the launching node by its host
+# name, which is now the node name. The file is rewritten in place (it may be a mount).
+HOSTS_MARK="# qcgflow-dev-cluster"
+setup_hosts() {
+    local node missing=""
+    for node in $NODES; do getent hosts "$node" >/dev/null || missing="$missing $node"; done
+    [ -n "$missing" ] || return 0
+    echo "127.0.0.1$missing $HOSTS_MARK" >>/etc/hosts
+    log "added$missing to /etc/hosts (127.0.0.1)"
+}
+remove_hosts() {
+    grep -q -- "$HOSTS_MARK\$" /etc/hosts 2>/dev/null || return 0
+    local kept
+    kept=$(grep -v -- "$HOSTS_MARK\$" /etc/hosts)
+    printf '%s\n' "$kept" >/etc/hosts
+}
+
 install_module() {
     if [ ! -r /usr/share/modules/init/bash ]; then log "environment-modules missing: no modulefile"; return 0; fi
     local apps="$PREFIX/apps"
@@ -330,27 +417,56 @@ build_hello() {
     log "built $out"
 }
 
-# setup_ssh: make `ssh nX cmd` reach this host as root without prompts, through a private
-# sshd (own host key, own authorized_keys) so the system's sshd setup is not touched.
+# setup_ssh: make `ssh nX cmd` reach this host as root without prompts, through one private
+# sshd per node (own host key, own authorized_keys, port SSH_PORT+X-1) running in node nX's
+# UTS namespace, so the system's sshd setup is not touched and `ssh nX hostname` says nX.
 SSH_OK=0
 setup_ssh() {
     [ "$WITH_SSH" = 1 ] || { log "QCGFLOW_DEV_WITH_SSH=0: no ssh"; return 0; }
-    if ssh_works; then SSH_OK=1; return 0; fi
+    if ssh_works && ssh_named; then SSH_OK=1; return 0; fi
     [ -x /usr/sbin/sshd ] || { log "openssh-server missing: no ssh to the nodes"; return 0; }
-    local k="$PREFIX/ssh" n=50
-    if pid_alive "$STATE/run/sshd.pid" /usr/sbin/sshd; then stop_pid "$(pid_in "$STATE/run/sshd.pid")" 5; fi
-    if port_busy "$SSH_PORT"; then log "port $SSH_PORT is taken by another program: no ssh to the nodes"; return 0; fi
+    local k="$PREFIX/ssh" n=50 node port f
+    # One sshd for every node (older dev-cluster.sh) or per-node ones: stop ours, restart.
+    # Open sessions are sshd children of their own and survive this.
+    for f in "$STATE"/run/sshd.pid "$STATE"/run/sshd-*.pid; do
+        [ -e "$f" ] || continue
+        pid_alive "$f" /usr/sbin/sshd && stop_pid "$(pid_in "$f")" 5
+        rm -f "$f"
+    done
+    for node in $NODES; do
+        port=$((SSH_PORT + ${node#n} - 1))
+        if port_busy "$port"; then log "port $port is taken by another program: no ssh to the nodes"; return 0; fi
+    done
     install -d -m 0700 "$k"
     [ -s "$k/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C qcgflow-dev-host -f "$k/host_ed25519"
     [ -s "$k/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C qcgflow-dev-root -f "$k/id_ed25519"
     install -m 0600 "$k/id_ed25519.pub" "$k/authorized_keys"
     install -d -m 0755 /run/sshd
-    cat >"$STATE/etc/sshd_config" <<EOF
-# private sshd of the qcgflow dev cluster: ssh n1..n$NNODES lands here
+    {
+        echo "# written by qcgflow ci/dev-cluster/dev-cluster.sh (removed by 'down'): the virtual nodes"
+        echo "# of the dev Slurm cluster are this host's private sshd daemons, one port per node"
+        for node in $NODES; do
+            cat <<EOF
+Host $node
+    HostName 127.0.0.1
+    Port $((SSH_PORT + ${node#n} - 1))
+    User root
+    IdentityFile $k/id_ed25519
+    IdentitiesOnly yes
+    BatchMode yes
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+    LogLevel ERROR
+EOF
+        done
+    } >"$SSH_CLIENT_CONF"
+    for node in $NODES; do
+        cat >"$STATE/etc/sshd_config-$node" <<EOF
+# private sshd of node $node of the qcgflow dev cluster (in $node's UTS namespace)
 ListenAddress 127.0.0.1
-Port $SSH_PORT
+Port $((SSH_PORT + ${node#n} - 1))
 HostKey $k/host_ed25519
-PidFile $STATE/run/sshd.pid
+PidFile $STATE/run/sshd-$node.pid
 AuthorizedKeysFile $k/authorized_keys
 PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -361,36 +477,29 @@ MaxStartups 100:30:200
 MaxSessions 100
 LogLevel ERROR
 EOF
-    cat >"$SSH_CLIENT_CONF" <<EOF
-# written by qcgflow ci/dev-cluster/dev-cluster.sh (removed by 'down'): the virtual nodes
-# of the dev Slurm cluster are this host's private sshd on port $SSH_PORT
-Host $NODES
-    HostName 127.0.0.1
-    Port $SSH_PORT
-    User root
-    IdentityFile $k/id_ed25519
-    IdentitiesOnly yes
-    BatchMode yes
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
-    LogLevel ERROR
-EOF
-    /usr/sbin/sshd -f "$STATE/etc/sshd_config" -E "$STATE/log/sshd.log" </dev/null >/dev/null 2>&1 ||
-        { log "sshd failed to start (see $STATE/log/sshd.log): no ssh to the nodes"; return 0; }
-    until ssh_works; do
-        n=$((n - 1)); [ "$n" -gt 0 ] || { log "sshd runs but 'ssh n1 true' fails: no ssh"; return 0; }
+        in_node_uts "$node" /usr/sbin/sshd -f "$STATE/etc/sshd_config-$node" -E "$STATE/log/sshd-$node.log" \
+            </dev/null >/dev/null 2>&1 ||
+            { log "sshd of $node failed to start (see $STATE/log/sshd-$node.log): no ssh to the nodes"; return 0; }
+    done
+    until ssh_works && ssh_named; do
+        n=$((n - 1)); [ "$n" -gt 0 ] || { log "sshd runs but 'ssh n1 hostname' does not print n1: no ssh"; return 0; }
         sleep 0.1
     done
     SSH_OK=1
-    log "started sshd on 127.0.0.1:$SSH_PORT"
+    log "started one sshd per node on 127.0.0.1:$SSH_PORT-$((SSH_PORT + NNODES - 1))"
 }
 
 stop_ssh() {
     # Only the instance whose sshd this was owns the ssh mapping: a second cluster started
     # with another QCGFLOW_DEV_STATE (and QCGFLOW_DEV_WITH_SSH=0) must not remove it.
-    [ -e "$STATE/run/sshd.pid" ] || return 0
-    if pid_alive "$STATE/run/sshd.pid" /usr/sbin/sshd; then stop_pid "$(pid_in "$STATE/run/sshd.pid")" 5; fi
-    rm -f "$STATE/run/sshd.pid" "$SSH_CLIENT_CONF"
+    local f ours=0
+    for f in "$STATE"/run/sshd.pid "$STATE"/run/sshd-*.pid; do
+        [ -e "$f" ] || continue
+        ours=1
+        pid_alive "$f" /usr/sbin/sshd && stop_pid "$(pid_in "$f")" 5
+        rm -f "$f"
+    done
+    [ "$ours" = 0 ] || rm -f "$SSH_CLIENT_CONF"
 }
 
 write_env() {
@@ -433,6 +542,7 @@ cmd_up() {
     elif cluster_healthy; then
         if own_ctld; then
             mode=own; log "cluster already up"
+            rename_slurmds
             # slurmd reads the TaskProlog at every task: refreshing it needs no restart
             install -m 0755 "$HERE/task-prolog.sh" "$STATE/etc/task-prolog.sh"
         else
@@ -448,6 +558,7 @@ cmd_up() {
         start_slurm
         mode=own
     fi
+    setup_hosts
     install_module
     build_hello mpicc.openmpi mpi_hello
     build_hello mpicc.mpich mpi_hello.mpich
@@ -465,6 +576,7 @@ cmd_down() {
     fi
     stop_slurm
     stop_ssh
+    remove_hosts
     if [ -e "$STATE/run/munged.ours" ] && pid_alive /run/munge/munged.pid /usr/sbin/munged; then
         stop_pid "$(pid_in /run/munge/munged.pid)" 5
     fi

@@ -42,7 +42,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from qcgflow.runtime.errors import ResourcesError
 from qcgflow.runtime.slurmres import (JobDetails, SlurmAllocation, SlurmNode,
@@ -50,7 +50,8 @@ from qcgflow.runtime.slurmres import (JobDetails, SlurmAllocation, SlurmNode,
                                       parse_job_details, reserve_system_core)
 
 __all__ = ["parse_nodes_spec", "parse_nodes_gpus", "local_gpus", "local_nodes", "ResourcesInfo",
-           "discover", "run_scontrol", "run_nvidia_smi", "parse_resources_json"]
+           "discover", "run_scontrol", "run_nvidia_smi", "parse_resources_json",
+           "run_scontrol_nodes", "node_cpu_totals", "allocation_shortfall"]
 
 SCONTROL_TIMEOUT = 30.0
 
@@ -246,6 +247,65 @@ def run_scontrol(job_id: str) -> str:
         detail = " ".join(done.stderr.split()) or "no message"
         raise OSError(f"exit status {done.returncode}: {detail}")
     return done.stdout
+
+
+def run_scontrol_nodes(names: Sequence[str]) -> str:
+    """Return the text of ``scontrol show node -o NAME,NAME...`` (one line per node).
+
+    Raises:
+        OSError: scontrol is missing, fails, or takes longer than ``SCONTROL_TIMEOUT``.
+    """
+    try:
+        done = subprocess.run(["scontrol", "show", "node", "-o", ",".join(names)],
+                              capture_output=True, text=True, timeout=SCONTROL_TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"timed out after {SCONTROL_TIMEOUT:g} s") from exc
+    if done.returncode != 0:
+        raise OSError(f"exit status {done.returncode}: {' '.join(done.stderr.split())}")
+    return done.stdout
+
+
+def node_cpu_totals(text: str) -> dict[str, int]:
+    """``{node: CPUTot}`` from ``scontrol show node -o`` text (nodes without it left out)."""
+    totals: dict[str, int] = {}
+    for line in text.splitlines():
+        name = re.search(r"(?:^|\s)NodeName=(\S+)", line)
+        cpus = re.search(r"(?:^|\s)CPUTot=(\d+)", line)
+        if name and cpus:
+            totals[name.group(1)] = int(cpus.group(1))
+    return totals
+
+
+def allocation_shortfall(info: "ResourcesInfo",
+                         show_nodes: Optional[Callable[[Sequence[str]], str]] = None
+                         ) -> Optional[str]:
+    """One line when a Slurm allocation gives fewer CPUs on a node than the node has.
+
+    ``salloc -N2`` without ``--exclusive`` (or ``-c``/``--ntasks-per-node``) gets one CPU
+    per node: the service then runs one core's worth of tasks per node, which users notice
+    only as slowness. Returns None in local mode, when every node is given whole, or when
+    the node sizes cannot be read (``show_nodes`` raising OSError: nothing to say).
+    """
+    if info.mode != "slurm" or not info.nodes:
+        return None
+    names = [name for name, _ in info.nodes]
+    try:
+        totals = node_cpu_totals((show_nodes or run_scontrol_nodes)(names))
+    except OSError:
+        return None
+    reserved = info.reserved_core[0] if info.reserved_core else None
+    # given: what Slurm gave (the core --system-core keeps back still counts as given)
+    given = {name: len(cores) + (1 if name == reserved else 0) for name, cores in info.nodes}
+    short = [(name, given[name], totals[name]) for name in names
+             if name in totals and given[name] < totals[name]]
+    if not short:
+        return None
+    shown = ", ".join("%s %d of %d" % item for item in short[:4])
+    more = " and %d more" % (len(short) - 4) if len(short) > 4 else ""
+    return ("the Slurm allocation gives fewer CPUs than its nodes have (%s%s): tasks get "
+            "only these; ask for whole nodes with --exclusive (or set -c / "
+            "--ntasks-per-node)" % (shown, more))
 
 
 def _read_text(path: str) -> str:

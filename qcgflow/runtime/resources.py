@@ -10,7 +10,12 @@ allocation rules of QCG-PilotJob's resource requirements:
 * Neither asks for exactly one core.
 
 Allocation is first fit in pool order, lowest free core ids first, so single-core jobs pack
-onto the first node that still has a free core.
+onto the first node that still has a free core. A ``numCores`` request without ``numNodes``
+is packed onto as few nodes as the free cores allow: the first node with room for all of
+it when there is one, else the nodes with the most free cores (pool order among equals),
+its parts listed in pool order. Upstream QCG-PilotJob fills nodes linearly in pool order
+instead, so its ``numCores: 2`` may span two nodes (one core each) while a third node is
+free; here it gets one node, as shared-memory MPI and threads want.
 
 GPUs are bindable consumables (the seed's ``nodeCrs``/``CRType.GPU``): a node may own GPU
 ids; a request's ``gpus`` is counted per node, and only nodes with that many free GPUs (and
@@ -313,18 +318,40 @@ class ResourcePool:
                 yield node
 
     def _take_any(self, low: int, high: Optional[int]) -> Optional[Allocation]:
-        """Cores on any nodes: as many as free up to ``high``, at least ``low``."""
+        """Cores on any nodes: as many as free up to ``high``, at least ``low``, on as few
+        nodes as possible (see the module docstring)."""
         if self._free < low:
             return None
         want = self._free if high is None else min(high, self._free)
         parts: list[NodeAllocation] = []
-        for node in self._nonfull_from_first():
+        for node in self._fewest_nodes(want):
             count = min(want, len(node.free_set))
             parts.append(NodeAllocation(node.name, node.take(count)))
             want -= count
             if want == 0:
                 break
         return self._commit(parts)
+
+    def _fewest_nodes(self, want: int) -> list[_Node]:
+        """The fewest nodes, in pool order, whose free cores add up to ``want`` (<= free).
+
+        The first node with ``want`` free cores if there is one (a 1-core request stops at
+        the first non-full node); else the nodes with the most free cores, which is the
+        fewest that can hold ``want``.
+        """
+        nonfull = []
+        for node in self._nonfull_from_first():
+            if len(node.free_set) >= want:
+                return [node]
+            nonfull.append(node)
+        ranked = sorted(range(len(nonfull)), key=lambda i: -len(nonfull[i].free_set))
+        chosen, total = [], 0
+        for i in ranked:
+            chosen.append(i)
+            total += len(nonfull[i].free_set)
+            if total >= want:
+                break
+        return [nonfull[i] for i in sorted(chosen)]
 
     def _take_whole_nodes(self, nodes: CountRange) -> Optional[Allocation]:
         """Whole nodes: only completely free nodes qualify; each gets all its cores."""

@@ -35,7 +35,7 @@ import zmq
 
 from .clock import SystemClock
 from .config import ServiceConfig, parse_service_args
-from .discovery import discover
+from .discovery import allocation_shortfall, discover
 from .errors import RuntimeLayerError
 from .eventloop import EventLoop
 from .logfile import ServiceLogHandler
@@ -151,6 +151,11 @@ class Service:
                 "%s:%s" % (name, ",".join(map(str, ids))) for name, ids in pool.gpus.items()))
         for warning in self.resources_info.warnings:
             _log.warning("resources: %s", warning)
+        shortfall = allocation_shortfall(self.resources_info)
+        if shortfall:
+            # On the terminal too: a partial allocation only shows as slowness otherwise.
+            _log.warning("resources: %s", shortfall)
+            print("qcgflow service: warning: %s" % shortfall, file=sys.stderr)
         self.manager = Manager(pool, self.clock, self.loop,
                                **({"models": MODELS} if self.in_slurm else {}))
         end = getattr(self.resources_info, "end_time", None)

@@ -7,7 +7,8 @@ cluster, when no usable cluster answers.
 
 Facts every test should know (details in ``ci/dev-cluster/README.md``):
 
-* every node has the same host name; identify nodes by ``SLURMD_NODENAME`` instead;
+* every node's slurmd runs in a UTS namespace of its own: a task on nX sees
+  ``hostname`` = nX (as MPI libraries do); ``SLURMD_NODENAME`` tells the same;
 * right after a job ends its nodes may still be completing, so tests that care which
   nodes they get pin them (``-w n1,n2``), as :func:`salloc_run` does;
 * ``salloc`` runs its command in a process group of its own, so a plain timeout does not
@@ -54,7 +55,8 @@ FINAL_JOB_STATES = frozenset({
 USABLE_NODE_STATES = frozenset({"idle", "mixed", "allocated", "completing", "planned"})
 
 _HELLO_LINE = re.compile(
-    r"^mpi_hello rank=(\d+) size=(\d+) node=(\S+) cpus=(\S+) allreduce=(\w+)$", re.M)
+    r"^mpi_hello rank=(\d+) size=(\d+) node=(\S+) cpus=(\S+) allreduce=(\w+)"
+    r"(?: host=(\S+))?$", re.M)
 
 
 def cluster_env(extra: dict | None = None) -> dict:
@@ -184,9 +186,10 @@ def require_mpi_hello(mpich: bool = False) -> Path:
 
 
 def parse_mpi_hello(text: str) -> list[dict]:
-    """The lines ``mpi_hello`` printed, as dicts (rank, size, node, cpus, allreduce), by rank."""
+    """The lines ``mpi_hello`` printed, as dicts (rank, size, node, cpus, allreduce, host), by
+    rank; host is the rank's own host name ("" from an mpi_hello built before it printed it)."""
     rows = [{"rank": int(m[0]), "size": int(m[1]), "node": m[2], "cpus": m[3],
-             "allreduce": m[4]} for m in _HELLO_LINE.findall(text)]
+             "allreduce": m[4], "host": m[5]} for m in _HELLO_LINE.findall(text)]
     return sorted(rows, key=lambda row: row["rank"])
 
 

@@ -34,6 +34,16 @@ def test_srun_two_nodes_see_distinct_node_names():
     assert sorted(res.stdout.split()) == ["n1", "n2"]
 
 
+def test_tasks_see_their_node_name_as_host_name():
+    # Each slurmd runs in a UTS namespace named after its node: what MPI libraries map
+    # rankfile and machine-file hosts by. A shared host name would hide misplaced ranks.
+    require_slurm()
+    res = run_bounded(["srun", "-N2", "-w", "n3,n4", "--ntasks-per-node=1", "sh", "-c",
+                       'echo "$SLURMD_NODENAME=$(hostname)"'], timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.split()) == ["n3=n3", "n4=n4"]
+
+
 def test_sbatch_job_runs_on_first_node_and_step_spans_both():
     require_slurm()
     script = ("#!/bin/bash\n"
@@ -120,6 +130,8 @@ def test_ssh_to_a_node_name():
     if "port 22\n" in probe.stdout or probe.returncode:
         pytest.skip("ssh n2 is not mapped to the dev cluster's sshd: run "
                     "`bash ci/dev-cluster/dev-cluster.sh up` (QCGFLOW_DEV_WITH_SSH=1)")
-    res = run_bounded(["ssh", "n2", "echo ssh-ok; cd %s && pwd" % REPO], timeout=30)
+    res = run_bounded(["ssh", "n2", "echo ssh-ok; hostname; cd %s && pwd" % REPO], timeout=30)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.split() == ["ssh-ok", str(REPO)]
+    # ssh n2 lands in n2's view (its own sshd in n2's UTS namespace), as agents started
+    # with --nl-start-method ssh must.
+    assert res.stdout.split() == ["ssh-ok", "n2", str(REPO)]

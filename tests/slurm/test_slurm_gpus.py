@@ -68,7 +68,9 @@ def _job(name, script, gpus, **resources):
 
 def test_two_node_job_gets_each_nodes_own_gpu_ids(tmp_path, n1_gpu0_busy):
     require_gpu_gres()
-    record = ('echo "$SLURMD_NODENAME $CUDA_VISIBLE_DEVICES|$QCG_PM_GPUS|$QCG_PM_GPU_MAP"')
+    # The node by host name (the dev cluster names each node's UTS namespace after it):
+    # the ranks Open MPI's mpirun starts on its own node have no SLURMD_NODENAME.
+    record = ('echo "$(hostname) $CUDA_VISIBLE_DEVICES|$QCG_PM_GPUS|$QCG_PM_GPU_MAP"')
     requests = [
         {"request": "resourcesInfo"},
         {"request": "submit", "jobs": [_job("too_many", "true", 2)]},

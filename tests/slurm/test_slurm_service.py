@@ -9,6 +9,7 @@ left, so the cluster round trip is paid once.
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -133,6 +134,39 @@ def test_service_inside_salloc_runs_tasks_on_both_nodes(tmp_path):
     assert done.returncode == 0, done.stderr
     nodes = sorted((tmp_path / ("where.%d.out" % i)).read_text().strip() for i in range(4))
     assert nodes == ["n1", "n1", "n2", "n2"]
+
+
+def test_partial_allocation_is_reported_on_the_terminal(tmp_path):
+    """``salloc -N2`` without --exclusive gives one CPU of each 2-CPU node: the service says
+    so on stderr (not only in service.log) and still runs the work."""
+    require_slurm()
+    (tmp_path / "req.json").write_text(json.dumps(_submit(
+        {"name": "one", "execution": {"script": "true"}})))
+    done = salloc_run(SERVICE + ["--file-path", str(tmp_path / "req.json"), "--wd",
+                                 str(tmp_path), "--id", "t"], timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^qcgflow service: warning: the Slurm allocation gives fewer CPUs than "
+                     r"its nodes have \(n\d+ 1 of \d+, n\d+ 1 of \d+\).*--exclusive",
+                     done.stderr, re.M), done.stderr
+
+
+def test_qcgflow_run_reports_a_partial_allocation(tmp_path):
+    require_slurm()
+    (tmp_path / "wf.yaml").write_text("tasks:\n  hello:\n    script: echo hi\n")
+    done = salloc_run([sys.executable, "-m", "qcgflow.cli", "run", str(tmp_path / "wf.yaml"),
+                       "--wd", str(tmp_path / "run"), "--quiet"], timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "qcgflow run: warning: the Slurm allocation gives fewer CPUs" in done.stderr, \
+        done.stderr
+
+
+def test_whole_nodes_give_no_allocation_warning(tmp_path):
+    require_slurm()
+    (tmp_path / "req.json").write_text(json.dumps(_submit(
+        {"name": "one", "execution": {"script": "true"}})))
+    done = salloc_run(SERVICE + ["--file-path", str(tmp_path / "req.json"), "--wd",
+                                 str(tmp_path), "--id", "t"], args=["--exclusive"], timeout=90)
+    assert (done.returncode, "warning" in done.stderr) == (0, False), done.stderr
 
 
 def test_disable_nl_runs_each_task_as_a_bound_srun_step(tmp_path):

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from qcgflow.runtime.config import parse_service_args
-from qcgflow.runtime.discovery import ResourcesInfo, discover, parse_resources_json
+from qcgflow.runtime.discovery import (ResourcesInfo, allocation_shortfall, discover,
+                                       node_cpu_totals, parse_resources_json)
 from qcgflow.runtime.errors import ResourcesError
 from qcgflow.runtime.resources import ResourcePool
 
@@ -303,3 +304,40 @@ def test_every_record_feeds_a_resource_pool(argv, env):
     info = run(*argv, env=env, scontrol=scontrol_text(SCONTROL_N1_N2))
     assert isinstance(info, ResourcesInfo)
     assert ResourcePool(info.pool_nodes()).total_cores == info.total_cores
+
+
+# ------------------------------------------------------------ allocation shortfall
+
+
+NODE_TEXT = ("NodeName=n1 Arch=x86_64 CoresPerSocket=1 CPUAlloc=1 CPUEfctv=2 CPUTot=2 X=y\n"
+             "NodeName=n2 Arch=x86_64 CoresPerSocket=1 CPUAlloc=1 CPUEfctv=2 CPUTot=2 X=y\n")
+
+
+def test_node_cpu_totals_reads_cputot_per_node():
+    assert node_cpu_totals(NODE_TEXT + "garbage line\n") == {"n1": 2, "n2": 2}
+
+
+def test_shortfall_names_nodes_given_fewer_cpus_than_they_have():
+    info = ResourcesInfo(mode="slurm", nodes=(("n1", (0,)), ("n2", (1,))), source="scontrol")
+    asked = []
+    line = allocation_shortfall(info, lambda names: asked.append(names) or NODE_TEXT)
+    assert asked == [["n1", "n2"]]
+    assert line.startswith("the Slurm allocation gives fewer CPUs than its nodes have "
+                           "(n1 1 of 2, n2 1 of 2)") and "--exclusive" in line
+
+
+@pytest.mark.parametrize("info", [
+    ResourcesInfo(mode="slurm", nodes=(("n1", (0, 1)), ("n2", (0, 1)))),
+    # --system-core kept core 0 of n1 back: still a whole node from Slurm
+    ResourcesInfo(mode="slurm", nodes=(("n1", (1,)), ("n2", (0, 1))), reserved_core=("n1", 0)),
+    ResourcesInfo(mode="local", nodes=(("n1", (0,)),)),
+])
+def test_no_shortfall_for_whole_nodes_or_local_mode(info):
+    assert allocation_shortfall(info, lambda names: NODE_TEXT) is None
+
+
+def test_shortfall_is_silent_when_scontrol_fails():
+    def broken(names):
+        raise OSError("exit status 1: no such node")
+    info = ResourcesInfo(mode="slurm", nodes=(("n1", (0,)),))
+    assert allocation_shortfall(info, broken) is None

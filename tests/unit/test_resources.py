@@ -356,3 +356,40 @@ def test_random_fits_ever_agrees_with_empty_pool(seed):
         req = random_request(rnd)
         empty = pool_of(*sizes)
         assert empty.fits_ever(req) is (empty.allocate(req) is not None)
+
+
+# ----------------------------------------------------------------------------- packing
+
+def test_cores_without_nodes_go_to_one_node_with_room_not_across_two():
+    """n0 has one free core: a 2-core request takes the free n1 whole instead of spanning
+    n0[1],n1[0] (upstream's linear fill), as an MPI ensemble member wants."""
+    pool = pool_of(2, 2, 2)
+    pool.allocate(ONE_CORE)
+    assert pool.allocate(cores(2)).describe() == "n1[0:1]"
+    assert pool.allocate(cores(1)).describe() == "n0[1]"  # the hole is left for small jobs
+
+
+def test_cores_without_nodes_use_the_fewest_nodes_when_none_has_room():
+    pool = pool_of(4, 4, 4, 4)
+    singles = [pool.allocate(ONE_CORE) for _ in range(16)]
+    # Free 1 core of n0, 2 of n1, 3 of n2 (cores 1-3) and all 4 of n3.
+    for index in (3, 6, 7, 9, 10, 11, 12, 13, 14, 15):
+        pool.release(singles[index])
+    live = [a for i, a in enumerate(singles) if i not in (3, 6, 7, 9, 10, 11, 12, 13, 14, 15)]
+    got = pool.allocate(cores(7))
+    # Two nodes (the most free cores), not four as a linear fill from n0 would take.
+    assert got.describe() == "n2[1:2:3],n3[0:1:2:3]"
+    check_invariants(pool, live + [got])
+
+
+def test_packing_keeps_first_fit_for_single_cores_and_whole_pool_requests():
+    pool = pool_of(2, 2)
+    assert [pool.allocate(ONE_CORE).describe() for _ in range(3)] == ["n0[0]", "n0[1]", "n1[0]"]
+    fresh = pool_of(2, 3)
+    assert fresh.allocate(cores(5)).describe() == "n0[0:1],n1[0:1:2]"
+
+
+def test_packed_allocation_of_a_range_takes_what_is_free():
+    pool = pool_of(2, 4)
+    pool.allocate(ONE_CORE)
+    assert pool.allocate(cores(2, 4)).describe() == "n1[0:1:2:3]"

@@ -393,3 +393,15 @@ def test_max_request(resources, total, expected):
     entry = s.entry("a", iteration={"stop": 3}, resources=resources)
     assert entry.max_request().cores == expected
 
+
+
+def test_members_without_num_nodes_are_packed_one_node_each_in_fifo_order():
+    """2-core members on 2-core nodes each get a whole node (upstream's linear fill would
+    split them across n0/n1 and n1/n2); the queue order is kept, a later 1-core job fills
+    the hole left on n0."""
+    s = Setup(ResourcePool([("n0", range(2)), ("n1", range(2)), ("n2", range(2))]))
+    s.add("a")
+    s.add("md", resources=cores(2), iteration={"stop": 3})
+    s.add("b")
+    assert s.step() == [("a", "n0[0]"), ("md:0", "n1[0:1]"), ("md:1", "n2[0:1]"),
+                        ("b", "n0[1]")]

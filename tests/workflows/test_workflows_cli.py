@@ -127,7 +127,8 @@ def test_the_python_api_example_runs_as_a_script(tmp_path):
 def test_every_example_is_tested():
     tested = {"hello.yaml", "diamond.yaml", "sweep.yaml", "sweep.json", "pipeline.yaml",
               "python_tasks.yaml", "api_sweep.py", "mpi_ensemble.yaml", "gpu_ensemble.yaml",
-              "easyvvuq_pce.py"}  # in tests/easyvvuq (needs easyvvuq: a side venv)
+              "easyvvuq_pce.py",  # in tests/easyvvuq (needs easyvvuq: a side venv)
+              "md_ensemble.yaml"}  # in tests/slurm/test_md_ensemble.py (LAMMPS, Slurm)
     helpers = {"stats.py", "easyvvuq_model.py"}
     assert {p.name for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".json", ".py")} \
         == tested | helpers
