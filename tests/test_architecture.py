@@ -29,7 +29,11 @@ SIZE_EXEMPT = set()
 
 # Rule 2: outside the runtime, only these runtime modules may be imported (and by whom).
 GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
-                        "qcgflow.runtime.client": {"session.py"}}
+                        "qcgflow.runtime.client": {"session.py"},
+                        # leaf helpers without state: bounded reads of user-named files,
+                        # the --owner-fd pipe of the processes that start a service
+                        "qcgflow.runtime.inputfile": None,
+                        "qcgflow.runtime.owner": {"localservice.py", "workflow_cli.py"}}
 # The command line is a composition root of its own: it starts the service.
 RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"}}
 

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Optional
 from . import protocol as p
 from .errors import RuntimeLayerError
 from .jobs import JobState
+from .names import shown
 from .registry import Job
 
 _log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class RequestHandler:
         for name in request.names:
             found = self._lookup(name)
             if found is None:
-                return p.reply_error("Job '%s' doesn't exist" % name)
+                return p.reply_error("Job '%s' doesn't exist" % shown(name))
             job, position = found
             state = job.state if position is None else job.iteration_state(position)
             data = {"jobName": name, "status": state.name}

@@ -30,6 +30,8 @@ _log = logging.getLogger(__name__)
 
 AUX_PREFIX = ".qcgpjm-service-"
 LEFTOVER_DEADLINE = 5.0  # seconds to wait for killed leftovers to disappear
+LEFTOVER_QUIET = 0.05  # s between the two empty scans that end the search
+LEFTOVER_ROUNDS = 10  # scans of /proc: each kills what the one before missed (new forks)
 
 
 def locate_aux_dir(path: str) -> str:
@@ -78,31 +80,56 @@ def find_leftovers(tokens: Iterable[str], proc: str = "/proc") -> List[int]:
     return found
 
 
-def kill_leftovers(tokens: Iterable[str], deadline: float = LEFTOVER_DEADLINE) -> int:
-    """SIGKILL every leftover process of earlier runs and wait until they are gone.
+def kill_leftovers(tokens: Iterable[str], deadline: float = LEFTOVER_DEADLINE,
+                   why: str = "resume: killed %d processes left running by the interrupted "
+                              "service") -> int:
+    """SIGKILL every process of this host that carries one of the run ``tokens`` and wait
+    until they are gone (``why``: the log line, with %d for the count).
+
+    Used on ``--resume`` (the tokens of earlier runs) and when a service ends (its own
+    token: daemons its tasks left behind, also ones that called ``setsid`` or forked twice,
+    which no process group reaches). A process that removed ``QCGFLOW_SERVICE_RUN`` from
+    its environment on purpose is not found.
 
     Returns:
         How many processes were killed.
     """
     tokens = tuple(tokens)
-    pids = find_leftovers(tokens)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if pids:
-        _log.warning("resume: killed %d processes left running by the interrupted service "
-                     "(pids %s)", len(pids), ", ".join(map(str, pids[:20])))
     end = time.monotonic() + deadline
-    left = pids
-    while left and time.monotonic() < end:
-        time.sleep(0.01)  # polled exit of processes we do not own (no pidfd wait possible)
-        left = [pid for pid in left if _alive(pid)]
+    killed: List[int] = []
+    left: List[int] = []
+    # Scan, kill, wait until the killed are dead, scan again: a process keeps running for a
+    # moment after kill() returns and may fork meanwhile; the next scan finds that child.
+    quiet = False
+    for _ in range(LEFTOVER_ROUNDS):
+        found = [pid for pid in find_leftovers(tokens) if _alive(pid)]
+        if not found:
+            if quiet:
+                break
+            # A process forked a moment ago can be missing from /proc for some ms (seen:
+            # up to 11 ms after its parent was reaped): an empty scan counts once confirmed.
+            quiet = True
+            time.sleep(LEFTOVER_QUIET)
+            continue
+        quiet = False
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        killed += [pid for pid in found if pid not in killed]
+        left = found
+        while left and time.monotonic() < end:
+            time.sleep(0.005)  # polled: processes we do not own cannot be waited for
+            left = [pid for pid in left if _alive(pid)]
+        if left:
+            break
+    if killed:
+        _log.warning(why + " (pids %s)", len(killed), ", ".join(map(str, killed[:20])))
     if left:
-        _log.warning("resume: %d leftover processes did not exit within %.0fs: %s", len(left),
+        _log.warning("%d leftover processes did not exit within %.0fs: %s", len(left),
                      deadline, left)
-    return len(pids)
+    return len(killed)
 
 
 def _alive(pid: int) -> bool:

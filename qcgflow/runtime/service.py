@@ -26,6 +26,7 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from typing import Optional, Sequence
 
 import zmq
@@ -48,6 +49,7 @@ from .journal import JOURNAL_FILE, RUN_ENV, JournalWriter, plan_resume, read_jou
 from .launch.local import LocalLauncher
 from .launch.pyworker import WarmLauncher
 from .manager import Manager
+from .owner import watch_owner
 from .nodeagents import make_slurm_launcher
 from .protocol import MODELS
 from .reports import JobsReport
@@ -103,6 +105,8 @@ class Service:
         self.stats: Optional[ServiceStats] = None
         self.readiness = None  # AgentReadiness in Slurm mode with agents
         self.failure: Optional[str] = None  # why the service could not run the workflow
+        self.run_token: Optional[str] = None  # QCGFLOW_SERVICE_RUN of every task
+        self._stop_reason: Optional[str] = None  # finish, SIGTERM, ...: for jobs.report
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -162,7 +166,10 @@ class Service:
         path = os.path.join(self.aux_dir, JOURNAL_FILE)
         if not self.config.no_journal:
             self.journal = JournalWriter(path, self.loop, resumed=bool(self.config.resume))
-            task_env[RUN_ENV] = self.journal.token  # finds this run's leftovers on a resume
+        # Every task inherits the run token: what it leaves behind (daemons, also setsid or
+        # double-forked ones) is found by it when the service ends, and on a resume.
+        self.run_token = self.journal.token if self.journal is not None else uuid.uuid4().hex
+        task_env[RUN_ENV] = self.run_token
         if self.config.resume:  # read (and cut a torn tail) only while holding the lock
             self._resume_plan = plan_resume(read_journal(path))
         if self.journal is not None:
@@ -192,6 +199,7 @@ class Service:
             self._journal_stop("the agent on %s was terminated" % node)
 
     def _journal_stop(self, why: str) -> None:
+        self._stop_reason = why
         if self.journal is not None:
             self.journal.stopping = True
             self.journal.stopped(why)
@@ -311,6 +319,11 @@ class Service:
             self.parent_link.close(self.failure or "finished")
         if self.manager is not None:
             self.launcher.close()
+        executor = self.manager.executor if self.manager is not None else None
+        if self.run_token is not None and getattr(executor, "started", 1):
+            # nothing the run started outlives it (no task started: nothing to look for)
+            kill_leftovers((self.run_token,), why="the run ended: killed %d processes its "
+                                                  "tasks left running")
         if self.stats is not None:
             self.stats.close()
         for part in [*self._watchers, self._network, self._publisher, self._zap]:
@@ -319,6 +332,9 @@ class Service:
         if self._context is not None:
             self._context.destroy(linger=0)  # closes any socket still open (monitors)
         if self.report is not None:
+            if self.manager is not None:  # jobs still queued are reported too
+                self.report.unfinished(self.manager.registry, "not finished: the service "
+                                       "stopped (%s)" % (self._stop_reason or "finish"))
             self.report.close()
         if self.journal is not None:
             self.journal.close()
@@ -338,8 +354,7 @@ class Service:
     def summary(self) -> Optional[str]:
         """One line about the jobs that did not succeed, or None when all did."""
         counts = self.manager.registry.counts()
-        bad = {state: n for state, n in counts.items()
-               if n and state in (JobState.FAILED, JobState.OMITTED, JobState.CANCELED)}
+        bad = {state: n for state, n in counts.items() if n and state is not JobState.SUCCEED}
         if not bad:
             return None
         return "%d of %d jobs did not succeed (%s); details in %s" % (
@@ -368,6 +383,10 @@ def _drain(fd: int) -> None:
         pass
 
 
+def _owner_gone() -> None:
+    raise _Interrupted(signal.SIGTERM)  # out of the event loop, as the signal handler does
+
+
 def _make_service(config: ServiceConfig) -> Service:
     if config.governor:  # governor mode: a composition root of its own
         from .governor.service import GovernorService
@@ -381,6 +400,8 @@ def run_service(argv: Sequence[str]) -> int:
         config = parse_service_args(argv)
         requests = read_requests(config.file_path) if config.file_path else []
         service = _make_service(config)
+        if config.owner_fd is not None:  # before setup: a bad descriptor creates no files
+            watch_owner(service.loop, config.owner_fd, _owner_gone)
         service.setup()
     except RuntimeLayerError as exc:
         print("qcgflow service: %s" % exc, file=sys.stderr)
