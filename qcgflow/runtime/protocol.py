@@ -404,7 +404,10 @@ class _JobParser:
     def dependency(self, entry: str) -> DependencyRef:
         job, sep, iteration = entry.partition(":")
         if not job or (sep and not iteration):
-            raise self.fail("dependencies.after: invalid entry '%s'" % entry)
+            raise self.fail("dependencies.after: invalid entry '%s'" % shown(entry))
+        if not job.isprintable():  # no job can have that name: say so now, in one line
+            raise self.fail("dependencies.after: '%s' is not a valid job name: %s"
+                            % (shown(job), name_problem(job)))
         if not sep:
             return DependencyRef(job)
         if re.fullmatch(r"\$\{\s*it\s*\}|\$it", iteration):
@@ -412,7 +415,7 @@ class _JobParser:
         if re.fullmatch(r"-?\d+", iteration):
             return DependencyRef(job, iteration=int(iteration))
         raise self.fail("dependencies.after: invalid iteration in '%s' (use a number or ${it})"
-                        % entry)
+                        % shown(entry))
 
 
 def _kind(value: Any) -> str:

@@ -219,3 +219,12 @@ def test_queued_jobs_after_finish_are_reported(tmp_path):
     assert entries["waits-too"]["state"] == "QUEUED"
     assert "service stopped (finish)" in entries["waits"]["messages"]
     assert "3 of 3 jobs did not succeed" in stderr and "QUEUED: 2" in stderr, stderr
+
+
+@pytest.mark.parametrize("after", ["x\ny", "a\u202eb", "\ud800", "x\ny:1", "ok:\nbad"])
+def test_hostile_dependency_names_are_refused_in_one_line(service, after):
+    reply = _submit(service, "dep-check", dependencies={"after": [after]})
+    assert reply["code"] != 0, reply
+    assert "dependencies.after" in reply["message"]
+    for bad in ("\n", "\u202e", "\ud800"):
+        assert bad not in reply["message"], reply
