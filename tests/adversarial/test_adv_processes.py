@@ -239,7 +239,11 @@ def _services_under(path):
     return found
 
 
-def test_sigkilled_qcgflow_run_client_takes_its_service_and_tasks_along(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGKILL", "SIGTERM", "SIGINT"])
+def test_signalled_qcgflow_run_client_takes_its_service_and_tasks_along(tmp_path, signum):
+    """SIGKILL and SIGTERM end the client without any cleanup of its own (owner pipe);
+    SIGINT raises KeyboardInterrupt in it (its session shuts the service down)."""
     with Marker() as marker:
         wd = tmp_path / "run"
         script = _RUN_CLIENT % {"here": os.path.dirname(__file__), "marker": str(marker),
@@ -248,7 +252,16 @@ def test_sigkilled_qcgflow_run_client_takes_its_service_and_tasks_along(tmp_path
         ready_line(proc)
         marker.wait_started()
         services = wait_until(lambda: _services_under(wd), 20, "the session's service")
-        sigkill(proc)
+        proc.send_signal(signum)
+        try:
+            proc.wait(STOP_DEADLINE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("the client did not end after %s" % signal.Signals(signum).name)
+        finally:
+            proc.stdout.close()
+            proc.stderr.close()
         wait_until(lambda: not any(pid_alive(p) for p in services), STOP_DEADLINE,
                    "the session's service to stop")
         assert marker.gone(5.0), marker.alive()
@@ -292,4 +305,28 @@ def test_client_killed_at_a_random_moment(tmp_path, seed):
         sigkill(proc)
         wait_until(lambda: not _services_under(tmp_path / "run"), STOP_DEADLINE,
                    "the service of a client killed after %.2f s to stop" % delay)
+        assert marker.gone(5.0), marker.alive()
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("disable_nl", [False, True], ids=["agents", "srun"])
+def test_daemons_of_slurm_tasks_end_with_the_run(tmp_path, disable_nl):
+    """Slurm mode (the dev cluster's nodes all run on this host): tasks started by the node
+    agents, or by one srun each, leave daemons; none is left when the run ends."""
+    import sys as _sys
+    _sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "slurm"))
+    from slurm_harness import require_slurm, salloc_run
+    require_slurm()
+    with Marker() as marker:
+        jobs = [_job("d%d" % i, daemon_command(kind, marker) + " sleep 0.2")
+                for i, kind in enumerate(("setsid", "double-fork"))]
+        (tmp_path / "req.json").write_text(json.dumps([{"request": "submit", "jobs": jobs}]))
+        done = salloc_run(SERVICE + ["--file-path", str(tmp_path / "req.json"), "--wd",
+                                     str(tmp_path / "wd"), "--id", "t"]
+                          + (["--disable-nl"] if disable_nl else []),
+                          args=["--exclusive"], timeout=120)
+        assert done.returncode == 0, done.stderr
+        report = (tmp_path / "wd" / ".qcgpjm-service-t" / "jobs.report").read_text()
+        states = [json.loads(line)["state"] for line in report.splitlines()]
+        assert states == ["SUCCEED", "SUCCEED"], report
         assert marker.gone(5.0), marker.alive()
