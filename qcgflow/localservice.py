@@ -26,6 +26,7 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 from .errors import RunError
+from .runtime.leftovers import kill_leftovers
 from .runtime.owner import owner_pipe
 
 _log = logging.getLogger(__name__)
@@ -150,6 +151,10 @@ class LocalService:
             except OSError:
                 pass
             self.popen.wait()
+            if self.popen.returncode < 0 and self.ready.get("run"):
+                # killed by a signal: it could not end its tasks and their daemons itself
+                kill_leftovers((self.ready["run"],), deadline=2.0, log=_log,
+                               why="the service died: killed %d processes of its tasks")
         finally:
             self.stderr_file.close()
             if self.owner_fd is not None:

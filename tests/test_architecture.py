@@ -33,7 +33,8 @@ GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
                         # leaf helpers without state: bounded reads of user-named files,
                         # the --owner-fd pipe of the processes that start a service
                         "qcgflow.runtime.inputfile": None,
-                        "qcgflow.runtime.owner": {"localservice.py", "workflow_cli.py"}}
+                        "qcgflow.runtime.owner": {"localservice.py", "workflow_cli.py"},
+                        "qcgflow.runtime.leftovers": {"localservice.py"}}
 # The command line is a composition root of its own: it starts the service.
 RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"}}
 

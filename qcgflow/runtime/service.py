@@ -54,7 +54,8 @@ from .nodeagents import make_slurm_launcher
 from .protocol import MODELS
 from .reports import JobsReport
 from .resources import ResourcePool
-from .resume import apply_plan, kill_leftovers, locate_aux_dir, service_id_of
+from .leftovers import kill_leftovers
+from .resume import apply_plan, locate_aux_dir, service_id_of
 from .stats.hooks import ServiceStats
 
 _log = logging.getLogger("qcgflow.runtime.service")
@@ -255,7 +256,8 @@ class Service:
             return
         line = json.dumps({"address": self.address, "pub_address": self.pub_address,
                            "aux_dir": self.aux_dir, "wd": self.wd, "pid": os.getpid(),
-                           "keys_dir": self.keys_dir, "id": self.service_id})
+                           "keys_dir": self.keys_dir, "id": self.service_id,
+                           "run": self.run_token})  # a client ends leftovers if we die
         try:
             with os.fdopen(self.config.ready_fd, "w") as handle:
                 handle.write(line + "\n")

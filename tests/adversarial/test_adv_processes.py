@@ -330,3 +330,44 @@ def test_daemons_of_slurm_tasks_end_with_the_run(tmp_path, disable_nl):
         states = [json.loads(line)["state"] for line in report.splitlines()]
         assert states == ["SUCCEED", "SUCCEED"], report
         assert marker.gone(5.0), marker.alive()
+
+
+def test_client_ends_the_leftovers_of_a_sigkilled_service(tmp_path):
+    """A service killed by SIGKILL cannot clean up; its LocalManager client, which learnt
+    the run token from the ready line, ends the tasks' daemons when it sees the death."""
+    from qcgflow.runtime.api import Jobs, LocalManager, errors
+    with Marker() as marker:
+        manager = LocalManager(["--nodes", "2"], cfg={"wd": str(tmp_path / "run")})
+        try:
+            jobs = Jobs()
+            jobs.add(name="d", exec="/bin/sh",
+                     args=["-c", daemon_command("double-fork", marker) + " sleep 600"])
+            manager.submit(jobs)
+            marker.wait_started()
+            os.kill(manager.pid, signal.SIGKILL)
+            try:
+                manager.finish()  # raises when it already sees the death, else just ends
+            except errors.ServiceError:
+                pass
+        finally:
+            manager.cleanup()
+        assert marker.gone(5.0), marker.alive()
+
+
+@qcgflow.task
+def kill_own_service(marker):
+    import psutil
+    subprocess.run(["/bin/sh", "-c", daemon_command("setsid", marker)], check=True)
+    proc = psutil.Process()
+    while "service" not in proc.cmdline():
+        proc = proc.parent()
+    proc.kill()
+    return "unreachable"
+
+
+def test_session_ends_the_leftovers_of_a_sigkilled_service(tmp_path):
+    with Marker() as marker:
+        with pytest.raises(qcgflow.errors.RunError):
+            qcgflow.run(kill_own_service.bind(str(marker)), nodes=1,
+                        wd=str(tmp_path / "run"), timeout=60)
+        assert marker.gone(5.0), marker.alive()

@@ -19,6 +19,7 @@ only the caller holds) and stops, killing its tasks. cfg ``detach=True`` opts ou
 """
 
 import json
+import logging
 import os
 import select
 import signal
@@ -31,7 +32,10 @@ from typing import List, Optional
 
 from . import errors
 from .manager import Manager
+from ..leftovers import kill_leftovers
 from ..owner import owner_pipe
+
+_log = logging.getLogger(__name__)
 
 # The directory that holds the qcgflow package: the child must import the same code.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -55,6 +59,7 @@ class _ServiceProcess:
     def __init__(self, popen: subprocess.Popen, stderr_file, owner_fd: Optional[int] = None):
         self.popen = popen
         self.owner_fd = owner_fd  # our end of the --owner-fd pipe: closing it stops the service
+        self.run_token: Optional[str] = None  # from the ready line
         self.pid = popen.pid
         self.stderr_file = stderr_file
         self.returncode: Optional[int] = None
@@ -90,6 +95,11 @@ class _ServiceProcess:
             pass
         self.returncode = self.popen.wait()
         self._close_fds()
+        if self.returncode < 0 and self.run_token:
+            # killed by a signal (SIGKILL, the OOM killer): it could not end its tasks and
+            # their daemons itself; they carry its run token (runtime/leftovers.py)
+            kill_leftovers((self.run_token,), deadline=2.0, why="the service died: killed "
+                           "%d processes of its tasks", log=_log)
 
     def signal(self, signum: int, group: bool = False) -> None:
         if self.returncode is not None:
@@ -247,6 +257,7 @@ class LocalManager(Manager):
             self._finalizer = weakref.finalize(self, _stop_at_exit, self._process)
         try:
             self.ready = _read_ready_line(read_fd, self._process, init_timeout)
+            self._process.run_token = self.ready.get("run")
         except BaseException:
             self._process.stop(grace=self._kill_grace)
             raise
