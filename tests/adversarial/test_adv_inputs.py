@@ -9,8 +9,8 @@ Every case has a deadline and a memory ceiling (the child's maximum resident set
 
 import json
 import os
-import resource
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -26,14 +26,30 @@ MAX_RSS_MB = 300  # a refused input must not have been loaded: far below what it
 
 
 def _cli(args, cwd, timeout=DEADLINE):
+    """Run ``qcgflow ARGS``; the result has ``seconds`` and ``peak_mb``: the largest
+    resident set of that process and of the descendants it waited for (its own wait4)."""
     start = time.monotonic()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run([PY, "-m", "qcgflow.cli"] + [str(a) for a in args], cwd=str(cwd),
-                          env=env(), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([PY, "-m", "qcgflow.cli"] + [str(a) for a in args],
+                                cwd=str(cwd), env=env(), stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - start > timeout:
+                proc.kill()
+                os.wait4(proc.pid, 0)
+                pytest.fail("qcgflow %s did not end within %.0f s" % (args[0], timeout))
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode,
+                                           out.read().decode(errors="replace"),
+                                           err.read().decode(errors="replace"))
     done.seconds = time.monotonic() - start
-    done.peak_mb = max(peak, before) / 1024  # ru_maxrss is the largest child so far (KiB)
+    done.peak_mb = usage.ru_maxrss / 1024  # KiB on Linux
     return done
 
 
