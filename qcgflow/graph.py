@@ -165,18 +165,34 @@ def _travelled(name: str, iterations, stored: bool, root: str) -> "TaskRef":
     return dynamic._session().adopt(name, iterations, stored, root)
 
 
+_LEAVE = object()  # find_refs' stack marker: the container below it is finished
+
+
 def find_refs(obj: Any) -> Iterator[TaskRef]:
-    """Every TaskRef in ``obj``, also inside (nested) lists, tuples, dicts and sets; in order."""
+    """Every TaskRef in ``obj``, also inside (nested) lists, tuples, dicts and sets; in order.
+
+    Raises:
+        GraphError: a container contains itself (``a = [f.bind()]; a.append(a)``): such a
+            value has no end to walk (nor to compile, hash or send), so it is refused.
+    """
     stack = [obj]
+    path: set = set()  # ids of the containers being walked (a cycle returns to one)
     while stack:
         item = stack.pop()
+        if item is _LEAVE:
+            path.discard(id(stack.pop()))
+            continue
         kind = type(item)
         if kind is TaskRef:
             yield item
-        elif kind is dict:
-            stack.extend(reversed(list(item.values())))
-        elif kind in CONTAINERS:
-            stack.extend(reversed(list(item)))
+        elif kind is dict or kind in CONTAINERS:
+            if id(item) in path:
+                raise GraphError("a %s in the target or in a task's arguments contains itself (a "
+                                 "cyclic structure): it cannot be walked" % kind.__name__)
+            path.add(id(item))
+            stack.append(item)
+            stack.append(_LEAVE)
+            stack.extend(reversed(list(item.values() if kind is dict else item)))
 
 
 def target_refs(target: Any) -> List[TaskRef]:

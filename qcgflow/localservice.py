@@ -6,6 +6,7 @@
       `python -m qcgflow.cli service --net --wd WD [--nodes N] --ready-fd W`, in its own
       session, environment = ours + PYTHONPATH (tasks import the same code) + QCGFLOW_RUN_DIR
       ──> ONE JSON ready line on the pipe (address, pub_address, keys_dir): no sleeps
+      + `--owner-fd R`: a pipe only we hold; the service stops if we die (even SIGKILL)
     LocalService.stop(client)
       finish request, wait; SIGTERM, wait; SIGKILL whatever is left of its process group
 
@@ -25,6 +26,8 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 from .errors import RunError
+from .runtime.leftovers import kill_leftovers
+from .runtime.owner import owner_pipe
 
 _log = logging.getLogger(__name__)
 
@@ -51,33 +54,39 @@ def _child_env(run_dir: Optional[str] = None) -> Dict[str, str]:
 class LocalService:
     """A ``qcgflow service --net`` child process; ``ready`` is its ready line."""
 
-    def __init__(self, popen: subprocess.Popen, ready: Dict[str, Any], stderr_file):
+    def __init__(self, popen: subprocess.Popen, ready: Dict[str, Any], stderr_file,
+                 owner_fd: Optional[int] = None):
         self.popen = popen
         self.ready = ready
         self.stderr_file = stderr_file
+        self.owner_fd = owner_fd  # our end of --owner-fd: the service stops if we die
 
     @classmethod
     def start(cls, wd: str, nodes: Optional[Any] = None, timeout: float = START_TIMEOUT,
               extra_args: Sequence[str] = ()) -> "LocalService":
         """Start the service; ``extra_args`` are more ``qcgflow service`` options."""
         read_fd, write_fd = os.pipe()
+        owner_read, owner_write = owner_pipe()
         stderr_file = tempfile.TemporaryFile()
         command = [sys.executable, "-m", "qcgflow.cli", "service", "--net", "--wd", wd,
-                   "--ready-fd", str(write_fd)]
+                   "--ready-fd", str(write_fd), "--owner-fd", str(owner_read)]
         if nodes is not None:
             command += ["--nodes", str(nodes)]
         command += list(extra_args)
         try:
             popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr_file,
-                                     stdout=subprocess.DEVNULL, pass_fds=(write_fd,),
+                                     stdout=subprocess.DEVNULL,
+                                     pass_fds=(write_fd, owner_read),
                                      start_new_session=True, cwd=wd, env=_child_env(wd))
         except OSError as exc:
             os.close(read_fd)
+            os.close(owner_write)
             stderr_file.close()
             raise RunError("cannot start the service: %s" % exc) from None
         finally:
             os.close(write_fd)
-        service = cls(popen, {}, stderr_file)
+            os.close(owner_read)
+        service = cls(popen, {}, stderr_file, owner_write)
         try:
             service.ready = service._read_ready(read_fd, timeout)
         except BaseException:
@@ -142,5 +151,12 @@ class LocalService:
             except OSError:
                 pass
             self.popen.wait()
+            if self.popen.returncode < 0 and self.ready.get("run"):
+                # killed by a signal: it could not end its tasks and their daemons itself
+                kill_leftovers((self.ready["run"],), deadline=2.0, log=_log,
+                               why="the service died: killed %d processes of its tasks")
         finally:
             self.stderr_file.close()
+            if self.owner_fd is not None:
+                os.close(self.owner_fd)
+                self.owner_fd = None

@@ -16,6 +16,7 @@ from . import payload
 from . import resume as _resume
 from .errors import RunError
 from .graph import Graph, TaskNode, TaskRef
+from .localservice import START_TIMEOUT
 from .session import Session
 
 
@@ -28,6 +29,17 @@ def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:
     if kind in payload.CONTAINERS:
         return kind(_shape(item, values) for item in target)
     return target
+
+
+def _left(deadline: Optional[float]) -> Optional[float]:
+    """Seconds left before ``deadline`` (None: no limit); RunError once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RunError("the run did not finish within its timeout (the service was not "
+                       "started yet)")
+    return min(left, START_TIMEOUT)
 
 
 def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
@@ -55,14 +67,19 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
             task's own exception class (``except ValueError`` works), its text holds the
             remote traceback.
         DependencyFailed: a target task did not run; ``root`` names the failed task.
-        RunError: the service could not start, refused the jobs, or the timeout passed.
+        RunError: the service could not start, refused the jobs, or the timeout passed
+            (also while the service is starting).
         GraphError, TaskOptionError: the graph is not valid (nothing is started).
         ValueError: ``resume=True`` without ``wd`` or ``cache_dir`` (nothing to resume).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     settings = _resume.run_settings(wd, resume, cache_dir)  # before anything starts
-    graph = Graph.build(target)
-    session = Session.start(wd, nodes)
+    graph = Graph.build(target)  # bounded: cyclic containers are refused (GraphError)
+    try:
+        session = Session.start(wd, nodes, start_timeout=_left(deadline))
+    except RunError:
+        _left(deadline)  # the run's timeout passed meanwhile: say so
+        raise
     try:
         session.memo = settings and _resume.Memo(session.root, *settings)
         futures = dict(zip((ref.node for ref in graph.targets),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from .errors import TaskOptionError
-from .runtime.protocol import MODELS, parse_wall_time
+from .runtime.protocol import MODELS, name_problem, parse_wall_time
 
 SCHEDULERS = ("maximum-iters", "split-into")
 PARALLEL_MODELS = ("openmpi", "intelmpi", "srunmpi")
@@ -159,9 +159,10 @@ def _flag(value: Any) -> bool:
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value or _BAD_NAME.search(value):
-        raise _Invalid("use a non-empty name without ':', '/', '$' or white space, e.g. "
-                       "name='prepare'")
+    problem = name_problem(value) if isinstance(value, str) else "not a string"
+    if problem is not None or _BAD_NAME.search(value):
+        raise _Invalid("%s; use a non-empty name without ':', '/', '$' or white space, not "
+                       "starting with '-', e.g. name='prepare'" % (problem or "invalid"))
     return value
 
 

@@ -44,7 +44,11 @@ class TaskFunction:
 
     def __call__(self, *args, **kwargs):
         """Run the plain function here and now (refs are not allowed: use ``bind``)."""
-        if next(find_refs((args, kwargs)), None) is not None:
+        try:
+            has_ref = next(find_refs((args, kwargs)), None) is not None
+        except GraphError:  # a cyclic argument: fine for a plain call
+            has_ref = False
+        if has_ref:
             raise TypeError("%s was called with a task ref as an argument: use %s.bind(...) "
                             "to add it to a graph" % (self.where, self.fn.__name__))
         return self.fn(*args, **kwargs)

@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import runpy
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,8 @@ from typing import Any, Dict, List, Optional
 from . import rerun, resume
 from .progress_view import make_view
 from .run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
+from .runtime.inputfile import REQUESTS_LIMIT, read_text
+from .runtime.owner import owner_pipe
 from .workflow_file import WorkflowFileError, load_workflow
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,8 +59,9 @@ def workflow_kind(path: str) -> str:
         return "workflow"
     if extension == ".json":
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return "workflow"  # read once, by load_workflow, which refuses or reports
+            data = json.loads(read_text(path, REQUESTS_LIMIT))
         except (OSError, ValueError, RecursionError):
             return "workflow"  # load_workflow reports the file's problem with its line
         return "requests" if isinstance(data, list) else "workflow"
@@ -159,9 +163,18 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     live = not args.quiet and sys.stderr.isatty()
     view = None if args.quiet else make_view(progress.units, live)
     start = time.monotonic()
+    owner_read, owner_write = owner_pipe()  # the service stops if we die (even SIGKILL)
+    command += ["--owner-fd", str(owner_read)]
     with open(os.path.join(wd, SERVICE_OUT), "wb") as out:
-        popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                 cwd=wd, env=_child_env(extra_path))
+        try:
+            popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=out, cwd=wd, env=_child_env(extra_path),
+                                     pass_fds=(owner_read,))
+        except BaseException:
+            os.close(owner_write)
+            raise
+        finally:
+            os.close(owner_read)
         rerun.note_service(wd, popen.pid)  # a --resume refuses while it is alive
         try:
             while True:
@@ -191,6 +204,8 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
                 print(summary(progress, wd, "%s: interrupted after %.1f s in %s" % (
                     title, time.monotonic() - start, wd)))
             return 130
+        finally:
+            os.close(owner_write)
     report = _new_report(wd, before)
     progress = Progress(jobs)
     progress.update(read_report(report) if report else [])
@@ -357,8 +372,7 @@ def run_main(argv: List[str]) -> int:
     else:
         os.makedirs(wd, exist_ok=True)
         requests_path = os.path.abspath(path)
-        with open(path, encoding="utf-8") as handle:
-            jobs = submitted_jobs(json.load(handle))
+        jobs = submitted_jobs(json.loads(read_text(path, REQUESTS_LIMIT)))
         title = "requests file %s" % os.path.basename(path)
     with open(os.path.join(wd, RUN_INFO), "w", encoding="utf-8") as handle:
         json.dump({"workflow": os.path.abspath(path), "kind": kind, "title": title,

@@ -31,6 +31,7 @@ from .commands import CommandTemplate, placeholders
 from .compile import compile_graph, requests, write_calls
 from .errors import GraphError, TaskOptionError
 from .graph import Graph
+from .runtime.inputfile import WORKFLOW_LIMIT, InputFileError, read_text
 from .task import TaskFunction
 from .workflow_retries import model_problem, with_retries
 from .workflow_sweeps import IDENTIFIER, Sweep, fill, parse_sweep, prelude, scalar, word
@@ -96,6 +97,49 @@ class Source:
 
 # --------------------------------------------------------------------------- loading
 
+MAX_VALUES = 1_000_000  # values of a workflow file once YAML aliases are expanded
+
+
+def _check_expansion(root, file: str) -> None:
+    """Refuse a YAML document that would expand beyond ``MAX_VALUES`` values, or that
+    contains itself, before anything is built from it.
+
+    Composing a document keeps one node per anchor however often an alias repeats it, so
+    it is small even for an alias bomb ("billion laughs"); building the data would copy
+    every repetition. The expanded size of each node is counted once (memoised), so the
+    check is linear in the composed document.
+    """
+    import yaml
+    sizes: Dict[int, int] = {}
+    open_nodes: set = set()
+
+    def size(node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in open_nodes:
+            raise WorkflowFileError(file, node.start_mark.line + 1, "",
+                                    "a YAML alias refers to a node that contains it "
+                                    "(a recursive structure): refused")
+        total = 1
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            open_nodes.add(id(node))
+            items = node.value if isinstance(node, yaml.SequenceNode) else \
+                [part for pair in node.value for part in pair]
+            for item in items:
+                total += size(item)
+                if total > MAX_VALUES:
+                    raise WorkflowFileError(
+                        file, node.start_mark.line + 1, "",
+                        "the document expands to more than %d values (YAML aliases repeat "
+                        "their anchor's content each time they are used): refused"
+                        % MAX_VALUES)
+            open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+    size(root)
+
+
 def _load_yaml(text: str, file: str) -> Tuple[Any, Source]:
     import yaml
     lines: Dict[Path, int] = {}
@@ -106,6 +150,7 @@ def _load_yaml(text: str, file: str) -> Tuple[Any, Source]:
             root = loader.get_single_node()
             if root is None:
                 raise WorkflowFileError(file, 1, "", "the file is empty")
+            _check_expansion(root, file)
 
             def convert(node, path: Path):
                 if isinstance(node, yaml.MappingNode):
@@ -192,8 +237,9 @@ def load(path: str, file: Optional[str] = None) -> Tuple[Any, Source]:
     """The data of a workflow file and its line map (``file``: the name used in messages)."""
     file = file or path
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_text(path, WORKFLOW_LIMIT)
+    except InputFileError as exc:
+        raise WorkflowFileError(file, 1, "", str(exc)) from None
     except OSError as exc:
         raise WorkflowFileError(file, 1, "", "cannot read the file: %s" % exc.strerror) \
             from None

@@ -29,7 +29,12 @@ SIZE_EXEMPT = set()
 
 # Rule 2: outside the runtime, only these runtime modules may be imported (and by whom).
 GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
-                        "qcgflow.runtime.client": {"session.py"}}
+                        "qcgflow.runtime.client": {"session.py"},
+                        # leaf helpers without state: bounded reads of user-named files,
+                        # the --owner-fd pipe of the processes that start a service
+                        "qcgflow.runtime.inputfile": None,
+                        "qcgflow.runtime.owner": {"localservice.py", "workflow_cli.py"},
+                        "qcgflow.runtime.leftovers": {"localservice.py"}}
 # The command line is a composition root of its own: it starts the service.
 # ``qcgflow run --resume`` ends the tasks a killed service left running, as ``qcgflow
 # service --resume`` does (runtime.resume.kill_leftovers).

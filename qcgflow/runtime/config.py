@@ -43,6 +43,7 @@ class ServiceConfig:
     net_port_min: Optional[int] = None
     net_port_max: Optional[int] = None
     ready_fd: Optional[int] = None
+    owner_fd: Optional[int] = None  # stop when this pipe reports EOF (runtime/owner.py)
     show_progress: bool = False
     enable_rt_stats: bool = False
     wrapper_rt_stats: Optional[str] = None
@@ -139,6 +140,9 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
                               "127.0.0.1 included, requires CURVE authentication; implies --net")
     add("--ready-fd", type=int, help="(qcgflow) write one JSON line with the addresses to this "
                                      "file descriptor once the service is ready")
+    add("--owner-fd", type=int,
+        help="(qcgflow) stop (as on SIGTERM: tasks killed) when this descriptor reports "
+             "end-of-file, i.e. when the process that started the service has died")
     add("--disable-warm-workers", action="store_true",
         help="(qcgflow) start every Python task (`python -m ...` jobs) as a new process "
              "instead of forking it from a warm Python worker")
@@ -197,7 +201,7 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         net_tcp=any(_given(args, d) for d in ("net_port", "net_pub_port", "net_port_min",
                                                 "net_port_max", "net_address")),
         net_pub_port=args.net_pub_port, net_port_min=args.net_port_min,
-        net_port_max=args.net_port_max, ready_fd=args.ready_fd,
+        net_port_max=args.net_port_max, ready_fd=args.ready_fd, owner_fd=args.owner_fd,
         show_progress=args.show_progress, enable_rt_stats=args.enable_rt_stats,
         wrapper_rt_stats=args.wrapper_rt_stats, enable_proc_stats=args.enable_proc_stats,
         disable_warm_workers=args.disable_warm_workers,

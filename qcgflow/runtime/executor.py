@@ -84,6 +84,11 @@ class Executor:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    @property
+    def started(self) -> int:
+        """How many tasks ``start`` was asked to launch so far."""
+        return self._steps
+
     def start(self, job, position: Optional[int], allocation) -> None:
         """Launch one iteration (or a whole non-iterative job) on ``allocation``."""
         task = _Task(job, position, allocation)

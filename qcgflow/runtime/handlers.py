@@ -18,6 +18,7 @@ from . import protocol as p
 from .errors import RuntimeLayerError
 from .limits import MAX_LISTED_CHILDREN, check_depth
 from .jobs import JobState
+from .names import shown
 from .registry import Job
 
 _log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class RequestHandler:
         for name in request.names:
             found = self._lookup(name)
             if found is None:
-                return p.reply_error("Job '%s' doesn't exist" % name)
+                return p.reply_error("Job '%s' doesn't exist" % shown(name))
             job, position = found
             state = job.state if position is None else job.iteration_state(position)
             data = {"jobName": name, "status": state.name}

@@ -22,6 +22,7 @@ import uuid
 from .deps import Decisions, DependencyTracker, check_cycles
 from .errors import InvalidRequest, NotEnoughResources
 from .jobs import JobSpec, JobState
+from .names import shown
 from .protocol import LOCAL_MODELS, parse_job
 from .registry import Job, Registry
 from .resources import CountRange, ResourcePool, ResourceRequest
@@ -350,7 +351,7 @@ class Manager:
         for name in names:
             unit = self.lookup_unit(name)
             if unit is None:
-                raise InvalidRequest("Job '%s' doesn't exist" % name)
+                raise InvalidRequest("Job '%s' doesn't exist" % shown(name))
             units.append(unit)
         count = 0
         finals = []
@@ -434,7 +435,7 @@ class Manager:
         for name in names:
             job = self.registry.get(name)
             if job is None:
-                raise InvalidRequest("Job '%s' doesn't exist" % name)
+                raise InvalidRequest("Job '%s' doesn't exist" % shown(name))
             if not job.state.is_final:
                 raise InvalidRequest("Job '%s' is %s: only finished jobs can be removed"
                                      % (name, job.state.name))

@@ -15,6 +15,7 @@ from .errors import InvalidRequest, JobDescriptionError
 from .iterschedulers import validate_scheduler
 from .jobs import (DependencyRef, ExecutionSpec, IterationSpec, JobSpec, ResourcesSpec,
                    SchedulerSpec)
+from .names import name_problem, shown
 from .resources import CountRange
 from .variables import has_variables, substitute, substitute_all
 
@@ -370,7 +371,11 @@ class _JobParser:
             raise self.fail("resources must be a dictionary")
         self.check_keys(value, _RESOURCES_KEYS, "resources")
         if value.get("numCores") is None and value.get("numNodes") is None:
-            raise InvalidRequest("No resources defined")
+            # upstream's words first (clients match them), then which job and field
+            raise InvalidRequest(
+                "No resources defined: job '%s' has resources %s without numCores or "
+                "numNodes (leave resources out for one core, or add resources.numCores)"
+                % (self.name, "{%s}" % ", ".join(sorted(map(str, value)))))
         cores = nodes = cores_sched = nodes_sched = None
         if value.get("numCores") is not None:
             cores, cores_sched = self.count(value["numCores"], "resources.numCores")
@@ -496,7 +501,10 @@ class _JobParser:
     def dependency(self, entry: str) -> DependencyRef:
         job, sep, iteration = entry.partition(":")
         if not job or (sep and not iteration):
-            raise self.fail("dependencies.after: invalid entry '%s'" % entry)
+            raise self.fail("dependencies.after: invalid entry '%s'" % shown(entry))
+        if not job.isprintable():  # no job can have that name: say so now, in one line
+            raise self.fail("dependencies.after: '%s' is not a valid job name: %s"
+                            % (shown(job), name_problem(job)))
         if not sep:
             return DependencyRef(job)
         if re.fullmatch(r"\$\{\s*it\s*\}|\$it", iteration):
@@ -504,7 +512,7 @@ class _JobParser:
         if re.fullmatch(r"-?\d+", iteration):
             return DependencyRef(job, iteration=int(iteration))
         raise self.fail("dependencies.after: invalid iteration in '%s' (use a number or ${it})"
-                        % entry)
+                        % shown(entry))
 
 
 def _kind(value: Any) -> str:
@@ -539,17 +547,22 @@ def parse_job(raw: Mapping[str, Any], submit_vars: Optional[Mapping[str, str]]) 
     if name is None or name == "":
         raise InvalidRequest("Missing name in job description")
     if not isinstance(name, str):
-        raise InvalidRequest("Invalid job name %r: must be a string" % (name,))
+        raise InvalidRequest("Invalid job name %s: must be a string" % shown(repr(name)))
     for key in raw:
         if key not in _JOB_KEYS:
-            raise JobDescriptionError("Unknown job attribute '%s' in job '%s'" % (key, name))
+            raise JobDescriptionError("Unknown job attribute '%s' in job '%s'"
+                                      % (shown(str(key)), shown(name)))
     # submit_vars None: already substituted once (a resumed journal), nothing to apply
     job_name = name if submit_vars is None else substitute(name, submit_vars, unescape=True)
     if has_variables(job_name) or "$" in job_name:
         raise InvalidRequest("Job identifier '(%s)' contains invalid characters or unknown "
-                             "variables" % name)
-    if _NAME_INVALID.search(job_name):
-        raise InvalidRequest("Invalid job name %s" % job_name)
+                             "variables" % shown(name))
+    problem = name_problem(job_name)
+    if problem is not None:
+        if _NAME_INVALID.search(job_name) and job_name.isprintable() and len(job_name) < 80:
+            raise InvalidRequest("Invalid job name %s" % job_name)  # upstream's words
+        raise InvalidRequest("Invalid job name %s: %s (docs/file-interface.md, job names)"
+                             % (shown(job_name), problem))
     desc = {k: v for k, v in raw.items() if k != "name"}
     if submit_vars is not None:
         desc = substitute_all(desc, dict(submit_vars, jname=job_name), unescape=True)

@@ -1,4 +1,6 @@
-"""jobs.report: one entry per finished iteration and per finished job.
+"""jobs.report: one entry per finished iteration and per finished job, and, when the
+service stops before every job ended (``finish``, a signal), one entry per unfinished job
+in the state it was left in (QUEUED, ...) with the reason as its message.
 
 JSON lines (default, ``--report-format json``)::
 
@@ -118,6 +120,18 @@ class JobsReport:
         if messages:
             entry["messages"] = messages
         return entry
+
+    def unfinished(self, jobs, why: str) -> int:
+        """One entry per job of ``jobs`` that is not final (the service stops with it still
+        QUEUED, SCHEDULED or EXECUTING), in its current state with ``why`` as message: the
+        report then names every submitted job. Returns how many were written."""
+        count = 0
+        for job in jobs:
+            if job.state not in FINAL_STATES:
+                self._out.append(self._render(job.name, job.state, job.history, job.runtime,
+                                              why))
+                count += 1
+        return count
 
     def flush_soon(self, loop, delay: float = 0.25) -> None:
         """Event-loop idle hook: write at most every ``delay`` seconds."""

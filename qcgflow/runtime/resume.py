@@ -18,19 +18,17 @@ Processes on other hosts are out of reach (local mode runs everything on this ho
 import glob
 import logging
 import os
-import signal
-import time
-from typing import Iterable, List, Optional, Set
+from typing import Optional
 
 from .errors import RuntimeLayerError
-from .journal import (JOURNAL_FILE, RUN_ENV, EndRecord, JournalError, RemoveRecord,
-                      ResumePlan, SubmitRecord)
+from .journal import (JOURNAL_FILE, EndRecord, JournalError, RemoveRecord, ResumePlan,
+                      SubmitRecord)
+from .leftovers import find_leftovers, kill_leftovers  # noqa: F401 (re-exported)
 from .tracker import REQS_FILE, has_track_files
 
 _log = logging.getLogger(__name__)
 
 AUX_PREFIX = ".qcgpjm-service-"
-LEFTOVER_DEADLINE = 5.0  # seconds to wait for killed leftovers to disappear
 
 
 def locate_aux_dir(path: str) -> str:
@@ -67,77 +65,6 @@ def _not_valid(path: str) -> str:
 def service_id_of(aux_dir: str) -> Optional[str]:
     name = os.path.basename(aux_dir.rstrip(os.sep))
     return name[len(AUX_PREFIX):] if name.startswith(AUX_PREFIX) else None
-
-
-# ============================================================================ leftovers
-
-def find_leftovers(tokens: Iterable[str], proc: str = "/proc") -> List[int]:
-    """Pids of this host's processes whose environment holds one of the run ``tokens``."""
-    wanted: Set[bytes] = {("%s=%s" % (RUN_ENV, token)).encode() for token in tokens}
-    if not wanted:
-        return []
-    spared = _ancestors()
-    found = []
-    for entry in os.listdir(proc):
-        if not entry.isdigit() or int(entry) in spared:
-            continue
-        try:
-            with open(os.path.join(proc, entry, "environ"), "rb") as handle:
-                variables = handle.read().split(b"\0")
-        except OSError:
-            continue  # gone, or not ours to read
-        if wanted.intersection(variables):
-            found.append(int(entry))
-    return found
-
-
-def kill_leftovers(tokens: Iterable[str], deadline: float = LEFTOVER_DEADLINE) -> int:
-    """SIGKILL every leftover process of earlier runs and wait until they are gone.
-
-    Returns:
-        How many processes were killed.
-    """
-    tokens = tuple(tokens)
-    pids = find_leftovers(tokens)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if pids:
-        _log.warning("resume: killed %d processes left running by the interrupted service "
-                     "(pids %s)", len(pids), ", ".join(map(str, pids[:20])))
-    end = time.monotonic() + deadline
-    left = pids
-    while left and time.monotonic() < end:
-        time.sleep(0.01)  # polled exit of processes we do not own (no pidfd wait possible)
-        left = [pid for pid in left if _alive(pid)]
-    if left:
-        _log.warning("resume: %d leftover processes did not exit within %.0fs: %s", len(left),
-                     deadline, left)
-    return len(pids)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            state = handle.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
-def _ancestors() -> Set[int]:
-    pids = {os.getpid()}
-    pid = os.getpid()
-    while pid > 1:
-        try:
-            with open("/proc/%d/stat" % pid, "rb") as handle:
-                pid = int(handle.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
-        pids.add(pid)
-    return pids
 
 
 # ============================================================================ replay

@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 from datetime import datetime
+import uuid
 from typing import Optional, Sequence
 
 import zmq
@@ -51,13 +52,15 @@ from .journal import JOURNAL_FILE, RUN_ENV, JournalWriter, plan_resume, read_jou
 from .launch.local import LocalLauncher
 from .launch.pyworker import WarmLauncher
 from .manager import Manager
+from .owner import watch_owner
 from .nodeagents import make_slurm_launcher
 from .owneronly import (IpcEndpoints, make_private_dir, private_open, private_umask,
                         tighten)
 from .protocol import MODELS
 from .reports import JobsReport
 from .resources import ResourcePool
-from .resume import apply_plan, kill_leftovers, locate_aux_dir, service_id_of
+from .leftovers import kill_leftovers
+from .resume import apply_plan, locate_aux_dir, service_id_of
 from .stats.hooks import ServiceStats
 from .tracker import TrackFiles, has_track_files, read_track_files
 
@@ -129,6 +132,8 @@ class Service:
         self.failure: Optional[str] = None  # why the service could not run the workflow
         self.refused = 0  # requests of the requests file answered with an error
         self._finish_when_idle = False  # finishAfterAllTasksDone was requested
+        self.run_token: Optional[str] = None  # QCGFLOW_SERVICE_RUN of every task
+        self._stop_reason: Optional[str] = None  # finish, SIGTERM, ...: for jobs.report
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -205,7 +210,10 @@ class Service:
         path = os.path.join(self.aux_dir, JOURNAL_FILE)
         if not self.config.no_journal:
             self.journal = JournalWriter(path, self.loop, resumed=bool(self.config.resume))
-            task_env[RUN_ENV] = self.journal.token  # finds this run's leftovers on a resume
+        # Every task inherits the run token: what it leaves behind (daemons, also setsid or
+        # double-forked ones) is found by it when the service ends, and on a resume.
+        self.run_token = self.journal.token if self.journal is not None else uuid.uuid4().hex
+        task_env[RUN_ENV] = self.run_token
         started = False
         if self.config.resume:  # read (and cut a torn tail) only while holding the lock
             records = read_journal(path)
@@ -251,6 +259,7 @@ class Service:
             self._journal_stop("the agent on %s was terminated" % node)
 
     def _journal_stop(self, why: str) -> None:
+        self._stop_reason = why
         if self.journal is not None:
             self.journal.stopping = True
             self.journal.stopped(why)
@@ -322,7 +331,8 @@ class Service:
             return
         line = json.dumps({"address": self.address, "pub_address": self.pub_address,
                            "aux_dir": self.aux_dir, "wd": self.wd, "pid": os.getpid(),
-                           "keys_dir": self.keys_dir, "id": self.service_id})
+                           "keys_dir": self.keys_dir, "id": self.service_id,
+                           "run": self.run_token})  # a client ends leftovers if we die
         try:
             with os.fdopen(self.config.ready_fd, "w") as handle:
                 handle.write(line + "\n")
@@ -396,6 +406,11 @@ class Service:
             self.parent_link.close(self.failure or "finished")
         if self.manager is not None:
             self.launcher.close()
+        executor = self.manager.executor if self.manager is not None else None
+        if self.run_token is not None and getattr(executor, "started", 1):
+            # nothing the run started outlives it (no task started: nothing to look for)
+            kill_leftovers((self.run_token,), why="the run ended: killed %d processes its "
+                                                  "tasks left running")
         if self.stats is not None:
             self.stats.close()
         for part in [*self._watchers, self._network, self._publisher, self._zap]:
@@ -406,6 +421,9 @@ class Service:
         if self._ipc is not None:
             self._ipc.close()
         if self.report is not None:
+            if self.manager is not None:  # jobs still queued are reported too
+                self.report.unfinished(self.manager.registry, "not finished: the service "
+                                       "stopped (%s)" % (self._stop_reason or "finish"))
             self.report.close()
         if self.journal is not None:
             self.journal.close()
@@ -428,8 +446,7 @@ class Service:
     def summary(self) -> Optional[str]:
         """One line about the jobs that did not succeed, or None when all did."""
         counts = self.manager.registry.counts()
-        bad = {state: n for state, n in counts.items()
-               if n and state in (JobState.FAILED, JobState.OMITTED, JobState.CANCELED)}
+        bad = {state: n for state, n in counts.items() if n and state is not JobState.SUCCEED}
         if not bad:
             return None
         return "%d of %d jobs did not succeed (%s); details in %s" % (
@@ -458,6 +475,10 @@ def _drain(fd: int) -> None:
         pass
 
 
+def _owner_gone() -> None:
+    raise _Interrupted(signal.SIGTERM)  # out of the event loop, as the signal handler does
+
+
 def _make_service(config: ServiceConfig) -> Service:
     if config.governor:  # governor mode: a composition root of its own
         from .governor.service import GovernorService
@@ -471,6 +492,8 @@ def run_service(argv: Sequence[str]) -> int:
         config = parse_service_args(argv)
         requests = read_requests(config.file_path) if config.file_path else []
         service = _make_service(config)
+        if config.owner_fd is not None:  # before setup: a bad descriptor creates no files
+            watch_owner(service.loop, config.owner_fd, _owner_gone)
         service.setup()
     except RuntimeLayerError as exc:
         print("qcgflow service: %s" % exc, file=sys.stderr)

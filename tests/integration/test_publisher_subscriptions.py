@@ -5,6 +5,7 @@ real registry ``Job`` objects; the last ones run ``qcgflow service --net`` and s
 with the client library. Waiting is bounded by deadlines on socket polls, never sleeps.
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -31,10 +32,12 @@ DEADLINE = 5.0
 # ----------------------------------------------------------------- helpers
 
 def make_job(name="a", iteration=None) -> Job:
-    desc = {"name": name, "execution": {"exec": "/bin/true"}}
+    desc = {"name": "placeholder", "execution": {"exec": "/bin/true"}}
     if iteration is not None:
         desc["iteration"] = iteration
-    return Job(parse_job(desc, dict(SUBMIT_VARS)), 0)
+    # The name is set afterwards: the encoder must handle any text, also names the
+    # job-name rule refuses at submit (control characters).
+    return Job(dataclasses.replace(parse_job(desc, dict(SUBMIT_VARS)), name=name), 0)
 
 
 def reference_messages(manager, job, position, state):

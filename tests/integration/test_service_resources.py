@@ -60,7 +60,9 @@ def test_resources_with_only_wall_time_is_an_error(tmp_path):
     desc = job("a", "true", wt="10s")
     result = run_service(tmp_path, [submit(desc), LIST], timeout=20)
     assert result.reply(1)["code"] != 0
-    assert result.reply(1)["message"] == "No resources defined"
+    message = result.reply(1)["message"]
+    assert message.startswith("No resources defined: job 'a' ")  # upstream's words first
+    assert "resources.numCores" in message
     assert result.reply(2)["data"]["length"] == 0
 
 

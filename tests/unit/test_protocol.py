@@ -334,8 +334,12 @@ def test_description_name_is_the_final_name():
      "Job identifier '(a_$$)' contains invalid characters or unknown variables"),
     (job_desc("a_${it}"),
      "Job identifier '(a_${it})' contains invalid characters or unknown variables"),
-    (job_desc("a", resources={"wt": "10s"}), "No resources defined"),
-    (job_desc("a", resources={}), "No resources defined"),
+    (job_desc("a", resources={"wt": "10s"}),
+     "No resources defined: job 'a' has resources {wt} without numCores or numNodes (leave "
+     "resources out for one core, or add resources.numCores)"),
+    (job_desc("a", resources={}),
+     "No resources defined: job 'a' has resources {} without numCores or numNodes (leave "
+     "resources out for one core, or add resources.numCores)"),
     (job_desc("a", bogus=1), "Unknown job attribute 'bogus' in job 'a'"),
     (job_desc("a", numCores=1), "Unknown job attribute 'numCores' in job 'a'"),
 ])

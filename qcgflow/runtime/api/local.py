@@ -13,10 +13,13 @@ Unlike upstream, nothing happens to the caller's process: no multiprocessing sta
 change, no log files in its working directory, no logging configuration, no signal handlers.
 Without ``--wd`` in ``server_args`` (or cfg ``wd``) the service runs in a fresh directory
 under the system temp dir (``self.wd``); the job outputs are there, and it is kept.
-If the caller exits without ``finish()``, the service is terminated at interpreter exit.
+If the caller exits without ``finish()``, the service is terminated at interpreter exit;
+if the caller dies (SIGKILL, a crash), the service notices through ``--owner-fd`` (a pipe
+only the caller holds) and stops, killing its tasks. cfg ``detach=True`` opts out of both.
 """
 
 import json
+import logging
 import os
 import select
 import signal
@@ -29,6 +32,10 @@ from typing import List, Optional
 
 from . import errors
 from .manager import Manager
+from ..leftovers import kill_leftovers
+from ..owner import owner_pipe
+
+_log = logging.getLogger(__name__)
 
 # The directory that holds the qcgflow package: the child must import the same code.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
@@ -49,8 +56,10 @@ def _child_env() -> dict:
 class _ServiceProcess:
     """The child process of a LocalManager: exit detection without reaping, and stopping."""
 
-    def __init__(self, popen: subprocess.Popen, stderr_file):
+    def __init__(self, popen: subprocess.Popen, stderr_file, owner_fd: Optional[int] = None):
         self.popen = popen
+        self.owner_fd = owner_fd  # our end of the --owner-fd pipe: closing it stops the service
+        self.run_token: Optional[str] = None  # from the ready line
         self.pid = popen.pid
         self.stderr_file = stderr_file
         self.returncode: Optional[int] = None
@@ -86,6 +95,11 @@ class _ServiceProcess:
             pass
         self.returncode = self.popen.wait()
         self._close_fds()
+        if self.returncode < 0 and self.run_token:
+            # killed by a signal (SIGKILL, the OOM killer): it could not end its tasks and
+            # their daemons itself; they carry its run token (runtime/leftovers.py)
+            kill_leftovers((self.run_token,), deadline=2.0, why="the service died: killed "
+                           "%d processes of its tasks", log=_log)
 
     def signal(self, signum: int, group: bool = False) -> None:
         if self.returncode is not None:
@@ -119,6 +133,9 @@ class _ServiceProcess:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
+        if self.owner_fd is not None:
+            os.close(self.owner_fd)
+            self.owner_fd = None
 
 
 def _stop_at_exit(process: _ServiceProcess) -> None:
@@ -173,7 +190,10 @@ class LocalManager(Manager):
             list entry per argument; ``--net`` is added.
         cfg: Manager's keys plus ``wd`` (run directory when server_args has no ``--wd``),
             ``init_timeout`` (s, default 60), ``finish_timeout`` (s to wait for the process
-            after finish, default 10), ``kill_grace`` (s between SIGTERM and SIGKILL).
+            after finish, default 10), ``kill_grace`` (s between SIGTERM and SIGKILL),
+            ``detach`` (default False: the service stops, killing its tasks, as soon as
+            this process dies, even by SIGKILL; True: it runs until ``finish``, also after
+            this process has exited).
     """
 
     def __init__(self, server_args=None, cfg=None):
@@ -191,7 +211,9 @@ class LocalManager(Manager):
         self.ready: dict = {}
         self._finish_timeout = float(client_cfg.get("finish_timeout", DEFAULT_FINISH_TIMEOUT))
         self._kill_grace = float(client_cfg.get("kill_grace", DEFAULT_KILL_GRACE))
-        self._start(args, float(client_cfg.get("init_timeout", DEFAULT_INIT_TIMEOUT)))
+        self.detached = bool(client_cfg.pop("detach", False))
+        self._start(args, float(client_cfg.get("init_timeout", DEFAULT_INIT_TIMEOUT)),
+                    self.detached)
         self._publisher_address = self.ready.get("pub_address")
         if self.ready.get("keys_dir") and not client_cfg.get("keys_dir"):
             client_cfg["keys_dir"] = self.ready["keys_dir"]
@@ -201,27 +223,41 @@ class LocalManager(Manager):
             self._process.stop(grace=self._kill_grace)
             raise
 
-    def _start(self, args: List[str], init_timeout: float) -> None:
+    def _start(self, args: List[str], init_timeout: float, detach: bool = False) -> None:
         read_fd, write_fd = os.pipe()
         stderr_file = tempfile.TemporaryFile()
         command = [sys.executable, "-m", "qcgflow.cli", "service"] + args + [
             "--ready-fd", str(write_fd)]
+        passed = [write_fd]
+        owner_read = owner_write = None
+        if not detach:  # the service stops when this process dies (runtime/owner.py)
+            owner_read, owner_write = owner_pipe()
+            command += ["--owner-fd", str(owner_read)]
+            passed.append(owner_read)
         wd = args[args.index("--wd") + 1] if "--wd" in args else None
         try:
             popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr_file,
-                                     pass_fds=(write_fd,), start_new_session=True,
+                                     pass_fds=passed, start_new_session=True,
                                      cwd=wd if wd and os.path.isdir(wd) else None,
                                      env=_child_env())
         except OSError as exc:
             os.close(read_fd)
+            if owner_write is not None:
+                os.close(owner_write)
             stderr_file.close()
             raise errors.ServiceError("cannot start the service: %s" % exc) from None
         finally:
             os.close(write_fd)
-        self._process = _ServiceProcess(popen, stderr_file)
-        self._finalizer = weakref.finalize(self, _stop_at_exit, self._process)
+            if owner_read is not None:
+                os.close(owner_read)
+        self._process = _ServiceProcess(popen, stderr_file, owner_write)
+        if detach:  # nothing ties it to us: it runs until finish (or a signal)
+            self._finalizer = weakref.finalize(self, self._process._close_fds)
+        else:
+            self._finalizer = weakref.finalize(self, _stop_at_exit, self._process)
         try:
             self.ready = _read_ready_line(read_fd, self._process, init_timeout)
+            self._process.run_token = self.ready.get("run")
         except BaseException:
             self._process.stop(grace=self._kill_grace)
             raise

@@ -10,6 +10,7 @@ import logging
 from typing import Any, List
 
 from ..errors import InvalidRequest
+from ..inputfile import REQUESTS_LIMIT, InputFileError, read_text
 
 _log = logging.getLogger(__name__)
 
@@ -22,12 +23,14 @@ def read_requests(path: str) -> List[Any]:
     """Load the requests of ``path``.
 
     Raises:
-        RequestsFileError: the file is missing, unreadable, not UTF-8, not JSON (or nested
-            deeper than the interpreter's recursion limit) or not a list.
+        RequestsFileError: the file is missing, unreadable, not a regular file or FIFO
+            (``/dev/zero``: endless), larger than ``REQUESTS_LIMIT``, not UTF-8, not JSON (or
+            nested deeper than the interpreter's recursion limit) or not a list.
     """
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_text(path, REQUESTS_LIMIT)
+    except InputFileError as exc:
+        raise RequestsFileError("%s: %s" % (path, exc)) from None
     except FileNotFoundError:
         raise RequestsFileError("%s: no such requests file" % path) from None
     except OSError as exc:
