@@ -25,6 +25,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from . import payload
 from .graph import TaskRef
+from .localservice import rt_stats_args
 from .session import Session
 
 _lock = threading.RLock()
@@ -57,7 +58,7 @@ class Context:
 
 
 def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
-         service_args: Sequence[str] = ()) -> Context:
+         service_args: Sequence[str] = (), rt_stats: Optional[bool] = None) -> Context:
     """Start a local service for this process's ``.remote`` calls.
 
     Args:
@@ -65,6 +66,8 @@ def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
             host's CPUs.
         wd: the run directory (created if missing); default: a new ``$TMPDIR/qcgflow-run-*``.
         service_args: more ``qcgflow service`` options (``["--disable-warm-workers"]``).
+        rt_stats: record the exact start and end of every task (``--enable-rt-stats``, for
+            ``qcgflow report``); default ``$QCGFLOW_RT_STATS == "1"``.
 
     Returns:
         the session, also a context manager (``with qcgflow.init(...):``).
@@ -78,7 +81,8 @@ def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
         if _current is not None:
             raise RuntimeError("qcgflow.init() was already called (%r): call "
                                "qcgflow.shutdown() first" % _current)
-        _current = Context(Session.start(wd, nodes, service_args), implicit=False)
+        _current = Context(Session.start(
+            wd, nodes, list(service_args) + rt_stats_args(rt_stats)), implicit=False)
         return _current
 
 

@@ -16,6 +16,7 @@ from . import payload
 from . import resume as _resume
 from .errors import RunError
 from .graph import Graph, TaskNode, TaskRef
+from .localservice import rt_stats_args
 from .session import Session
 
 
@@ -32,7 +33,7 @@ def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:
 
 def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         timeout: Optional[float] = None, resume: Optional[bool] = None,
-        cache_dir: Optional[str] = None) -> Any:
+        cache_dir: Optional[str] = None, rt_stats: Optional[bool] = None) -> Any:
     """Run the graph of ``target`` on a local service and return its results.
 
     Args:
@@ -45,6 +46,9 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         resume: reuse the results of tasks completed in ``wd`` before with the same key
             (docs/graph-api.md, "Resume and caching"); default ``$QCGFLOW_RESUME == "1"``.
         cache_dir: results shared by runs in any ``wd`` (default ``$QCGFLOW_CACHE_DIR``).
+        rt_stats: record the exact start and end of every task (the service's
+            ``--enable-rt-stats``: ``<wd>/.qcgpjm-service-*/rtstats.jsonl`` for ``qcgflow
+            report``); default ``$QCGFLOW_RT_STATS == "1"``.
 
     Returns:
         ``target`` with every ref replaced by its result: a Python task's return value (a
@@ -62,7 +66,7 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
     deadline = None if timeout is None else time.monotonic() + timeout
     settings = _resume.run_settings(wd, resume, cache_dir)  # before anything starts
     graph = Graph.build(target)
-    session = Session.start(wd, nodes)
+    session = Session.start(wd, nodes, rt_stats_args(rt_stats))
     try:
         session.memo = settings and _resume.Memo(session.root, *settings)
         futures = dict(zip((ref.node for ref in graph.targets),

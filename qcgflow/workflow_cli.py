@@ -155,6 +155,8 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
                "--wd", wd]
     if args.nodes:
         command += ["--nodes", args.nodes]
+    if args.enable_rt_stats:
+        command.append("--enable-rt-stats")
     progress = Progress(jobs)
     live = not args.quiet and sys.stderr.isatty()
     view = None if args.quiet else make_view(progress.units, live)
@@ -287,6 +289,10 @@ def run_main(argv: List[str]) -> int:
                         help="reuse the results of tasks that completed in --wd before with "
                              "the same key (command or function source, options, arguments); "
                              "run the rest")
+    parser.add_argument("--enable-rt-stats", action="store_true",
+                        help="record the exact start and end of every task (the service's "
+                             "--enable-rt-stats) for 'qcgflow report'; a Python script's "
+                             "qcgflow.run/init calls get it by default")
     parser.add_argument("--cache", metavar="DIR",
                         help="a result cache shared by runs in any --wd (Python tasks' "
                              "results, by the same keys)")
@@ -299,8 +305,8 @@ def run_main(argv: List[str]) -> int:
     except ValueError as exc:
         return _fail("run", str(exc))
     if kind == "python":
-        with resume.script_env(args.resume, args.cache):  # the script's qcgflow.run calls
-            return _run_script(path, args)
+        with resume.script_env(args.resume, args.cache, args.enable_rt_stats):
+            return _run_script(path, args)  # its qcgflow.run calls take these defaults
     if kind == "requests" and (args.resume or args.cache):
         return _fail("run", "--resume and --cache work with workflow files and Python "
                             "scripts; a requests file has no task keys")
