@@ -343,6 +343,31 @@ def test_mpi_ensemble_example_spreads_members_over_the_nodes(tmp_path):
         (4, ["SUCCEED"] * 4)
 
 
+def test_agents_lost_at_the_allocation_end_are_said_to_be_the_allocation_end(tmp_path):
+    """Tasks that ignore SIGTERM outlive their agent's grace: the agents end (their srun
+    steps too) and are all lost while work is left. That is the allocation's end, said as
+    such with status 143 (was: "cannot start: every node agent is lost", status 3)."""
+    require_slurm()
+    jobs = [{"name": "stubborn", "iteration": {"stop": 4}, "execution": {
+        "script": "trap '' TERM; touch s.${it}.started; "
+                  "while [ ! -e release ]; do sleep 0.05; done"}},
+            {"name": "queued", "iteration": {"stop": 2}, "execution": {"script": "true"},
+             "dependencies": {"after": ["stubborn"]}}]
+    name = "qcgflow-lost-%d" % os.getpid()
+    with _service_in_salloc(tmp_path, jobs, name) as proc:
+        assert _wait_for(lambda: len(list(tmp_path.glob("s.*.started"))) == 4), \
+            "the tasks did not start"
+        run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
+        _, err = proc.communicate(timeout=90)
+    err = err.decode()
+    log = (tmp_path / ".qcgpjm-service-t" / "service.log").read_text()
+    assert "agent on n1 lost" in log and "agent on n2 lost" in log, log[-3000:]
+    assert "qcgflow service: the allocation is ending: Slurm sent every node agent " \
+           "SIGTERM" in err, err
+    assert (proc.returncode, "cannot start" in log, "every node agent is lost" in err) == \
+        (143, False, False), err
+
+
 def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
     """Slurm signals every step when an allocation ends (here: scancel -s TERM, what the
     time limit does first): the running tasks end CANCELED as interrupted, not FAILED,
@@ -361,7 +386,15 @@ def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
         assert _wait_for(lambda: len(list(wd.glob("w.*.started"))) == 4), \
             "the tasks did not start"
         run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
-        proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
+    # the end of the allocation is said as such, with the status of an interruption by
+    # SIGTERM (not "cannot start: every node agent is lost", status 3)
+    lines = [line for line in err.decode().splitlines() if line.startswith("qcgflow service")]
+    assert any(line.startswith("qcgflow service: the allocation is ending: Slurm sent every "
+                               "node agent SIGTERM") for line in lines), err.decode()
+    assert proc.returncode == 143, err.decode()
+    log = (wd / ".qcgpjm-service-t" / "service.log").read_text()
+    assert "cannot start" not in log and "stopping: the allocation is ending" in log
     report = _report(wd)
     interrupted = [report["w:%d" % i] for i in range(4)]
     assert all(state == "CANCELED" and message.startswith("interrupted: the agent on n")
