@@ -404,6 +404,13 @@ def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
     assert done.returncode == 0, done.stderr
     counts = [len((wd / ("w.%d.count" % i)).read_text().split()) for i in range(4)]
     assert (counts, (wd / "later.out").read_text()) == ([2, 2, 2, 2], "done\n")
+    # the Gantt chart shows both allocations: the interrupted attempts and the re-runs
+    pytest.importorskip("matplotlib", reason="pip install 'qcgflow[reports]'")
+    chart = run_bounded([sys.executable, "-m", "qcgflow.cli", "report", "gantt", str(wd),
+                         str(wd / "gantt.svg")], timeout=60)
+    assert chart.returncode == 0 and chart.stdout.startswith("gantt: 9 bars"), chart
+    text = (wd / "gantt.svg").read_text().replace("- -", "--")
+    assert "2 runs (first + 1 --resume)" in text and "run 2 (--resume)" in text
 
 
 MPI_SCRIPT = """

@@ -17,6 +17,7 @@ backend: a bare ``Figure`` renders straight to the file.
 """
 
 import os
+import textwrap
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -239,7 +240,7 @@ def _label_bars(ax, run: Run, rows, origin: float, horizon: float, cores: int,
 
 def _legend_label(run: Run, job: str) -> str:
     """The job's name, with its iteration count and the first values of a sweep."""
-    members = sum(1 for t in run.tasks if t.job == job and _iteration(t) is not None)
+    members = len({t.name for t in run.tasks if t.job == job and _iteration(t) is not None})
     if not members:
         return job
     values = run.labels.get(job)
@@ -292,4 +293,6 @@ def _title(run: Run, bars: int, cores: int, gaps: bool, gap_bars) -> str:
         text += ", idle core-seconds %.1f" % idle
     if not run.has_rtstats:
         text += " (times from jobs.report; --enable-rt-stats gives exact ones)"
-    return text
+    # the title is centred over the plot (12 in less the legend, 10 pt): wrap longer lines
+    return "\n".join(textwrap.fill(line, 115, break_on_hyphens=False)
+                     for line in text.split("\n"))
