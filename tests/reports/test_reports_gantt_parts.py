@@ -150,7 +150,7 @@ def test_iterations_without_values_are_labelled_by_index(tmp_path, capsys):
     assert status == 0, err
     text = _texts(tmp_path / "c.svg")
     assert all("<!-- %d -->" % i in text for i in range(3))
-    assert "r (3 iterations, labelled by index)" in text
+    assert "r (3 iterations)" in text
 
 
 def test_gantt_of_a_run_directory_with_several_services(tmp_path):

@@ -30,7 +30,7 @@ GAP_COLOUR = "#d62728"
 TASK_GREY = "#c8c8c8"
 FAILED_HATCH = "////"
 _LABEL_EACH_ROW_UP_TO = 64
-_MAX_BAR_LABELS = 2000  # texts are one artist each: beyond that they cost seconds
+_MAX_BAR_LABELS = 500  # texts are one artist each (~1 ms): more is a dense chart anyway
 
 
 class PlotError(RuntimeLayerError):
@@ -223,19 +223,21 @@ def _label_bars(ax, run: Run, rows, origin: float, horizon: float, cores: int,
         return
     seconds_px = 1200 * 0.78 / (horizon * 1.02)
     size = 6.5 if row_px >= 11 else 5.5
-    drawn = 0
+    fitting = []
     for task in run.tasks:
-        if not task.ran or not task.cores or drawn >= _MAX_BAR_LABELS:
+        if not task.ran or not task.cores:
             continue
         text = _bar_label(run, task)
         if text is None:
             continue
         width = (max(task.end, task.start) - task.start) * seconds_px
-        if width < 0.62 * size * len(text) + 4:
-            continue  # does not fit: the legend and the colour say the job
+        if width >= 0.62 * size * len(text) + 4:  # else the legend and colour say the job
+            fitting.append((task, text))
+    if len(fitting) > _MAX_BAR_LABELS:
+        return  # all or none: a chart with some bars labelled would look inconsistent
+    for task, text in fitting:
         ax.text((task.start + max(task.end, task.start)) / 2.0 - origin, rows[task.cores[0]],
                 text, ha="center", va="center", fontsize=size, clip_on=True, zorder=4)
-        drawn += 1
 
 
 def _legend_label(run: Run, job: str) -> str:
@@ -245,7 +247,7 @@ def _legend_label(run: Run, job: str) -> str:
         return job
     values = run.labels.get(job)
     if not values:
-        return "%s (%d iterations, labelled by index)" % (job, members)
+        return "%s (%d iterations)" % (job, members)
     shown = ", ".join(values[:3]) + (", ..." if len(values) > 3 else "")
     return "%s (%d iterations: %s)" % (job, len(values), shown)
 
