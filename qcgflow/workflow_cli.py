@@ -40,6 +40,7 @@ REQUESTS = "qcgflow-requests.json"
 SERVICE_OUT = "qcgflow-service.out"
 EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING = 1, 2, 3
 SERVICE_REFUSED = 4  # qcgflow service: it ran, but refused a request (runtime/service.py)
+SERVICE_INTERRUPTED = (130, 143)  # SIGINT, SIGTERM or the Slurm allocation's end
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
@@ -204,6 +205,16 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     if report is not None:  # a service that never ran the jobs gets no table of nothing
         print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
             title, len(progress.jobs), progress.units, wd, elapsed)))
+    if popen.returncode in SERVICE_INTERRUPTED and report is not None:
+        # stopped by a signal, or by the allocation's end (Slurm signalled its node
+        # agents): an interruption, not a failure; its own line says which
+        said = [line for line in _service_lines(os.path.join(wd, SERVICE_OUT))
+                if "allocation is ending" in line]
+        print("qcgflow run: interrupted (the service's exit code %d)%s; the unfinished "
+              "tasks run with: qcgflow service --resume %s" % (
+                  popen.returncode, (": " + said[-1].split(" (qcgflow service --resume")[0])
+                  if said else "", wd), file=sys.stderr)
+        return popen.returncode
     if popen.returncode not in (0, SERVICE_REFUSED) or report is None:
         with open(os.path.join(wd, SERVICE_OUT), encoding="utf-8", errors="replace") as handle:
             tail = handle.read()[-2000:].strip()
@@ -215,6 +226,16 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     for line in _refusals(os.path.join(wd, SERVICE_OUT)):  # why jobs never ran
         print("qcgflow run: the service refused %s" % line, file=sys.stderr)
     return EXIT_FAILED
+
+
+def _service_lines(service_out: str) -> List[str]:
+    """The service's own one-line messages (``qcgflow service: ...``), prefix removed."""
+    prefix = "qcgflow service: "
+    try:
+        with open(service_out, encoding="utf-8", errors="replace") as handle:
+            return [line[len(prefix):].rstrip() for line in handle if line.startswith(prefix)]
+    except OSError:
+        return []
 
 
 def _refusals(service_out: str) -> List[str]:

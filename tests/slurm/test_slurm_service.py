@@ -329,6 +329,35 @@ def test_qcgflow_run_inside_an_allocation_uses_both_nodes(tmp_path):
         ("385", True)
 
 
+def test_qcgflow_run_at_the_allocation_end_says_it_was_interrupted(tmp_path):
+    """qcgflow run inside salloc, the allocation ends (scancel -s TERM): the command says
+    interrupted by the allocation's end, how to run the rest, and exits 143."""
+    require_slurm()
+    flow = tmp_path / "f.yaml"
+    flow.write_text("name: f\ntasks:\n  w:\n    foreach: [1, 2, 3, 4]\n    script: touch "
+                    "started.${it}; while [ ! -e release ]; do sleep 0.05; done\n")
+    name = "qcgflow-run-end-%d" % os.getpid()
+    proc = psutil.Popen(["salloc", "-J", name, "-N2", "-w", "n1,n2", "--exclusive",
+                         sys.executable, "-m", "qcgflow.cli", "run", str(flow), "--wd",
+                         str(tmp_path / "run"), "--quiet"], env=cluster_env(), stdout=-1,
+                        stderr=-1, start_new_session=True)
+    try:
+        assert _wait_for(lambda: len(list((tmp_path / "run").glob("started.*"))) == 4), \
+            "the tasks did not start"
+        run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            run_bounded(["scancel", "-n", name], timeout=20, env=cluster_env())
+    err = err.decode()
+    assert proc.returncode == 143, err
+    assert "qcgflow run: interrupted (the service's exit code 143): the allocation is " \
+           "ending: Slurm sent every node agent SIGTERM" in err, err
+    assert "qcgflow service --resume %s" % (tmp_path / "run") in err
+
+
 def test_mpi_ensemble_example_spreads_members_over_the_nodes(tmp_path):
     require_mpi_hello()  # the cluster is up and Open MPI works on it
     example = Path(__file__).resolve().parents[2] / "examples" / "workflows" / \
