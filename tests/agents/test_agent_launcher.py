@@ -353,8 +353,8 @@ def test_agent_terminated_like_at_allocation_end_reports_tasks_as_interrupted(ri
     os.kill(t["pid"], signal.SIGTERM)
     r.run_until(lambda: "exit" in t)
     assert (terminating, t["exit"].interrupted) == (
-        [("a2", signal.SIGTERM)], "interrupted: the agent on a2 got SIGTERM (the allocation is ending or was "
-                "canceled)")
+        [("a2", signal.SIGTERM)],
+        "interrupted: the agent on a2 got SIGTERM (the allocation is ending or was canceled)")
 
 
 def test_terminated_agent_kills_what_is_left_after_its_grace(rig):
