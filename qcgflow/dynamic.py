@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from . import payload
 from .errors import GetTimeoutError
 from .graph import TaskRef, find_refs
+from .localservice import rt_stats_args
 from .session import Session
 
 _lock = threading.RLock()
@@ -60,7 +61,8 @@ class Context:
 
 
 def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
-         service_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None) -> Context:
+         service_args: Sequence[str] = (), env: Optional[Dict[str, str]] = None,
+         rt_stats: Optional[bool] = None) -> Context:
     """Start a local service for this process's ``.remote`` calls.
 
     Args:
@@ -71,6 +73,8 @@ def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
         env: environment variables for every task of the session (Ray's
             ``runtime_env={"env_vars": ...}``), also tasks submitted by tasks; a task's own
             ``env`` option wins.
+        rt_stats: record the exact start and end of every task (``--enable-rt-stats``, for
+            ``qcgflow report``); default ``$QCGFLOW_RT_STATS == "1"``.
 
     Returns:
         the session, also a context manager (``with qcgflow.init(...):``).
@@ -88,7 +92,7 @@ def init(nodes: Optional[Any] = None, wd: Optional[str] = None,
                 isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
             raise TypeError("qcgflow.init(env=...) takes a dict of variable names to "
                             "strings, e.g. env={'OMP_NUM_THREADS': '1'}; got %r" % (env,))
-        session = Session.start(wd, nodes, service_args)
+        session = Session.start(wd, nodes, list(service_args) + rt_stats_args(rt_stats))
         try:
             session.set_env(env)
         except TypeError:

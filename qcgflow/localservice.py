@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from .errors import RunError
 from .runtime.leftovers import kill_leftovers
@@ -36,6 +36,16 @@ START_TIMEOUT = 60.0
 FINISH_TIMEOUT = 10.0
 RUN_DIR_ENV = "QCGFLOW_RUN_DIR"
 ADDRESS_ENV = "QCG_PM_ZMQ_ADDRESS"
+RT_STATS_ENV = "QCGFLOW_RT_STATS"  # "1": qcgflow.run/init record exact times by default
+
+
+def rt_stats_args(rt_stats: Optional[bool]) -> List[str]:
+    """The service option for ``rt_stats=`` of ``qcgflow.run``/``qcgflow.init``: True gives
+    ``--enable-rt-stats`` (exact start/end of every task, docs/reports.md); None follows
+    ``$QCGFLOW_RT_STATS`` (``qcgflow run SCRIPT --enable-rt-stats`` sets it)."""
+    if rt_stats is None:
+        rt_stats = os.environ.get(RT_STATS_ENV) == "1"
+    return ["--enable-rt-stats"] if rt_stats else []
 
 
 def _child_env(run_dir: Optional[str] = None) -> Dict[str, str]:

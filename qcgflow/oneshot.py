@@ -16,7 +16,7 @@ from . import payload
 from . import resume as _resume
 from .errors import RunError
 from .graph import Graph, TaskNode, TaskRef
-from .localservice import START_TIMEOUT
+from .localservice import START_TIMEOUT, rt_stats_args
 from .session import Session
 
 
@@ -44,7 +44,7 @@ def _left(deadline: Optional[float]) -> Optional[float]:
 
 def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         timeout: Optional[float] = None, resume: Optional[bool] = None,
-        cache_dir: Optional[str] = None) -> Any:
+        cache_dir: Optional[str] = None, rt_stats: Optional[bool] = None) -> Any:
     """Run the graph of ``target`` on a local service and return its results.
 
     Args:
@@ -57,6 +57,9 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         resume: reuse the results of tasks completed in ``wd`` before with the same key
             (docs/graph-api.md, "Resume and caching"); default ``$QCGFLOW_RESUME == "1"``.
         cache_dir: results shared by runs in any ``wd`` (default ``$QCGFLOW_CACHE_DIR``).
+        rt_stats: record the exact start and end of every task (the service's
+            ``--enable-rt-stats``: ``<wd>/.qcgpjm-service-*/rtstats.jsonl`` for ``qcgflow
+            report``); default ``$QCGFLOW_RT_STATS == "1"``.
 
     Returns:
         ``target`` with every ref replaced by its result: a Python task's return value (a
@@ -76,7 +79,8 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
     settings = _resume.run_settings(wd, resume, cache_dir)  # before anything starts
     graph = Graph.build(target)  # bounded: cyclic containers are refused (GraphError)
     try:
-        session = Session.start(wd, nodes, start_timeout=_left(deadline))
+        session = Session.start(wd, nodes, rt_stats_args(rt_stats),
+                                start_timeout=_left(deadline))
     except RunError:
         _left(deadline)  # the run's timeout passed meanwhile: say so
         raise

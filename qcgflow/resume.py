@@ -432,11 +432,13 @@ def run_settings(wd: Optional[str], resume: Optional[bool], cache_dir: Optional[
 
 
 @contextlib.contextmanager
-def script_env(resume: bool, cache_dir: Optional[str]):
-    """``qcgflow run SCRIPT --resume / --cache DIR``: the defaults of the script's
-    ``qcgflow.run`` calls (``QCGFLOW_RESUME``, ``QCGFLOW_CACHE_DIR``), restored after."""
+def script_env(resume: bool, cache_dir: Optional[str], rt_stats: bool = False):
+    """``qcgflow run SCRIPT --resume / --cache DIR / --enable-rt-stats``: the defaults of
+    the script's ``qcgflow.run`` calls (``QCGFLOW_RESUME``, ``QCGFLOW_CACHE_DIR``,
+    ``QCGFLOW_RT_STATS``), restored after."""
     wanted = {"QCGFLOW_RESUME": "1" if resume else None,
-              "QCGFLOW_CACHE_DIR": os.path.abspath(cache_dir) if cache_dir else None}
+              "QCGFLOW_CACHE_DIR": os.path.abspath(cache_dir) if cache_dir else None,
+              "QCGFLOW_RT_STATS": "1" if rt_stats else None}
     saved = {name: os.environ.get(name) for name in wanted}
     handler = logging.StreamHandler()  # the command line shows "reused N of M ..."
     handler.setFormatter(logging.Formatter("qcgflow run: %(message)s"))

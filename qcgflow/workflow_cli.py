@@ -43,6 +43,7 @@ REQUESTS = "qcgflow-requests.json"
 SERVICE_OUT = "qcgflow-service.out"
 EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING = 1, 2, 3
 SERVICE_REFUSED = 4  # qcgflow service: it ran, but refused a request (runtime/service.py)
+SERVICE_INTERRUPTED = (130, 143)  # SIGINT, SIGTERM or the Slurm allocation's end
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
@@ -159,6 +160,8 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
                "--wd", wd]
     if args.nodes:
         command += ["--nodes", args.nodes]
+    if args.enable_rt_stats:
+        command.append("--enable-rt-stats")
     progress = Progress(jobs)
     live = not args.quiet and sys.stderr.isatty()
     view = None if args.quiet else make_view(progress.units, live)
@@ -220,6 +223,16 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     if report is not None:  # a service that never ran the jobs gets no table of nothing
         print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
             title, len(progress.jobs), progress.units, wd, elapsed)))
+    if popen.returncode in SERVICE_INTERRUPTED and report is not None:
+        # stopped by a signal, or by the allocation's end (Slurm signalled its node
+        # agents): an interruption, not a failure; its own line says which
+        said = [line for line in _service_lines(os.path.join(wd, SERVICE_OUT))
+                if "allocation is ending" in line]
+        print("qcgflow run: interrupted (the service's exit code %d)%s; the unfinished "
+              "tasks run with: qcgflow service --resume %s" % (
+                  popen.returncode, (": " + said[-1].split(" (qcgflow service --resume")[0])
+                  if said else "", wd), file=sys.stderr)
+        return popen.returncode
     if popen.returncode not in (0, SERVICE_REFUSED) or report is None:
         with open(os.path.join(wd, SERVICE_OUT), encoding="utf-8", errors="replace") as handle:
             tail = handle.read()[-2000:].strip()
@@ -233,8 +246,8 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     return EXIT_FAILED
 
 
-def _service_lines(service_out: str, kind: str) -> List[str]:
-    """The service's ``qcgflow service: <kind>...`` lines, without the service prefix."""
+def _service_lines(service_out: str, kind: str = "") -> List[str]:
+    """The service's own one-line messages (``qcgflow service: <kind>...``), prefix removed."""
     prefix = "qcgflow service: "
     try:
         with open(service_out, encoding="utf-8", errors="replace") as handle:
@@ -318,6 +331,10 @@ def run_main(argv: List[str]) -> int:
                         help="reuse the results of tasks that completed in --wd before with "
                              "the same key (command or function source, options, arguments); "
                              "run the rest")
+    parser.add_argument("--enable-rt-stats", action="store_true",
+                        help="record the exact start and end of every task (the service's "
+                             "--enable-rt-stats) for 'qcgflow report'; a Python script's "
+                             "qcgflow.run/init calls get it by default")
     parser.add_argument("--cache", metavar="DIR",
                         help="a result cache shared by runs in any --wd (Python tasks' "
                              "results, by the same keys)")
@@ -330,8 +347,8 @@ def run_main(argv: List[str]) -> int:
     except ValueError as exc:
         return _fail("run", str(exc))
     if kind == "python":
-        with resume.script_env(args.resume, args.cache):  # the script's qcgflow.run calls
-            return _run_script(path, args)
+        with resume.script_env(args.resume, args.cache, args.enable_rt_stats):
+            return _run_script(path, args)  # its qcgflow.run calls take these defaults
     if kind == "requests" and (args.resume or args.cache):
         return _fail("run", "--resume and --cache work with workflow files and Python "
                             "scripts; a requests file has no task keys")

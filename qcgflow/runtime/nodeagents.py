@@ -15,12 +15,16 @@
 Guarantees: no job starts before ``ceil(threshold x nodes)`` agents (at least one) have
 registered; jobs only ever start on nodes whose agent is registered; agents that register
 after the start enable their nodes then; when every agent is lost the service stops
-(``on_failure``) instead of waiting for nodes that will not come back.
+(``on_failure``) instead of waiting for nodes that will not come back. When every lost
+agent had been signalled by Slurm first (the allocation is ending or was canceled),
+``allocation_ended`` is True and the message says so: the stop is an interruption, not a
+failure to start.
 """
 
 import logging
 import math
 import os
+import signal
 from typing import Callable, Dict, Optional
 
 from .launch.agents import AgentLauncher
@@ -46,6 +50,10 @@ class AgentReadiness:
         self._timer = None
         self._failed = False
         self.lost: Dict[str, str] = {}
+        self.terminated: set = set()  # nodes whose agent Slurm signalled (allocation end)
+        self.jobs_started = False  # the workflow was let run (some agents registered)
+        self.allocation_ended = False  # the stop was the allocation's end (see module doc)
+        self.signum: Optional[int] = None  # the signal Slurm sent the agents
 
     def begin(self) -> None:
         for node in self._nodes:
@@ -61,6 +69,7 @@ class AgentReadiness:
             self._started = True
             if self._timer is not None:
                 self._timer.cancel()
+            self.jobs_started = True
             _log.info("%d of %d node agents ready: starting jobs", len(self._ready),
                       len(self._nodes))
             self._manager.resume()
@@ -76,7 +85,32 @@ class AgentReadiness:
                        % (len(self._nodes) - len(self.lost), self._needed, why))
         elif self._started and not self._ready and len(self.lost) == len(self._nodes):
             # No node can run anything any more: queued work would wait forever.
-            self._fail("every node agent is lost (the last: %s)" % why)
+            if self.terminated >= set(self._nodes):
+                # Slurm signalled them all: the allocation ends (time limit, scancel).
+                self.allocation_ended = True
+                self._fail(self.ending_message())
+            else:
+                self._fail("every node agent is lost (the last: %s)" % why)
+
+    def node_terminating(self, node: str, signum: Optional[int] = None) -> None:
+        """The node's agent was signalled by Slurm (it said so, or its srun died of it)."""
+        self.terminated.add(node)
+        if signum is not None:
+            self.signum = signum
+
+    def ending_message(self) -> str:
+        """What to say when Slurm signalled the agents (``terminated`` is not empty)."""
+        every = self.terminated >= set(self._nodes)
+        return ("the allocation is ending: Slurm sent %s %s (time limit or scancel); "
+                "interrupted and queued work is journaled for --resume"
+                % ("every node agent" if every else "the node agents on %s"
+                   % ",".join(sorted(self.terminated)), self._signal_name()))
+
+    def _signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name if self.signum else "a termination signal"
+        except ValueError:
+            return "signal %s" % self.signum
 
     def _timed_out(self) -> None:
         if not self._started:
@@ -112,9 +146,14 @@ def make_slurm_launcher(loop, manager, config, aux_dir: str, wd: str,
         start_method=config.nl_start_method or "slurm", log_dir=aux_dir,
         on_node_up=lambda node: readiness.node_up(node),
         on_node_lost=lambda node, why: readiness.node_lost(node, why),
-        on_node_terminating=on_node_terminating)
+        on_node_terminating=lambda node, signum=None: _terminating(node, signum))
     readiness = AgentReadiness(loop, manager, nodes, config.nl_ready_threshold,
                                config.nl_init_timeout, on_failure)
+
+    def _terminating(node: str, signum: Optional[int]) -> None:
+        readiness.node_terminating(node, signum)
+        on_node_terminating(node)
+
     readiness.begin()
     launcher.start()
     return launcher, readiness

@@ -18,8 +18,10 @@ The environment is never written to disk (upstream dumps it to env.log). The ser
 directory is 0700 and its files 0600 (``owneronly``): journal.jsonl holds the jobs' env.
 
 Exit status of ``run_service``: 0 when the requests were processed and every accepted job
-ended (whatever its state, as upstream), 2 for unusable input or options, 130/143 when
-interrupted by SIGINT/SIGTERM (running tasks are killed first).
+ended (whatever its state, as upstream), 2 for unusable input or options, 3 when the node
+agents could not start or were all lost, 130/143 when interrupted by SIGINT/SIGTERM
+(running tasks are killed first), 143 also when Slurm signalled every node agent (the
+allocation is ending) before the manager itself.
 """
 
 import json
@@ -130,6 +132,7 @@ class Service:
         self.stats: Optional[ServiceStats] = None
         self.readiness = None  # AgentReadiness in Slurm mode with agents
         self.failure: Optional[str] = None  # why the service could not run the workflow
+        self.allocation_end = None  # (message, signal): Slurm ended the agents' allocation
         self.refused = 0  # requests of the requests file answered with an error
         self._finish_when_idle = False  # finishAfterAllTasksDone was requested
         self.run_token: Optional[str] = None  # QCGFLOW_SERVICE_RUN of every task
@@ -271,9 +274,17 @@ class Service:
         return info is not None and getattr(info, "mode", "local") == "slurm"
 
     def _fail_start(self, message: str) -> None:
-        """The node agents could not start: stop without starting the workflow."""
-        _log.error("cannot start: %s", message)
-        self.failure = message
+        """No node agent can run anything: stop (before the workflow started, or after
+        every agent was lost). When Slurm signalled them all, the allocation is ending:
+        that is an interruption (``allocation_end``), not a failure to start."""
+        readiness = self.readiness
+        if readiness is not None and readiness.allocation_ended:
+            _log.warning("stopping: %s", message)
+            self.allocation_end = (message, readiness.signum or signal.SIGTERM)
+        else:
+            started = readiness is not None and readiness.jobs_started
+            _log.error("%s: %s", "stopping" if started else "cannot start", message)
+            self.failure = message
         self._stopping = True
         self.manager.halt()
         self.manager.finish_all("canceled: %s" % message)
@@ -528,6 +539,17 @@ def run_service(argv: Sequence[str]) -> int:
     if service.failure is not None:
         print("qcgflow service: %s" % service.failure, file=sys.stderr)
         return EXIT_NOT_STARTED
+    readiness = getattr(service, "readiness", None)  # a governor has none
+    ending = getattr(service, "allocation_end", None)
+    if ending is None and readiness is not None and readiness.terminated:
+        # the tasks ended (interrupted) while the signalled agents still ran: the workflow
+        # "finished", but only because the allocation is ending
+        ending = (readiness.ending_message(), readiness.signum or signal.SIGTERM)
+    if ending is not None:
+        message, signum = ending  # interrupted, as by the signal itself
+        print("qcgflow service: %s (qcgflow service --resume %s)" % (message, service.aux_dir),
+              file=sys.stderr)
+        return status if status != EXIT_OK else 128 + int(signum)
     line = service.summary()
     if line:
         print("qcgflow service: %s" % line, file=sys.stderr)

@@ -343,7 +343,7 @@ def test_orphaned_agent_kills_its_tasks_and_exits(bare_manager, tmp_path):
 def test_agent_terminated_like_at_allocation_end_reports_tasks_as_interrupted(rig):
     terminating = []
     r = rig()
-    r.launcher.on_node_terminating = terminating.append
+    r.launcher.on_node_terminating = lambda node, signum: terminating.append((node, signum))
     r.start()
     t = r.launch(["/bin/sleep", "30"], node="a2")
     r.run_until(lambda: "pid" in t)
@@ -353,8 +353,8 @@ def test_agent_terminated_like_at_allocation_end_reports_tasks_as_interrupted(ri
     os.kill(t["pid"], signal.SIGTERM)
     r.run_until(lambda: "exit" in t)
     assert (terminating, t["exit"].interrupted) == (
-        ["a2"], "interrupted: the agent on a2 got SIGTERM (the allocation is ending or was "
-                "canceled)")
+        [("a2", signal.SIGTERM)],
+        "interrupted: the agent on a2 got SIGTERM (the allocation is ending or was canceled)")
 
 
 def test_terminated_agent_kills_what_is_left_after_its_grace(rig):

@@ -197,3 +197,37 @@ def test_service_start_imports_no_plotting():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=str(REPO), timeout=30)
     assert done.stdout.strip() == "False", done.stderr
+
+
+# --------------------------------------------------------------------------- parts
+
+def test_service_runs_of_a_killed_then_resumed_log(tmp_path):
+    """A first run killed (no 'finished' line: its last line is its end), a resume that
+    finished; final_status.json belongs to the last run."""
+    from qcgflow.runtime.stats.parts import service_runs
+    from qcgflow.runtime.stats.workdir import parse_date
+    log = "qcgflow.runtime.service: "
+    (tmp_path / "service.log").write_text(
+        "2026-01-01 10:00:00,000 INFO %sservice t starting in /w (tags: -), pid 1\n"
+        "2026-01-01 10:00:05,500 INFO qcgflow.runtime.launch.agents: agents: lost\n"
+        "2026-01-01 11:00:00,000 INFO %sservice t starting in /w (tags: -), pid 2\n"
+        "2026-01-01 11:00:09,000 INFO %sservice t finished\n" % (log, log, log))
+    runs = service_runs(str(tmp_path), parse_date("2026-01-01 11:00:00.2"),
+                        parse_date("2026-01-01 11:00:09.1"))
+    assert [(r.started, r.finished) for r in runs] == [
+        (parse_date("2026-01-01 10:00:00"), parse_date("2026-01-01 10:00:05.5")),
+        (parse_date("2026-01-01 11:00:00"), parse_date("2026-01-01 11:00:09.1"))]
+
+
+def test_attempts_keep_each_run_of_a_unit_and_skip_restored_repeats():
+    from qcgflow.runtime.stats.workdir import _attempts
+    first = {"name": "w:0", "state": "CANCELED", "history": [
+        {"state": "EXECUTING", "date": "2026-01-01T10:00:01"},
+        {"state": "CANCELED", "date": "2026-01-01T10:00:05"}]}
+    again = {"name": "w:0", "state": "SUCCEED", "history": [
+        {"state": "EXECUTING", "date": "2026-01-01T11:00:01"},
+        {"state": "SUCCEED", "date": "2026-01-01T11:00:02"}]}
+    parent = {"name": "w", "state": "SUCCEED", "history": []}
+    tasks = _attempts([first, again, dict(again), parent])
+    assert [(t.name, t.state, t.job) for t in tasks] == [("w:0", "CANCELED", "w"),
+                                                          ("w:0", "SUCCEED", "w")]

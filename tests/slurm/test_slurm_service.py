@@ -363,6 +363,35 @@ def test_qcgflow_run_inside_an_allocation_uses_both_nodes(tmp_path):
         ("385", True)
 
 
+def test_qcgflow_run_at_the_allocation_end_says_it_was_interrupted(tmp_path):
+    """qcgflow run inside salloc, the allocation ends (scancel -s TERM): the command says
+    interrupted by the allocation's end, how to run the rest, and exits 143."""
+    require_slurm()
+    flow = tmp_path / "f.yaml"
+    flow.write_text("name: f\ntasks:\n  w:\n    foreach: [1, 2, 3, 4]\n    script: touch "
+                    "started.${it}; while [ ! -e release ]; do sleep 0.05; done\n")
+    name = "qcgflow-run-end-%d" % os.getpid()
+    proc = psutil.Popen(["salloc", "-J", name, "-N2", "-w", "n1,n2", "--exclusive",
+                         sys.executable, "-m", "qcgflow.cli", "run", str(flow), "--wd",
+                         str(tmp_path / "run"), "--quiet"], env=cluster_env(), stdout=-1,
+                        stderr=-1, start_new_session=True)
+    try:
+        assert _wait_for(lambda: len(list((tmp_path / "run").glob("started.*"))) == 4), \
+            "the tasks did not start"
+        run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            run_bounded(["scancel", "-n", name], timeout=20, env=cluster_env())
+    err = err.decode()
+    assert proc.returncode == 143, err
+    assert "qcgflow run: interrupted (the service's exit code 143): the allocation is " \
+           "ending: Slurm sent every node agent SIGTERM" in err, err
+    assert "qcgflow service --resume %s" % (tmp_path / "run") in err
+
+
 def test_mpi_ensemble_example_spreads_members_over_the_nodes(tmp_path):
     require_mpi_hello()  # the cluster is up and Open MPI works on it
     example = Path(__file__).resolve().parents[2] / "examples" / "workflows" / \
@@ -375,6 +404,31 @@ def test_mpi_ensemble_example_spreads_members_over_the_nodes(tmp_path):
     nodes = sorted(report["ring:%d" % i][0] for i in range(4))
     assert ((tmp_path / "ensemble.txt").read_text().count("2 ranks"), nodes) == \
         (4, ["SUCCEED"] * 4)
+
+
+def test_agents_lost_at_the_allocation_end_are_said_to_be_the_allocation_end(tmp_path):
+    """Tasks that ignore SIGTERM outlive their agent's grace: the agents end (their srun
+    steps too) and are all lost while work is left. That is the allocation's end, said as
+    such with status 143 (was: "cannot start: every node agent is lost", status 3)."""
+    require_slurm()
+    jobs = [{"name": "stubborn", "iteration": {"stop": 4}, "execution": {
+        "script": "trap '' TERM; touch s.${it}.started; "
+                  "while [ ! -e release ]; do sleep 0.05; done"}},
+            {"name": "queued", "iteration": {"stop": 2}, "execution": {"script": "true"},
+             "dependencies": {"after": ["stubborn"]}}]
+    name = "qcgflow-lost-%d" % os.getpid()
+    with _service_in_salloc(tmp_path, jobs, name) as proc:
+        assert _wait_for(lambda: len(list(tmp_path.glob("s.*.started"))) == 4), \
+            "the tasks did not start"
+        run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
+        _, err = proc.communicate(timeout=90)
+    err = err.decode()
+    log = (tmp_path / ".qcgpjm-service-t" / "service.log").read_text()
+    assert "agent on n1 lost" in log and "agent on n2 lost" in log, log[-3000:]
+    assert "qcgflow service: the allocation is ending: Slurm sent every node agent " \
+           "SIGTERM" in err, err
+    assert (proc.returncode, "cannot start" in log, "every node agent is lost" in err) == \
+        (143, False, False), err
 
 
 def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
@@ -395,7 +449,15 @@ def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
         assert _wait_for(lambda: len(list(wd.glob("w.*.started"))) == 4), \
             "the tasks did not start"
         run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
-        proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
+    # the end of the allocation is said as such, with the status of an interruption by
+    # SIGTERM (not "cannot start: every node agent is lost", status 3)
+    lines = [line for line in err.decode().splitlines() if line.startswith("qcgflow service")]
+    assert any(line.startswith("qcgflow service: the allocation is ending: Slurm sent every "
+                               "node agent SIGTERM") for line in lines), err.decode()
+    assert proc.returncode == 143, err.decode()
+    log = (wd / ".qcgpjm-service-t" / "service.log").read_text()
+    assert "cannot start" not in log and "stopping: the allocation is ending" in log
     report = _report(wd)
     interrupted = [report["w:%d" % i] for i in range(4)]
     assert all(state == "CANCELED" and message.startswith("interrupted: the agent on n")
@@ -405,6 +467,13 @@ def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
     assert done.returncode == 0, done.stderr
     counts = [len((wd / ("w.%d.count" % i)).read_text().split()) for i in range(4)]
     assert (counts, (wd / "later.out").read_text()) == ([2, 2, 2, 2], "done\n")
+    # the Gantt chart shows both allocations: the interrupted attempts and the re-runs
+    pytest.importorskip("matplotlib", reason="pip install 'qcgflow[reports]'")
+    chart = run_bounded([sys.executable, "-m", "qcgflow.cli", "report", "gantt", str(wd),
+                         str(wd / "gantt.svg")], timeout=60)
+    assert chart.returncode == 0 and chart.stdout.startswith("gantt: 9 bars"), chart
+    text = (wd / "gantt.svg").read_text().replace("- -", "--")
+    assert "2 runs (first + 1 --resume)" in text and "run 2 (--resume)" in text
 
 
 MPI_SCRIPT = """

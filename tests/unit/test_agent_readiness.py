@@ -155,3 +155,28 @@ def test_the_first_failure_is_the_one_reported():
     readiness.node_lost("n1", "first")
     readiness.node_lost("n2", "second")
     assert failures == ["only 1 of the 2 node agents needed can still start (first)"]
+
+
+def test_agents_signalled_by_slurm_then_lost_are_the_allocation_end_not_a_failure():
+    readiness, _, _, failures = make(nodes=("n1", "n2"))
+    readiness.node_up("n1")
+    readiness.node_up("n2")
+    for node in ("n1", "n2"):
+        readiness.node_terminating(node, 15)
+        readiness.node_lost(node, "agent on %s lost: its srun process ended" % node)
+    assert (readiness.allocation_ended, readiness.signum) == (True, 15)
+    assert failures == ["the allocation is ending: Slurm sent every node agent SIGTERM (time "
+                        "limit or scancel); interrupted and queued work is journaled for "
+                        "--resume"]
+
+
+def test_one_agent_lost_without_a_signal_keeps_it_a_failure():
+    readiness, _, _, failures = make(nodes=("n1", "n2"))
+    readiness.node_up("n1")
+    readiness.node_up("n2")
+    readiness.node_terminating("n1", 15)
+    readiness.node_lost("n1", "a")
+    readiness.node_lost("n2", "agent on n2 lost: b")
+    assert (readiness.allocation_ended, failures) == (
+        False, ["every node agent is lost (the last: agent on n2 lost: b)"])
+    assert readiness.jobs_started

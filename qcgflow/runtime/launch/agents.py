@@ -98,7 +98,8 @@ class AgentLauncher:
                  heartbeat_timeout: float = 10.0, python: str = sys.executable,
                  on_node_up: Callable[[str], None] = lambda node: None,
                  on_node_lost: Callable[[str, str], None] = lambda node, why: None,
-                 on_node_terminating: Callable[[str], None] = lambda node: None):
+                 on_node_terminating: Callable[[str, Optional[int]], None] =
+                 lambda node, signum: None):
         if start_method not in START_METHODS:
             raise ValueError("unknown node launcher start method '%s' (use slurm or ssh)"
                              % start_method)
@@ -335,7 +336,7 @@ class AgentLauncher:
         if op == "terminating":
             state.terminating = message.get("signal")
             _log.warning("agents: %s", _interruption(state))
-            self.on_node_terminating(state.node)
+            self.on_node_terminating(state.node, state.terminating)
             return
         if op == "ready":
             # The agent knows the manager's environment now and has told which variables
@@ -394,6 +395,7 @@ class AgentLauncher:
             # srun (or ssh) itself was signalled like every step at the allocation's end;
             # its exit may beat the agent's own 'terminating' message here
             state.terminating = signum
+            self.on_node_terminating(state.node, signum)
         tail = last_line(os.path.join(self._log_dir, "agent-%s.log" % state.node))
         detail = "its %s process ended with status %s%s" % (
             {"slurm": "srun", "ssh": "ssh"}.get(self._start_method, "agent"), code,

@@ -11,7 +11,9 @@
                                               -> one line on stderr per second
 
     analysis side (``qcgflow report`` / ``qcgflow processes``, see cli.py):
-      workdir.load_run(WD) -> Run (jobs.report + final_status.json + service.log + rtstats)
+      workdir.load_run(WD) -> Run (jobs.report + final_status.json + service.log + rtstats;
+                                   parts.py: every service run after --resume, sweep values
+                                   from the journal, whether the files are still partial)
         -> metrics (stats, launch-stats, rusage, efficiency; pure) -> text | JSON
         -> gantt (matplotlib, imported only there) -> PNG | PDF | SVG
       processes.load_processes(WD) -> tree | apps of one job

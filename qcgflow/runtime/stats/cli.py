@@ -83,7 +83,7 @@ def _report(args) -> int:
     if args.command in ("gantt", "gantt-gaps"):
         from . import gantt
         gantt.plot_format(args.out)  # an unknown format fails before any reading
-        run = load_run(args.wd)
+        run = load_run(args.wd, every_service=True)  # every allocation of a resumed run
         began = time.monotonic()
         bars = gantt.plot(run, args.out, gaps=args.command == "gantt-gaps")
         print("%s: %d bars written to %s in %.2f s" % (args.command, bars, args.out,

@@ -5,7 +5,8 @@ iterations; "start"/"end" are the launcher's exact times when --enable-rt-stats 
 them, otherwise the EXECUTING and final dates of jobs.report):
 
 stats
-    total jobs / failed jobs: tasks, and tasks that did not end SUCCEED.
+    total jobs / failed jobs: tasks, and tasks that did not end SUCCEED (a task run again
+    by a --resume counts once, in its last state).
     service runtime: final_status.json's Generated - Started (service.log as fallback).
     init overhead: first task start - service start; finish overhead: service finish -
     last task end; overhead ratio (%): their sum / service runtime; overhead core-hours:
@@ -102,9 +103,10 @@ def stats(run: Run) -> List[Metric]:
     init = _diff(first, run.service_started)
     finish = _diff(run.service_finished, last)
     total = None if init is None or finish is None else init + finish
-    return [
-        Metric("total_jobs", "total jobs", len(run.tasks), "%d"),
-        Metric("failed_jobs", "failed jobs", sum(t.state != "SUCCEED" for t in run.tasks),
+    units = {t.name: t for t in sorted(run.tasks, key=lambda t: t.finished or 0.0)}
+    return [  # a unit run again after a --resume counts once, in its last state
+        Metric("total_jobs", "total jobs", len(units), "%d"),
+        Metric("failed_jobs", "failed jobs", sum(t.state != "SUCCEED" for t in units.values()),
                "%d"),
         Metric("total_cores", "total cores", run.total_cores, "%d"),
         Metric("total_nodes", "total nodes", run.total_nodes, "%d"),

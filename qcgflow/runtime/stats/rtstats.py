@@ -99,6 +99,11 @@ def read_rtstats(path: str) -> Tuple[Optional[dict], List[dict]]:
             if not isinstance(data, dict):
                 continue
             if "resources" in data and "name" not in data:
+                # one header per service run (a --resume appends): the union of them
+                if header is not None and isinstance(header.get("resources"), dict) \
+                        and isinstance(data.get("resources"), dict):
+                    data = dict(data, resources=dict(header["resources"],
+                                                     **data["resources"]))
                 header = data
             elif "name" in data:
                 records.append(data)

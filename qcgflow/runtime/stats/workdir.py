@@ -19,7 +19,7 @@ import glob
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -79,8 +79,25 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One service run behind the working files: the first, or a ``--resume`` of it (the
+    next allocation), or one of several service directories of a run directory."""
+
+    aux_dir: str
+    started: float
+    finished: Optional[float]  # None: still running, or killed without a last log line
+
+
+@dataclass(frozen=True)
 class Run:
-    """Everything one service run left behind, ready for the metrics."""
+    """Everything one service run left behind, ready for the metrics.
+
+    ``service_started`` is the first part's start and ``service_finished`` the last one's
+    end: the span of every allocation the run had (``parts``, in time order).
+    ``labels``: per iterative job, the value of each iteration (a sweep's values, from the
+    journal's submissions) where known. ``partial``: why the files are not final (the
+    service is still running, or was killed), None when they are.
+    """
 
     aux_dir: str
     service_started: Optional[float]
@@ -89,6 +106,9 @@ class Run:
     tasks: Tuple[Task, ...]
     has_rtstats: bool
     total_gpus: int = 0  # from service.log's "resources: N GPUs (...)" line
+    parts: Tuple[Part, ...] = ()
+    labels: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+    partial: Optional[str] = None
 
     @property
     def total_cores(self) -> int:
@@ -215,14 +235,28 @@ def _text_entries(text: str) -> Iterator[dict]:
 
 
 def _tasks_from_report(entries: Sequence[dict]) -> Dict[str, Task]:
+    """The last attempt of every unit, by name."""
+    return {task.name: task for task in _attempts(entries)}
+
+
+def _attempts(entries: Sequence[dict]) -> List[Task]:
+    """Every attempt of every unit, in the report's order: after a ``--resume`` the same
+    aux dir's jobs.report holds a unit once per service run that ended it (interrupted in
+    one allocation, run again in the next). A line repeating an earlier one's history (a
+    unit restored by the resume without running) is not a new attempt."""
     names = {e["name"] for e in entries}
     parents = {n.rsplit(":", 1)[0] for n in names
                if ":" in n and n.rsplit(":", 1)[1].lstrip("-").isdigit()}
-    tasks: Dict[str, Task] = {}
+    tasks: List[Task] = []
+    seen = set()
     for entry in entries:
         name = entry["name"]
         if name in parents:
             continue
+        key = (name, json.dumps(entry.get("history"), sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
         dates: Dict[str, float] = {}
         for item in entry.get("history") or ():
             try:
@@ -232,13 +266,13 @@ def _tasks_from_report(entries: Sequence[dict]) -> Dict[str, Task]:
         runtime = entry.get("runtime") or {}
         state = entry.get("state", "?")
         pid = runtime.get("pid")
-        tasks[name] = Task(
+        tasks.append(Task(
             name=name, job=_job_of(name, parents), state=state, queued=dates.get("QUEUED"),
             scheduled=dates.get("SCHEDULED"), started=dates.get("EXECUTING"),
             finished=dates.get(state) if state in _FINAL else None,
             cores=parse_allocation(runtime.get("allocation", "")),
             pid=int(pid) if str(pid or "").isdigit() else None,
-            gpus=parse_gpus(runtime.get("gpus", "")))
+            gpus=parse_gpus(runtime.get("gpus", ""))))
     return tasks
 
 
@@ -249,19 +283,29 @@ def _job_of(name: str, parents) -> str:
 
 # --------------------------------------------------------------------------- the run
 
-def load_run(path: str) -> Run:
+def load_run(path: str, every_service: bool = False) -> Run:
     """Read the working files of the service run in ``path``.
+
+    ``every_service``: a directory holding several service directories (``qcgflow run
+    --resume`` starts a new service each time) gives one Run of all of them, each a part
+    (otherwise that is an error asking for one).
 
     Raises:
         WorkdirError: not a working directory, or no jobs.report in it.
     """
+    if every_service and os.path.isdir(path) and not _is_aux_dir(path):
+        from .parts import combine  # noqa: PLC0415 - one module each way would be a cycle
+        found = sorted(d for d in glob.glob(os.path.join(glob.escape(path), AUX_PREFIX + "*"))
+                       if os.path.isdir(d) and _report_files(d))
+        if len(found) > 1:
+            return combine([load_run(d) for d in found])
     aux = find_aux_dir(path)
     reports = _report_files(aux)
     if not reports:
         raise WorkdirError("%s: no jobs.report (the service did not run any job, or it was "
                            "started with another --report-file)" % aux)
     try:
-        tasks = _tasks_from_report(read_report(reports[0]))
+        tasks = _attempts(read_report(reports[0]))
     except OSError as exc:
         raise WorkdirError("%s: %s" % (reports[0], exc.strerror or exc)) from exc
     header, has_rt = None, False
@@ -269,27 +313,57 @@ def load_run(path: str) -> Run:
     if os.path.exists(rt_path):
         header, records = read_rtstats(rt_path)
         has_rt = True
-        _merge_rtstats(tasks, records)
+        tasks = _merge_rtstats(tasks, records)
     started, finished, log_nodes, gpus = _service_times_and_nodes(aux)
-    nodes = _nodes(header, log_nodes, tasks.values())
-    ordered = tuple(sorted(tasks.values(), key=lambda t: (t.start is None, t.start or 0.0,
-                                                         t.name)))
-    return Run(aux, started, finished, nodes, ordered, has_rt, gpus)
+    nodes = _nodes(header, log_nodes, tasks)
+    ordered = tuple(sorted(tasks, key=lambda t: (t.start is None, t.start or 0.0, t.name)))
+    from . import parts  # noqa: PLC0415
+    runs = parts.service_runs(aux, started, finished)
+    if runs:  # after a --resume: from the first run's start to the last one's end
+        started = runs[0].started
+        if runs[-1].finished is not None:
+            finished = runs[-1].finished
+        elif finished is not None and finished < runs[-1].started:
+            finished = None  # final_status.json of an earlier run: the last one still runs
+    return Run(aux, started, finished, nodes, ordered, has_rt, total_gpus=gpus, parts=runs,
+               labels=parts.iteration_labels(aux), partial=parts.partial(aux, runs))
 
 
-def _merge_rtstats(tasks: Dict[str, Task], records: Sequence[dict]) -> None:
+def _merge_rtstats(tasks: List[Task], records: Sequence[dict]) -> List[Task]:
+    """The launcher's exact times onto the attempts: a record goes to the attempt of its
+    unit whose service dates enclose its start (several attempts after a resume)."""
+    by_name: Dict[str, List[int]] = {}
+    for index, task in enumerate(tasks):
+        by_name.setdefault(task.name, []).append(index)
+    merged = list(tasks)
     for record in records:
-        task = tasks.get(record.get("name"))
         try:
             start, end = parse_date(record["start"]), parse_date(record["end"])
         except (KeyError, TypeError, ValueError):
             continue
-        if task is None:
+        candidates = [i for i in by_name.get(record.get("name"), ())
+                      if merged[i].real_start is None]
+        if not candidates:
             continue  # ended after the report was closed (service killed): not reported
+        index = min(candidates, key=lambda i: _distance(merged[i], start))
+        task = merged[index]
         cores = task.cores or parse_allocation(record.get("allocation", ""))
-        tasks[task.name] = Task(task.name, task.job, task.state, task.queued, task.scheduled,
-                                task.started, task.finished, cores,
-                                task.pid or record.get("pid"), start, end, task.gpus)
+        merged[index] = Task(task.name, task.job, task.state, task.queued, task.scheduled,
+                             task.started, task.finished, cores,
+                             task.pid or record.get("pid"), start, end, task.gpus)
+    return merged
+
+
+def _distance(task: Task, start: float) -> float:
+    """How far a process start lies from an attempt's SCHEDULED..final span (0: inside)."""
+    low = next((d for d in (task.scheduled, task.started, task.queued) if d is not None),
+               None)
+    high = task.finished if task.finished is not None else low
+    if low is None:
+        return float("inf")
+    if start < low:
+        return low - start
+    return max(0.0, start - high) if high is not None else 0.0
 
 
 def _service_times_and_nodes(aux: str):
