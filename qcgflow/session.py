@@ -34,7 +34,7 @@ from . import payload
 from . import resume as _resume
 from .compile import command_output, fill_refs, job_description, write_calls
 from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
-from .graph import COMMAND, TaskNode, TaskRef, target_refs
+from .graph import COMMAND, TaskNode, TaskRef, any_outcome_preds, target_refs
 from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
 from .runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
                              ServiceError)
@@ -58,6 +58,8 @@ class _Task:
 
     def __init__(self, node: TaskNode, name: str, preds: List[TaskNode]):
         self.node, self.name, self.preds = node, name, preds
+        # predecessors given as qcgflow.any_outcome(ref): their failure is an input, not ours
+        self.loose = any_outcome_preds(node) if preds else set()
         self.dependants: List["_Task"] = []
         self.state = HELD
         self.job: Optional[Dict[str, Any]] = None
@@ -254,7 +256,7 @@ class Session:
         waiting = False
         for pred in task.preds:
             other = self.tasks[pred]
-            if other.error is not None:
+            if other.error is not None and pred not in task.loose:
                 self._fail(task, self._dependency_error(task.name, other.error))
                 return
             if other.state == HELD or (other.state == SUBMITTED and other.retries):
@@ -324,9 +326,17 @@ class Session:
         task.state, task.error = DONE, error
         task.future.set_exception(raised or (error.as_instanceof_cause()
                                              if isinstance(error, TaskFailed) else error))
+        jobs: List[Dict[str, Any]] = []
         for dependant in task.dependants:
-            if dependant.state == HELD:
+            if dependant.state != HELD:
+                continue
+            if task.node in dependant.loose:  # any_outcome: it may run now
+                self._advance(dependant, jobs)
+            else:
                 self._fail(dependant, self._dependency_error(dependant.name, error))
+        if jobs:
+            self.outbox.extend(jobs)  # sent by the consumer thread: _fail may run in _send
+            self.stream.wakeup()
 
     @staticmethod
     def _dependency_error(name: str, upstream: TaskError) -> DependencyFailed:
@@ -442,6 +452,8 @@ class Session:
     def _failed_predecessor(self, task: _Task) -> Optional[TaskError]:
         """The error of a failed predecessor; one whose final event was lost is asked for."""
         for pred in task.preds:
+            if pred in task.loose:  # any_outcome: its failure does not fail this task
+                continue
             other = self.tasks[pred]
             if other.state == SUBMITTED:
                 self._recheck([n for n, (t, _) in self.jobs.items() if t is other])
