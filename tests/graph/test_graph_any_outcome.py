@@ -113,3 +113,12 @@ def test_any_outcome_of_a_command_is_refused():
         qcgflow.any_outcome(qcgflow.shell("echo hi").bind())
     with pytest.raises(GraphError, match="any_outcome takes a task ref"):
         qcgflow.any_outcome(3)
+
+
+def test_member_with_retries_the_fan_in_runs_after_its_last_attempt(tmp_path):
+    # a predecessor with retries is held in the session, not in the runtime: the consumer
+    # is submitted when the last attempt failed
+    members = energy.options(name="md", retries=1).map([1.3, 1.6])
+    result = qcgflow.run(table.bind(qcgflow.any_outcome(members)), nodes=2,
+                         wd=run_wd(tmp_path), timeout=DEADLINE)
+    assert result[1] == 3.2 and result[0][0::2] == ("TaskFailed", "ValueError"), result
