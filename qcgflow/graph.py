@@ -217,6 +217,17 @@ def target_refs(target: Any) -> List[TaskRef]:
     if not refs:
         raise GraphError("nothing to run: the target holds no task ref (got %s); pass "
                          "f.bind(...), a list or a dict of refs" % type(target).__name__)
+    stack = [target]
+    while stack:  # any_outcome gives a task its inputs' failures; a target's are raised
+        item = stack.pop()
+        kind = type(item)
+        if kind is AnyOutcome:
+            raise GraphError("any_outcome(...) is for the arguments of a task, not a target: "
+                             "run a task that takes it (it receives values and failures)")
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind in CONTAINERS:
+            stack.extend(item)
     return refs
 
 

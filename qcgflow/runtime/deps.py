@@ -11,9 +11,11 @@ matching iteration) is OMITTED with the cause -- unless the edge came from ``aft
 (qcgflow's extension, Slurm's ``afterany``; ``DependencyRef.any_state``): such an edge is
 released by ANY final state, so a fan-in still runs after failed members. One exception: a
 per-iteration ``afterAny`` dependant of an iterative job canceled or omitted AS A WHOLE is
-omitted (its missing iterations never end one by one, so there is nothing to wait for). The tracker only decides; the manager
-applies the decisions through the registry and feeds the resulting final states back in
-(``finished``), which makes omission cascades iterative rather than recursive.
+omitted (its missing iterations never end one by one, so there is nothing to wait for).
+
+The tracker only decides; the manager applies the decisions through the registry and feeds
+the resulting final states back in (``finished``), which makes omission cascades iterative
+rather than recursive.
 """
 
 from dataclasses import dataclass, field

@@ -122,3 +122,8 @@ def test_member_with_retries_the_fan_in_runs_after_its_last_attempt(tmp_path):
     result = qcgflow.run(table.bind(qcgflow.any_outcome(members)), nodes=2,
                          wd=run_wd(tmp_path), timeout=DEADLINE)
     assert result[1] == 3.2 and result[0][0::2] == ("TaskFailed", "ValueError"), result
+
+
+def test_any_outcome_as_a_target_is_refused(tmp_path):
+    with pytest.raises(GraphError, match="any_outcome.* is for the arguments of a task"):
+        qcgflow.run([qcgflow.any_outcome(boom.bind())], wd=run_wd(tmp_path))

@@ -52,7 +52,8 @@ def test_per_iteration_after_any_runs_each_iteration_after_its_member(tmp_path):
             script: test "${T}" != 1.3 && echo ok > md.${it}.txt
           check:
             after_any: [{task: md, per_iteration: true}]
-            script: test -e md.${it}.txt && echo "${T} ok" > check.${it} || echo "${T} bad" > check.${it}
+            script: |
+              if test -e md.${it}.txt; then echo "${T} ok"; else echo "${T} bad"; fi > check.${it}
         """)
     result = run(tmp_path, path)
     checks = [(tmp_path / "run" / ("check.%d" % i)).read_text().strip() for i in range(3)]
