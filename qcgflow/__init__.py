@@ -17,7 +17,8 @@
 
 The names below are loaded on first use, so that ``import qcgflow`` stays cheap (task
 processes import it too): ``task``, ``shell``, ``mpi``, ``compile``, ``run``, ``init``,
-``shutdown``, ``get``, ``wait`` (the dynamic API: ``f.remote(...)``), ``errors``
+``shutdown``, ``get``, ``wait`` (the dynamic API: ``f.remote(...)``), ``any_outcome``
+(partial results), ``errors``
 and the exception classes of ``qcgflow.errors``. The runtime is ``qcgflow.runtime``.
 """
 
@@ -36,11 +37,12 @@ _LAZY = dict({"task": "qcgflow.task", "shell": "qcgflow.commands", "mpi": "qcgfl
               "init": "qcgflow.dynamic", "shutdown": "qcgflow.dynamic",
               "get": "qcgflow.dynamic", "wait": "qcgflow.dynamic",
               "cancel": "qcgflow.dynamic", "put": "qcgflow.dynamic",
-              "TaskRef": "qcgflow.graph", "CommandResult": "qcgflow.payload"},
+              "TaskRef": "qcgflow.graph", "any_outcome": "qcgflow.graph",
+              "CommandResult": "qcgflow.payload"},
              **{name: "qcgflow.errors" for name in _EXCEPTIONS})
 
 __all__ = ["__version__", "task", "shell", "mpi", "compile", "run", "init", "shutdown", "get",
-           "wait", "cancel", "put", "errors", "TaskRef",
+           "wait", "cancel", "put", "errors", "TaskRef", "any_outcome",
            "CommandResult"] + list(_EXCEPTIONS)
 
 

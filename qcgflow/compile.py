@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional
 from . import fill, outputs, payload
 from . import options as _options
 from .errors import GraphError
-from .graph import COMMAND, Graph, TaskNode, TaskRef
+from .graph import COMMAND, AnyOutcome, Graph, TaskNode, TaskRef, any_outcome_preds
 
 RUNNER = "qcgflow.runner"
 
@@ -49,14 +49,21 @@ def command_output(node: TaskNode, name: str) -> payload.CommandOutput:
                                  "%s%s.err" % (name, suffix), node.iterations)
 
 
-def _after(graph: Graph, node: TaskNode) -> List[str]:
-    whole, element = [], []
+def _dependencies(graph: Graph, node: TaskNode) -> Dict[str, List[str]]:
+    """``{"after": [...], "afterAny": [...]}`` (keys only when not empty); a predecessor
+    reached only through ``any_outcome`` is an ``afterAny`` edge (qcgflow's extension)."""
+    whole, element, loose = [], [], []
+    any_preds = any_outcome_preds(node)
     for pred, per_iteration in graph.edges[node]:
         name = graph.names[pred]
-        (element if per_iteration else whole).append(name)
+        if pred in any_preds:
+            loose.append(name)
+        else:
+            (element if per_iteration else whole).append(name)
     after = list(dict.fromkeys(whole))
     after += ["%s:${it}" % name for name in dict.fromkeys(element) if name not in whole]
-    return after
+    deps = {"after": after, "afterAny": list(dict.fromkeys(loose))}
+    return {key: names for key, names in deps.items() if names}
 
 
 def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]:
@@ -86,9 +93,9 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
             job["iteration"] = {"start": 0, "stop": node.iterations}
     if resources:
         job["resources"] = resources
-    after = _after(graph, node)
-    if after:
-        job["dependencies"] = {"after": after}
+    dependencies = _dependencies(graph, node)
+    if dependencies:
+        job["dependencies"] = dependencies
     if node.options.get("retries"):
         job["attributes"] = {"qcgflow": {"retries": node.options["retries"]}}
     return job
@@ -174,6 +181,9 @@ def _replace_refs(graph: Graph, obj: Any) -> Any:
     kind = type(obj)
     if kind is TaskRef:
         return placeholder(graph, obj)
+    if kind is AnyOutcome:
+        ref = obj.ref
+        return payload.ResultOf(graph.names[ref.node], ref.node.iterations, outcomes=True)
     if kind is dict:
         return {key: _replace_refs(graph, value) for key, value in obj.items()}
     if kind in payload.CONTAINERS:
@@ -225,12 +235,23 @@ def compile(target: Any, path: Optional[str] = None,
     ``qcgflow service --file-path PATH --wd <dir of path>`` (or upstream ``qcg-pm-service``,
     where qcgflow is importable by ``python``).
 
+    Warns (``UserWarning``) when a written requests file uses ``afterAny``
+    (``qcgflow.any_outcome``): upstream QCG-PilotJob refuses it.
+
     Raises:
         GraphError: no ref in target, a cycle, a name clash.
     """
     graph = Graph.build(target)
     jobs = compile_graph(graph, python)
     if path is not None:
+        extension = [job["name"] for job in jobs if "afterAny" in job.get("dependencies", {})]
+        if extension:
+            import warnings
+            warnings.warn("%s: %s use%s any_outcome (dependencies.afterAny, a qcgflow "
+                          "extension): the requests file runs on 'qcgflow service', not on "
+                          "upstream QCG-PilotJob" % (path, ", ".join(extension),
+                                                     "s" if len(extension) == 1 else ""),
+                          stacklevel=2)
         root = os.path.dirname(os.path.abspath(path))
         write_calls(graph, root)
         with open(path, "w", encoding="utf-8") as handle:

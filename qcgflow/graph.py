@@ -168,8 +168,72 @@ def _travelled(name: str, iterations, stored: bool, root: str) -> "TaskRef":
 _LEAVE = object()  # find_refs' stack marker: the container below it is finished
 
 
+class AnyOutcome:
+    """``qcgflow.any_outcome(ref)``: an argument that waits for ``ref`` to end in ANY state
+    (the runtime's ``afterAny``) and stands for its outcome: the value, or the
+    ``TaskFailed`` it ended with; for a mapped ref a list with one of those per iteration.
+    Only as an argument of a Python task (where its value is made)."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: TaskRef):
+        self.ref = ref
+
+    def __repr__(self) -> str:
+        return "any_outcome(%r)" % (self.ref,)
+
+    def __reduce__(self):
+        raise TypeError("any_outcome(...) cannot be pickled: pass it as an argument of a "
+                        "task, the task then receives the outcomes")
+
+
+def any_outcome(ref: TaskRef) -> AnyOutcome:
+    """Wrap ``ref`` so that a task given it runs even when ``ref`` (or some of its
+    iterations) failed, and receives the results AND the failures (as ``TaskFailed``
+    objects in place of values, like ``asyncio.gather(..., return_exceptions=True)``).
+
+    Raises:
+        GraphError: ``ref`` is not the ref of a Python task.
+    """
+    if type(ref) is not TaskRef:
+        raise GraphError("any_outcome takes a task ref (f.bind(...), f.map(...), "
+                         "f.remote(...)), got %s" % type(ref).__name__)
+    if ref.node.kind != PYTHON:
+        raise GraphError("any_outcome takes the ref of a Python task (@qcgflow.task): the "
+                         "outcome of a command task is not known to the task that reads it "
+                         "(use after_any in a workflow file, or wrap the command in a "
+                         "Python task)")
+    return AnyOutcome(ref)
+
+
+def any_outcome_preds(node: "TaskNode") -> set:
+    """The predecessors ``node`` reaches ONLY through ``any_outcome``: its ``afterAny``
+    edges. A predecessor also passed plainly (or mapped over, or in ``after``) is strict."""
+    loose, strict = set(), set()
+    stack = [(node.args, node.kwargs)]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is AnyOutcome:
+            loose.add(item.ref.node)
+        elif kind is TaskRef:
+            strict.add(item.node)
+        elif kind is dict:
+            stack.extend(item.values())
+        elif kind in CONTAINERS:
+            stack.extend(item)
+    if not loose:
+        return loose
+    if node.mapped is not None:  # mapped over: always strict
+        how, what = node.mapped
+        strict.update(ref.node for ref in ([what] if how == "element" else find_refs(what)))
+    strict.update(ref.node for ref in find_refs(node.after))
+    return loose - strict
+
+
 def find_refs(obj: Any) -> Iterator[TaskRef]:
-    """Every TaskRef in ``obj``, also inside (nested) lists, tuples, dicts and sets; in order.
+    """Every TaskRef in ``obj``, also inside (nested) lists, tuples, dicts and sets; in order
+    (the ref inside an ``any_outcome`` too).
 
     Raises:
         GraphError: a container contains itself (``a = [f.bind()]; a.append(a)``): such a
@@ -185,6 +249,8 @@ def find_refs(obj: Any) -> Iterator[TaskRef]:
         kind = type(item)
         if kind is TaskRef:
             yield item
+        elif kind is AnyOutcome:
+            yield item.ref
         elif kind is dict or kind in CONTAINERS:
             if id(item) in path:
                 raise GraphError("a %s in the target or in a task's arguments contains itself (a "
@@ -201,6 +267,17 @@ def target_refs(target: Any) -> List[TaskRef]:
     if not refs:
         raise GraphError("nothing to run: the target holds no task ref (got %s); pass "
                          "f.bind(...), a list or a dict of refs" % type(target).__name__)
+    stack = [target]
+    while stack:  # any_outcome gives a task its inputs' failures; a target's are raised
+        item = stack.pop()
+        kind = type(item)
+        if kind is AnyOutcome:
+            raise GraphError("any_outcome(...) is for the arguments of a task, not a target: "
+                             "run a task that takes it (it receives values and failures)")
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind in CONTAINERS:
+            stack.extend(item)
     return refs
 
 

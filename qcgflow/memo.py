@@ -42,7 +42,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import cloudpickle
 
-from .graph import COMMAND, TaskNode, TaskRef
+from .graph import COMMAND, AnyOutcome, TaskNode, TaskRef
 
 _log = logging.getLogger(__name__)
 
@@ -207,6 +207,8 @@ class Keyer:
                 out.append(item)
         elif kind is TaskRef:
             out.append(b"R" + self._producer(obj).key.encode())
+        elif kind is AnyOutcome:
+            out.append(b"A" + self._producer(obj.ref).key.encode())
         elif kind is types.FunctionType:
             out.append(b"F" + self.function_digest(obj))
         elif hasattr(obj, "task_options") and hasattr(obj, "fn") and not isinstance(obj, type):

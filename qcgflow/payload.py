@@ -36,21 +36,26 @@ def result_file(job: str, iteration=None) -> str:
 
 class ResultOf:
     """Placeholder for a Python task's result in a call: ``iterations`` None = a plain job;
-    ``element`` = this iteration's element of a mapped job; else the list of all."""
+    ``element`` = this iteration's element of a mapped job; else the list of all.
+    ``outcomes`` (``qcgflow.any_outcome``): a failed or missing result becomes a
+    ``TaskFailed`` in place of the value instead of an error."""
 
-    __slots__ = ("job", "iterations", "element")
+    __slots__ = ("job", "iterations", "element", "outcomes")
 
-    def __init__(self, job: str, iterations=None, element: bool = False):
+    def __init__(self, job: str, iterations=None, element: bool = False,
+                 outcomes: bool = False):
         self.job, self.iterations, self.element = job, iterations, element
+        self.outcomes = outcomes
 
     def __getstate__(self):
-        return (self.job, self.iterations, self.element)
+        return (self.job, self.iterations, self.element, self.outcomes)
 
     def __setstate__(self, state):
-        self.job, self.iterations, self.element = state
+        self.job, self.iterations, self.element = state[:3]
+        self.outcomes = state[3] if len(state) > 3 else False  # call files of before
 
     def __repr__(self):
-        return "ResultOf(%r, %r, %r)" % (self.job, self.iterations, self.element)
+        return "ResultOf(%r, %r, %r, outcomes=%r)" % self.__getstate__()
 
     def __eq__(self, other):
         return type(other) is ResultOf and self.__getstate__() == other.__getstate__()
@@ -59,6 +64,11 @@ class ResultOf:
         return hash(self.__getstate__())
 
     def load(self, base: str, it):
+        if self.outcomes:
+            if self.iterations is None:
+                return load_outcome(os.path.join(base, result_file(self.job)), self.job)
+            return [load_outcome(os.path.join(base, result_file(self.job, i)),
+                                 "%s:%d" % (self.job, i)) for i in range(self.iterations)]
         if self.iterations is None:
             return load_value(os.path.join(base, result_file(self.job)))
         if self.element:
@@ -387,6 +397,22 @@ def _is_stream(path: str) -> bool:
 
 def _its(path: str, it) -> str:
     return path if it is None else path.replace("${it}", str(it))
+
+
+def load_outcome(path: str, task: str):
+    """The value in a result file, or a ``TaskFailed`` (``task``: its job or ``job:it``)
+    when the task raised (``cause``: the exception) or left no result (it did not run:
+    a dependency failed, it was canceled or killed, e.g. by its wall time)."""
+    from .errors import TaskFailed  # errors is light, but the runner needs it only here
+    try:
+        result = read_result(path)
+    except FileNotFoundError:
+        return TaskFailed(task, messages="no result: it did not run or was killed")
+    except Exception as exc:  # noqa: BLE001 - a damaged file is that member's failure
+        return TaskFailed(task, messages="cannot load its result: %s" % exc)
+    if result[0] == "ok":
+        return result[1]
+    return TaskFailed(task, cause=result[1], cause_type=result[2], remote_traceback=result[3])
 
 
 def run_call(call_path: str, result_path: str, it=None) -> int:

@@ -496,12 +496,15 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
             execution.update(outputs.wrap(job["execution"], skip=skip))
             job = dict(job, execution=execution)
         outputs.clean(wd, node, job, skip)
-        after = (job.get("dependencies") or {}).get("after")
-        if after:
-            left = [a for a in after if a.split(":")[0] not in reused]
+        deps = job.get("dependencies") or {}
+        if deps:
+            # reused predecessors are not submitted: drop their edges (after and afterAny)
+            left = {key: [a for a in names if a.split(":")[0] not in reused]
+                    for key, names in deps.items()}
+            left = {key: names for key, names in left.items() if names}
             job = dict(job)
             if left:
-                job["dependencies"] = dict(job["dependencies"], after=left)
+                job["dependencies"] = left
             else:
                 job.pop("dependencies")
         todo.append(job)

@@ -18,8 +18,10 @@
       sim              -        iterations 5 [f]: no result
       post             -        not finished
 
-An iteration is named ``job:it`` followed by its sweep value (``[b]``, the job's
-``iteration.values``) when it has one. Functions of a ``workflow_cli.Progress``; the only
+An iteration of a workflow file's named sweep is named by its parameters, ``md[T=1.3]``
+(``md[T=1.3,P=2]`` for a product), from ``attributes.qcgflow.sweep`` that the workflow file
+compiler writes; another iteration is ``job:it`` followed by its sweep value (``[b]``, the
+job's ``iteration.values``) when it has one. Functions of a ``workflow_cli.Progress``; the only
 files read are those reported on (stderr tails, Python tasks' result files).
 """
 
@@ -51,8 +53,37 @@ def _value(job: Dict[str, Any], it: str) -> Optional[str]:
         return None
 
 
+def _sweep(job: Dict[str, Any]) -> Dict[str, Any]:
+    attributes = job.get("attributes")
+    qcgflow = attributes.get("qcgflow") if isinstance(attributes, dict) else None
+    sweep = qcgflow.get("sweep") if isinstance(qcgflow, dict) else None
+    return sweep if isinstance(sweep, dict) else {}
+
+
+def _params(job: Dict[str, Any], it: str) -> Optional[str]:
+    """``T=1.3`` (``T=1.0,P=2``) for iteration ``it`` of a named sweep, else None."""
+    sweep = _sweep(job)
+    names = sweep.get("names")
+    value = None
+    if isinstance(sweep.get("values"), list):  # Python tasks: no iteration.values
+        try:
+            value = str(sweep["values"][int(it)])
+        except (ValueError, IndexError):
+            return None
+    value = value if value is not None else _value(job, it)
+    if not isinstance(names, list) or not names or value is None:
+        return None
+    parts = value.split(",") if len(names) > 1 else [value]
+    if len(parts) != len(names):
+        return None  # a value with a comma in a product: not told apart, keep the index
+    return ",".join("%s=%s" % pair for pair in zip(names, parts))
+
+
 def _label(name: str, job: Dict[str, Any]) -> str:
-    _, _, it = name.partition(":")
+    job_name, _, it = name.partition(":")
+    params = _params(job, it) if it else None
+    if params is not None:
+        return "%s[%s]" % (job_name, params)
     value = _value(job, it) if it else None
     return name if value is None else "%s [%s]" % (name, value)
 
@@ -118,7 +149,7 @@ def _unstarted(job: Dict[str, Any], seen: set, limit: int) -> str:
     parts = []
     for first, last in _ranges(missing)[:limit]:
         if first == last:
-            value = _value(job, str(first))
+            value = _params(job, str(first)) or _value(job, str(first))
             parts.append("%d [%s]" % (first, value) if value is not None else str(first))
         else:
             parts.append("%d-%d" % (first, last))

@@ -255,7 +255,7 @@ class Session(RayHabits):
         part = task.node.fn is take_part
         for pred in task.preds:
             other = self.tasks[pred]
-            if other.error is not None:
+            if other.error is not None and pred not in task.loose:
                 self._fail(task, other.error if part else
                            self._dependency_error(task.name, other.error))
                 return
@@ -346,10 +346,18 @@ class Session(RayHabits):
         task.state, task.error = DONE, error
         if not task.future.done():  # it may be cancelled (future.cancel)
             task.future.set_exception(raised or error.as_instanceof_cause())
+        jobs: List[Dict[str, Any]] = []
         for dependant in task.dependants:
-            if dependant.state == HELD:  # a num_returns ref fails as its task did
+            if dependant.state != HELD:
+                continue
+            if task.node in dependant.loose:  # any_outcome: it may run now
+                self._advance(dependant, jobs)
+            else:  # a num_returns ref fails as its task did
                 self._fail(dependant, error if dependant.node.fn is take_part else
                            self._dependency_error(dependant.name, error))
+        if jobs:
+            self.outbox.extend(jobs)  # sent by the consumer thread: _fail may run in _send
+            self.stream.wakeup()
 
     @staticmethod
     def _dependency_error(name: str, upstream: TaskError) -> DependencyFailed:
@@ -470,6 +478,8 @@ class Session(RayHabits):
     def _failed_predecessor(self, task: _Task) -> Optional[TaskError]:
         """The error of a failed predecessor; one whose final event was lost is asked for."""
         for pred in task.preds:
+            if pred in task.loose:  # any_outcome: its failure does not fail this task
+                continue
             other = self.tasks[pred]
             if other.state == SUBMITTED:
                 self._recheck([n for n, (t, _) in self.jobs.items() if t is other])

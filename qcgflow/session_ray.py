@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from . import payload
 from .errors import RunError, TaskCancelled, TaskError, TaskFailed
-from .graph import COMMAND, PYTHON, TaskNode, TaskRef
+from .graph import COMMAND, PYTHON, TaskNode, TaskRef, any_outcome_preds
 from .task import take_part
 
 _log = logging.getLogger("qcgflow.session")
@@ -25,6 +25,8 @@ class _Task:
 
     def __init__(self, node: TaskNode, name: str, preds: List[TaskNode]):
         self.node, self.name, self.preds = node, name, preds
+        # predecessors given as qcgflow.any_outcome(ref): their failure is an input, not ours
+        self.loose = any_outcome_preds(node) if preds else set()
         self.dependants: List["_Task"] = []
         self.state = HELD
         self.job: Optional[Dict[str, Any]] = None

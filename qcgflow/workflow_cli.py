@@ -426,6 +426,14 @@ def compile_main(argv: List[str]) -> int:
         workflow = load_workflow(args.workflow)
     except WorkflowFileError as exc:
         return _fail("compile", str(exc))
+    extension = sorted(job["name"] for job in workflow.jobs
+                       if "afterAny" in (job.get("dependencies") or {}))
+    if extension:
+        # upstream's JobDependencies takes only 'after': it refuses the whole request
+        print("qcgflow compile: warning: %s use%s after_any (dependencies.afterAny, a qcgflow "
+              "extension): the requests file runs on 'qcgflow service', not on upstream "
+              "QCG-PilotJob" % (", ".join(extension), "s" if len(extension) == 1 else ""),
+              file=sys.stderr)
     if args.output is None:
         if any(job["execution"].get("args", [None])[:2] == ["-m", "qcgflow.runner"]
                for job in workflow.jobs):

@@ -40,7 +40,8 @@ TOP_KEYS = ("name", "defaults", "tasks")
 KINDS = ("exec", "script", "python")
 STREAMS = ("stdin", "stdout", "stderr")
 OPTION_KEYS = tuple(k for k in _options.OPTIONS if k != "name")
-TASK_KEYS = KINDS + ("args", "kwargs") + STREAMS + OPTION_KEYS + ("after", "foreach")
+TASK_KEYS = KINDS + ("args", "kwargs") + STREAMS + OPTION_KEYS + ("after", "after_any",
+                                                                  "foreach")
 
 Path = Tuple[Any, ...]
 # the first word of a script's line: a relative path there may name a file beside the
@@ -298,6 +299,8 @@ class _Builder:
         self.base_dir = base_dir
         self.defaults: Dict[str, Any] = {}
         self.after: Dict[str, List[Tuple[str, bool]]] = {}
+        # after_any: released in any final state (compiled to the service's afterAny)
+        self.after_any: Dict[str, List[Tuple[str, bool]]] = {}
         self.sweeps: Dict[str, Optional[Sweep]] = {}
         self.refs: Dict[str, Any] = {}
 
@@ -377,6 +380,7 @@ class _Builder:
             raise self.error(path + (kind,), "expected a non-empty string")
         self._check_arguments(path, spec, kind)
         self.after[task] = self._after_list(task, spec.get("after", []))
+        self.after_any[task] = self._after_list(task, spec.get("after_any", []), "after_any")
 
     def _check_arguments(self, path: Path, spec: Dict[str, Any], kind: str) -> None:
         if kind == "script" and "args" in spec:
@@ -405,8 +409,8 @@ class _Builder:
                 if not isinstance(spec[stream], str) or not spec[stream]:
                     raise self.error(path + (stream,), "expected a file name")
 
-    def _after_list(self, task: str, after: Any) -> List[Tuple[str, bool]]:
-        path = ("tasks", task, "after")
+    def _after_list(self, task: str, after: Any, key: str = "after") -> List[Tuple[str, bool]]:
+        path = ("tasks", task, key)
         if isinstance(after, (str, dict)):
             after = [after]
         if not isinstance(after, list):
@@ -449,7 +453,7 @@ class _Builder:
                 raise self.error(("tasks", cycle[0], "after"), "dependency cycle: %s"
                                  % " -> ".join(cycle))
             state[task] = 1
-            for pred, _ in self.after[task]:
+            for pred, _ in self.after[task] + self.after_any[task]:
                 visit(pred, trail + [task])
             state[task] = 2
             order.append(task)
@@ -461,10 +465,12 @@ class _Builder:
         path = ("tasks", task)
         sweep = parse_sweep(spec["foreach"], path + ("foreach",), self.src) \
             if "foreach" in spec else None
-        for index, (pred, per_iteration) in enumerate(self.after[task]):
+        edges = [("after", index, edge) for index, edge in enumerate(self.after[task])] + \
+            [("after_any", index, edge) for index, edge in enumerate(self.after_any[task])]
+        for key, index, (pred, per_iteration) in edges:
             if not per_iteration:
                 continue
-            here = path + ("after", index)
+            here = path + (key, index)
             theirs = self.sweeps[pred]
             if theirs is None:
                 raise self.error(here, "a per-iteration dependency needs a sweep: %r has no "
@@ -525,7 +531,7 @@ class _Builder:
                 return self._python(task, spec, opts, sweep)
             template = CommandTemplate(self._execution(spec, sweep), task, opts,
                                        "task %s" % task)
-            after = [self.refs[pred] for pred, _ in self.after[task]]
+            after = [self.refs[pred] for pred, _ in self.after[task] + self.after_any[task]]
             if sweep is None:
                 return template.bind(after=after)
             return template.map(sweep.itvals, after=after)
@@ -606,15 +612,22 @@ class _Builder:
     def _finish(self, task: str, spec: Dict[str, Any], job: Dict[str, Any]) -> Dict[str, Any]:
         """Dependencies as the file says (per-iteration ones as ``name:${it}``) and the
         standard streams, which the graph API leaves to compile's defaults."""
-        after = ["%s:${it}" % p if per else p for p, per in self.after[task]]
         job.pop("dependencies", None)
-        if after:
-            job["dependencies"] = {"after": list(dict.fromkeys(after))}
+        for key, edges in (("after", self.after[task]), ("afterAny", self.after_any[task])):
+            names = ["%s:${it}" % p if per else p for p, per in edges]
+            if names:
+                job.setdefault("dependencies", {})[key] = list(dict.fromkeys(names))
         problem = model_problem(job)
         if problem:
             raise self.error(("tasks", task, "retries") if "retries" in spec else
                              ("defaults", "retries"), problem)
         sweep = self.sweeps[task]
+        if sweep is not None and sweep.names is not None:
+            # the run summary names an iteration by its parameters (md[T=1.3])
+            named: Dict[str, Any] = {"names": list(sweep.names)}
+            if "values" not in job.get("iteration", {}):
+                named["values"] = list(sweep.itvals)
+            job.setdefault("attributes", {}).setdefault("qcgflow", {})["sweep"] = named
         for stream in STREAMS:
             if stream not in spec:
                 continue

@@ -7,9 +7,15 @@ Each ``after`` entry of a dependant is one edge, registered once at submit:
 * ``a:${it}``  -> iteration i of the dependant waits for a:i (``per_iteration``).
 
 When a predecessor ends in any other final state the dependant (or, per iteration, the
-matching iteration) is OMITTED with the cause. The tracker only decides; the manager
-applies the decisions through the registry and feeds the resulting final states back in
-(``finished``), which makes omission cascades iterative rather than recursive.
+matching iteration) is OMITTED with the cause -- unless the edge came from ``afterAny``
+(qcgflow's extension, Slurm's ``afterany``; ``DependencyRef.any_state``): such an edge is
+released by ANY final state, so a fan-in still runs after failed members. One exception: a
+per-iteration ``afterAny`` dependant of an iterative job canceled or omitted AS A WHOLE is
+omitted (its missing iterations never end one by one, so there is nothing to wait for).
+
+The tracker only decides; the manager applies the decisions through the registry and feeds
+the resulting final states back in (``finished``), which makes omission cascades iterative
+rather than recursive.
 """
 
 from dataclasses import dataclass, field
@@ -71,9 +77,10 @@ class DependencyTracker:
     """Edges from predecessors to waiting dependants, keyed by the predecessor."""
 
     def __init__(self):
-        self._on_job: Dict[str, List[JobEntry]] = {}
-        self._on_iteration: Dict[Tuple[str, int], List[JobEntry]] = {}
-        self._per_iteration: Dict[str, List[JobEntry]] = {}
+        # waiters as (entry, any_state): any_state edges are released by every final state
+        self._on_job: Dict[str, List[Tuple[JobEntry, bool]]] = {}
+        self._on_iteration: Dict[Tuple[str, int], List[Tuple[JobEntry, bool]]] = {}
+        self._per_iteration: Dict[str, List[Tuple[JobEntry, bool]]] = {}
         self._iteration_keys: Dict[str, set] = {}  # job -> indices waited on by ``a:3``
 
     def validate(self, spec, lookup: Callable[[str], Optional[object]]) -> None:
@@ -131,7 +138,7 @@ class DependencyTracker:
         """Register one edge; returns an omission cause when the predecessor already failed."""
         if ref.per_iteration:
             entry.per_iteration += 1
-            self._per_iteration.setdefault(pred.name, []).append(entry)
+            self._per_iteration.setdefault(pred.name, []).append((entry, ref.any_state))
             return None
         if ref.iteration is not None:
             position = ref.iteration - pred.spec.iteration.start
@@ -139,15 +146,15 @@ class DependencyTracker:
             key = (pred.name, ref.iteration)
         else:
             state, key = pred.state, None
-        if state is JobState.SUCCEED:
+        if state is JobState.SUCCEED or (ref.any_state and state.is_final):
             return None
         if state.is_final:
             return "dependency '%s' %s" % (ref, state.name)
         entry.pending += 1
         if key is None:
-            self._on_job.setdefault(pred.name, []).append(entry)
+            self._on_job.setdefault(pred.name, []).append((entry, ref.any_state))
         else:
-            self._on_iteration.setdefault(key, []).append(entry)
+            self._on_iteration.setdefault(key, []).append((entry, ref.any_state))
             self._iteration_keys.setdefault(pred.name, set()).add(key[1])
         return None
 
@@ -169,13 +176,13 @@ class DependencyTracker:
                 state = pred.iteration_state(position + offset)
                 if state.is_final:
                     self._iteration_done(entry, position, "%s:%d" % (pred.name, own.start + position),
-                                         state, decisions)
+                                         state, decisions, ref.any_state)
 
     def _iteration_done(self, entry: JobEntry, position: int, unit: str, state: JobState,
-                        decisions: Decisions) -> None:
+                        decisions: Decisions, any_state: bool = False) -> None:
         if position in entry.omitted:
             return
-        if state is JobState.SUCCEED:
+        if state is JobState.SUCCEED or any_state:
             left = entry.remaining.get(position, entry.per_iteration) - 1
             if left == 0:
                 entry.remaining.pop(position, None)
@@ -199,37 +206,43 @@ class DependencyTracker:
             for index in self._iteration_keys.pop(job.name, ()):
                 # ``a:3`` waiters whose iteration will never end on its own (the whole job
                 # was omitted or canceled before it ran); finished ones were popped already
-                for entry in self._on_iteration.pop((job.name, index), ()):
-                    decisions.omit_jobs.append(
-                        (entry, "dependency '%s:%d' %s" % (job.name, index, state.name)))
+                for entry, any_state in self._on_iteration.pop((job.name, index), ()):
+                    self._release(entry, any_state, "%s:%d" % (job.name, index), state,
+                                  decisions)
             per_iteration = self._per_iteration.pop(job.name, ())
             if job.iterative and job.finished < job.total:
                 # the whole predecessor ended while some of its iterations never will (a
                 # resumed final state): no remaining iteration of a per-iteration dependant
                 # can ever run. A cancel or omission ends every iteration first, and each
                 # one has already been passed on to the matching dependant iteration.
-                for entry in per_iteration:
+                for entry, _ in per_iteration:
                     decisions.omit_jobs.append(
                         (entry, "dependency '%s' %s" % (job.name, state.name)))
         else:
             index = job.spec.iteration.start + position
             unit = "%s:%d" % (job.name, index)
             waiters = self._on_iteration.pop((job.name, index), ())
-            for entry in self._per_iteration.get(job.name, ()):
+            for entry, any_state in self._per_iteration.get(job.name, ()):
                 own = entry.job.spec.iteration
                 if own.start <= index < own.stop:
-                    self._iteration_done(entry, index - own.start, unit, state, decisions)
-        for entry in waiters:
-            if state is JobState.SUCCEED:
-                entry.pending -= 1
-                if entry.pending == 0:
-                    decisions.ready.append(entry)
-            else:
-                decisions.omit_jobs.append((entry, "dependency '%s' %s" % (unit, state.name)))
+                    self._iteration_done(entry, index - own.start, unit, state, decisions,
+                                         any_state)
+        for entry, any_state in waiters:
+            self._release(entry, any_state, unit, state, decisions)
         return decisions
+
+    @staticmethod
+    def _release(entry: JobEntry, any_state: bool, unit: str, state: JobState,
+                 decisions: Decisions) -> None:
+        """One job-level edge of ``entry`` saw ``unit`` end in ``state``."""
+        if state is JobState.SUCCEED or any_state:
+            entry.pending -= 1
+            if entry.pending == 0:
+                decisions.ready.append(entry)
+        else:
+            decisions.omit_jobs.append((entry, "dependency '%s' %s" % (unit, state.name)))
 
     def forget(self, entry: JobEntry) -> None:
         """Drop a dependant that ended (e.g. omitted) from the per-iteration lists."""
         for waiters in self._per_iteration.values():
-            if entry in waiters:
-                waiters.remove(entry)
+            waiters[:] = [waiter for waiter in waiters if waiter[0] is not entry]

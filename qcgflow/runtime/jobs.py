@@ -123,15 +123,18 @@ class ResourcesSpec:
 
 @dataclass(frozen=True)
 class DependencyRef:
-    """One entry of ``dependencies.after``.
+    """One entry of ``dependencies.after`` (or of qcgflow's ``dependencies.afterAny``).
 
     ``a`` -> the whole job a; ``a:3`` -> iteration 3 of a; ``a:${it}`` -> the iteration of a
     with the same index as the dependant's own iteration (``per_iteration``).
+    ``any_state`` (an ``afterAny`` entry, Slurm's ``afterany``): the edge is released when
+    the predecessor ends in ANY final state, not only SUCCEED.
     """
 
     job: str
     iteration: Optional[int] = None
     per_iteration: bool = False
+    any_state: bool = False
 
     def __str__(self) -> str:
         if self.per_iteration:

@@ -485,34 +485,41 @@ class _JobParser:
             venv=venv, model=model.lower(), model_opts=dict(model_opts))
 
     def dependencies(self, value: Any) -> Tuple[DependencyRef, ...]:
+        """``after`` (upstream's) and ``afterAny`` (a qcgflow extension: released in any
+        final state). A predecessor named in both keeps the stricter ``after`` edge."""
         if value is None:
             return ()
         if not isinstance(value, dict):
             raise self.fail("dependencies must be a dictionary with 'after'")
-        self.check_keys(value, ("after",), "dependencies")
-        after = value.get("after") or []
-        if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-            raise self.fail("dependencies.after must be a list of job names")
+        self.check_keys(value, ("after", "afterAny"), "dependencies")
         refs: List[DependencyRef] = []
-        for entry in after:
-            refs.append(self.dependency(entry.strip()))
+        for key, any_state in (("after", False), ("afterAny", True)):
+            entries = value.get(key) or []
+            if not isinstance(entries, list) or not all(isinstance(a, str) for a in entries):
+                raise self.fail("dependencies.%s must be a list of job names" % key)
+            for entry in entries:
+                ref = self.dependency(entry.strip(), key)
+                strict = DependencyRef(ref.job, ref.iteration, ref.per_iteration)
+                if not any_state or strict not in refs:
+                    refs.append(DependencyRef(ref.job, ref.iteration, ref.per_iteration,
+                                              any_state))
         return tuple(dict.fromkeys(refs))  # duplicates add nothing
 
-    def dependency(self, entry: str) -> DependencyRef:
+    def dependency(self, entry: str, key: str = "after") -> DependencyRef:
         job, sep, iteration = entry.partition(":")
         if not job or (sep and not iteration):
-            raise self.fail("dependencies.after: invalid entry '%s'" % shown(entry))
+            raise self.fail("dependencies.%s: invalid entry '%s'" % (key, shown(entry)))
         if not job.isprintable():  # no job can have that name: say so now, in one line
-            raise self.fail("dependencies.after: '%s' is not a valid job name: %s"
-                            % (shown(job), name_problem(job)))
+            raise self.fail("dependencies.%s: '%s' is not a valid job name: %s"
+                            % (key, shown(job), name_problem(job)))
         if not sep:
             return DependencyRef(job)
         if re.fullmatch(r"\$\{\s*it\s*\}|\$it", iteration):
             return DependencyRef(job, per_iteration=True)
         if re.fullmatch(r"-?\d+", iteration):
             return DependencyRef(job, iteration=int(iteration))
-        raise self.fail("dependencies.after: invalid iteration in '%s' (use a number or ${it})"
-                        % shown(entry))
+        raise self.fail("dependencies.%s: invalid iteration in '%s' (use a number or ${it})"
+                        % (key, shown(entry)))
 
 
 def _kind(value: Any) -> str:

@@ -293,7 +293,7 @@ def test_status_of_an_interrupted_run_says_so_and_lists_what_never_ran(tmp_path)
     out = result.stdout
     assert result.returncode == 3, out
     assert "interrupted (2 of 2 jobs did not finish)" in out.splitlines()[0]
-    assert "  sim:1 [b]        FAILED   exit code 5\n" in out
+    assert "  sim[x=b]         FAILED   exit code 5\n" in out
     assert "| b is bad" in out
     assert "  sim              -        3 of 6 iterations without a result: 3-5" in out
     assert "  post             -        never started" in out
@@ -312,10 +312,10 @@ def test_failures_are_listed_in_iteration_order_with_their_values_and_stderr(tmp
               fi
         """)
     out = run(tmp_path, path, "--nodes", "6").stdout  # all at once: 5 fails first, 1 last
-    failures = [line.split()[0:2] for line in out.splitlines() if " FAILED " in line
-                and line.startswith("  sim:")]
-    assert failures == [["sim:1", "[b]"], ["sim:3", "[d]"], ["sim:5", "[f]"]]
-    block = out[out.index("sim:3 [d]"):out.index("sim:5 [f]")]
+    failures = [line.split()[0] for line in out.splitlines() if " FAILED " in line
+                and line.startswith("  sim[")]
+    assert failures == ["sim[v=b]", "sim[v=d]", "sim[v=f]"]
+    block = out[out.index("sim[v=d]"):out.index("sim[v=f]")]
     assert block.splitlines()[2:4] == ["                   | first of d",
                                       "                   | bad d"]
 
