@@ -166,8 +166,13 @@ def test_requests_file_with_a_bad_name_is_one_line(tmp_path):
     done = subprocess.run(SERVICE + ["--file-path", str(path), "--wd", str(tmp_path / "wd")],
                           env=env(), capture_output=True, text=True, timeout=60)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Invalid job name" in lines[0], done.stderr
-    assert len(lines[0]) < 300
+    refusals = [line for line in lines if "Invalid job name" in line]
+    assert len(refusals) == 1, done.stderr  # the name's newlines do not split the message
+    assert len(refusals[0]) < 300
+    # the only other line is the count of refused requests (the exit status 4 says it too)
+    assert [line for line in lines if line not in refusals] == [
+        "qcgflow service: 1 request(s) of %s refused (see the lines above)" % path], done.stderr
+    assert done.returncode == 4
 
 
 @pytest.mark.parametrize("name", [".", "..", "-rf", "a\u202eb", "a\nb", "x" * 10000])
