@@ -87,6 +87,8 @@ def tighten(directory: str) -> None:
 
 
 _IPC_PREFIX = "qcgflow-ipc-"
+_MAX_SOCKET_PATH = 107  # bytes of sockaddr_un.sun_path, less its terminating NUL
+_SOCKET_NAME_ROOM = 24  # "/" + mkdtemp's 8 random characters + "/request:NNN" + margin
 
 
 class IpcEndpoints:
@@ -99,10 +101,14 @@ class IpcEndpoints:
 
     def __init__(self, service_tag: str):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in service_tag)[:40]
+        prefix = "%s%d-%s-" % (_IPC_PREFIX, os.getpid(), safe)
         parent = tempfile.gettempdir()
+        # a socket path has at most 107 bytes (sockaddr_un.sun_path): a deep $TMPDIR (HPC
+        # scratch, pytest's tmp_path) falls back to /tmp, as private there (0700 below)
+        if len(os.fsencode(parent)) + len(prefix) + _SOCKET_NAME_ROOM > _MAX_SOCKET_PATH:
+            parent = "/tmp"
         sweep_stale_ipc_dirs(parent)
-        self.directory = tempfile.mkdtemp(prefix="%s%d-%s-" % (_IPC_PREFIX, os.getpid(), safe),
-                                          dir=parent)  # 0700, O_EXCL
+        self.directory = tempfile.mkdtemp(prefix=prefix, dir=parent)  # 0700, O_EXCL
         self._serial = 0
 
     def endpoint(self, name: str) -> str:
