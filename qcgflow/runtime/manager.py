@@ -45,6 +45,9 @@ def _gpu_shortfall(spec: JobSpec, pool) -> str:
         return ": %s, too few nodes have them with the cores asked for" % asks
     return ": %s, but no node has more than %d" % (asks, most)
 
+# up to this many iterations of an omitted sweep end OMITTED one by one (waits on them end)
+EAGER_OMIT_LIMIT = 10_000
+
 class Manager:
     """Owns the registry, the dependency tracker, the scheduler and the executor's callbacks."""
 
@@ -297,7 +300,11 @@ class Manager:
             return []
         self.scheduler.queue.discard(entry)
         self.tracker.forget(entry)
-        if job.state is JobState.QUEUED and not job.iterative:
+        if job.state is JobState.QUEUED and (
+                not job.iterative or job.total - job.finished > EAGER_OMIT_LIMIT):
+            # a huge sweep is omitted whole, its iterations left as they are (upstream's
+            # way): ending each one costs a report line and a journal record, ~50 us, and a
+            # 10,000,000-iteration sweep would stall the service for minutes
             return self.registry.transition(job, None, JobState.OMITTED, cause)
         finals = []
         if job.state is JobState.QUEUED:
