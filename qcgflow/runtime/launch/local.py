@@ -123,8 +123,11 @@ class LocalLauncher:
                 return
             spec = item[0]
             try:
+                # the clock starts before the fork: a spawner thread delayed after the exec
+                # (GIL, load) would otherwise report `sleep 2` as running 1.998 s
+                started = time.monotonic()
                 popen = _spawn(spec, self._cwd)
-                result = (popen, os.pidfd_open(popen.pid), time.monotonic(), None)
+                result = (popen, os.pidfd_open(popen.pid), started, None)
             except OSError as exc:
                 result = (None, -1, 0.0, str(exc))
             except Exception as exc:  # thread boundary: report, never die silently
