@@ -394,6 +394,10 @@ install_module() {
     mkdir -p "$PREFIX/modulefiles/qcgtest" "$apps/qcgtest/1.0/bin"
     sed "s|{{APPS}}|$apps|g" "$HERE/modulefiles/qcgtest/1.0" >"$STATE/etc/qcgtest.new"
     write_if_changed "$STATE/etc/qcgtest.new" "$PREFIX/modulefiles/$MODULE" 0644 || true
+    # the Open MPI module name of RHEL-like clusters (QCG-PilotJob's Slurm tests load it)
+    mkdir -p "$PREFIX/modulefiles/mpi"
+    cp "$HERE/modulefiles/mpi/openmpi-x86_64" "$STATE/etc/openmpi-x86_64.new"
+    write_if_changed "$STATE/etc/openmpi-x86_64.new" "$PREFIX/modulefiles/mpi/openmpi-x86_64" 0644 || true
     printf '#!/bin/sh\n# qcgtest-hello: part of the qcgtest/1.0 test module\necho "qcgtest-hello: QCGTEST_VAR=${QCGTEST_VAR:-}"\n' \
         >"$STATE/etc/qcgtest-hello.new"
     write_if_changed "$STATE/etc/qcgtest-hello.new" "$apps/qcgtest/1.0/bin/qcgtest-hello" 0755 || true
