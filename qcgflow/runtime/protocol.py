@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, List, Mapping, Optional, Tuple
 
-from .errors import InvalidRequest, JobDescriptionError
+from .errors import InvalidRequest, JobDescriptionError, ResourcesError
 from .iterschedulers import validate_scheduler
 from .jobs import (DependencyRef, ExecutionSpec, IterationSpec, JobSpec, ResourcesSpec,
                    SchedulerSpec)
@@ -592,8 +592,7 @@ def parse_job(raw: Mapping[str, Any], submit_vars: Optional[Mapping[str, str]]) 
 def nodes_spec_problem(spec: str) -> Optional[str]:
     """What is wrong with a ``--nodes`` value, checked as the service checks it (None: it is
     valid), so that a front end starting a service can refuse it first."""
-    from .discovery import parse_nodes_spec
-    from .errors import ResourcesError
+    from .discovery import parse_nodes_spec  # discovery imports this module
     try:
         parse_nodes_spec(spec)
     except ResourcesError as exc:
