@@ -24,6 +24,8 @@ import tempfile
 import time
 from typing import Any, Dict, Optional, Sequence
 
+from .runtime.launch.template import ZygoteTemplate, start_template
+
 from .errors import RunError
 
 _log = logging.getLogger(__name__)
@@ -51,15 +53,20 @@ def _child_env(run_dir: Optional[str] = None) -> Dict[str, str]:
 class LocalService:
     """A ``qcgflow service --net`` child process; ``ready`` is its ready line."""
 
-    def __init__(self, popen: subprocess.Popen, ready: Dict[str, Any], stderr_file):
+    def __init__(self, popen: subprocess.Popen, ready: Dict[str, Any], stderr_file,
+                 template: Optional[ZygoteTemplate] = None):
         self.popen = popen
         self.ready = ready
         self.stderr_file = stderr_file
+        self.template = template
 
     @classmethod
     def start(cls, wd: str, nodes: Optional[Any] = None, timeout: float = START_TIMEOUT,
-              extra_args: Sequence[str] = ()) -> "LocalService":
-        """Start the service; ``extra_args`` are more ``qcgflow service`` options."""
+              extra_args: Sequence[str] = (), zygote_template: bool = False) -> "LocalService":
+        """Start the service; ``extra_args`` are more ``qcgflow service`` options.
+        ``zygote_template``: the service's warm Python worker is a fork of this process
+        made now (it has this process's imports; runtime/launch/template.py), when this
+        process has one thread; else an ordinary one."""
         read_fd, write_fd = os.pipe()
         stderr_file = tempfile.TemporaryFile()
         command = [sys.executable, "-m", "qcgflow.cli", "service", "--net", "--wd", wd,
@@ -67,17 +74,23 @@ class LocalService:
         if nodes is not None:
             command += ["--nodes", str(nodes)]
         command += list(extra_args)
+        env = _child_env(wd)
+        template = start_template() if zygote_template else None
+        if template is not None:
+            env.update(template.env)
         try:
             popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr_file,
                                      stdout=subprocess.DEVNULL, pass_fds=(write_fd,),
-                                     start_new_session=True, cwd=wd, env=_child_env(wd))
+                                     start_new_session=True, cwd=wd, env=env)
         except OSError as exc:
             os.close(read_fd)
             stderr_file.close()
+            if template is not None:
+                template.close()
             raise RunError("cannot start the service: %s" % exc) from None
         finally:
             os.close(write_fd)
-        service = cls(popen, {}, stderr_file)
+        service = cls(popen, {}, stderr_file, template)
         try:
             service.ready = service._read_ready(read_fd, timeout)
         except BaseException:
@@ -144,3 +157,5 @@ class LocalService:
             self.popen.wait()
         finally:
             self.stderr_file.close()
+            if self.template is not None:  # it ends with the service's zygote socket
+                self.template.close()

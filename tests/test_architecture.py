@@ -31,7 +31,9 @@ SIZE_EXEMPT = set()
 GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
                         "qcgflow.runtime.client": {"session.py"}}
 # The command line is a composition root of its own: it starts the service.
-RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"}}
+RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"},
+                        # it starts the service, and may fork its zygote first
+                        "localservice.py": {"qcgflow.runtime.launch.template"}}
 
 
 def modules():

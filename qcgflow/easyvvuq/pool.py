@@ -103,8 +103,10 @@ class Pool(cf.Executor):
         self._resources_for = resources_for
         self._shared = _Shared()
         self._owner = True
+        # warm: the service's warm worker is a fork of this process, so it has the
+        # driver's imports (easyvvuq: seconds per worker otherwise)
         self.session = Session.start(wd, resources, service_args,
-                                     on_executing=self._on_executing)
+                                     on_executing=self._on_executing, zygote_template=warm)
         self._warm: Optional[cf.Future] = None
         if warm:
             try:
