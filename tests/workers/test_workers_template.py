@@ -12,7 +12,7 @@ import sys
 from process_harness import left_after
 
 CLIENT = r'''
-import json, os, sys
+import json, os, sys, time
 sys.path.insert(0, sys.argv[2])
 import marker_for_template                   # the client's expensive import
 from qcgflow.session import Session
@@ -32,12 +32,15 @@ try:
     refs = [task(probe).options(name="probe-%d" % i).bind() for i in range(3)]
     results = [f.result(120) for f in session.submit(refs)]
 finally:
+    began = time.monotonic()
     session.shutdown()  # stops the service, then reaps the template
+    stopping = time.monotonic() - began
 try:
     reaped = pid is not None and os.waitpid(pid, os.WNOHANG) is None
 except ChildProcessError:
     reaped = True
 print(json.dumps({"results": results, "template": bool(template), "reaped": reaped,
+                  "stopping": stopping,
                   "template_dir": template._directory if template else None}))
 '''
 
@@ -71,6 +74,9 @@ def test_tasks_start_with_the_clients_imports_and_import_nothing_again(tmp_path)
     assert len(imported_by) == 1  # the client's import only: no worker imported it
     assert all(r["template"] is None for r in report["results"])  # not passed on to tasks
     assert report["template"] and report["reaped"]
+    # the service waits 5 s for its zygote's process (the shim) before killing it: the
+    # shim must follow the template's end, not wait for the client's
+    assert report["stopping"] < 4.5
     assert not os.path.exists(report["template_dir"])
     assert not left_after(wd, 5.0)
 

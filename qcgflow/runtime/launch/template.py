@@ -11,7 +11,8 @@ template instead, so no worker ever imports them again::
       └─ starts the service with QCGFLOW_ZYGOTE_TEMPLATE=<socket path> (the service takes
          it out of its tasks' environment and gives it to its zygote only)
              service ── python -m ...zygote FD SPAWN_FD  (the "shim", as always)
-                          shim: connect, check the peer is our uid, send FD, SPAWN_FD,
+                          shim: connect, check the peer is our uid, read the template's
+                              pid, send FD, SPAWN_FD,
                                 its stderr and (environment, cwd); close its copies; then
                                 wait for the template to end (the service waits for it)
                         template: take the environment and cwd, drop the client's atexit
@@ -148,6 +149,8 @@ def _serve(listener: socket.socket, alive_r: int) -> int:
     listener.close()
     os.close(alive_r)
     with conn:
+        # our pid: the shim's SO_PEERCRED names the client, which called listen()
+        conn.sendall(_HEADER.pack(os.getpid()))
         _, fds, _, _ = socket.recv_fds(conn, 1, 3)
         if len(fds) != 3:
             return 1
@@ -168,21 +171,19 @@ def _serve(listener: socket.socket, alive_r: int) -> int:
     return 0
 
 
-def _recv_frame(conn: socket.socket) -> bytes:
-    data = b""
-    while len(data) < _HEADER.size:
-        chunk = conn.recv(_HEADER.size - len(data))
-        if not chunk:
-            raise EOFError("the zygote shim closed before its frame")
-        data += chunk
-    (size,) = _HEADER.unpack(data)
+def _recv_exact(conn: socket.socket, size: int) -> bytes:
     data = b""
     while len(data) < size:
         chunk = conn.recv(size - len(data))
         if not chunk:
-            raise EOFError("the zygote shim closed before its frame")
+            raise EOFError("the other end closed early")
         data += chunk
     return data
+
+
+def _recv_frame(conn: socket.socket) -> bytes:
+    (size,) = _HEADER.unpack(_recv_exact(conn, _HEADER.size))
+    return _recv_exact(conn, size)
 
 
 def hand_over(path: str, fds: List[int]) -> bool:
@@ -193,11 +194,11 @@ def hand_over(path: str, fds: List[int]) -> bool:
     try:
         sock.settimeout(5.0)
         sock.connect(path)
-        pid, uid = _peer(sock)
-        if uid != os.getuid():
-            return False
+        if _peer(sock)[1] != os.getuid():
+            raise OSError("the template's socket belongs to another user")
+        (pid,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
         socket.send_fds(sock, [b"z"], list(fds) + [2])
-    except OSError:
+    except (OSError, EOFError):
         sock.close()
         return False
     try:
