@@ -25,6 +25,8 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from .runtime.launch.template import ZygoteTemplate, start_template
+
 from .errors import RunError
 from .runtime.leftovers import kill_leftovers
 from .runtime.owner import owner_pipe
@@ -65,16 +67,23 @@ class LocalService:
     """A ``qcgflow service --net`` child process; ``ready`` is its ready line."""
 
     def __init__(self, popen: subprocess.Popen, ready: Dict[str, Any], stderr_file,
-                 owner_fd: Optional[int] = None):
+                 owner_fd: Optional[int] = None, template: Optional[ZygoteTemplate] = None):
         self.popen = popen
         self.ready = ready
         self.stderr_file = stderr_file
         self.owner_fd = owner_fd  # our end of --owner-fd: the service stops if we die
+        self.template = template
 
     @classmethod
     def start(cls, wd: str, nodes: Optional[Any] = None, timeout: float = START_TIMEOUT,
-              extra_args: Sequence[str] = ()) -> "LocalService":
-        """Start the service; ``extra_args`` are more ``qcgflow service`` options."""
+              extra_args: Sequence[str] = (), zygote_template: bool = False) -> "LocalService":
+        """Start the service; ``extra_args`` are more ``qcgflow service`` options.
+        ``zygote_template``: the service's warm Python worker is a fork of this process
+        made now (it has this process's imports; runtime/launch/template.py), when this
+        process has one thread; else an ordinary one."""
+        # forked first: a fork made later would hold the write end of --owner-fd (forks
+        # keep close-on-exec fds) and the service would not see this process die
+        template = start_template() if zygote_template else None
         read_fd, write_fd = os.pipe()
         owner_read, owner_write = owner_pipe()
         stderr_file = tempfile.TemporaryFile()
@@ -83,20 +92,25 @@ class LocalService:
         if nodes is not None:
             command += ["--nodes", str(nodes)]
         command += list(extra_args)
+        env = _child_env(wd)
+        if template is not None:
+            env.update(template.env)
         try:
             popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr_file,
                                      stdout=subprocess.DEVNULL,
                                      pass_fds=(write_fd, owner_read),
-                                     start_new_session=True, cwd=wd, env=_child_env(wd))
+                                     start_new_session=True, cwd=wd, env=env)
         except OSError as exc:
             os.close(read_fd)
             os.close(owner_write)
             stderr_file.close()
+            if template is not None:
+                template.close()
             raise RunError("cannot start the service: %s" % exc) from None
         finally:
             os.close(write_fd)
             os.close(owner_read)
-        service = cls(popen, {}, stderr_file, owner_write)
+        service = cls(popen, {}, stderr_file, owner_write, template)
         try:
             service.ready = service._read_ready(read_fd, timeout)
         except BaseException:
@@ -170,3 +184,5 @@ class LocalService:
             if self.owner_fd is not None:
                 os.close(self.owner_fd)
                 self.owner_fd = None
+            if self.template is not None:  # it ends with the service's zygote socket
+                self.template.close()

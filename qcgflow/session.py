@@ -102,14 +102,18 @@ class Session(RayHabits):
     def start(cls, wd: Optional[str] = None, nodes: Optional[Any] = None,
               service_args: Sequence[str] = (),
               on_executing: Optional[Callable[[str], None]] = None,
-              start_timeout: Optional[float] = None) -> "Session":
+              start_timeout: Optional[float] = None,
+              zygote_template: bool = False) -> "Session":
         """A session on a new local service working in ``wd`` (default: a new temp dir);
         ``service_args``: more ``qcgflow service`` options; ``on_executing(job)`` is called
         when a job starts executing (from the publisher's events, which may be dropped);
-        ``start_timeout``: seconds for the service to start (default: localservice's)."""
+        ``start_timeout``: seconds for the service to start (default: localservice's);
+        ``zygote_template``: see ``LocalService.start`` (Python tasks start with this
+        process's imports)."""
         root = os.path.abspath(wd) if wd else tempfile.mkdtemp(prefix="qcgflow-run-")
         os.makedirs(root, exist_ok=True)
         service = LocalService.start(root, nodes, extra_args=service_args,
+                                     zygote_template=zygote_template,
                                      **({} if start_timeout is None
                                         else {"timeout": start_timeout}))
         client = None

@@ -39,7 +39,9 @@ GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
 # ``qcgflow run --resume`` ends the tasks a killed service left running, as ``qcgflow
 # service --resume`` does (runtime.resume.kill_leftovers).
 RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"},
-                        "rerun.py": {"qcgflow.runtime.resume"}}
+                        "rerun.py": {"qcgflow.runtime.resume"},
+                        # it starts the service, and may fork its zygote first
+                        "localservice.py": {"qcgflow.runtime.launch.template"}}
 
 
 def modules():

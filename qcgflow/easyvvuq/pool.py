@@ -12,9 +12,12 @@
       <─ a plain concurrent.futures.Future per run: PENDING, RUNNING once a job of the run
          is EXECUTING (publisher event), then the returned ``previous`` or a RunFailed
 
-Python tasks run in the service's warm worker (a forked zygote): easyvvuq is imported
-once by the worker, not per run. ``Pool`` starts a warm-up task at once so that the
-worker has learnt easyvvuq before the first runs; ``warm_up()`` waits for it.
+Python tasks run in the service's warm workers, forked from its zygote. With ``warm`` (the
+default) that zygote is a fork of the driver made when the pool starts
+(runtime/launch/template.py), so the workers have easyvvuq (and whatever else the driver
+imported) without importing it; a driver with other threads running gets an ordinary
+zygote, which learns easyvvuq from the warm-up tasks ``Pool`` starts at once (one import
+per worker, seconds each). ``warm_up()`` waits for those tasks.
 """
 
 import concurrent.futures as cf
@@ -73,7 +76,8 @@ class Pool(cf.Executor):
             per run, from its ``previous["run_info"]["params"]``.
         wd: the service's working directory (default: a new ``$TMPDIR/qcgflow-run-*``).
         wt: wall time per run (enforced).
-        warm: start a task at once that teaches the warm worker easyvvuq's imports.
+        warm: fork the service's warm worker from this process (it starts with this
+            process's imports, easyvvuq included) and start one warm-up task per core.
         service_args: more ``qcgflow service`` options.
 
     Guarantees: ``submit`` returns a plain ``concurrent.futures.Future``; it is
@@ -103,8 +107,10 @@ class Pool(cf.Executor):
         self._resources_for = resources_for
         self._shared = _Shared()
         self._owner = True
+        # warm: the service's warm worker is a fork of this process, so it has the
+        # driver's imports (easyvvuq: seconds per worker otherwise)
         self.session = Session.start(wd, resources, service_args,
-                                     on_executing=self._on_executing)
+                                     on_executing=self._on_executing, zygote_template=warm)
         self._warm: Optional[cf.Future] = None
         if warm:
             try:

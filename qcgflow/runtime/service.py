@@ -182,6 +182,8 @@ class Service:
             from .governor.link import attach_parent
             self.parent_link = attach_parent(self)
         task_env = dict(os.environ)
+        # a client's forked zygote (launch/template.py) is for this service's zygote only
+        template = task_env.pop("QCGFLOW_ZYGOTE_TEMPLATE", None)
         with private_umask():
             self._open_journal(task_env)
         if self.address:
@@ -199,7 +201,8 @@ class Service:
             launcher = LocalLauncher(self.loop)
             if not self.config.disable_warm_workers:
                 launcher = WarmLauncher(self.loop, launcher, task_env, self.wd,
-                                        os.path.join(self.aux_dir, "zygote.log"))
+                                        os.path.join(self.aux_dir, "zygote.log"),
+                                        template=template)
         self.launcher = launcher
         self.manager.executor = Executor(self.loop, launcher, self.wd, task_env,
                                          self.manager.task_executing, self.manager.task_done,

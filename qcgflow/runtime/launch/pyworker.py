@@ -104,11 +104,13 @@ class WarmLauncher:
         env: the zygote's environment (the service's task environment).
         cwd: the zygote's working directory (the service's).
         log_path: where the zygote's own stderr goes (its tasks have their own files).
+        template: the socket of a client's forked zygote (launch/template.py) to use.
     """
 
     def __init__(self, loop, inner, env: Mapping[str, str], cwd: str,
-                 log_path: Optional[str] = None):
+                 log_path: Optional[str] = None, template: Optional[str] = None):
         self._loop = loop
+        self._template = template
         self._inner = inner
         self._env = dict(env)
         self._startup_env = startup_environment(self._env)
@@ -220,7 +222,9 @@ class WarmLauncher:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "qcgflow.runtime.launch.zygote", str(child.fileno()),
                  str(spawn_child.fileno())],
-                pass_fds=(child.fileno(), spawn_child.fileno()), env=self._env,
+                pass_fds=(child.fileno(), spawn_child.fileno()),
+                env=dict(self._env, QCGFLOW_ZYGOTE_TEMPLATE=self._template)
+                if self._template else self._env,
                 cwd=self._cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=log, start_new_session=True)
         except OSError as exc:

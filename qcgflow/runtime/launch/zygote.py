@@ -349,7 +349,13 @@ def main(argv=None) -> int:
     if len(args) not in (1, 2):
         sys.stderr.write("usage: python -m qcgflow.runtime.launch.zygote FD [SPAWN_FD]\n")
         return 2
-    Zygote(*(int(arg) for arg in args)).serve()
+    fds = [int(arg) for arg in args]
+    path = os.environ.get("QCGFLOW_ZYGOTE_TEMPLATE")
+    if path and len(fds) == 2:  # a client forked a zygote with its imports (template.py)
+        from .template import hand_over
+        if hand_over(path, fds):
+            return 0
+    Zygote(*fds).serve()
     return 0
 
 
