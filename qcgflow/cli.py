@@ -9,6 +9,7 @@ Subcommands:
     processes process trees of a run's jobs (``qcg-pm-processes``)
 """
 
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -27,7 +28,26 @@ commands:
 """
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell shows for a reader that went away
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run a subcommand; a closed output pipe (``qcgflow status DIR | head -1``) ends it
+    quietly with 141, not with a BrokenPipeError traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:
+        # stdout is gone: point it at /dev/null so that the interpreter's final flush
+        # does not raise (and print) the same error again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(USAGE, end="")

@@ -266,7 +266,9 @@ def _source_of(fn):
 
     try:
         lines, first = inspect.getsourcelines(fn)
-        source = first, lines
+        # the file name too: cloudpickle renames the code of functions pickled by value
+        # (those of a script, of __main__) to <dynamic-code>; tracebacks should name the file
+        source = first, lines, os.path.abspath(inspect.getsourcefile(fn) or fn.__code__.co_filename)
     except (OSError, TypeError):
         source = None
     if key is not None:
@@ -287,6 +289,12 @@ def _register_source(fn, source) -> None:
     if code is None or source is None:
         return
     name = code.co_filename
+    if name == "<dynamic-code>" and len(source) > 2 and source[2]:
+        name = source[2]
+        try:
+            fn.__code__ = code.replace(co_filename=name)
+        except (AttributeError, TypeError, ValueError):
+            name = code.co_filename  # not a plain function: keep cloudpickle's name
     if name in _SOURCES_ON_DISK:
         return
     done = _REGISTERED.get(name)
@@ -299,7 +307,7 @@ def _register_source(fn, source) -> None:
         return
     import linecache  # small, and only needed when the source travelled with the call
 
-    first, lines = source
+    first, lines = source[0], source[1]
     padded = [""] * (first - 1) + list(lines)
     entry = linecache.cache[name] = (sum(map(len, padded)), None, padded, name)
     _REGISTERED[name] = (source, entry)

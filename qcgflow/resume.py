@@ -504,9 +504,8 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
                 job.pop("dependencies")
         todo.append(job)
     if reused or any(skips.values()):
-        from .compile import requests
         with open(requests_path, "w", encoding="utf-8") as handle:
-            json.dump(requests(todo), handle, indent=2)
+            json.dump(workflow.requests(todo), handle, indent=2)  # retries' loops included
             handle.write("\n")
     pending = {"before": _service_dirs(wd), "jobs": {}}
     for node in graph.order:

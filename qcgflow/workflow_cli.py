@@ -31,14 +31,15 @@ from typing import Any, Dict, List, Optional
 
 from . import rerun, resume
 from .progress_view import make_view
+from .run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
 from .workflow_file import WorkflowFileError, load_workflow
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_INFO = "qcgflow-run.json"
 REQUESTS = "qcgflow-requests.json"
 SERVICE_OUT = "qcgflow-service.out"
-STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED", "QUEUED", "EXECUTING")
 EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING = 1, 2, 3
+SERVICE_REFUSED = 4  # qcgflow service: it ran, but refused a request (runtime/service.py)
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
@@ -90,21 +91,14 @@ def submitted_jobs(requests: Any) -> List[Dict[str, Any]]:
             and request.get("request") == "submit" for job in request.get("jobs") or []]
 
 
-def _iterations(job: Dict[str, Any]) -> Optional[int]:
-    iteration = job.get("iteration")
-    if not isinstance(iteration, dict):
-        return None
-    if "values" in iteration:
-        return len(iteration["values"])
-    return max(0, int(iteration.get("stop", 0)) - int(iteration.get("start", 0)))
-
-
 class Progress:
     """Counts of a run from its jobs.report: jobs and iterations finished, per state."""
 
     def __init__(self, jobs: List[Dict[str, Any]]):
         self.jobs = {job.get("name"): job for job in jobs}
-        self.units = sum(_iterations(job) or 1 for job in jobs)
+        self.order = {name: index for index, name in enumerate(self.jobs)}
+        self.ended = False  # the service has ended: what is missing now never ran
+        self.units = sum(iterations(job) or 1 for job in jobs)
         self.states: Dict[str, str] = {}       # job -> final state
         self.iterations: Dict[str, Dict[str, Any]] = {}  # "job:it" -> entry
         self.entries: Dict[str, Dict[str, Any]] = {}
@@ -121,7 +115,7 @@ class Progress:
                 self.jobs[name] = {"name": name}
 
     def done_units(self) -> int:
-        plain = sum(1 for name in self.states if _iterations(self.jobs.get(name, {})) is None)
+        plain = sum(1 for name in self.states if iterations(self.jobs.get(name, {})) is None)
         return plain + len(self.iterations)
 
     def unit_counts(self) -> Dict[str, int]:
@@ -131,7 +125,7 @@ class Progress:
             state = entry.get("state", "?")
             counts[state] = counts.get(state, 0) + 1
         for name, state in self.states.items():
-            if _iterations(self.jobs.get(name, {})) is None:
+            if iterations(self.jobs.get(name, {})) is None:
                 counts[state] = counts.get(state, 0) + 1
         return counts
 
@@ -143,82 +137,6 @@ class Progress:
 
     def succeeded(self) -> bool:
         return bool(self.jobs) and all(self.states.get(n) == "SUCCEED" for n in self.jobs)
-
-
-def _where(root: str, job: Dict[str, Any], stream: str, it: Optional[str]) -> str:
-    execution = job.get("execution") or {}
-    path = execution.get(stream)
-    if not path:
-        return "not kept (no %s in the job description)" % stream
-    values = {"root_wd": root, "it": it or "", "itval": ""}
-    if it is not None and isinstance(job.get("iteration"), dict) and \
-            "values" in job["iteration"]:
-        try:
-            values["itval"] = str(job["iteration"]["values"][int(it)])
-        except (ValueError, IndexError):
-            pass
-    for key, value in values.items():
-        path = path.replace("${%s}" % key, value)
-    wd = execution.get("wd") or ""
-    wd = wd.replace("${root_wd}", root)
-    return os.path.normpath(os.path.join(root, wd, path))
-
-
-def _python_reason(root: str, job: Dict[str, Any], it: Optional[str]) -> Optional[str]:
-    args = (job.get("execution") or {}).get("args") or []
-    if len(args) < 4 or args[:2] != ["-m", "qcgflow.runner"]:
-        return None
-    path = args[3].replace("${root_wd}", root).replace("${it}", it or "")
-    if not os.path.exists(path):
-        return None
-    from . import payload
-    try:
-        result = payload.read_result(path)
-    except Exception:  # a damaged result file: fall back to the runtime's reason
-        return None
-    if result[0] != "error":
-        return None
-    return "raised %s: %s" % (result[2], result[1] if result[1] is not None else "?")
-
-
-def summary(progress: Progress, root: str, title: str, limit: int = 20) -> str:
-    """The table printed at the end of a run and by ``qcgflow status``."""
-    lines = [title, "", "  %-10s %6s %11s" % ("state", "jobs", "iterations")]
-    iteration_counts: Dict[str, int] = {}
-    for entry in progress.iterations.values():
-        state = entry.get("state", "?")
-        iteration_counts[state] = iteration_counts.get(state, 0) + 1
-    counts = progress.counts()
-    missing = [n for n in progress.jobs if n not in progress.states]
-    if missing:
-        counts["NOT FINISHED"] = len(missing)
-    for state in list(dict.fromkeys(list(STATES) + list(counts) + list(iteration_counts))):
-        if counts.get(state) or iteration_counts.get(state):
-            lines.append("  %-10s %6d %11d" % (state, counts.get(state, 0),
-                                               iteration_counts.get(state, 0)))
-    failed = [(name, entry) for name, entry in
-              list(progress.iterations.items()) + list(progress.entries.items())
-              if entry.get("state") not in ("SUCCEED", None)]
-    if failed:
-        lines += ["", "not succeeded:"]
-        for name, entry in failed[:limit]:
-            job_name, _, it = name.partition(":")
-            job = progress.jobs.get(job_name, {})
-            if not it and _iterations(job) is not None and entry.get("state") == "FAILED":
-                bad = sum(1 for key, e in progress.iterations.items() if key.startswith(
-                    name + ":") and e.get("state") != "SUCCEED")
-                reason = "%d of %d iterations did not succeed" % (bad, _iterations(job))
-            else:
-                reason = _python_reason(root, job, it or None) or \
-                    entry.get("messages") or entry.get("state", "?").lower()
-            lines.append("  %-16s %-8s %s" % (name, entry.get("state"), reason))
-            if entry.get("state") == "FAILED" and (it or _iterations(job) is None):
-                lines.append("  %-16s stderr: %s" % ("", _where(root, job, "stderr", it or None)))
-        if len(failed) > limit:
-            lines.append("  ... and %d more (qcgflow status %s)" % (len(failed) - limit, root))
-    for name in missing[:limit]:
-        lines.append("  %-16s %-8s %s" % (name, "-", "not finished"))
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- run
@@ -265,18 +183,27 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
             if view is not None:
                 view.close()
             print("\nqcgflow run: interrupted", file=sys.stderr)
+            report = _new_report(wd, before)
+            if report is not None:  # what ran, what was canceled, what never started
+                progress = Progress(jobs)
+                progress.update(read_report(report))
+                progress.ended = True
+                print(summary(progress, wd, "%s: interrupted after %.1f s in %s" % (
+                    title, time.monotonic() - start, wd)))
             return 130
     report = _new_report(wd, before)
     progress = Progress(jobs)
     progress.update(read_report(report) if report else [])
+    progress.ended = True
     elapsed = time.monotonic() - start
     if view is not None and live:  # the bar ends on the final figures
         view.show(progress.done_units(), progress.unit_counts(), elapsed)
     if view is not None:
         view.close()
-    print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
-        title, len(progress.jobs), progress.units, wd, elapsed)))
-    if popen.returncode != 0 or report is None:
+    if report is not None:  # a service that never ran the jobs gets no table of nothing
+        print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
+            title, len(progress.jobs), progress.units, wd, elapsed)))
+    if popen.returncode not in (0, SERVICE_REFUSED) or report is None:
         with open(os.path.join(wd, SERVICE_OUT), encoding="utf-8", errors="replace") as handle:
             tail = handle.read()[-2000:].strip()
         print("qcgflow run: the service failed (exit code %s): %s" % (popen.returncode, tail),
@@ -308,6 +235,15 @@ def _new_report(wd: str, before) -> Optional[str]:
     return path if os.path.exists(path) else None
 
 
+def _nodes_problem(nodes: Optional[str]) -> Optional[str]:
+    """What is wrong with a ``--nodes`` value (checked with the service's own parser, so
+    that a usage error stops here, before a run directory or a service exists)."""
+    if nodes is None:
+        return None
+    from .runtime.protocol import nodes_spec_problem
+    return nodes_spec_problem(nodes)
+
+
 def _run_script(path: str, args) -> int:
     if args.nodes or args.wd:
         return _fail("run", "--nodes and --wd are for workflow and requests files; a Python "
@@ -329,8 +265,15 @@ def _run_script(path: str, args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (``qcgflow run: --interval: ...``), exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, "%s: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 def run_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qcgflow run", description="Run a workflow file (.yaml/.yml/.json), a "
         "QCG-PilotJob requests file (.json list) or a Python script using qcgflow, on a local "
         "service. Exit code 0 only when every task succeeded.")
@@ -364,18 +307,27 @@ def run_main(argv: List[str]) -> int:
                             "scripts; a requests file has no task keys")
     if args.resume and not args.wd:
         return _fail("run", "--resume needs --wd DIR: the directory of the run to resume")
+    problem = _nodes_problem(args.nodes)
+    if args.wd and os.path.exists(args.wd) and not os.path.isdir(args.wd):
+        problem = "--wd %s: not a directory" % args.wd
+    if problem:
+        return _fail("run", problem)
+    if args.interval <= 0:
+        return _fail("run", "--interval %s: expected a number of seconds > 0" % args.interval)
     if args.wd:
         problem = rerun.check_wd(os.path.abspath(args.wd), args.resume, kind == "workflow",
                                  path)
         if problem:
             return _fail("run", problem)
-    wd = os.path.abspath(args.wd) if args.wd else tempfile.mkdtemp(prefix="qcgflow-")
-    extra = [os.path.dirname(os.path.abspath(path)), os.getcwd()]
-    if kind == "workflow":
+    workflow = None
+    if kind == "workflow":  # a bad file is refused before any directory is made
         try:
             workflow = load_workflow(path)
         except WorkflowFileError as exc:
             return _fail("run", str(exc))
+    wd = os.path.abspath(args.wd) if args.wd else tempfile.mkdtemp(prefix="qcgflow-")
+    extra = [os.path.dirname(os.path.abspath(path)), os.getcwd()]
+    if workflow is not None:
         os.makedirs(wd, exist_ok=True)
         requests_path = os.path.join(wd, REQUESTS)
         workflow.write(requests_path)
@@ -407,7 +359,7 @@ def run_main(argv: List[str]) -> int:
 # --------------------------------------------------------------------------- compile, status
 
 def compile_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qcgflow compile", description="Compile a workflow file to a QCG-PilotJob "
         "requests file (run it with 'qcgflow service --file-path FILE --wd <its directory>' "
         "or upstream qcg-pm-service).")
@@ -443,11 +395,28 @@ def compile_main(argv: List[str]) -> int:
     return 0
 
 
+def _service_alive(service_dir: str) -> Optional[bool]:
+    """Whether a service still runs in ``service_dir``: a live service holds the flock of
+    its journal.jsonl (runtime/journal.py). None when that cannot be told."""
+    import fcntl
+    try:
+        fd = os.open(os.path.join(service_dir, "journal.jsonl"), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # held
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
+
 def status_main(argv: List[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="qcgflow status", description="The states of a running or finished run, from "
         "the jobs.report of its directory. Exit code: 0 all succeeded, 1 some did not, "
-        "2 no run there, 3 still running (or interrupted).")
+        "2 no run there, 3 still running, interrupted or killed.")
     parser.add_argument("wd", metavar="WD", help="the run directory (qcgflow run --wd, "
                                                  "qcgflow service --wd)")
     args = parser.parse_args(argv)
@@ -467,9 +436,19 @@ def status_main(argv: List[str]) -> int:
         pass
     progress = Progress(jobs)
     progress.update(read_report(os.path.join(service_dir, "jobs.report")))
-    finished = os.path.exists(os.path.join(service_dir, "final_status.json"))
-    print(summary(progress, os.path.abspath(args.wd), "%s: %s" % (
-        title, "finished" if finished else "running (or interrupted)")))
-    if not finished:
+    # final_status.json is written when the service ends, however it ends: with jobs that
+    # never reached a final state, the run was interrupted (Ctrl-C, a signal, finish)
+    progress.ended = os.path.exists(os.path.join(service_dir, "final_status.json"))
+    unfinished = [name for name in progress.jobs if name not in progress.states]
+    if not progress.ended:
+        state = "running" if _service_alive(service_dir) is not False else \
+            "killed (its service ended without writing its final status)"
+    elif unfinished:
+        state = "interrupted (%d of %d jobs did not finish)" % (len(unfinished),
+                                                               len(progress.jobs))
+    else:
+        state = "finished"
+    print(summary(progress, os.path.abspath(args.wd), "%s: %s" % (title, state)))
+    if not progress.ended or unfinished:
         return EXIT_RUNNING
     return 0 if progress.succeeded() else EXIT_FAILED

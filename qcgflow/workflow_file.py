@@ -20,15 +20,19 @@ import importlib
 import json
 import os
 import re
+import shlex
+import shutil
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import options as _options
+from . import workflow_placeholders as _placeholders
 from .commands import CommandTemplate, placeholders
 from .compile import compile_graph, requests, write_calls
 from .errors import GraphError, TaskOptionError
 from .graph import Graph
 from .task import TaskFunction
+from .workflow_retries import model_problem, with_retries
 from .workflow_sweeps import IDENTIFIER, Sweep, fill, parse_sweep, prelude, scalar, word
 
 TOP_KEYS = ("name", "defaults", "tasks")
@@ -38,6 +42,10 @@ OPTION_KEYS = tuple(k for k in _options.OPTIONS if k != "name")
 TASK_KEYS = KINDS + ("args", "kwargs") + STREAMS + OPTION_KEYS + ("after", "foreach")
 
 Path = Tuple[Any, ...]
+# the first word of a script's line: a relative path there may name a file beside the
+# workflow file (quotes, $ and redirections make it something else: left alone)
+_COMMAND_WORD = re.compile(r"^([ \t]*)([A-Za-z0-9_.][A-Za-z0-9_./+-]*)(?=[ \t;&|)]|$)",
+                           re.MULTILINE)
 
 
 class WorkflowFileError(GraphError):
@@ -61,9 +69,11 @@ def dotted(path: Path) -> str:
 class Source:
     """The file name and the line of every key and list item (paths as tuples)."""
 
-    def __init__(self, file: str, lines: Dict[Path, int]):
+    def __init__(self, file: str, lines: Dict[Path, int],
+                 starts: Optional[Dict[Path, int]] = None):
         self.file = file
         self.lines = lines
+        self.starts = starts or {}  # the line where a string value's text begins (YAML)
 
     def line(self, path: Path) -> int:
         path = tuple(path)
@@ -74,12 +84,22 @@ class Source:
     def error(self, path: Path, problem: str) -> WorkflowFileError:
         return WorkflowFileError(self.file, self.line(path), dotted(path), problem)
 
+    def text_error(self, path: Path, text: str, offset: int, problem: str
+                   ) -> WorkflowFileError:
+        """An error about ``text[offset]``, the string at ``path``: on its own line when
+        the string spans lines (a ``|`` block)."""
+        path = tuple(path)
+        line = self.starts[path] + text.count("\n", 0, offset) if path in self.starts \
+            else self.line(path)
+        return WorkflowFileError(self.file, line, dotted(path), problem)
+
 
 # --------------------------------------------------------------------------- loading
 
 def _load_yaml(text: str, file: str) -> Tuple[Any, Source]:
     import yaml
     lines: Dict[Path, int] = {}
+    starts: Dict[Path, int] = {}
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -106,9 +126,11 @@ def _load_yaml(text: str, file: str) -> Tuple[Any, Source]:
                         lines[path + (index,)] = item.start_mark.line + 1
                         items.append(convert(item, path + (index,)))
                     return items
+                # a block scalar's text begins on the line after its | or >
+                starts[path] = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
                 return loader.construct_object(node, deep=True)
             lines[()] = root.start_mark.line + 1
-            return convert(root, ()), Source(file, lines)
+            return convert(root, ()), Source(file, lines, starts)
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -200,9 +222,11 @@ class Workflow:
         self.refs = refs
         self.jobs = jobs
 
-    def requests(self) -> List[Dict[str, Any]]:
-        """The requests-file content: submit the jobs, finish when all are done."""
-        return requests(self.jobs)
+    def requests(self, jobs: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+        """The requests-file content of ``jobs`` (default: all): submit them, finish when
+        all are done; a job with ``retries`` gets its attempt loop here
+        (qcgflow/workflow_retries.py), so that ``jobs`` keep the command as written."""
+        return requests([with_retries(job) for job in (self.jobs if jobs is None else jobs)])
 
     def write(self, path: str) -> None:
         """Write the requests file ``path`` and the call files of Python tasks beside it
@@ -256,6 +280,7 @@ class _Builder:
         order = self._order(tasks)
         for task in order:
             self._sweep(task, tasks[task])
+        tasks = {task: self._placeholders(task, tasks[task]) for task in order}
         for task in order:
             self.refs[task] = self._ref(task, tasks[task])
         graph = Graph.build([self.refs[t] for t in order])
@@ -276,7 +301,11 @@ class _Builder:
             _options.validate(defaults, "defaults")
         except TaskOptionError as exc:
             raise self._option_error(("defaults",), exc) from None
-        self.defaults = dict(defaults)
+        # defaults serve every task: ${it} / ${itval} are accepted (a task without a sweep
+        # then leaves them to the shell, as the runtime does)
+        self.defaults = _placeholders.check_options(
+            defaults, ("defaults",), list(_placeholders.SWEEP_ONLY) +
+            list(_placeholders.ALWAYS), {}, self.base_dir, self.src.text_error)
 
     def _option_error(self, prefix: Path, exc: TaskOptionError) -> WorkflowFileError:
         return self.error(prefix + (exc.option,), "invalid value %s: %s"
@@ -402,6 +431,15 @@ class _Builder:
                                  % (task, len(sweep), pred, len(theirs)))
         self.sweeps[task] = sweep
 
+    def _placeholders(self, task: str, spec: Dict[str, Any]) -> Dict[str, Any]:
+        """The task with every ``${...}`` checked, escapes undone, ``${workflow_dir}``
+        filled (qcgflow/workflow_placeholders.py)."""
+        sweep = self.sweeps[task]
+        return _placeholders.check_task(spec, ("tasks", task),
+                                        sweep.names if sweep is not None else None,
+                                        sweep is not None, self.base_dir,
+                                        self.src.text_error)
+
     # ---- graph
 
     def _task_options(self, task: str, spec: Dict[str, Any]) -> Dict[str, Any]:
@@ -456,17 +494,42 @@ class _Builder:
     def _execution(self, spec: Dict[str, Any], sweep: Optional[Sweep]) -> Dict[str, Any]:
         used: set = set()
         if "script" in spec:
-            script = fill(spec["script"], sweep, True, used)
+            script = fill(self._script_beside(spec["script"]), sweep, True, used)
             if sweep is not None and sweep.names is not None and len(sweep.names) > 1:
                 script = prelude(sweep, used) + script
             return {"script": script}
-        texts = [spec["exec"]] + [str(a) for a in spec.get("args", [])]
+        texts = [self._beside(spec["exec"])] + [str(a) for a in spec.get("args", [])]
         named = sweep is not None and sweep.names is not None and len(sweep.names) > 1
         if named and any(set(sweep.names) & placeholders(t) for t in texts):
             words = [word(t, sweep, used) for t in texts]
             return {"script": prelude(sweep, used) + "exec " + " ".join(words)}
         return {"exec": fill(texts[0], sweep, False, used),
                 "args": [fill(t, sweep, False, used) for t in texts[1:]]}
+
+    def _beside(self, program: str) -> str:
+        """A relative program found beside the workflow file, as an absolute path there (a
+        task runs in the run directory, where it is not); others as they are. ``./sim``,
+        ``bin/sim``: when the file is there; a bare ``sim``: when it is an executable file
+        there and not a command on PATH."""
+        if os.path.isabs(program) or "$" in program or not program.strip():
+            return program
+        candidate = os.path.join(self.base_dir, program)
+        if "/" in program:
+            return os.path.normpath(candidate) if os.path.exists(candidate) else program
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK) and \
+                shutil.which(program) is None:
+            return candidate
+        return program
+
+    def _script_beside(self, script: str) -> str:
+        """``_beside`` for the command word that starts each line of a script
+        (``./prepare.sh ${itval} > in.txt``): only paths with a ``/``, only when the file is
+        beside the workflow file."""
+        def replace(match):
+            word = match.group(2)
+            found = self._beside(word) if "/" in word else word
+            return match.group(1) + (shlex.quote(found) if found != word else word)
+        return _COMMAND_WORD.sub(replace, script)
 
     def _python(self, task: str, spec: Dict[str, Any], opts: Dict[str, Any],
                 sweep: Optional[Sweep]):
@@ -501,6 +564,10 @@ class _Builder:
         job.pop("dependencies", None)
         if after:
             job["dependencies"] = {"after": list(dict.fromkeys(after))}
+        problem = model_problem(job)
+        if problem:
+            raise self.error(("tasks", task, "retries") if "retries" in spec else
+                             ("defaults", "retries"), problem)
         sweep = self.sweeps[task]
         for stream in STREAMS:
             if stream not in spec:

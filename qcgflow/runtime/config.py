@@ -69,7 +69,9 @@ class ServiceConfig:
 
 def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, description="Run the pilot-job manager (QCG-PilotJob compatible).")
+        prog=prog, description="Run the pilot-job manager (QCG-PilotJob compatible). "
+        "Exit status: 0 done, 2 bad options or requests file, 3 node agents did not start, 4 a request of "
+        "--file-path was refused, 128+N stopped by signal N.")
     add = parser.add_argument
     add("--net", action="store_true", help="enable the network interface")
     add("--net-port", type=int, help="port of the network interface (implies --net)")

@@ -466,3 +466,15 @@ def parse_job(raw: Mapping[str, Any], submit_vars: Mapping[str, str]) -> JobSpec
         attributes=attributes,
         description=desc,
     )
+
+
+def nodes_spec_problem(spec: str) -> Optional[str]:
+    """What is wrong with a ``--nodes`` value, checked as the service checks it (None: it is
+    valid), so that a front end starting a service can refuse it first."""
+    from .discovery import parse_nodes_spec
+    from .errors import ResourcesError
+    try:
+        parse_nodes_spec(spec)
+    except ResourcesError as exc:
+        return str(exc)
+    return None

@@ -60,6 +60,7 @@ _log = logging.getLogger("qcgflow.runtime.service")
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_NOT_STARTED = 3  # the node agents did not start (Slurm mode)
+EXIT_REFUSED = 4  # the service ran, but refused at least one request of its --file-path
 
 
 class _Interrupted(BaseException):
@@ -103,6 +104,7 @@ class Service:
         self.stats: Optional[ServiceStats] = None
         self.readiness = None  # AgentReadiness in Slurm mode with agents
         self.failure: Optional[str] = None  # why the service could not run the workflow
+        self.refused = 0  # requests of the requests file answered with an error
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -295,6 +297,7 @@ class Service:
                       request.get("request") if isinstance(request, dict) else "?",
                       json.dumps(reply))
             if reply.get("code") != 0:
+                self.refused += 1
                 print("qcgflow service: request %d: %s" % (number, reply.get("message")),
                       file=sys.stderr)
             if self._stopping:
@@ -418,4 +421,8 @@ def run_service(argv: Sequence[str]) -> int:
     line = service.summary()
     if line:
         print("qcgflow service: %s" % line, file=sys.stderr)
+    if status == EXIT_OK and service.refused:
+        print("qcgflow service: %d request(s) of %s refused (see the lines above)"
+              % (service.refused, config.file_path), file=sys.stderr)
+        return EXIT_REFUSED
     return status

@@ -111,7 +111,7 @@ def test_bad_request_gets_one_line_and_the_run_goes_on(run, index):
 
 
 def test_jobs_accepted_around_the_bad_requests_succeed(run):
-    assert run.returncode == 0, run.describe()
+    assert run.returncode == 4, run.describe()  # it ran the rest, but refused requests
     assert run.states == {"before": "SUCCEED", "after": "SUCCEED"}
     assert run.read("before.out").strip() == "before"
 

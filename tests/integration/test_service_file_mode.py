@@ -67,7 +67,7 @@ def test_failed_jobs_do_not_change_the_exit_status(tmp_path):
 
 def test_replies_are_logged_and_errors_printed_to_stderr(tmp_path):
     result = run_service(tmp_path, [{"request": "listJobs"}, {"request": "bogus"}], timeout=20)
-    assert result.returncode == 0, result.describe()
+    assert result.returncode == 4, result.describe()  # 4: a request was refused
     assert result.reply(1)["code"] == 0
     assert result.reply(2)["code"] != 0
     assert "qcgflow service: request 2: Unknown request name: bogus" in result.stderr

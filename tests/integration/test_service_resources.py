@@ -76,7 +76,7 @@ def test_job_that_can_never_fit_is_rejected_and_nothing_registered(tmp_path, nod
     big = {"name": "a", "execution": {"exec": "true"}, "resources": resources}
     result = run_service(tmp_path, [submit(ok, big), LIST, submit(job("after", "true"))],
                          nodes=nodes, timeout=20)
-    assert result.returncode == 0, result.describe()
+    assert result.returncode == 4, result.describe()  # 4: it refused a request
     reply = result.reply(1)
     assert reply["code"] != 0
     assert reply["message"] == "Not enough resources for job a"

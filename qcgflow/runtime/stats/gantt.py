@@ -5,7 +5,9 @@
     Run -> busy intervals per core -> one PolyCollection of rectangles (one artist for all
     bars: thousands of tasks draw in well under a second) -> Figure.savefig(OUT)
 
-``gantt``: one row per core, each task a bar on every core it held, coloured by job.
+``gantt``: one row per core, each task a bar on every core it held, coloured by job; a
+task that did not succeed (FAILED, CANCELED) is hatched and outlined in black, and the
+title counts them.
 ``gantt-gaps``: the negative: tasks in light grey, the time each core stood idle between
 the service's start and finish in red.
 
@@ -24,6 +26,7 @@ from .workdir import Run
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg", ".jpg": "jpeg", ".jpeg": "jpeg"}
 GAP_COLOUR = "#d62728"
 TASK_GREY = "#c8c8c8"
+FAILED_HATCH = "////"
 _LABEL_EACH_ROW_UP_TO = 64
 
 
@@ -65,15 +68,17 @@ def plot(run: Run, out: str, gaps: bool = False) -> int:
 
     jobs = _job_order(run)
     palette = _palette(matplotlib, len(jobs))
-    task_bars, task_colours = [], []
+    task_bars, task_colours, failed_bars = [], [], []
     for task in run.tasks:
         if not task.ran:
             continue
         colour = TASK_GREY if gaps else palette[jobs[task.job]]
         for core in task.cores:
-            task_bars.append((task.start - origin, max(task.end, task.start) - origin,
-                              rows[core]))
+            bar = (task.start - origin, max(task.end, task.start) - origin, rows[core])
+            task_bars.append(bar)
             task_colours.append(colour)
+            if task.state != "SUCCEED":  # at least a sliver wide: a quick failure shows
+                failed_bars.append((bar[0], max(bar[1], bar[0] + 0.004 * horizon), bar[2]))
     gap_bars = _gaps(busy, cores, rows, origin, horizon) if gaps else []
 
     height = min(max(3.0, 0.16 * len(cores) + 1.6), 60.0)
@@ -82,6 +87,10 @@ def plot(run: Run, out: str, gaps: bool = False) -> int:
     edges = 0.3 if len(task_bars) <= 4000 else 0.0
     ax.add_collection(PolyCollection(_rectangles(task_bars), facecolors=task_colours,
                                      edgecolors="white" if edges else "none", linewidths=edges))
+    if failed_bars:  # drawn over their bars: the job's colour shows through the hatching
+        ax.add_collection(PolyCollection(_rectangles(failed_bars), facecolors="none",
+                                         edgecolors="black", linewidths=0.8,
+                                         hatch=FAILED_HATCH))
     if gap_bars:
         ax.add_collection(PolyCollection(_rectangles(gap_bars), facecolors=GAP_COLOUR,
                                          edgecolors="none", alpha=0.85))
@@ -93,13 +102,17 @@ def plot(run: Run, out: str, gaps: bool = False) -> int:
         ax.axvline(run.runtime, color="black", linewidth=0.8, linestyle="--")
     ax.grid(axis="x", linestyle=":", linewidth=0.5)
     ax.set_title(_title(run, len(task_bars), len(cores), gaps, gap_bars), fontsize=10)
+    failed_patch = [Patch(facecolor="white", edgecolor="black", hatch=FAILED_HATCH,
+                          label="not succeeded")] if failed_bars else []
     if gaps:
         ax.legend(handles=[Patch(color=TASK_GREY, label="task"),
-                           Patch(color=GAP_COLOUR, label="idle core")],
+                           Patch(color=GAP_COLOUR, label="idle core")] + failed_patch,
                   loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    elif 0 < len(jobs) <= 20:
-        ax.legend(handles=[Patch(color=palette[i], label=name) for name, i in jobs.items()],
-                  loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="jobs")
+    elif 0 < len(jobs) <= 20 or failed_patch:
+        handles = [Patch(color=palette[i], label=name) for name, i in jobs.items()] \
+            if len(jobs) <= 20 else []
+        ax.legend(handles=handles + failed_patch, loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0), fontsize=8, title="jobs")
     fig.tight_layout()
     fig.savefig(out, format=fmt)
     return len(task_bars) + len(gap_bars)
@@ -169,6 +182,9 @@ def _title(run: Run, bars: int, cores: int, gaps: bool, gap_bars) -> str:
     what = "idle cores" if gaps else "tasks"
     text = "%s: %d tasks on %d cores (%d node%s)" % (what, ran, cores, run.total_nodes,
                                                      "" if run.total_nodes == 1 else "s")
+    failed = sum(1 for t in run.tasks if t.ran and t.state != "SUCCEED")
+    if failed:
+        text += ", %d not succeeded (hatched)" % failed
     if run.runtime is not None:
         text += ", service runtime %.2f s" % run.runtime
     if gaps:
