@@ -87,9 +87,12 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
     job: Dict[str, Any] = {"name": name, "execution": execution}
     if mapped:
         how, values = node.mapped
-        if node.kind == COMMAND and how == "values":
+        if node.kind == COMMAND and how == "values" and \
+                not all(str(v) == str(i) for i, v in enumerate(values)):
             job["iteration"] = {"values": [str(v) for v in values]}
-        else:
+        else:  # also values 0..n-1 (a range sweep): ${itval} of a range iteration is the
+            # index on both services (docs/COMPAT), so the job stays O(1) in size instead
+            # of n strings in the requests file, the service and the resume records
             job["iteration"] = {"start": 0, "stop": node.iterations}
     if resources:
         job["resources"] = resources

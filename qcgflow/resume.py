@@ -156,15 +156,19 @@ class Store:
     def result_path(self, job: str, it=None) -> str:
         return os.path.join(self.base, payload.result_file(job, it))
 
-    def append(self, entries: List[Dict[str, Any]]) -> None:
+    def append(self, entries: List[Dict[str, Any]], remember: bool = True) -> None:
+        """Add records to the store's file (``remember``: to ``records`` too; a caller
+        that is done with the store passes False and writes in chunks, so that a sweep of
+        1,000,000 iterations never holds its records in memory)."""
         if not entries:
             return
         os.makedirs(self.base, exist_ok=True)
         text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(text)
-        for entry in entries:
-            self.records[entry["k"]] = entry
+        if remember:
+            for entry in entries:
+                self.records[entry["k"]] = entry
 
     # ------------------------------------------------------------------ reading
     def python_result(self, key: str) -> Optional[Tuple[Optional[str], bytes]]:
@@ -542,21 +546,40 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
         os.unlink(path)
         return 0
     from .workflow_cli import read_report
-    states: Dict[str, str] = {}
+    # what succeeded, compactly: a set of job names, and per sweep 1 byte per iteration
+    # (not a dict of 1,000,000 "job:it" keys)
+    whole_ok: set = set()
+    its_ok: Dict[str, bytearray] = {}
     for service_dir in _service_dirs(wd):
         if service_dir not in before:
             for entry in read_report(os.path.join(service_dir, "jobs.report")):
-                states[str(entry.get("name"))] = entry.get("state")
+                job, _, it = str(entry.get("name")).partition(":")
+                info = jobs.get(job)
+                if info is None:
+                    continue
+                ok = entry.get("state") == "SUCCEED"
+                if not it:
+                    (whole_ok.add if ok else whole_ok.discard)(job)
+                elif info["iterations"] is not None and it.isdigit() and \
+                        int(it) < len(info["iterations"]):
+                    marks = its_ok.setdefault(job, bytearray(len(info["iterations"])))
+                    marks[int(it)] = ok
     store = Store(wd, cache_dir)
     entries: List[Dict[str, Any]] = []
+    recorded = 0
     for name, info in jobs.items():
-        whole = states.get(name) == "SUCCEED"
+        whole = name in whole_ok
+        marks = its_ok.get(name, b"")
         if info["iterations"] is None:
             pairs = [(None, info["key"])] if whole else []
         else:
-            pairs = [(i, key) for i, key in enumerate(info["iterations"])
-                     if whole or states.get("%s:%d" % (name, i)) == "SUCCEED"]
+            pairs = ((i, key) for i, key in enumerate(info["iterations"])
+                     if whole or (i < len(marks) and marks[i]))
         for it, key in pairs:
+            if len(entries) >= 10000:  # written in chunks: bounded memory
+                store.append(entries, remember=False)
+                recorded += len(entries)
+                entries = []
             if info["command"]:
                 entries.append({"k": key, "j": name, "i": it, "c": 1})
                 continue
@@ -567,6 +590,7 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
                     files = info.get("files")
                     store.keep_files(key, files[it or 0] if files else [])
                     _write(store.cache_path(key), result)
-    store.append(entries)
+    store.append(entries, remember=False)
+    recorded += len(entries)
     os.unlink(path)
-    return len(entries)
+    return recorded

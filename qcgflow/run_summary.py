@@ -142,10 +142,11 @@ def _ranges(indices: List[int]) -> List[Tuple[int, int]]:
     return out
 
 
-def _unstarted(job: Dict[str, Any], seen: set, limit: int) -> str:
-    """``iterations 5 [f], 7-9: no result`` for the iterations without a report entry."""
+def _unstarted(job: Dict[str, Any], seen: bytes, limit: int) -> str:
+    """``iterations 5 [f], 7-9: no result`` for the iterations without a report entry
+    (``seen``: 1 at each iteration index that has one)."""
     count = iterations(job) or 0
-    missing = [i for i in range(count) if i not in seen]
+    missing = [i for i in range(count) if i >= len(seen) or not seen[i]]
     parts = []
     for first, last in _ranges(missing)[:limit]:
         if first == last:
@@ -167,10 +168,7 @@ def _order(progress, name: str) -> Tuple[int, int]:
 def summary(progress, root: str, title: str, limit: int = 20) -> str:
     """The table printed at the end of a run and by ``qcgflow status``."""
     lines = [title, "", "  %-10s %6s %11s" % ("state", "jobs", "iterations")]
-    iteration_counts: Dict[str, int] = {}
-    for entry in progress.iterations.values():
-        state = entry.get("state", "?")
-        iteration_counts[state] = iteration_counts.get(state, 0) + 1
+    iteration_counts = progress.iteration_counts
     counts = progress.counts()
     missing = [n for n in progress.jobs if n not in progress.states]
     if missing:
@@ -194,9 +192,7 @@ def summary(progress, root: str, title: str, limit: int = 20) -> str:
     for name in missing[:limit]:
         job = progress.jobs.get(name, {})
         if iterations(job) is not None:
-            seen = {int(key.partition(":")[2]) for key in progress.iterations
-                    if key.partition(":")[0] == name and key.partition(":")[2].isdigit()}
-            reason = _unstarted(job, seen, 8)
+            reason = _unstarted(job, progress.seen.get(name, b""), 8)
         else:
             reason = "never started" if progress.ended else "not finished"
         lines.append("  %-16s %-8s %s" % (name, "-", reason))
@@ -210,8 +206,7 @@ def _failure(progress, root: str, name: str, entry: Dict[str, Any]) -> List[str]
     job = progress.jobs.get(job_name, {})
     state = entry.get("state")
     if not it and iterations(job) is not None and state == "FAILED":
-        bad = sum(1 for key, e in progress.iterations.items() if key.startswith(
-            name + ":") and e.get("state") != "SUCCEED")
+        bad = sum(1 for key in progress.iterations if key.startswith(name + ":"))
         reason = "%d of %d iterations did not succeed" % (bad, iterations(job))
     else:
         reason = _python_reason(root, job, it or None) or \

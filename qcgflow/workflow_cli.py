@@ -76,19 +76,36 @@ def _service_dirs(wd: str) -> List[str]:
     return glob.glob(os.path.join(glob.escape(wd), ".qcgpjm-service-*"))
 
 
-def read_report(path: str) -> List[Dict[str, Any]]:
-    """The entries of a jobs.report (a line being written is skipped)."""
-    entries = []
+def read_report(path: str, offset: int = 0):
+    """The entries of a jobs.report from byte ``offset`` on, read one line at a time (a
+    line being written is skipped). A generator: a report of 1,000,000 iterations is never
+    held in memory as a list. ``report_end`` tells where complete lines end."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
             for line in handle:
+                if not line.endswith(b"\n"):
+                    return  # being written: read again from its start next time
                 try:
-                    entries.append(json.loads(line))
+                    yield json.loads(line)
                 except ValueError:
                     continue
     except OSError:
+        return
+
+
+def report_end(path: str, offset: int) -> int:
+    """The offset after the last complete line of a jobs.report, from ``offset`` on."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            for line in handle:
+                if not line.endswith(b"\n"):
+                    break
+                offset += len(line)
+    except OSError:
         pass
-    return entries
+    return offset
 
 
 def submitted_jobs(requests: Any) -> List[Dict[str, Any]]:
@@ -97,7 +114,12 @@ def submitted_jobs(requests: Any) -> List[Dict[str, Any]]:
 
 
 class Progress:
-    """Counts of a run from its jobs.report: jobs and iterations finished, per state."""
+    """Counts of a run from its jobs.report: jobs and iterations finished, per state.
+
+    Memory is O(jobs + iterations that did not succeed + 1 byte per iteration): a
+    succeeded iteration is counted and marked seen, not kept (a 1,000,000-iteration sweep
+    costs ~1 MB here). ``iterations`` holds the entries of the iterations that did NOT
+    succeed (the summary's "not succeeded" lines)."""
 
     def __init__(self, jobs: List[Dict[str, Any]]):
         self.jobs = {job.get("name"): job for job in jobs}
@@ -105,14 +127,44 @@ class Progress:
         self.ended = False  # the service has ended: what is missing now never ran
         self.units = sum(iterations(job) or 1 for job in jobs)
         self.states: Dict[str, str] = {}       # job -> final state
-        self.iterations: Dict[str, Dict[str, Any]] = {}  # "job:it" -> entry
+        self.iterations: Dict[str, Dict[str, Any]] = {}  # "job:it" -> entry, not SUCCEED
+        self.iteration_counts: Dict[str, int] = {}       # state -> iterations
+        self.iterations_done = 0
+        self.seen: Dict[str, bytearray] = {}   # job -> 1 at each iteration with an entry
         self.entries: Dict[str, Dict[str, Any]] = {}
+        self.offset = 0  # of the report, for follow()
 
-    def update(self, entries: List[Dict[str, Any]]) -> None:
+    def follow(self, path: str) -> None:
+        """Read what the report gained since the last call."""
+        end = report_end(path, self.offset)
+        if end > self.offset:
+            self.update(read_report(path, self.offset))
+            self.offset = end
+
+    def _saw(self, name: str) -> None:
+        job_name, _, it = name.partition(":")
+        count = iterations(self.jobs.get(job_name, {}))
+        if count and it.isdigit() and int(it) < count:
+            seen = self.seen.get(job_name)
+            if seen is None:
+                seen = self.seen[job_name] = bytearray(count)
+            seen[int(it)] = 1
+
+    def update(self, entries) -> None:
         for entry in entries:
             name = str(entry.get("name"))
             if ":" in name:
-                self.iterations[name] = entry
+                state = entry.get("state", "?")
+                previous = self.iterations.pop(name, None)
+                if previous is not None:  # an entry again (a re-run): counted once
+                    old = previous.get("state", "?")
+                    self.iteration_counts[old] -= 1
+                    self.iterations_done -= 1
+                self.iteration_counts[state] = self.iteration_counts.get(state, 0) + 1
+                self.iterations_done += 1
+                if state != "SUCCEED":
+                    self.iterations[name] = entry
+                self._saw(name)
             else:
                 self.entries[name] = entry
                 self.states[name] = entry.get("state", "?")
@@ -121,14 +173,11 @@ class Progress:
 
     def done_units(self) -> int:
         plain = sum(1 for name in self.states if iterations(self.jobs.get(name, {})) is None)
-        return plain + len(self.iterations)
+        return plain + self.iterations_done
 
     def unit_counts(self) -> Dict[str, int]:
         """Tasks (iterations, and jobs without iterations) per final state."""
-        counts: Dict[str, int] = {}
-        for entry in self.iterations.values():
-            state = entry.get("state", "?")
-            counts[state] = counts.get(state, 0) + 1
+        counts = {state: n for state, n in self.iteration_counts.items() if n}
         for name, state in self.states.items():
             if iterations(self.jobs.get(name, {})) is None:
                 counts[state] = counts.get(state, 0) + 1
@@ -189,8 +238,7 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
                 if not args.quiet:
                     report = _new_report(wd, before)
                     if report:
-                        progress.update(read_report(report)[len(progress.entries) +
-                                                            len(progress.iterations):])
+                        progress.follow(report)
                     view.show(progress.done_units(), progress.unit_counts(),
                               time.monotonic() - start)
         except KeyboardInterrupt:

@@ -20,8 +20,6 @@ import importlib
 import json
 import os
 import re
-import shlex
-import shutil
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -33,6 +31,7 @@ from .errors import GraphError, TaskOptionError
 from .graph import Graph
 from .runtime.inputfile import WORKFLOW_LIMIT, InputFileError, read_text
 from .task import TaskFunction
+from .workflow_programs import beside, script_beside
 from .workflow_retries import model_problem, with_retries
 from .workflow_sweeps import IDENTIFIER, Sweep, fill, parse_sweep, prelude, scalar, word
 
@@ -44,10 +43,6 @@ TASK_KEYS = KINDS + ("args", "kwargs") + STREAMS + OPTION_KEYS + ("after", "afte
                                                                   "foreach")
 
 Path = Tuple[Any, ...]
-# the first word of a script's line: a relative path there may name a file beside the
-# workflow file (quotes, $ and redirections make it something else: left alone)
-_COMMAND_WORD = re.compile(r"^([ \t]*)([A-Za-z0-9_.][A-Za-z0-9_./+-]*)(?=[ \t;&|)]|$)",
-                           re.MULTILINE)
 
 
 class WorkflowFileError(GraphError):
@@ -546,42 +541,17 @@ class _Builder:
     def _execution(self, spec: Dict[str, Any], sweep: Optional[Sweep]) -> Dict[str, Any]:
         used: set = set()
         if "script" in spec:
-            script = fill(self._script_beside(spec["script"]), sweep, True, used)
+            script = fill(script_beside(self.base_dir, spec["script"]), sweep, True, used)
             if sweep is not None and sweep.names is not None and len(sweep.names) > 1:
                 script = prelude(sweep, used) + script
             return {"script": script}
-        texts = [self._beside(spec["exec"])] + [str(a) for a in spec.get("args", [])]
+        texts = [beside(self.base_dir, spec["exec"])] + [str(a) for a in spec.get("args", [])]
         named = sweep is not None and sweep.names is not None and len(sweep.names) > 1
         if named and any(set(sweep.names) & placeholders(t) for t in texts):
             words = [word(t, sweep, used) for t in texts]
             return {"script": prelude(sweep, used) + "exec " + " ".join(words)}
         return {"exec": fill(texts[0], sweep, False, used),
                 "args": [fill(t, sweep, False, used) for t in texts[1:]]}
-
-    def _beside(self, program: str) -> str:
-        """A relative program found beside the workflow file, as an absolute path there (a
-        task runs in the run directory, where it is not); others as they are. ``./sim``,
-        ``bin/sim``: when the file is there; a bare ``sim``: when it is an executable file
-        there and not a command on PATH."""
-        if os.path.isabs(program) or "$" in program or not program.strip():
-            return program
-        candidate = os.path.join(self.base_dir, program)
-        if "/" in program:
-            return os.path.normpath(candidate) if os.path.exists(candidate) else program
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK) and \
-                shutil.which(program) is None:
-            return candidate
-        return program
-
-    def _script_beside(self, script: str) -> str:
-        """``_beside`` for the command word that starts each line of a script
-        (``./prepare.sh ${itval} > in.txt``): only paths with a ``/``, only when the file is
-        beside the workflow file."""
-        def replace(match):
-            word = match.group(2)
-            found = self._beside(word) if "/" in word else word
-            return match.group(1) + (shlex.quote(found) if found != word else word)
-        return _COMMAND_WORD.sub(replace, script)
 
     def _python(self, task: str, spec: Dict[str, Any], opts: Dict[str, Any],
                 sweep: Optional[Sweep]):

@@ -32,17 +32,19 @@ class Sweep:
     def __init__(self, names: Optional[List[str]], columns: List[List[Any]]):
         self.names = names
         self.columns = columns
-        self.combos = list(itertools.product(*columns))
-        self.itvals = [",".join(str(v) for v in combo) for combo in self.combos]
+        # the combinations are not kept (a tuple per iteration: ~56 MB at 1,000,000);
+        # itertools.product makes them again when needed, in the same order
+        self.itvals = [",".join(str(v) for v in combo)
+                       for combo in itertools.product(*columns)]
 
     def __len__(self) -> int:
-        return len(self.combos)
+        return len(self.itvals)
 
     def elements(self) -> List[Any]:
         """What a Python task gets per iteration: the value, or a dict of the parameters."""
         if self.names is None or len(self.names) == 1:
-            return [combo[0] for combo in self.combos]
-        return [dict(zip(self.names, combo)) for combo in self.combos]
+            return list(itertools.chain(*self.columns[:1]))
+        return [dict(zip(self.names, combo)) for combo in itertools.product(*self.columns)]
 
     def stride(self, index: int) -> int:
         return math.prod(len(column) for column in self.columns[index + 1:])
