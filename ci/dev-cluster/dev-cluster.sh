@@ -54,7 +54,7 @@ MODULE=qcgtest/1.0
 PACKAGES="munge slurmctld slurmd slurm-client slurm-wlm-basic-plugins openmpi-bin libopenmpi-dev
 libpmix-dev mpich libmpich-dev gcc libc6-dev environment-modules openssh-server openssh-client procps"
 # Best effort (a failure is logged, `up` goes on): the real MPI application of the tests
-# (tests/slurm/test_md_ensemble.py skips without it).
+# (tests/slurm/test_md_ensemble.py and test_md_ensemble_api.py skip without it).
 OPTIONAL_PACKAGES="lammps"
 
 HOST="$(hostname -s 2>/dev/null || hostname)"

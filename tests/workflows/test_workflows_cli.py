@@ -128,7 +128,8 @@ def test_every_example_is_tested():
     tested = {"hello.yaml", "diamond.yaml", "sweep.yaml", "sweep.json", "pipeline.yaml",
               "python_tasks.yaml", "api_sweep.py", "mpi_ensemble.yaml", "gpu_ensemble.yaml",
               "easyvvuq_pce.py",  # in tests/easyvvuq (needs easyvvuq: a side venv)
-              "md_ensemble.yaml"}  # in tests/slurm/test_md_ensemble.py (LAMMPS, Slurm)
+              "md_ensemble.yaml",  # in tests/slurm/test_md_ensemble.py (LAMMPS, Slurm)
+              "md_ensemble_api.py"}  # in tests/slurm/test_md_ensemble_api.py (LAMMPS, Slurm)
     helpers = {"stats.py", "easyvvuq_model.py"}
     assert {p.name for p in EXAMPLES.iterdir() if p.suffix in (".yaml", ".json", ".py")} \
         == tested | helpers
@@ -138,6 +139,16 @@ def test_every_example_is_listed_in_the_examples_readme():
     readme = (EXAMPLES / "README.md").read_text()
     assert [p.name for p in sorted(EXAMPLES.iterdir()) if p.suffix in (".yaml", ".json", ".py")
             and "`%s`" % p.name not in readme] == []
+
+
+def test_the_md_ensemble_example_is_valid_without_lammps_or_slurm(tmp_path):
+    # the Slurm test that runs it skips without LAMMPS: check here that the file still loads
+    # (its LAMMPS input's \${T} is left to LAMMPS) and that T reaches lmp's arguments
+    result = cli("compile", EXAMPLES / "md_ensemble.yaml", "-o", tmp_path / "reqs.json",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "reqs.json").read_text()
+    assert "velocity all create ${T} 87287" in text and '"${itval}"' in text, text
 
 
 # --------------------------------------------------------------------------- failures
