@@ -27,9 +27,13 @@ unsubscriptions (``b"\\x00" + prefix``, also sent when the last subscriber of a 
 disconnects). Subscriptions are read by an event-loop reader, and again right before an
 event is found unwanted, so a client that subscribed just before it submitted gets the
 events a plain PUB socket would have delivered. That check (``ZMQ_EVENTS``, ~1.5 us) is
-made at most once per ``recheck_interval`` (1 ms): a plain PUB socket likewise reads new
-subscriptions at most about once a millisecond while it is sending (libzmq throttles its
-command processing), so a burst of unwanted events costs one check, not one per event.
+made at most once per ``recheck_interval`` (1 ms) within one event-loop callback: a plain
+PUB socket likewise reads new subscriptions at most about once a millisecond while it is
+sending (libzmq throttles its command processing), so a burst of unwanted events costs one
+check, not one per event. The next callback may check again at once: otherwise a job that
+ends in the callback right after its submit (under 1 ms later) was skipped although its
+client had subscribed before submitting, and upstream's ``wait4``, which then waits only
+for events, hung (issue 20, tests/compat/test_compat_upstream_client_fixes.py).
 A slow subscriber never stalls the service: sends do not block, and ZeroMQ drops what is
 over its high-water mark.
 """
@@ -90,6 +94,7 @@ class StatusPublisher:
         self._wanted: Dict[str, bool] = dict.fromkeys(TOPICS, not self._tracking)
         self.recheck_interval = RECHECK_INTERVAL
         self._next_check = float("-inf")
+        self._reset_queued = False  # a call_soon lifting the throttle is pending
         manager = encode_basestring_ascii(manager_id).encode()
         head = b' {"manager": ' + manager + b', "job": '
         self._heads = {topic: topic.encode() + head for topic in TOPICS}
@@ -165,9 +170,16 @@ class StatusPublisher:
         if now < self._next_check:
             return False
         self._next_check = now + self.recheck_interval
+        if self._loop is not None and not self._reset_queued:
+            self._reset_queued = True  # the throttle holds within this callback only
+            self._loop.call_soon(self._lift_throttle)
         if not self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             return False
         return self.read_subscriptions()
+
+    def _lift_throttle(self) -> None:
+        self._reset_queued = False
+        self._next_check = float("-inf")
 
     def read_subscriptions(self) -> bool:
         """Drain the (un)subscription messages waiting on the socket; True if any was read.

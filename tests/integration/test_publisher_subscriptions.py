@@ -236,6 +236,36 @@ def test_the_event_loop_reads_subscriptions_as_they_arrive(context):
     assert pub.wanted("IFI")
 
 
+def test_the_recheck_throttle_lasts_one_event_loop_callback(context):
+    """A job ending in the callback after its submit reaches a client subscribed before it.
+
+    (Upstream's ``wait4`` waits only for events once it saw the job unfinished: a skipped
+    final event made it hang; issue 20.)
+    """
+    socket = context.socket(zmq.XPUB)
+    socket.setsockopt(zmq.LINGER, 0)
+    port = socket.bind_to_random_port("tcp://127.0.0.1")
+    loop = EventLoop()
+    pub = StatusPublisher(socket, "m", loop)
+    pub.recheck_interval = 3600.0  # the time throttle alone would never check again
+    pub(make_job("before"), None, JobState.QUEUED)  # nobody subscribed yet: checked, skipped
+    sub = subscriber(context, "tcp://127.0.0.1:%d" % port, "JFI")
+    assert socket.poll(int(DEADLINE * 1000), zmq.POLLIN)  # the subscription waits, unread
+    pub(make_job("same"), None, JobState.SUCCEED)  # same callback: throttled, skipped
+    assert pub.skipped["JFI"] == 1
+
+    def next_callback():
+        pub(make_job("next"), None, JobState.SUCCEED)
+        loop.stop()
+
+    loop.call_soon(next_callback)
+    loop.run()
+    message = receive(sub, 1)[0]
+    pub.close()
+    sub.close()
+    assert message.startswith("JFI ") and '"job": "next"' in message, message
+
+
 def test_close_unregisters_the_reader(context):
     socket = context.socket(zmq.XPUB)
     socket.bind_to_random_port("tcp://127.0.0.1")
