@@ -76,6 +76,8 @@ def _service_dirs(wd: str) -> List[str]:
     return glob.glob(os.path.join(glob.escape(wd), ".qcgpjm-service-*"))
 
 
+_FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
+
 def read_report(path: str, offset: int = 0):
     """The entries of a jobs.report from byte ``offset`` on, read one line at a time (a
     line being written is skipped). A generator: a report of 1,000,000 iterations is never
@@ -152,6 +154,8 @@ class Progress:
 
     def update(self, entries) -> None:
         for entry in entries:
+            if entry.get("state") not in _FINAL_STATES:
+                continue  # a job the service stopped with (jobs.report names it): unfinished
             name = str(entry.get("name"))
             if ":" in name:
                 state = entry.get("state", "?")

@@ -96,7 +96,7 @@ def test_two_node_job_gets_each_nodes_own_gpu_ids(tmp_path, n1_gpu0_busy):
                                  str(tmp_path), "--id", "t"],
                       args=["--gres=gpu:1", "--ntasks-per-node=1"], timeout=120)
     log = (tmp_path / ".qcgpjm-service-t" / "service.log").read_text()
-    assert done.returncode == 0, done.stderr + log
+    assert done.returncode == 4, done.stderr + log  # 4: it refused the over-ask (request 2)
     replies = [json.loads(m.group(1)) for m in REPLY.finditer(log)]
     assert replies[0]["data"]["gpus"] == {"n1": [1], "n2": [0]}, replies[0]
     assert replies[1]["code"] != 0 and "too_many" in replies[1]["message"]

@@ -3,7 +3,7 @@ whether the working files are final (for ``workdir.load_run``; reads files, no p
 
 ::
 
-    service.log  "service <id> starting in ..." / "service <id> finished" lines
+    service.log  "service <id> version <v> started ..." / "service <id> finished" lines
         -> service_runs: one Part per start (the first run, then every --resume, each
            usually in its own allocation), its end the "finished" line, else the last line
            before the next start (a killed service)
@@ -27,7 +27,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .workdir import Part, Run, parse_date
 
 _LOG_DATE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[,.](\d+) ")
-_START = re.compile(r"qcgflow\.runtime\.service: service \S+ starting in ")
+# upstream's first line ("service <id> version <v> started ..."); older logs: "starting in"
+_START = re.compile(r"qcgflow\.runtime\.service: service \S+ "
+                    r"(version \S+ started |starting in )")
 _FINISH = re.compile(r"qcgflow\.runtime\.service: service \S+ finished$")
 _SAME_START = 2.0  # seconds: final_status.json's Started belongs to the log's last start
 
@@ -134,5 +136,6 @@ def combine(runs: Sequence[Run]) -> Run:
                max(finished, default=None),
                tuple((name, tuple(sorted(cores))) for name, cores in nodes.items()),
                tuple(tasks), any(r.has_rtstats for r in runs),
-               tuple(p for r in runs for p in (r.parts or ())), labels,
-               next((r.partial for r in reversed(runs) if r.partial), None))
+               total_gpus=max((r.total_gpus for r in runs), default=0),
+               parts=tuple(p for r in runs for p in (r.parts or ())), labels=labels,
+               partial=next((r.partial for r in reversed(runs) if r.partial), None))
