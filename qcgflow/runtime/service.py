@@ -391,7 +391,13 @@ class Service:
     def _all_done(self) -> None:
         # a network service waits for finish (or finishAfterAllTasksDone)
         if not self._stopping and (not self.config.net or self._finish_when_idle):
-            _log.info("all jobs finished")
+            readiness = self.readiness
+            if readiness is not None and readiness.terminated:
+                # they "finished" only because Slurm signalled the agents (tasks that end
+                # at once on SIGTERM): the allocation is ending, as the exit status says
+                _log.warning("stopping: %s", readiness.ending_message())
+            else:
+                _log.info("all jobs finished")
             self.loop.stop()
 
     # ------------------------------------------------------------------ run
