@@ -16,16 +16,19 @@ def tempdir(monkeypatch):
     return use
 
 
-def test_endpoints_live_in_an_owner_only_directory(tempdir, tmp_path):
-    tempdir(tmp_path)
+def test_endpoints_live_in_an_owner_only_directory(tempdir):
+    # a short parent (pytest's tmp_path plus a long pid can exceed the socket-path room)
+    short = tempfile.mkdtemp(prefix="q", dir="/tmp")
+    tempdir(short)
     ipc = IpcEndpoints("svc")
     try:
-        assert os.path.dirname(ipc.directory) == str(tmp_path)
+        assert os.path.dirname(ipc.directory) == short
         assert stat.S_IMODE(os.stat(ipc.directory).st_mode) == 0o700
         assert ipc.endpoint("request") == "ipc://%s/request:1" % ipc.directory
     finally:
         ipc.close()
     assert not os.path.exists(ipc.directory)
+    os.rmdir(short)
 
 
 def test_a_deep_tmpdir_falls_back_to_tmp_so_the_socket_path_fits(tempdir, tmp_path):
