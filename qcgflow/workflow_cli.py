@@ -34,6 +34,7 @@ from . import rerun, resume
 from .progress_view import make_view
 from .run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
 from .runtime.inputfile import REQUESTS_LIMIT, read_text
+from .runtime.journal import journal_in_use
 from .runtime.owner import owner_pipe
 from .workflow_file import WorkflowFileError, load_workflow
 
@@ -501,22 +502,6 @@ def compile_main(argv: List[str]) -> int:
     return 0
 
 
-def _service_alive(service_dir: str) -> Optional[bool]:
-    """Whether a service still runs in ``service_dir``: a live service holds the flock of
-    its journal.jsonl (runtime/journal.py). None when that cannot be told."""
-    import fcntl
-    try:
-        fd = os.open(os.path.join(service_dir, "journal.jsonl"), os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True  # held
-    finally:
-        os.close(fd)  # closing drops a lock taken here
-    return False
-
 
 def status_main(argv: List[str]) -> int:
     parser = _Parser(
@@ -547,7 +532,7 @@ def status_main(argv: List[str]) -> int:
     progress.ended = os.path.exists(os.path.join(service_dir, "final_status.json"))
     unfinished = [name for name in progress.jobs if name not in progress.states]
     if not progress.ended:
-        state = "running" if _service_alive(service_dir) is not False else \
+        state = "running" if journal_in_use(service_dir) is not False else \
             "killed (its service ended without writing its final status)"
     elif unfinished:
         state = "interrupted (%d of %d jobs did not finish)" % (len(unfinished),

@@ -34,6 +34,8 @@ GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
                         # the --owner-fd pipe of the processes that start a service
                         "qcgflow.runtime.inputfile": None,
                         "qcgflow.runtime.owner": {"localservice.py", "workflow_cli.py"},
+                        # is a service alive in a directory (the journal's lock)
+                        "qcgflow.runtime.journal": {"workflow_cli.py"},
                         "qcgflow.runtime.leftovers": {"localservice.py"}}
 # The command line is a composition root of its own: it starts the service.
 # ``qcgflow run --resume`` ends the tasks a killed service left running, as ``qcgflow

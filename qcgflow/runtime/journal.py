@@ -260,6 +260,22 @@ def _cut(path: str, size: int) -> None:
 
 # ============================================================================ writing
 
+
+def journal_in_use(aux_dir: str) -> Optional[bool]:
+    """Whether a live service works in ``aux_dir``: it holds the flock of its journal
+    (``JournalWriter``). None when that cannot be told (no readable journal)."""
+    try:
+        fd = os.open(os.path.join(aux_dir, JOURNAL_FILE), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # held
+    finally:
+        os.close(fd)  # closing drops a lock taken here
+    return False
+
 class JournalWriter:
     """Appends records to the journal; a registry listener for final states.
 

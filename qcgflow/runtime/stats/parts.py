@@ -18,12 +18,12 @@ Guarantee: a directory that a single service wrote once gives exactly one part, 
 figure of such a run is what it was before parts existed.
 """
 
-import fcntl
 import json
 import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..journal import journal_in_use
 from .workdir import Part, Run, parse_date
 
 _LOG_DATE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)[,.](\d+) ")
@@ -94,28 +94,13 @@ def _text(value) -> str:
 
 def partial(aux: str, runs: Sequence[Part]) -> Optional[str]:
     """Why ``aux``'s files are not a finished run's, or None."""
-    if _journal_locked(aux):
+    if journal_in_use(aux):
         return "the service is still running"
     if runs and runs[-1].finished is None:
         return "the service ended without finishing (killed?)"
     if not runs and not os.path.exists(os.path.join(aux, "final_status.json")):
         return "no final_status.json: the service is running or was killed"
     return None
-
-
-def _journal_locked(aux: str) -> bool:
-    """A live service holds the flock of its journal (runtime/journal.py)."""
-    try:
-        fd = os.open(os.path.join(aux, "journal.jsonl"), os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def combine(runs: Sequence[Run]) -> Run:
