@@ -139,9 +139,9 @@ def qcgflow_times(n: int, m: int, k: int, warm: bool, repeat: int, root: str):
 
 def session_times(n: int, m: int, k: int, repeat: int, root: str):
     """As Ray is measured: a session started (``qcgflow.init``) and warmed with 100 no-op
-    tasks outside the timing; each workload is submitted (``qcgflow.dynamic.submit``, the
+    tasks outside the timing; each workload is submitted (``qcgflow.session.dynamic.submit``, the
     whole graph at once) and gathered (``qcgflow.get``) in it."""
-    from qcgflow import dynamic
+    from qcgflow.session import dynamic
     results = {}
     wd = tempfile.mkdtemp(prefix="session-", dir=root)
     with qcgflow.init(nodes=NODES, wd=wd):

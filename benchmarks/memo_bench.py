@@ -3,7 +3,7 @@
 
     python benchmarks/memo_bench.py [--repeat 7] [--run 500]
 
-keys: ``qcgflow.memo.graph_keys`` of a 10,000-node graph (5,000 sources with a small dict
+keys: ``qcgflow.graph.keys.graph_keys`` of a 10,000-node graph (5,000 sources with a small dict
 argument, 5,000 two-input tasks; two functions, one helper followed through globals) and
 of one ``.map()`` over 10,000 elements; median, min and max of ``--repeat`` (the graph is
 built fresh each time, so function digests are not cached between repeats).
@@ -20,8 +20,8 @@ import tempfile
 import time
 
 import qcgflow
-from qcgflow.graph import Graph
-from qcgflow.memo import graph_keys
+from qcgflow.graph.graph import Graph
+from qcgflow.graph.keys import graph_keys
 
 
 def helper(x):

@@ -32,13 +32,13 @@ _EXCEPTIONS = ("QcgflowError", "TaskOptionError", "GraphError", "CycleError",
                "NameClashError", "TaskError", "TaskFailed", "DependencyFailed", "RunError",
                "TaskCancelled", "TaskCancelledError", "GetTimeoutError")
 
-_LAZY = dict({"task": "qcgflow.task", "shell": "qcgflow.commands", "mpi": "qcgflow.commands",
-              "compile": "qcgflow.compile", "run": "qcgflow.oneshot",
-              "init": "qcgflow.dynamic", "shutdown": "qcgflow.dynamic",
-              "get": "qcgflow.dynamic", "wait": "qcgflow.dynamic",
-              "cancel": "qcgflow.dynamic", "put": "qcgflow.dynamic",
-              "TaskRef": "qcgflow.graph", "any_outcome": "qcgflow.graph",
-              "CommandResult": "qcgflow.payload"},
+_LAZY = dict({"task": "qcgflow.graph.task", "shell": "qcgflow.graph.commands", "mpi": "qcgflow.graph.commands",
+              "compile": "qcgflow.build.compile", "run": "qcgflow.session.oneshot",
+              "init": "qcgflow.session.dynamic", "shutdown": "qcgflow.session.dynamic",
+              "get": "qcgflow.session.dynamic", "wait": "qcgflow.session.dynamic",
+              "cancel": "qcgflow.session.dynamic", "put": "qcgflow.session.dynamic",
+              "TaskRef": "qcgflow.graph.graph", "any_outcome": "qcgflow.graph.graph",
+              "CommandResult": "qcgflow.build.payload"},
              **{name: "qcgflow.errors" for name in _EXCEPTIONS})
 
 __all__ = ["__version__", "task", "shell", "mpi", "compile", "run", "init", "shutdown", "get",

@@ -142,7 +142,7 @@ def _scalar(value, name: str) -> str:
         return str(value)
     kind = type(value)
     if kind is CommandStdout or (kind.__name__ == "CommandResult" and
-                                 kind.__module__ == "qcgflow.payload"):
+                                 kind.__module__ == "qcgflow.build.payload"):
         path = value.path if kind is CommandStdout else value.stdout
         with open(path, encoding="utf-8", errors="replace") as handle:
             return handle.read().rstrip("\n")

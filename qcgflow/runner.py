@@ -4,7 +4,7 @@ Loads the call file, replaces argument refs by the results of the predecessors (
 result files), runs the function and writes the result file. Exit status: 0 success, 1 the
 function raised (the result file holds the exception and its traceback), 2 bad usage.
 With ``QCGFLOW_RETRIES`` in the environment, each attempt is a child runner
-(qcgflow/attempts.py).
+(qcgflow/build/attempts.py).
 Imports only os, sys, cloudpickle and traceback (via payload). Our service calls ``main``
 in a persistent worker, once per task (runtime/launch/taskworker.py): it keeps no state
 between calls but the loaded call file (``payload._cached_call``; each task still
@@ -22,12 +22,12 @@ def main(argv=None) -> int:
     if len(args) not in (2, 3):
         sys.stderr.write(USAGE)
         return 2
-    if "QCGFLOW_RETRIES" in os.environ:  # a workflow file's retries: qcgflow/attempts.py
-        from qcgflow.attempts import from_environment, run_attempts
+    if "QCGFLOW_RETRIES" in os.environ:  # a workflow file's retries: qcgflow/build/attempts.py
+        from qcgflow.build.attempts import from_environment, run_attempts
         asked = from_environment()
         if asked is not None:
             return run_attempts(args, *asked)
-    from qcgflow.payload import run_call
+    from qcgflow.build.payload import run_call
     return run_call(args[0], args[1], args[2] if len(args) == 3 else None)
 
 

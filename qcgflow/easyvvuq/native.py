@@ -26,10 +26,10 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .. import options as _options
-from ..commands import mpi
+from qcgflow.graph import options as _options
+from qcgflow.graph.commands import mpi
 from ..errors import QcgflowError
-from ..session import Session
+from qcgflow.session.driver import Session
 from ._worker import RunFailed, tail
 from .chain import is_standard, run_resources
 from .pool import Pool, exit_code_of

@@ -28,11 +28,11 @@ import re
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .. import options as _options
-from ..commands import mpi
+from qcgflow.graph import options as _options
+from qcgflow.graph.commands import mpi
 from ..errors import DependencyFailed, RunError, TaskFailed
-from ..session import Session
-from ..task import task
+from qcgflow.session.driver import Session
+from qcgflow.graph.task import task
 from ._worker import RunFailed, finish_split, run_actions, tail, warm_up, warmed
 from .chain import Split, actions_of, run_resources, split
 

@@ -40,7 +40,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from .api.errors import ConnectionError, QCGPJMAError, RequestFailedError, TemplateError
 from .api.job import Jobs
 from .api.local import LocalManager
-from .client import TOPIC_ITERATION_FINISHED, TOPIC_JOB_FINISHED
+from .client.client import TOPIC_ITERATION_FINISHED, TOPIC_JOB_FINISHED
 
 _logger = logging.getLogger("qcgflow.runtime.executor_api")
 

@@ -20,7 +20,7 @@ import pytest
 import qcgflow
 from qcgflow.errors import (CycleError, GraphError, NameClashError, RunError, TaskFailed,
                             TaskOptionError)
-from qcgflow.task import MAX_MAP
+from qcgflow.graph.task import MAX_MAP
 
 
 @qcgflow.task

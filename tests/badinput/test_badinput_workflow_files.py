@@ -15,7 +15,7 @@ expanded; a task that no resources can fit is refused by the service at submit, 
 
 import pytest
 
-from qcgflow.workflow_sweeps import MAX_SWEEP
+from qcgflow.workflows.sweeps import MAX_SWEEP
 
 from badinput_harness import cli, one_line
 

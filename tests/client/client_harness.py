@@ -76,7 +76,7 @@ class ServiceProc:
 
     def stop(self) -> None:
         """The ``finish`` request (SIGKILL of the group if that does not end it)."""
-        from qcgflow.runtime import client
+        from qcgflow.runtime.client import client
         if self.popen.poll() is None:
             try:
                 with client.ServiceClient(self.address, timeout=2,

@@ -10,7 +10,7 @@ import zmq
 
 from client_harness import (deadline_wait, no_leftovers, exposed_address, service,  # noqa: F401
                             start_service)
-from qcgflow.runtime import client as c
+from qcgflow.runtime.client import client as c
 
 
 def submit_request(*jobs):

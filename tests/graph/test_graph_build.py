@@ -7,7 +7,7 @@ import pytest
 import qcgflow
 from qcgflow.errors import (CycleError, DependencyFailed, GraphError, NameClashError,
                             TaskFailed)
-from qcgflow.graph import Graph, TaskRef, find_refs
+from qcgflow.graph.graph import Graph, TaskRef, find_refs
 
 from graph_harness import no_leftovers  # noqa: F401
 

@@ -7,9 +7,9 @@ import sys
 import pytest
 
 import qcgflow
-from qcgflow import payload
-from qcgflow.compile import compile_graph
-from qcgflow.graph import Graph
+from qcgflow.build import payload
+from qcgflow.build.compile import compile_graph
+from qcgflow.graph.graph import Graph
 from qcgflow.runtime.protocol import parse_job
 
 from graph_harness import PYTHON, assert_golden, no_leftovers  # noqa: F401

@@ -61,7 +61,7 @@ def fan_out(n):
 def session(tmp_path):
     with qcgflow.init(nodes=2, wd=run_wd(tmp_path)) as context:
         yield context
-    assert not qcgflow.dynamic.is_initialized()
+    assert not qcgflow.session.dynamic.is_initialized()
 
 
 def test_remote_returns_a_ref_with_its_result(session):
@@ -200,10 +200,10 @@ def test_wait_counts_a_failed_task_as_ready(session):
 
 
 def test_a_mapped_ref_can_be_submitted(session):
-    mapped = qcgflow.dynamic.submit(inc.map([1, 2, 3]))
+    mapped = qcgflow.session.dynamic.submit(inc.map([1, 2, 3]))
     assert qcgflow.get(mapped, timeout=DEADLINE) == [2, 3, 4]
 
 
 def test_a_command_template_can_be_submitted(session):
-    ref = qcgflow.dynamic.submit(qcgflow.shell("echo hi").bind())
+    ref = qcgflow.session.dynamic.submit(qcgflow.shell("echo hi").bind())
     assert ref.result(DEADLINE).read_stdout() == "hi\n"

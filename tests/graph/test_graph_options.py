@@ -4,7 +4,7 @@ import pytest
 
 import qcgflow
 from qcgflow.errors import TaskOptionError
-from qcgflow.options import OPTIONS, job_fields, validate
+from qcgflow.graph.options import OPTIONS, job_fields, validate
 
 from graph_harness import no_leftovers  # noqa: F401
 

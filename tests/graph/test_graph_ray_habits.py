@@ -173,8 +173,8 @@ def test_future_cancel_is_true_for_a_task_not_started(session, tmp_path):
 def test_cancel_one_element_of_a_mapped_task(session, tmp_path):
     gate = str(tmp_path / "gate")
     busy = [wait_for.remote(gate, i) for i in range(2)]
-    mapped = qcgflow.dynamic.submit(leaf.map(range(4)))
-    follow = qcgflow.dynamic.submit(leaf.map(mapped))  # element-wise
+    mapped = qcgflow.session.dynamic.submit(leaf.map(range(4)))
+    follow = qcgflow.session.dynamic.submit(leaf.map(mapped))  # element-wise
     assert qcgflow.cancel(mapped, iterations=[2])
     open(gate, "w").close()
     qcgflow.get(busy, timeout=DEADLINE)
@@ -265,7 +265,7 @@ def test_retry_exceptions_false_retries_only_lost_processes(session, tmp_path):
 
 
 def test_a_mapped_task_retries_only_listed_exceptions(session, tmp_path):
-    mapped = qcgflow.dynamic.submit(fails_with.map(
+    mapped = qcgflow.session.dynamic.submit(fails_with.map(
         [str(tmp_path / "m0"), str(tmp_path / "m1")], "value", 1))
     with pytest.raises(ValueError):
         qcgflow.get(mapped, timeout=DEADLINE)
@@ -371,7 +371,7 @@ def test_init_env_reaches_every_task_and_nested_ones(tmp_path):
 def test_init_env_must_be_strings():
     with pytest.raises(TypeError, match="dict of variable names to strings"):
         qcgflow.init(env={"A": 1})
-    assert not qcgflow.dynamic.is_initialized()
+    assert not qcgflow.session.dynamic.is_initialized()
 
 
 def test_get_timeout_is_a_get_timeout_error(session, tmp_path):
@@ -399,7 +399,7 @@ def test_a_ref_returned_to_qcgflow_run_fails_the_task_clearly(tmp_path):
 def test_cancel_a_whole_mapped_task(session, tmp_path):
     gate = str(tmp_path / "gate")
     busy = [wait_for.remote(gate, i) for i in range(2)]
-    mapped = qcgflow.dynamic.submit(leaf.map(range(3)))
+    mapped = qcgflow.session.dynamic.submit(leaf.map(range(3)))
     after = leaf.remote(mapped)
     assert qcgflow.cancel(mapped)
     with pytest.raises(qcgflow.TaskCancelled):

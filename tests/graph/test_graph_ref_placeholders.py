@@ -15,9 +15,10 @@ import time
 import pytest
 
 import qcgflow
-from qcgflow import fill, payload
+from qcgflow import fill
+from qcgflow.build import payload
 from qcgflow.errors import GraphError, TaskFailed
-from qcgflow.payload import CommandResult
+from qcgflow.build.payload import CommandResult
 
 from graph_harness import no_leftovers, run_wd  # noqa: F401
 from upstream_venv import UPSTREAM, upstream_python  # tests/upstream_venv.py
@@ -267,7 +268,7 @@ def test_the_expected_pipeline_output(tmp_path):
 
 def test_the_fill_helper_module_is_lean():
     code = "import sys, qcgflow.fill; print(sorted(m for m in sys.modules if m in " \
-           "('networkx', 'zmq', 'cloudpickle', 'qcgflow.payload', 'qcgflow.graph')))"
+           "('networkx', 'zmq', 'cloudpickle', 'qcgflow.build.payload', 'qcgflow.graph.graph')))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=DEADLINE, env=dict(os.environ))
     assert done.stdout.strip() == "[]"

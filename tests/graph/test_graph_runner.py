@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from qcgflow import payload
+from qcgflow.build import payload
 
 from graph_harness import no_leftovers  # noqa: F401
 

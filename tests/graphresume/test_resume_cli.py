@@ -172,7 +172,7 @@ def test_killed_run_is_recorded_at_the_next_run(tmp_path):
 
     import psutil
 
-    from qcgflow.workflow_cli import read_report
+    from qcgflow.cli.workflow import read_report
     (tmp_path / "wf.yaml").write_text(textwrap.dedent(SLOW).lstrip())
     wd = tmp_path / "run"
     popen = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run", "wf.yaml", "--wd",

@@ -1,4 +1,4 @@
-"""Content keys (qcgflow.memo): what changes a key and what does not; the same key in
+"""Content keys (qcgflow.graph.keys): what changes a key and what does not; the same key in
 separate processes. Pure: no service."""
 
 import subprocess
@@ -9,8 +9,8 @@ import threading
 import pytest
 
 import qcgflow
-from qcgflow.graph import Graph
-from qcgflow.memo import graph_keys
+from qcgflow.graph.graph import Graph
+from qcgflow.graph.keys import graph_keys
 
 from graphresume_harness import child_env, no_strays  # noqa: F401
 
@@ -120,8 +120,8 @@ def test_cache_option_must_be_a_bool():
 
 SCRIPT = textwrap.dedent("""
     import qcgflow
-    from qcgflow.graph import Graph
-    from qcgflow.memo import graph_keys
+    from qcgflow.graph.graph import Graph
+    from qcgflow.graph.keys import graph_keys
 
     LIMIT = frozenset({"a", "b", "c"})
 

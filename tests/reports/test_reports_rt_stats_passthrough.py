@@ -64,12 +64,12 @@ def test_qcgflow_run_of_a_requests_file_passes_the_flag(tmp_path):
 SCRIPT = """\
 import sys
 import qcgflow
-import qcgflow.dynamic
+import qcgflow.session.dynamic
 wd = sys.argv[0].rsplit("/", 1)[0]
 echo = qcgflow.shell("true")
 qcgflow.run(echo.map([1, 2]), nodes=2, wd=wd + "/graph")
 with qcgflow.init(nodes=1, wd=wd + "/session"):
-    qcgflow.get(qcgflow.dynamic.submit(echo.bind()), timeout=60)
+    qcgflow.get(qcgflow.session.dynamic.submit(echo.bind()), timeout=60)
 qcgflow.run(echo.bind(), nodes=1, wd=wd + "/off", rt_stats=False)
 """
 
@@ -93,11 +93,11 @@ def test_the_api_arguments_alone_record_the_times(tmp_path):
     script.write_text(textwrap.dedent("""\
         import sys
         import qcgflow
-        import qcgflow.dynamic
+        import qcgflow.session.dynamic
         wd = sys.argv[1]
         qcgflow.run(qcgflow.shell("true").bind(), nodes=1, wd=wd + "/a", rt_stats=True)
         with qcgflow.init(nodes=1, wd=wd + "/b", rt_stats=True):
-            qcgflow.get(qcgflow.dynamic.submit(qcgflow.shell("true").bind()), timeout=60)
+            qcgflow.get(qcgflow.session.dynamic.submit(qcgflow.shell("true").bind()), timeout=60)
         """))
     done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
                           text=True, timeout=90, env=_env(), stdin=subprocess.DEVNULL)

@@ -1,9 +1,9 @@
-"""How the run summary names an iteration (qcgflow/run_summary.py, issue 21 item 4): by its
+"""How the run summary names an iteration (qcgflow/cli/run_summary.py, issue 21 item 4): by its
 sweep parameters when the workflow compiler recorded their names, else by index and value."""
 
 import pytest
 
-from qcgflow.run_summary import _label
+from qcgflow.cli.run_summary import _label
 
 
 def job(values=None, names=None, sweep_values=None):

@@ -16,7 +16,7 @@ import types
 
 import pytest
 
-from qcgflow import payload
+from qcgflow.build import payload
 from qcgflow.runtime.eventloop import EventLoop
 from qcgflow.runtime.launch.local import LocalLauncher, ProcessSpec
 from qcgflow.runtime.launch.pyworker import WarmLauncher, startup_environment

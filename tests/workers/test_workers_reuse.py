@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import qcgflow
-from qcgflow import payload
+from qcgflow.build import payload
 from qcgflow.runtime.eventloop import EventLoop
 from qcgflow.runtime.launch.local import LocalLauncher, ProcessSpec
 from qcgflow.runtime.launch.pyworker import WarmLauncher

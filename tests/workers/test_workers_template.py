@@ -15,8 +15,8 @@ CLIENT = r'''
 import json, os, sys, time
 sys.path.insert(0, sys.argv[2])
 import marker_for_template                   # the client's expensive import
-from qcgflow.session import Session
-from qcgflow.task import task
+from qcgflow.session.driver import Session
+from qcgflow.graph.task import task
 
 
 def probe():

@@ -2,9 +2,9 @@
 iteration (O(1) in the requests file), and the run's progress keeps no entry per
 succeeded iteration. benchmarks/sweep_memory_bench.py measures the memory itself."""
 
-from qcgflow.run_summary import summary
-from qcgflow.workflow_cli import Progress
-from qcgflow.workflow_file import load_workflow
+from qcgflow.cli.run_summary import summary
+from qcgflow.cli.workflow import Progress
+from qcgflow.workflows.file import load_workflow
 
 from workflows_harness import cli, no_stray_processes, write  # noqa: F401
 

@@ -491,7 +491,7 @@ def test_a_compiled_workflow_retries_on_the_upstream_service(tmp_path):
 
 
 def test_the_placeholder_check_knows_every_runtime_variable():
-    from qcgflow import workflow_placeholders
+    from qcgflow.workflows import placeholders as workflow_placeholders
     from qcgflow.runtime.variables import EXECUTION_VARIABLES, SUBMIT_VARIABLES
     known = set(workflow_placeholders.known_names([], True))
     assert EXECUTION_VARIABLES | SUBMIT_VARIABLES <= known

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from qcgflow.errors import GraphError
-from qcgflow.workflow_file import WorkflowFileError, load_workflow
+from qcgflow.workflows.file import WorkflowFileError, load_workflow
 
 from workflows_harness import cli, no_stray_processes, write  # noqa: F401
 

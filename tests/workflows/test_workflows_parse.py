@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from qcgflow.workflow_file import load_workflow
+from qcgflow.workflows.file import load_workflow
 
 from workflows_harness import PYTHON, assert_golden, no_stray_processes, write  # noqa: F401
 

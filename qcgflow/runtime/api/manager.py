@@ -27,7 +27,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from .. import client as _client
+from ..client import client as _client
 from . import errors
 from .job import Jobs
 from .jobinfo import JobInfo

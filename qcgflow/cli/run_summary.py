@@ -122,7 +122,7 @@ def _python_reason(root: str, job: Dict[str, Any], it: Optional[str]) -> Optiona
     path = args[3].replace("${root_wd}", root).replace("${it}", it or "")
     if not os.path.exists(path):
         return None
-    from . import payload
+    from qcgflow.build import payload
     try:
         result = payload.read_result(path)
     except Exception:  # a damaged result file: fall back to the runtime's reason

@@ -6,7 +6,7 @@ no state carries over), with the same call and result files; a failed attempt is
 by another while attempts are left. An attempt past its wall time is killed and its result
 file records a ``TimeoutError``. The exit status is the last attempt's. Only the runner
 imports this module, and only for tasks with retries (workflow files:
-qcgflow/workflow_retries.py).
+qcgflow/workflows/retries.py).
 """
 
 import os
@@ -34,7 +34,7 @@ def run_attempts(args: List[str], retries: int, wall_time: Optional[float]) -> i
         except subprocess.TimeoutExpired:  # run() killed it
             code = 124
             why = "exceeded its wall time (%gs)" % wall_time
-            from qcgflow.payload import write_error
+            from qcgflow.build.payload import write_error
             write_error(args[1], TimeoutError("attempt %d of %d exceeded its wall time "
                                               "(%gs)" % (attempt, total, wall_time)))
         if code == 0:

@@ -10,7 +10,7 @@
                                         is alive (a ``qcgflow run`` killed alone leaves it
                                         running); the tasks a killed service left running
                                         are killed (their environment carries the run token
-                                        of its journal), then qcgflow.resume plans the run
+                                        of its journal), then qcgflow.session.cache plans the run
 
 The service's pid is kept in ``qcgflow-run.json`` (``service_pid``) when it starts.
 """
@@ -99,6 +99,6 @@ def check_wd(wd: str, resume: bool, keyed: bool, workflow: str = "WORKFLOW") -> 
                 "--resume again" % (wd, pid, wd, pid))
     tokens = _tokens(wd)
     if tokens:
-        from .runtime.resume import kill_leftovers
+        from qcgflow.runtime.resume import kill_leftovers
         kill_leftovers(tokens)
     return None

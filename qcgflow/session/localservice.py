@@ -25,11 +25,11 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from .runtime.launch.template import ZygoteTemplate, start_template
+from qcgflow.runtime.launch.template import ZygoteTemplate, start_template
 
-from .errors import RunError
-from .runtime.leftovers import kill_leftovers
-from .runtime.owner import owner_pipe
+from qcgflow.errors import RunError
+from qcgflow.runtime.leftovers import kill_leftovers
+from qcgflow.runtime.owner import owner_pipe
 
 _log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Resume and result caching: reuse what tasks computed before, keyed by qcgflow.memo.
+"""Resume and result caching: reuse what tasks computed before, keyed by qcgflow.graph.keys.
 
 ::
 
@@ -17,7 +17,7 @@
        A task reused whole after a task that runs runs too (its inputs may differ).
        -> "reused N of M tasks from <wd>"
 
-Declared outputs (qcgflow/outputs.py): a task is reused from this directory only when they
+Declared outputs (qcgflow/build/outputs.py): a task is reused from this directory only when they
 are there; from the cache (another directory) only when they are restored from it, and a
 Python task without any only when it is ``pure``: its file effects are otherwise unknown.
 
@@ -40,11 +40,12 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import cloudpickle
 
-from . import outputs, payload
-from .compile import command_output
-from .options import PARALLEL_MODELS
-from .graph import COMMAND, TaskNode
-from .memo import Keyer, NodeKeys
+from qcgflow.build import outputs
+from qcgflow.build import payload
+from qcgflow.build.compile import command_output
+from qcgflow.graph.options import PARALLEL_MODELS
+from qcgflow.graph.graph import COMMAND, TaskNode
+from qcgflow.graph.keys import Keyer, NodeKeys
 
 _log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ class Memo:
         return text
 
     def report(self) -> None:
-        """Log the line (INFO, logger ``qcgflow.resume``)."""
+        """Log the line (INFO, logger ``qcgflow.session.cache``)."""
         _log.info("%s", self.line())
 
     # ------------------------------------------------------------------ planning
@@ -545,7 +546,7 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
     except (ValueError, KeyError, TypeError):
         os.unlink(path)
         return 0
-    from .workflow_cli import read_report
+    from qcgflow.cli.workflow import read_report
     # what succeeded, compactly: a set of job names, and per sweep 1 byte per iteration
     # (not a dict of 1,000,000 "job:it" keys)
     whole_ok: set = set()

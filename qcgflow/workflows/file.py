@@ -3,9 +3,9 @@
 ::
 
     wf.yaml / wf.json ──_load (lines of every key)──> plain data + a line map
-        ──_Builder: checks the schema, options through qcgflow.options (the SAME table as
+        ──_Builder: checks the schema, options through qcgflow.graph.options (the SAME table as
           @task / shell), sweeps, dependencies in file order──> TaskRefs (shell / exec
-          templates of qcgflow.commands, Python tasks of qcgflow.task)
+          templates of qcgflow.graph.commands, Python tasks of qcgflow.task)
         ──compile_graph──> job descriptions ──_finish: per-iteration dependencies, stdin /
           stdout / stderr, the file's order──> Workflow.jobs
 
@@ -21,17 +21,17 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import options as _options
-from . import workflow_placeholders as _placeholders
-from .commands import CommandTemplate, placeholders
-from .compile import compile_graph, requests, write_calls
-from .errors import GraphError, TaskOptionError
-from .graph import Graph
-from .task import TaskFunction
-from .workflow_programs import beside, script_beside
-from .workflow_retries import model_problem, with_retries
-from .workflow_source import Path, Source, WorkflowFileError, dotted, load  # noqa: F401
-from .workflow_sweeps import IDENTIFIER, Sweep, fill, parse_sweep, prelude, scalar, word
+from qcgflow.graph import options as _options
+from qcgflow.workflows import placeholders as _placeholders
+from qcgflow.graph.commands import CommandTemplate, placeholders
+from qcgflow.build.compile import compile_graph, requests, write_calls
+from qcgflow.errors import GraphError, TaskOptionError
+from qcgflow.graph.graph import Graph
+from qcgflow.graph.task import TaskFunction
+from qcgflow.workflows.programs import beside, script_beside
+from qcgflow.workflows.retries import model_problem, with_retries
+from qcgflow.workflows.source import Path, Source, WorkflowFileError, dotted, load  # noqa: F401
+from qcgflow.workflows.sweeps import IDENTIFIER, Sweep, fill, parse_sweep, prelude, scalar, word
 
 TOP_KEYS = ("name", "defaults", "tasks")
 KINDS = ("exec", "script", "python")
@@ -58,7 +58,7 @@ class Workflow:
     def requests(self, jobs: Optional[List[Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
         """The requests-file content of ``jobs`` (default: all): submit them, finish when
         all are done; a job with ``retries`` gets its attempt loop here
-        (qcgflow/workflow_retries.py), so that ``jobs`` keep the command as written."""
+        (qcgflow/workflows/retries.py), so that ``jobs`` keep the command as written."""
         return requests([with_retries(job) for job in (self.jobs if jobs is None else jobs)])
 
     def write(self, path: str) -> None:
@@ -271,7 +271,7 @@ class _Builder:
 
     def _placeholders(self, task: str, spec: Dict[str, Any]) -> Dict[str, Any]:
         """The task with every ``${...}`` checked, escapes undone, ``${workflow_dir}``
-        filled (qcgflow/workflow_placeholders.py)."""
+        filled (qcgflow/workflows/placeholders.py)."""
         sweep = self.sweeps[task]
         return _placeholders.check_task(spec, ("tasks", task),
                                         sweep.names if sweep is not None else None,

@@ -42,7 +42,7 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import cloudpickle
 
-from .graph import COMMAND, AnyOutcome, TaskNode, TaskRef
+from qcgflow.graph.graph import COMMAND, AnyOutcome, TaskNode, TaskRef
 
 _log = logging.getLogger(__name__)
 

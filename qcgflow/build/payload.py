@@ -242,7 +242,7 @@ def _unpack(value):
 
 def write_call(path: str, fn, args, kwargs, mapped=None, skip=None, outputs=None) -> None:
     """Write a call file; ``mapped`` is the list of elements (or a placeholder of one);
-    ``skip``: iterations whose result file is already in place (reused, qcgflow.resume);
+    ``skip``: iterations whose result file is already in place (reused, qcgflow.session.cache);
     ``outputs``: the declared outputs, removed before the call and checked after it.
 
     The function's source lines travel with it, so that a traceback written by the runner
@@ -403,7 +403,7 @@ def load_outcome(path: str, task: str):
     """The value in a result file, or a ``TaskFailed`` (``task``: its job or ``job:it``)
     when the task raised (``cause``: the exception) or left no result (it did not run:
     a dependency failed, it was canceled or killed, e.g. by its wall time)."""
-    from .errors import TaskFailed  # errors is light, but the runner needs it only here
+    from qcgflow.errors import TaskFailed  # errors is light, but the runner needs it only here
     try:
         result = read_result(path)
     except FileNotFoundError:
@@ -436,7 +436,7 @@ def run_call(call_path: str, result_path: str, it=None) -> int:
             args = (element,) + tuple(args)
         declared = call.get("outputs") or ()
         for path in declared:  # a re-run must not find (or append to) an earlier run's file;
-            # one shared by the iterations was removed before the job (qcgflow.outputs)
+            # one shared by the iterations was removed before the job (qcgflow.build.outputs)
             if (it is None or "${it}" in path) and os.path.lexists(_its(path, it)) \
                     and not _is_stream(_its(path, it)):
                 os.unlink(_its(path, it))

@@ -12,8 +12,8 @@ import json
 import re
 from typing import Any, Dict, Optional, Tuple
 
-from .errors import GraphError
-from .runtime.inputfile import WORKFLOW_LIMIT, InputFileError, read_text
+from qcgflow.errors import GraphError
+from qcgflow.runtime.inputfile import WORKFLOW_LIMIT, InputFileError, read_text
 
 Path = Tuple[Any, ...]
 

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from .errors import TaskOptionError
-from .runtime.protocol import MODELS, name_problem, parse_wall_time
+from qcgflow.errors import TaskOptionError
+from qcgflow.runtime.protocol import MODELS, name_problem, parse_wall_time
 
 SCHEDULERS = ("maximum-iters", "split-into")
 PARALLEL_MODELS = ("openmpi", "intelmpi", "srunmpi")

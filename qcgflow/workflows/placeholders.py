@@ -27,7 +27,7 @@ import difflib
 import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-from .workflow_sweeps import RUNTIME_VARIABLES
+from qcgflow.workflows.sweeps import RUNTIME_VARIABLES
 
 # QCG-PilotJob's submit-time variables (runtime/variables.py SUBMIT_VARIABLES; the graph side
 # does not import the runtime: tests/workflows/test_workflows_edges.py checks they agree)

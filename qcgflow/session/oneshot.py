@@ -12,12 +12,12 @@ import concurrent.futures as cf
 import time
 from typing import Any, Dict, Optional
 
-from . import payload
-from . import resume as _resume
-from .errors import RunError
-from .graph import Graph, TaskNode, TaskRef
-from .localservice import START_TIMEOUT, rt_stats_args
-from .session import Session
+from qcgflow.build import payload
+from qcgflow.session import cache as _resume
+from qcgflow.errors import RunError
+from qcgflow.graph.graph import Graph, TaskNode, TaskRef
+from qcgflow.session.localservice import START_TIMEOUT, rt_stats_args
+from qcgflow.session.driver import Session
 
 
 def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:

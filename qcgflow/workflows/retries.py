@@ -10,7 +10,7 @@ upstream's), so the retries travel in the job itself:
   shell quoting involved;
 * a ``python`` task keeps its ``python -m qcgflow.runner`` command and gets
   ``QCGFLOW_RETRIES`` / ``QCGFLOW_ATTEMPT_WT`` in its environment: the runner then runs
-  each attempt in a new process (qcgflow/attempts.py).
+  each attempt in a new process (qcgflow/build/attempts.py).
 
 The semantics are the graph API's (docs/graph-api.md#retries): an attempt that FAILED (a
 non-zero exit, an exception, its wall time exceeded) runs again; a task that did not run
@@ -30,7 +30,7 @@ import copy
 import math
 from typing import Any, Dict, Optional
 
-from .runtime.protocol import parse_wall_time
+from qcgflow.runtime.protocol import parse_wall_time
 
 RETRIES_ENV = "QCGFLOW_RETRIES"
 ATTEMPT_WT_ENV = "QCGFLOW_ATTEMPT_WT"

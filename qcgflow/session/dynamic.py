@@ -8,7 +8,7 @@
         print(qcgflow.get([a, b]))         # blocks; raises the task's own exception
         ready, not_ready = qcgflow.wait([a, b], num_returns=1, timeout=5)
 
-One session per process (``qcgflow.session.Session``). ``.remote`` without ``init``:
+One session per process (``qcgflow.session.driver.Session``). ``.remote`` without ``init``:
 
 * inside a task of a session (``QCGFLOW_RUN_DIR`` and ``QCG_PM_ZMQ_ADDRESS`` set by the
   service): attach to that session's service, so tasks may submit tasks and ``get`` them;
@@ -25,11 +25,11 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from . import payload
-from .errors import GetTimeoutError
-from .graph import TaskRef, find_refs
-from .localservice import rt_stats_args
-from .session import Session
+from qcgflow.build import payload
+from qcgflow.errors import GetTimeoutError
+from qcgflow.graph.graph import TaskRef, find_refs
+from qcgflow.session.localservice import rt_stats_args
+from qcgflow.session.driver import Session
 
 _lock = threading.RLock()
 _current: Optional["Context"] = None

@@ -21,9 +21,9 @@ import itertools
 import types
 from typing import Any, Callable, Dict, Iterable
 
-from . import options as _options
-from .errors import GraphError
-from .graph import PYTHON, TaskNode, TaskRef, find_refs
+from qcgflow.graph import options as _options
+from qcgflow.errors import GraphError
+from qcgflow.graph.graph import PYTHON, TaskNode, TaskRef, find_refs
 
 
 # The elements of a .map() are kept here and pickled into its call file: past ten million
@@ -81,7 +81,7 @@ class TaskFunction:
         arguments are dependencies and are replaced by their results.
         With ``num_returns=n``: a tuple of n refs (one job; the session splits its
         result, each ref a dependency of its own)."""
-        from .dynamic import submit
+        from qcgflow.session.dynamic import submit
         return submit(self.bind(*args, **kwargs))
 
     def map(self, iterable: Iterable, *args, **kwargs) -> TaskRef:

@@ -1,7 +1,7 @@
 """The ``qcgflow`` command line.
 
 Subcommands:
-    run       run a workflow file, a requests file or a Python script (qcgflow.workflow_cli)
+    run       run a workflow file, a requests file or a Python script (qcgflow.cli.workflow)
     compile   a workflow file -> a requests file
     status    the states of a running or finished run directory
     service   run the pilot-job manager (QCG-PilotJob ``qcg-pm-service`` options)
@@ -54,25 +54,22 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         print(USAGE, end="")
         return 0 if args else 2
     if args[0] == "--version":
-        from . import __version__
+        from qcgflow import __version__
         print("qcgflow %s" % __version__)
         return 0
     command, rest = args[0], args[1:]
     if command in ("run", "compile", "status"):
-        from . import workflow_cli
+        from qcgflow.cli import workflow as workflow_cli
         return getattr(workflow_cli, "%s_main" % command)(rest)
     if command == "service":
-        from .runtime.service import run_service
+        from qcgflow.runtime.service import run_service
         return run_service(rest)
     if command == "report":
-        from .runtime.stats.cli import report_main
+        from qcgflow.runtime.stats.cli import report_main
         return report_main(rest)
     if command == "processes":
-        from .runtime.stats.cli import processes_main
+        from qcgflow.runtime.stats.cli import processes_main
         return processes_main(rest)
     print("qcgflow: unknown command '%s'\n%s" % (command, USAGE), file=sys.stderr, end="")
     return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

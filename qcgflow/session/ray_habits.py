@@ -1,7 +1,7 @@
 """What a Ray user expects of a session (issue 22), as a part of ``Session``: ``put``,
 refs that travel (``adopt``), ``cancel`` and ``future.cancel()``, ``num_returns`` parts
 (``_split``), the ``retry_exceptions`` filter, ``init(env=...)``; and the per-node record
-``_Task`` with its future. Only ``qcgflow.session`` uses this module.
+``_Task`` with its future. Only ``qcgflow.session.driver`` uses this module.
 """
 
 import concurrent.futures as cf
@@ -9,12 +9,12 @@ import logging
 import os
 from typing import Any, Dict, List, Optional
 
-from . import payload
-from .errors import RunError, TaskCancelled, TaskError, TaskFailed
-from .graph import COMMAND, PYTHON, TaskNode, TaskRef, any_outcome_preds
-from .task import take_part
+from qcgflow.build import payload
+from qcgflow.errors import RunError, TaskCancelled, TaskError, TaskFailed
+from qcgflow.graph.graph import COMMAND, PYTHON, TaskNode, TaskRef, any_outcome_preds
+from qcgflow.graph.task import take_part
 
-_log = logging.getLogger("qcgflow.session")
+_log = logging.getLogger("qcgflow.session.driver")
 
 HELD, SUBMITTED, DONE = "held", "submitted", "done"
 SESSION_ENV_NAMES = "QCGFLOW_SESSION_ENV"  # the names of init(env=...)'s variables
@@ -33,7 +33,7 @@ class _Task:
         self.retries = int(node.options.get("retries") or 0)
         self.attempts: Dict[Any, int] = {}  # None or iteration -> retries used
         self.open_iterations: set = set()  # iterations being retried
-        self.skip: set = set()  # iterations reused from an earlier run (qcgflow.resume)
+        self.skip: set = set()  # iterations reused from an earlier run (qcgflow.session.cache)
         self.iteration_error: Optional[TaskError] = None
         self.error: Optional[TaskError] = None
         self.cancel_requested = False  # qcgflow.cancel: its end is a TaskCancelled

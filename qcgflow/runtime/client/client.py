@@ -226,7 +226,7 @@ _SMALL_REQUEST = 1 << 20  # below this no size check (and no import of protocol)
 
 def _check_size(payload: bytes, name) -> None:
     """Refuse what the service would drop unanswered (its ZMQ_MAXMSGSIZE)."""
-    from .protocol import MAX_REQUEST_BYTES
+    from ..protocol import MAX_REQUEST_BYTES
     if len(payload) > MAX_REQUEST_BYTES:
         raise ClientError("the %r request is %d bytes, over the service's limit of %d bytes: "
                           "send it in smaller parts (e.g. fewer jobs per submit)"

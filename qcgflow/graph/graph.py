@@ -1,7 +1,7 @@
 """The lazy task graph: ``TaskNode`` (what to run), ``TaskRef`` (a handle), ``Graph``.
 
 A ref is made by ``f.bind(...)`` / ``f.map(...)`` (qcgflow.task) or a command template's
-``.bind`` / ``.map`` (qcgflow.commands). Its node holds the callable or command, the
+``.bind`` / ``.map`` (qcgflow.graph.commands). Its node holds the callable or command, the
 arguments (refs anywhere in nested lists, tuples, dicts and sets are dependencies), the
 validated options and how it is mapped. ``Graph.build(target)`` collects every node the
 target needs, in a deterministic topological order, names them (``name`` option, else
@@ -16,8 +16,8 @@ import re
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import CycleError, GraphError, NameClashError
-from .payload import CONTAINERS
+from qcgflow.errors import CycleError, GraphError, NameClashError
+from qcgflow.build.payload import CONTAINERS
 
 PYTHON = "python"
 COMMAND = "command"
@@ -38,7 +38,7 @@ class TaskNode:
             a command task's kwargs: placeholder -> ref, filled when it starts (qcgflow.fill).
         mapped: None, ``("values", [elements])`` or ``("element", ref)`` (element-wise).
         after: extra dependencies (refs), for command tasks.
-        options: validated options (qcgflow.options).
+        options: validated options (qcgflow.graph.options).
         base: the default job name stem.
     """
 
@@ -122,7 +122,7 @@ class TaskRef:
             TaskFailed, DependencyFailed, RunError: as ``qcgflow.get``.
         """
         future = self.future
-        dynamic = sys.modules.get("qcgflow.dynamic")
+        dynamic = sys.modules.get("qcgflow.session.dynamic")
         try:
             if dynamic is None or future.done():
                 return future.result(timeout)
@@ -131,7 +131,7 @@ class TaskRef:
         except TimeoutError:
             if future.done():  # the task's own TimeoutError
                 raise
-            from .errors import GetTimeoutError
+            from qcgflow.errors import GetTimeoutError
             raise GetTimeoutError("%r did not finish within %s s" % (self, timeout)) from None
 
     def __repr__(self) -> str:
@@ -157,9 +157,9 @@ def _travelled(name: str, iterations, stored: bool, root: str) -> "TaskRef":
     """A ref unpickled in this process: the current session adopts the job ``name`` (in a
     task: the session it attaches to; never a new service)."""
     import os
-    from . import dynamic
+    from qcgflow.session import dynamic
     if dynamic._current is None and not os.environ.get("QCG_PM_ZMQ_ADDRESS"):
-        from .errors import RunError
+        from qcgflow.errors import RunError
         raise RunError("a ref of job %r arrived outside a qcgflow.init() session: refs "
                        "travel between the tasks and the driver of one session" % name)
     return dynamic._session().adopt(name, iterations, stored, root)

@@ -30,10 +30,12 @@ import pickle
 import sys
 from typing import Any, Dict, List, Optional
 
-from . import fill, outputs, payload
-from . import options as _options
-from .errors import GraphError
-from .graph import COMMAND, AnyOutcome, Graph, TaskNode, TaskRef, any_outcome_preds
+from qcgflow import fill
+from qcgflow.build import outputs
+from qcgflow.build import payload
+from qcgflow.graph import options as _options
+from qcgflow.errors import GraphError
+from qcgflow.graph.graph import COMMAND, AnyOutcome, Graph, TaskNode, TaskRef, any_outcome_preds
 
 RUNNER = "qcgflow.runner"
 
@@ -106,7 +108,7 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
 
 def command_execution(node: TaskNode) -> Dict[str, Any]:
     """A command's ``script`` or ``exec``/``args``, wrapped when it declares ``outputs``
-    (removed before it runs, checked after: qcgflow/outputs.py)."""
+    (removed before it runs, checked after: qcgflow/build/outputs.py)."""
     execution = {key: value for key, value in node.execution.items()
                  if key not in ("script", "exec", "args")}
     execution.update(outputs.wrap(node.execution, node.options.get("outputs"),
@@ -128,7 +130,7 @@ def fill_refs(node: TaskNode) -> Dict[str, Any]:
 
 
 def _template_placeholders(node: TaskNode) -> set:
-    from .commands import placeholders  # commands imports graph and task: not at load time
+    from qcgflow.graph.commands import placeholders  # commands imports graph and task: not at load time
     execution = command_execution(node)
     texts = [execution.get("script") or execution.get("exec")]
     return set().union(*(placeholders(text) for text in texts + list(

@@ -2,7 +2,7 @@
 
 ::
 
-    Session.start(wd, nodes) ── LocalService (qcgflow.localservice) + ServiceClient
+    Session.start(wd, nodes) ── LocalService (qcgflow.session.localservice) + ServiceClient
     Session.attach()         ── the service of the task we run in (QCG_PM_ZMQ_ADDRESS,
                                 QCGFLOW_RUN_DIR): tasks may submit tasks
     submit(target) ─ name new nodes ─ write their call files ─ ONE submit request
@@ -30,15 +30,16 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from . import outputs, payload
-from . import resume as _resume
-from .compile import command_output, fill_refs, job_description, write_calls
-from .errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
-from .graph import COMMAND, TaskNode, TaskRef, target_refs
-from .session_ray import DONE, HELD, SESSION_ENV_NAMES, SUBMITTED, RayHabits, _Task
-from .task import take_part
-from .localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
-from .runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
+from qcgflow.build import outputs
+from qcgflow.build import payload
+from qcgflow.session import cache as _resume
+from qcgflow.build.compile import command_output, fill_refs, job_description, write_calls
+from qcgflow.errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
+from qcgflow.graph.graph import COMMAND, TaskNode, TaskRef, target_refs
+from qcgflow.session.ray_habits import DONE, HELD, SESSION_ENV_NAMES, SUBMITTED, RayHabits, _Task
+from qcgflow.graph.task import take_part
+from qcgflow.session.localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
+from qcgflow.runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
                              ServiceError)
 
 _log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ class Session(RayHabits):
                 raise RunError("the session is shut down: call qcgflow.init() again")
             new = self._collect(refs)
             plans: Dict[TaskNode, Any] = {}
-            if self.memo is not None:  # reuse earlier results (qcgflow.resume)
+            if self.memo is not None:  # reuse earlier results (qcgflow.session.cache)
                 names = {n: self._name(n) for n in new} if names is None else names
                 new, plans = self.memo.plan(new, [ref.node for ref in refs], names)
             reused = {node for node, plan in plans.items() if plan.full}

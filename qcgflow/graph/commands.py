@@ -25,10 +25,10 @@ import os
 import re
 from typing import Any, Dict, Iterable, Optional, Sequence
 
-from . import options as _options
-from .errors import GraphError, TaskOptionError
-from .graph import COMMAND, TaskNode, TaskRef, find_refs
-from .task import mapping
+from qcgflow.graph import options as _options
+from qcgflow.errors import GraphError, TaskOptionError
+from qcgflow.graph.graph import COMMAND, TaskNode, TaskRef, find_refs
+from qcgflow.graph.task import mapping
 
 _PLACEHOLDER = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 

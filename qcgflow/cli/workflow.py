@@ -30,13 +30,14 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional
 
-from . import rerun, resume
-from .progress_view import make_view
-from .run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
-from .runtime.inputfile import REQUESTS_LIMIT, read_text
-from .runtime.journal import journal_in_use
-from .runtime.owner import owner_pipe
-from .workflow_file import WorkflowFileError, load_workflow
+from qcgflow.cli import rerun
+from qcgflow.session import cache as resume
+from qcgflow.cli.progress_view import make_view
+from qcgflow.cli.run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
+from qcgflow.runtime.inputfile import REQUESTS_LIMIT, read_text
+from qcgflow.runtime.journal import journal_in_use
+from qcgflow.runtime.owner import owner_pipe
+from qcgflow.workflows.file import WorkflowFileError, load_workflow
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_INFO = "qcgflow-run.json"
@@ -334,7 +335,7 @@ def _nodes_problem(nodes: Optional[str]) -> Optional[str]:
     that a usage error stops here, before a run directory or a service exists)."""
     if nodes is None:
         return None
-    from .runtime.protocol import nodes_spec_problem
+    from qcgflow.runtime.protocol import nodes_spec_problem
     return nodes_spec_problem(nodes)
 
 

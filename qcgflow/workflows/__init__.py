@@ -1,0 +1,1 @@
+"""YAML/JSON workflow files -> the graph API."""
