@@ -271,7 +271,7 @@ def main(argv=None) -> int:
         argv_real = command(fill_spec, base, it, dict(zip(fill_spec["vars"], args[2:])))
     except FillError as error:
         sys.stderr.write("qcgflow: %s\n" % error)
-        from .payload import write_error  # cloudpickle: only on this path
+        from qcgflow.build.payload import write_error  # cloudpickle: only on this path
         write_error(result, FillError(str(error)))
         return 1
     return _exec(argv_real, fill_spec["task"])

@@ -29,21 +29,21 @@ SIZE_EXEMPT = set()
 
 # Rule 2: outside the runtime, only these runtime modules may be imported (and by whom).
 GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
-                        "qcgflow.runtime.client": {"session.py"},
+                        "qcgflow.runtime.client": {"session/driver.py"},
                         # leaf helpers without state: bounded reads of user-named files,
                         # the --owner-fd pipe of the processes that start a service
                         "qcgflow.runtime.inputfile": None,
-                        "qcgflow.runtime.owner": {"localservice.py", "workflow_cli.py"},
+                        "qcgflow.runtime.owner": {"session/localservice.py", "cli/workflow.py"},
                         # is a service alive in a directory (the journal's lock)
-                        "qcgflow.runtime.journal": {"workflow_cli.py"},
-                        "qcgflow.runtime.leftovers": {"localservice.py"}}
+                        "qcgflow.runtime.journal": {"cli/workflow.py"},
+                        "qcgflow.runtime.leftovers": {"session/localservice.py"}}
 # The command line is a composition root of its own: it starts the service.
 # ``qcgflow run --resume`` ends the tasks a killed service left running, as ``qcgflow
 # service --resume`` does (runtime.resume.kill_leftovers).
-RUNTIME_ENTRY_POINTS = {"cli.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"},
-                        "rerun.py": {"qcgflow.runtime.resume"},
+RUNTIME_ENTRY_POINTS = {"cli/main.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"},
+                        "cli/rerun.py": {"qcgflow.runtime.resume"},
                         # it starts the service, and may fork its zygote first
-                        "localservice.py": {"qcgflow.runtime.launch.template"}}
+                        "session/localservice.py": {"qcgflow.runtime.launch.template"}}
 
 
 def modules():

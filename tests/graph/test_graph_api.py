@@ -15,9 +15,10 @@ def test_every_exported_name_resolves(name):
     assert getattr(qcgflow, name) is not None
 
 
-@pytest.mark.parametrize("name", ["task", "compile"])
-def test_functions_stay_functions_after_their_modules_load(name):
-    __import__("qcgflow.%s" % name)
+@pytest.mark.parametrize("name, module", [("task", "qcgflow.graph.task"),
+                                          ("compile", "qcgflow.build.compile")])
+def test_functions_stay_functions_after_their_modules_load(name, module):
+    __import__(module)
     assert callable(getattr(qcgflow, name)) and not hasattr(getattr(qcgflow, name), "__file__")
 
 
