@@ -202,7 +202,7 @@ def test_a_topic_stays_wanted_while_one_of_its_subscribers_remains(context, publ
     wait_wanted(publisher, "NOJ")
     wait_wanted(publisher, "JST")
     publisher(make_job("probe"), None, JobState.SUCCEED)
-    assert receive(second, 1)[0].startswith("JFI ")
+    assert any(m.startswith("JFI ") for m in receive(second, 2))  # JST and JFI
     first.close()
     wait_wanted(publisher, "NOJ", expected=False)  # the first's disconnect has been read
     assert publisher.wanted("JFI")
