@@ -36,10 +36,20 @@ client had subscribed before submitting, and upstream's ``wait4``, which then wa
 for events, hung (issue 20, tests/compat/test_compat_upstream_client_fixes.py).
 A slow subscriber never stalls the service: sends do not block, and ZeroMQ drops what is
 over its high-water mark.
+
+A subscriber that joins late still learns what just ended: the final events (IFI, JFI) of
+the last ``REPLAY_WINDOW`` seconds are sent again when a subscription to their topic is
+first read. A client connects its SUB socket before it submits, but the connection is
+made in the background; under load a job could end before the subscription reached us,
+and upstream's ``wait4``, which after one ``jobStatus`` waits only for events, then hung
+until its timeout (tests/adversarial/test_adv_other_users.py, 1 run in 6 at load 10).
+Subscribers already there may see an event twice; clients look finished jobs up by name,
+so a repeat is ignored. NOJ is never replayed: "no job left" may no longer be true.
 """
 
 import logging
 import time
+from collections import deque
 from json.encoder import encode_basestring_ascii
 from typing import Dict, Optional
 
@@ -55,6 +65,8 @@ _SUBSCRIBE = 1
 _UNSUBSCRIBE = 0
 RECHECK_INTERVAL = 0.001  # s between two checks for unread subscriptions (see above)
 _NAME_CACHE_SIZE = 8192  # encoded job names kept; cleared when full (names repeat in bursts)
+REPLAY_WINDOW = 10.0  # s of final events sent again to a new subscription (see above)
+REPLAY_LIMIT = 10_000  # at most this many of them are kept
 
 
 def could_match(prefix: bytes, topic: str) -> bool:
@@ -105,6 +117,9 @@ class StatusPublisher:
         self._no_jobs = b'NOJ {"manager": ' + manager + b"}"
         self._names: Dict[str, bytes] = {}
         self._loop = loop
+        # final events of the last REPLAY_WINDOW s: (time, job, absolute iteration or None,
+        # state), for subscriptions that arrive after them
+        self._recent: "deque" = deque()
         if loop is not None and self._tracking:
             loop.add_reader(socket, self.read_subscriptions)
 
@@ -115,6 +130,9 @@ class StatusPublisher:
             state_topic, final_topic = "JST", "JFI"
         else:
             state_topic, final_topic = "IST", "IFI"
+        if final and self._tracking:
+            self._remember(job.name, None if position is None
+                           else job.spec.iteration.start + position, state)
         wanted = self._wanted
         want_state = wanted[state_topic]
         want_final = final and wanted[final_topic]
@@ -146,6 +164,27 @@ class StatusPublisher:
             self._send("NOJ", self._no_jobs)
         else:
             self.skipped["NOJ"] += 1
+
+    def _remember(self, name: str, it: Optional[int], state: JobState) -> None:
+        recent = self._recent
+        now = time.monotonic()
+        recent.append((now, name, it, state))
+        while recent and (recent[0][0] < now - REPLAY_WINDOW or len(recent) > REPLAY_LIMIT):
+            recent.popleft()
+
+    def _replay(self, topics) -> None:
+        """Send the recent final events of ``topics`` (a new subscription to them was read)."""
+        since = time.monotonic() - REPLAY_WINDOW
+        for when, name, it, state in list(self._recent):
+            topic = "JFI" if it is None else "IFI"
+            if when < since or topic not in topics:
+                continue
+            body = self._names.get(name) or self._encode_name(name)
+            if it is None:
+                body += self._job_tails[state]
+            else:
+                body += self._iter_tails[state] + b"%d}" % it
+            self._send(topic, self._heads[topic] + body)
 
     def _encode_name(self, name: str) -> bytes:
         if len(self._names) >= _NAME_CACHE_SIZE:
@@ -187,6 +226,7 @@ class StatusPublisher:
         Guarantees: afterwards each topic's wanted flag reflects every subscription read.
         """
         changed = False
+        joined = set()  # final topics a subscription that is new to us covers
         while True:
             try:
                 message = self.socket.recv(zmq.NOBLOCK)
@@ -198,6 +238,7 @@ class StatusPublisher:
             count = self._prefixes.get(prefix, 0)
             if message[0] == _SUBSCRIBE:
                 self._prefixes[prefix] = count + 1
+                joined.update(t for t in ("JFI", "IFI") if could_match(prefix, t))
             elif count > 1:
                 self._prefixes[prefix] = count - 1
             else:
@@ -205,6 +246,8 @@ class StatusPublisher:
             changed = True
         if changed:
             self._update_wanted()
+        if joined and self._recent:
+            self._replay(joined)
         return changed
 
     def _update_wanted(self) -> None:

@@ -263,10 +263,45 @@ def test_the_recheck_throttle_lasts_one_event_loop_callback(context):
 
     loop.call_soon(next_callback)
     loop.run()
-    message = receive(sub, 1)[0]
+    messages = receive(sub, 2)  # "same" replayed once the subscription was read, "next"
     pub.close()
     sub.close()
-    assert message.startswith("JFI ") and '"job": "next"' in message, message
+    assert [m.split('"job": ')[1].split(",")[0] for m in messages] == ['"same"', '"next"']
+
+
+def _late_subscriber(context, publisher, *prefixes):
+    sub = subscriber(context, publisher.address, *prefixes)
+    for topic in {p[:3] for p in prefixes}:
+        wait_wanted(publisher, topic)
+    return sub
+
+
+def test_a_late_subscriber_gets_the_final_events_it_missed(context, publisher):
+    """A job that ended before the subscription was read still reaches it (once)."""
+    publisher(make_job("early"), None, JobState.SUCCEED)
+    publisher(make_job("it", {"start": 3, "stop": 5}), 1, JobState.FAILED)
+    publisher.no_jobs()
+    sub = _late_subscriber(context, publisher, "JFI", "IFI", "NOJ")
+    messages = receive(sub, 2)
+    assert sorted(m[:3] for m in messages) == ["IFI", "JFI"]
+    assert any('"job": "it", "state": "FAILED", "it": 4}' in m for m in messages), messages
+
+
+def test_no_jobs_is_not_replayed(context, publisher):
+    publisher.no_jobs()
+    sub = _late_subscriber(context, publisher, "NOJ", "JFI")
+    publisher(make_job("probe"), None, JobState.SUCCEED)
+    assert receive(sub, 1)[0].startswith("JFI ")
+    assert not sub.poll(50)
+
+
+def test_events_older_than_the_window_are_not_replayed(context, publisher, monkeypatch):
+    import qcgflow.runtime.publisher as module
+    publisher(make_job("old"), None, JobState.SUCCEED)
+    monkeypatch.setattr(module, "REPLAY_WINDOW", 0.0)
+    sub = _late_subscriber(context, publisher, "JFI")
+    publisher(make_job("probe"), None, JobState.SUCCEED)
+    assert '"job": "probe"' in receive(sub, 1)[0]
 
 
 def test_close_unregisters_the_reader(context):
