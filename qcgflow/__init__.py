@@ -89,8 +89,7 @@ def _load_session_layer():
     """``f.remote`` and unpickled refs reach the session layer through ``qcgflow.graph.port``
     (the graph layer never imports the layers above it): this top module plugs it in, on
     the first use, so that ``import qcgflow`` does not load it."""
-    from qcgflow.session import dynamic
-    _port.install(submit=dynamic.submit, adopt=dynamic.adopt)
+    import qcgflow.session.dynamic  # noqa: F401 (it installs its functions in the port)
 
 
 from qcgflow.graph import port as _port  # noqa: E402 (after _Package: it imports a submodule)

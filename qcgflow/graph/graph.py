@@ -13,7 +13,6 @@ cold ``qcgflow.run``; ``Graph.dag`` builds the ``networkx.DiGraph`` on demand.
 
 import itertools
 import re
-import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from qcgflow.errors import CycleError, GraphError, NameClashError
@@ -124,11 +123,11 @@ class TaskRef:
             TaskFailed, DependencyFailed, RunError: as ``qcgflow.get``.
         """
         future = self.future
-        dynamic = sys.modules.get("qcgflow.session.dynamic")
+        blocking = port.installed("blocking")  # None: the session layer is not loaded
         try:
-            if dynamic is None or future.done():
+            if blocking is None or future.done():
                 return future.result(timeout)
-            with dynamic._blocking([future]):  # inside a task: its cores are lent meanwhile
+            with blocking([future]):  # inside a task: its cores are lent meanwhile
                 return future.result(timeout)
         except TimeoutError:
             if future.done():  # the task's own TimeoutError

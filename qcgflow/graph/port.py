@@ -5,16 +5,17 @@ joins that process's session: both are ``qcgflow.session.dynamic``'s work, a lay
 ``qcgflow.graph``, which never imports it (docs/architecture.md rule 6: no import cycle,
 not even inside a function). The layer above plugs in here instead:
 
+* ``install(submit=..., adopt=..., blocking=...)``: ``qcgflow.session.dynamic`` gives its
+  functions when it loads, however it was loaded.
 * ``set_loader(load)``: ``qcgflow/__init__.py``, the top of the package, which Python runs
-  before any ``qcgflow.*`` module, gives a function that imports the session layer and
-  ``install``-s its functions; it is called on the first ``submit`` / ``adopt``, so that a
+  before any ``qcgflow.*`` module, gives a function that imports the session layer; it is
+  called on the first ``submit`` / ``adopt`` that finds nothing installed, so that a
   program that never calls ``.remote`` never loads the session layer.
-* ``install(submit=..., adopt=...)``: the functions themselves.
 
 Guarantees: ``submit`` and ``adopt`` call the installed functions (loading them first when
 needed) and return what they return; without an installed function and a loader that
 installs it, they raise ``RuntimeError`` (only a program that replaced the package's
-``__init__`` can get there).
+``__init__`` can get there). ``installed`` never loads anything.
 """
 
 from __future__ import annotations  # typing is not imported: ``import qcgflow`` loads this
@@ -30,7 +31,8 @@ def set_loader(loader: Callable[[], None]) -> None:
 
 
 def install(**functions: Callable[..., Any]) -> None:
-    """The session layer's ``submit(target)`` and ``adopt(name, iterations, stored, root)``."""
+    """The session layer's ``submit(target)``, ``adopt(name, iterations, stored, root)``
+    and ``blocking(futures)`` (a context around a wait: a task lends its cores)."""
     _functions.update(functions)
 
 
@@ -44,6 +46,11 @@ def _function(name: str) -> Callable[..., Any]:
             raise RuntimeError("qcgflow's session layer is not installed (qcgflow/__init__.py "
                                "installs it): cannot %s a task" % name)
     return function
+
+
+def installed(name: str) -> Optional[Callable[..., Any]]:
+    """The installed function ``name``, or None while the session layer is not loaded."""
+    return _functions.get(name)
 
 
 def submit(target: Any) -> Any:

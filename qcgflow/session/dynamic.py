@@ -26,6 +26,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from qcgflow.errors import GetTimeoutError, RunError
+from qcgflow.graph import port
 from qcgflow.graph.graph import CONTAINERS, TaskRef, find_refs
 from qcgflow.session.localservice import rt_stats_args
 from qcgflow.session.driver import Session
@@ -291,3 +292,5 @@ def wait(refs: List[TaskRef], num_returns: int = 1,
 
 
 atexit.register(shutdown)
+# .remote, unpickled refs and ref.result() in the graph layer reach this module so
+port.install(submit=submit, adopt=adopt, blocking=_blocking)
