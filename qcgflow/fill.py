@@ -60,8 +60,7 @@ MODULE = "qcgflow.fill"
 
 # The runtime's variables (submit and execution stage) a template may use: passed through
 # the job's arguments so that the runtime fills them as in any other job.
-RUNTIME_VARIABLES = ("it", "itval", "root_wd", "ncores", "nnodes", "nlist", "rcnt", "uniq",
-                     "sname", "date", "time", "dateTime", "jname")
+RUNTIME_VARIABLES = placeholders.EXECUTION_VARIABLES + placeholders.SUBMIT_VARIABLES
 
 
 class FillError(ValueError):

@@ -43,6 +43,12 @@ PATTERN = re.compile(r"\$(?:(\$)|\{(%s)\}|(%s)|\{\s*(%s)\s*\})" % (NAME, NAME, N
 
 ESCAPE, BRACED, BARE, SPACED = "escape", "braced", "bare", "spaced"
 
+# The variables the runtime fills (QCG-PilotJob's), in the order messages list them:
+# the submit stage's, over the whole description, and the execution stage's, over
+# ``execution`` (runtime/variables.py). Named here, once, for the graph side too.
+SUBMIT_VARIABLES = ("rcnt", "uniq", "sname", "date", "time", "dateTime", "jname")
+EXECUTION_VARIABLES = ("it", "itval", "root_wd", "ncores", "nnodes", "nlist")
+
 
 Token = collections.namedtuple("Token", "kind start end name")
 Token.__doc__ = """One ``$`` form of a text: ``text[start:end]`` is it, ``kind`` one of
@@ -130,6 +136,7 @@ def literal(value: str, stages: int = 2) -> str:
     return value.replace("$", "$" * (2 ** stages))
 
 
-__all__ = ["NAME", "PATTERN", "ESCAPE", "BRACED", "BARE", "SPACED", "Token", "tokens",
+__all__ = ["NAME", "PATTERN", "ESCAPE", "BRACED", "BARE", "SPACED", "SUBMIT_VARIABLES",
+           "EXECUTION_VARIABLES", "Token", "tokens",
            "names", "spaced", "spaced_message", "substitute", "parse", "has_placeholders",
            "literal"]

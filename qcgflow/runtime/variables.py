@@ -19,8 +19,8 @@ from typing import Mapping
 
 from qcgflow.runtime import placeholders
 
-SUBMIT_VARIABLES = frozenset({"rcnt", "uniq", "sname", "date", "time", "dateTime", "jname"})
-EXECUTION_VARIABLES = frozenset({"it", "itval", "root_wd", "ncores", "nnodes", "nlist"})
+SUBMIT_VARIABLES = frozenset(placeholders.SUBMIT_VARIABLES)
+EXECUTION_VARIABLES = frozenset(placeholders.EXECUTION_VARIABLES)
 
 
 def substitute(text: str, values: Mapping[str, str], *, unescape: bool) -> str:

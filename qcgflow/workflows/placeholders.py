@@ -31,9 +31,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import qcgflow.runtime.placeholders as _grammar  # THE ${...} grammar (the job descriptions')
 from qcgflow.workflows.sweeps import RUNTIME_VARIABLES
 
-# QCG-PilotJob's submit-time variables (runtime/variables.py SUBMIT_VARIABLES; the graph side
-# does not import the runtime: tests/workflows/test_workflows_edges.py checks they agree)
-SUBMIT_VARIABLES = ("jname", "uniq", "rcnt", "sname", "date", "time", "dateTime")
+SUBMIT_VARIABLES = _grammar.SUBMIT_VARIABLES  # QCG-PilotJob's submit-time variables
 
 WORKFLOW_DIR = "workflow_dir"
 SWEEP_ONLY = ("it", "itval")

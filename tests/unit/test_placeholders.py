@@ -194,3 +194,25 @@ def test_every_graph_side_user_refuses_a_spaced_form(text):
 
 def test_a_template_keyword_names_a_placeholder_of_the_grammar():
     assert qcgflow.shell("echo $x ${y} $${z}").placeholders == {"x", "y"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("${seed} $seed", "${itval} ${itval}"),
+    ("$${seed} ${ seed } ${seeds}", "$${seed} ${ seed } ${seeds}"),  # not placeholders
+    ("$$$seed", "$$${itval}"),
+])
+def test_sweep_parameters_are_the_grammars_placeholders(text, expected):
+    from qcgflow.workflows.sweeps import Sweep, fill
+    used = set()
+    assert fill(text, Sweep(["seed"], [[1, 2]]), True, used) == expected
+    assert used == ({"seed"} if "itval" in expected else set())
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("out.${it}", "out.\"${it}\""),
+    ("out.$${it}", "'out.$${it}'"),        # an escape: text for the runtime's stages
+    ("a b${itval}", "'a b'\"${itval}\""),
+])
+def test_output_paths_keep_the_grammars_iteration_placeholders_for_the_runtime(text, expected):
+    from qcgflow.build.outputs import quote
+    assert quote(text) == expected
