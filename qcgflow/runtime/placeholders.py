@@ -25,13 +25,12 @@ The text is read left to right, once: ``$$$x`` is ``$$`` then ``$x``; a value pu
 read again. There is no backslash escape here (upstream has none); workflow files add
 ``\\${name}`` on top for shell variables (``workflows/placeholders.py``).
 
-Imported per task by ``python -m qcgflow.fill``: ``re`` and ``collections`` only (both
-loaded by ``re`` already; no ``typing``, whose import costs milliseconds).
+Imported per task by ``python -m qcgflow.fill``: ``re`` only (no ``typing``, whose import
+costs milliseconds).
 """
 
 from __future__ import annotations  # the annotations name typing's types without importing it
 
-import collections
 import re
 
 NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -50,10 +49,23 @@ SUBMIT_VARIABLES = ("rcnt", "uniq", "sname", "date", "time", "dateTime", "jname"
 EXECUTION_VARIABLES = ("it", "itval", "root_wd", "ncores", "nnodes", "nlist")
 
 
-Token = collections.namedtuple("Token", "kind start end name")
-Token.__doc__ = """One ``$`` form of a text: ``text[start:end]`` is it, ``kind`` one of
-``ESCAPE`` (``$$``), ``BRACED`` (``${name}``), ``BARE`` (``$name``), ``SPACED``
-(``${ name }``, text for the runtime); ``name`` is None for ``ESCAPE``."""
+class Token:
+    """One ``$`` form of a text: ``text[start:end]`` is it, ``kind`` one of ``ESCAPE``
+    (``$$``), ``BRACED`` (``${name}``), ``BARE`` (``$name``), ``SPACED`` (``${ name }``,
+    text for the runtime); ``name`` is None for ``ESCAPE``. (A plain class: a namedtuple
+    would cost this module's import, paid per filled task, twice over.)"""
+
+    __slots__ = ("kind", "start", "end", "name")
+
+    def __init__(self, kind: str, start: int, end: int, name: str | None):
+        self.kind, self.start, self.end, self.name = kind, start, end, name
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Token) and (self.kind, self.start, self.end, self.name) == \
+            (other.kind, other.start, other.end, other.name)
+
+    def __repr__(self) -> str:
+        return "Token(%r, %d, %d, %r)" % (self.kind, self.start, self.end, self.name)
 
 
 _KINDS = (None, ESCAPE, BRACED, BARE, SPACED)
