@@ -83,3 +83,15 @@ _copyreg.pickle(_Package, lambda module: (_import_package, (module.__name__,)))
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+def _load_session_layer():
+    """``f.remote`` and unpickled refs reach the session layer through ``qcgflow.graph.port``
+    (the graph layer never imports the layers above it): this top module plugs it in, on
+    the first use, so that ``import qcgflow`` does not load it."""
+    import qcgflow.session.dynamic  # noqa: F401 (it installs its functions in the port)
+
+
+from qcgflow.graph import port as _port  # noqa: E402 (after _Package: it imports a submodule)
+
+_port.set_loader(_load_session_layer)

@@ -38,7 +38,8 @@ Under an MPI model the runtime starts this helper once per rank (mpirun ... pyth
 qcgflow.fill ...); every rank fills the same template from the same files and execs the
 same program, so the ranks run what an unfilled template would run.
 
-Imported by every such task: os, re, sys, json, shlex, numbers, signal and pickle only;
+Imported by every such task: os, sys, json, shlex, numbers, signal, pickle and the
+placeholder grammar (``qcgflow.runtime.placeholders``: re) only;
 cloudpickle (~15 ms) is imported only when a result needs it to load (result files are
 cloudpickle's, which plain ``pickle`` reads), or to record a failure.
 """
@@ -47,10 +48,11 @@ import json
 import numbers
 import os
 import pickle
-import re
 import shlex
 import signal
 import sys
+
+import qcgflow.runtime.placeholders as placeholders
 
 USAGE = "usage: python -m qcgflow.fill SPEC_FILE ITERATION [VARIABLE_VALUE...]\n"
 SPEC_FILE = "fill.json"
@@ -58,8 +60,7 @@ MODULE = "qcgflow.fill"
 
 # The runtime's variables (submit and execution stage) a template may use: passed through
 # the job's arguments so that the runtime fills them as in any other job.
-RUNTIME_VARIABLES = ("it", "itval", "root_wd", "ncores", "nnodes", "nlist", "rcnt", "uniq",
-                     "sname", "date", "time", "dateTime", "jname")
+RUNTIME_VARIABLES = placeholders.EXECUTION_VARIABLES + placeholders.SUBMIT_VARIABLES
 
 
 class FillError(ValueError):
@@ -176,24 +177,16 @@ def render(value, name: str, quote: bool) -> str:
     return " ".join(texts)
 
 
-_PATTERN = re.compile(r"\$(?:(\$)|\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
 def substitute(text: str, values: dict) -> str:
-    """The runtime's two stages over ``text`` (as upstream's): ``$$`` -> ``$`` (the submit
-    stage, whose variables come in ``values`` too), then ``${name}`` / ``$name`` in
-    ``values`` replaced and ``$$`` -> ``$`` again, other placeholders kept; so a filled
-    template reads as the runtime would have read it (inserted values are not rescanned)."""
+    """The runtime's two stages over ``text`` (as upstream's, in THE grammar of
+    ``runtime/placeholders.py``): ``$$`` -> ``$`` (the submit stage, whose variables come in
+    ``values`` too), then ``${name}`` / ``$name`` in ``values`` replaced and ``$$`` -> ``$``
+    again, other placeholders kept; so a filled template reads as the runtime would have
+    read it (inserted values are not rescanned)."""
     if "$" not in text:
         return text
-    text = _PATTERN.sub(lambda m: "$" if m.group(1) else m.group(0), text)
-
-    def replace(match):
-        if match.group(1):
-            return "$"
-        value = values.get(match.group(2) or match.group(3))
-        return match.group(0) if value is None else value
-    return _PATTERN.sub(replace, text)
+    return placeholders.substitute(placeholders.substitute(text, {}, unescape=True), values,
+                                   unescape=True)
 
 
 def command(fill_spec: dict, base: str, it, variables: dict) -> list:

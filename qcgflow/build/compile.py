@@ -30,12 +30,14 @@ import pickle
 import sys
 from typing import Any, Dict, List, Optional
 
-from qcgflow import fill
+import qcgflow.fill as fill
+import qcgflow.runtime.placeholders as _grammar  # THE ${...} grammar
 from qcgflow.build import outputs
 from qcgflow.build import payload
 from qcgflow.graph import options as _options
 from qcgflow.errors import GraphError
-from qcgflow.graph.graph import COMMAND, AnyOutcome, Graph, TaskNode, TaskRef, any_outcome_preds
+from qcgflow.graph.graph import (COMMAND, CONTAINERS, AnyOutcome, Graph, TaskNode, TaskRef,
+                                 any_outcome_preds)
 
 RUNNER = "qcgflow.runner"
 
@@ -130,10 +132,9 @@ def fill_refs(node: TaskNode) -> Dict[str, Any]:
 
 
 def _template_placeholders(node: TaskNode) -> set:
-    from qcgflow.graph.commands import placeholders  # commands imports graph and task: not at load time
     execution = command_execution(node)
     texts = [execution.get("script") or execution.get("exec")]
-    return set().union(*(placeholders(text) for text in texts + list(
+    return set().union(*(_grammar.names(text) for text in texts + list(
         execution.get("args", ()))))
 
 
@@ -191,7 +192,7 @@ def _replace_refs(graph: Graph, obj: Any) -> Any:
         return payload.ResultOf(graph.names[ref.node], ref.node.iterations, outcomes=True)
     if kind is dict:
         return {key: _replace_refs(graph, value) for key, value in obj.items()}
-    if kind in payload.CONTAINERS:
+    if kind in CONTAINERS:
         return kind(_replace_refs(graph, item) for item in obj)
     return obj
 

@@ -23,22 +23,25 @@ substitutes ``${it}`` / ``${itval}`` in the script text; everything else is quot
 """
 
 import os
-import re
 import shlex
 from typing import Any, Dict, Iterable, List, Optional
 
-_PLACEHOLDER = re.compile(r"\$\{(it|itval)\}")
+import qcgflow.runtime.placeholders as _grammar  # THE ${...} grammar
+
 PER_ITERATION = ("${it}", "${itval}")
 
 
 def quote(text: str) -> str:
-    """``text`` as one bash word; ``${it}`` / ``${itval}`` stay for the runtime to fill."""
+    """``text`` as one bash word; ``${it}`` / ``${itval}`` stay for the runtime to fill
+    (placeholders as THE grammar reads them: ``$${it}`` is an escape, not one)."""
     parts, last = [], 0
-    for match in _PLACEHOLDER.finditer(text):
-        if match.start() > last:
-            parts.append(shlex.quote(text[last:match.start()]))
-        parts.append('"%s"' % match.group(0))
-        last = match.end()
+    for token in _grammar.tokens(text):
+        if token.kind != _grammar.BRACED or token.name not in ("it", "itval"):
+            continue
+        if token.start > last:
+            parts.append(shlex.quote(text[last:token.start]))
+        parts.append('"%s"' % text[token.start:token.end])
+        last = token.end
     if last < len(text) or not parts:
         parts.append(shlex.quote(text[last:]))
     return "".join(parts)

@@ -24,7 +24,6 @@ import cloudpickle
 
 CALL_FILE = "call.pkl"
 RUN_DIR = ".qcgflow"
-CONTAINERS = (list, tuple, dict, set, frozenset)  # exact types searched for refs
 
 
 def result_file(job: str, iteration=None) -> str:

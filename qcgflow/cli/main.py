@@ -59,7 +59,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command in ("run", "compile", "status"):
-        from qcgflow.cli import workflow as workflow_cli
+        # not ``from qcgflow.cli import``: the package's __init__ imports this module
+        import qcgflow.cli.workflow as workflow_cli
         return getattr(workflow_cli, "%s_main" % command)(rest)
     if command == "service":
         from qcgflow.runtime.service import run_service

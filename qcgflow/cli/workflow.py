@@ -30,8 +30,9 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional
 
-from qcgflow.cli import rerun
+import qcgflow.cli.rerun as rerun
 from qcgflow.session import cache as resume
+from qcgflow.session.jobs_report import read_report, report_end  # noqa: F401 (public names here too)
 from qcgflow.cli.progress_view import make_view
 from qcgflow.cli.run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
 from qcgflow.runtime.inputfile import REQUESTS_LIMIT, read_text
@@ -79,37 +80,6 @@ def _service_dirs(wd: str) -> List[str]:
 
 
 _FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
-
-def read_report(path: str, offset: int = 0):
-    """The entries of a jobs.report from byte ``offset`` on, read one line at a time (a
-    line being written is skipped). A generator: a report of 1,000,000 iterations is never
-    held in memory as a list. ``report_end`` tells where complete lines end."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            for line in handle:
-                if not line.endswith(b"\n"):
-                    return  # being written: read again from its start next time
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue
-    except OSError:
-        return
-
-
-def report_end(path: str, offset: int) -> int:
-    """The offset after the last complete line of a jobs.report, from ``offset`` on."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            for line in handle:
-                if not line.endswith(b"\n"):
-                    break
-                offset += len(line)
-    except OSError:
-        pass
-    return offset
 
 
 def submitted_jobs(requests: Any) -> List[Dict[str, Any]]:

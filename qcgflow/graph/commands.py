@@ -13,7 +13,9 @@
 ``${name}`` placeholders are filled from ``bind`` / ``map`` keywords (every keyword must
 name a placeholder; ``$`` in values is escaped). Other placeholders are left to the runtime:
 ``${it}``, ``${itval}``, ``${ncores}``, ``${nnodes}``, ``${nlist}``, ``${root_wd}`` and the
-shell's own variables. ``after=[refs]`` adds dependencies. A keyword whose value is a ref
+shell's own variables. What a placeholder is: THE grammar of job descriptions
+(``qcgflow/runtime/placeholders.py``, ``string.Template``'s as upstream's); ``${ x }`` with
+spaces is refused when the template is made. ``after=[refs]`` adds dependencies. A keyword whose value is a ref
 (``n=ref``) is a dependency whose result fills the placeholder when the task starts; so is
 ``${itval}`` in ``.map(mapped_ref)`` (iteration i: element i). The job then runs
 ``python -m qcgflow.fill`` which renders the results and execs the command (qcgflow/fill.py
@@ -22,29 +24,32 @@ says how values render and quote). A command task's result is a ``CommandResult`
 """
 
 import os
-import re
 from typing import Any, Dict, Iterable, Optional, Sequence
 
 from qcgflow.graph import options as _options
 from qcgflow.errors import GraphError, TaskOptionError
 from qcgflow.graph.graph import COMMAND, TaskNode, TaskRef, find_refs
 from qcgflow.graph.task import mapping
-
-_PLACEHOLDER = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+import qcgflow.runtime.placeholders as _grammar  # THE ${...} grammar (the job descriptions')
 
 
 def placeholders(text: str) -> set:
     """The ``${name}`` / ``$name`` placeholders of ``text`` (``$$`` is a literal ``$``)."""
-    return {m.group(1) or m.group(2) for m in _PLACEHOLDER.finditer(text)
-            if m.group(0) != "$$"}
+    return _grammar.names(text)
 
 
 def fill(text: str, values: Dict[str, str]) -> str:
-    """``text`` with the placeholders named in ``values`` replaced (others kept)."""
-    def replace(match):
-        name = match.group(1) or match.group(2)
-        return values.get(name, match.group(0)) if name else match.group(0)
-    return _PLACEHOLDER.sub(replace, text)
+    """``text`` with the placeholders named in ``values`` replaced (others kept, ``$$``
+    kept: the runtime's stages read it later)."""
+    return _grammar.substitute(text, values, unescape=False)
+
+
+def _refuse_spaced(texts: Sequence[str], option: str, where: str) -> None:
+    """``${ x }`` is no placeholder (THE grammar): refused here rather than left to fail
+    in bash, or to be silently not filled by ``bind(x=...)``."""
+    for text in texts:
+        for _, form, name in _grammar.spaced(text)[:1]:
+            raise TaskOptionError(option, text, _grammar.spaced_message(form, name), where)
 
 
 class CommandTemplate:
@@ -112,7 +117,7 @@ class CommandTemplate:
                                  "(${%s}=ref), a mapped ref fills it with the list of its "
                                  "results" % (self.where, key, type(value).__name__, key))
             # literal through both substitution stages of the runtime (or qcgflow.fill)
-            filled[key] = str(value).replace("$", "$$$$")
+            filled[key] = _grammar.literal(str(value))
         execution = {key: (fill(value, filled) if isinstance(value, str) else
                            [fill(item, filled) for item in value])
                      for key, value in self.execution.items()}
@@ -132,6 +137,7 @@ def shell(template: str, **task_options) -> CommandTemplate:
     if not isinstance(template, str) or not template.strip():
         raise TaskOptionError("template", template, "use a non-empty bash script text, e.g. "
                               "qcgflow.shell('echo ${x}')", "shell")
+    _refuse_spaced([template], "template", "shell")
     return CommandTemplate({"script": template}, "shell", task_options, "shell %r" % (
         template if len(template) < 40 else template[:37] + "..."))
 
@@ -150,6 +156,8 @@ def mpi(exec: str, args: Sequence[Any] = (), cores: Any = None, model: str = "op
     if isinstance(args, str) or not all(isinstance(a, (str, int, float)) for a in args):
         raise TaskOptionError("args", args, "use a list of strings or numbers, e.g. "
                               "args=['-n', '${n}']", "mpi %s" % exec)
+    _refuse_spaced([exec], "exec", "mpi %s" % exec)
+    _refuse_spaced([str(a) for a in args], "args", "mpi %s" % exec)
     task_options = dict(task_options, cores=cores, model=model, model_opts=model_opts)
     return CommandTemplate({"exec": exec, "args": [str(a) for a in args]},
                            os.path.basename(exec) or "mpi", task_options, "mpi %s" % exec)

@@ -13,11 +13,12 @@ cold ``qcgflow.run``; ``Graph.dag`` builds the ``networkx.DiGraph`` on demand.
 
 import itertools
 import re
-import sys
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from qcgflow.errors import CycleError, GraphError, NameClashError
-from qcgflow.build.payload import CONTAINERS
+from qcgflow.graph import port
+
+CONTAINERS = (list, tuple, dict, set, frozenset)  # exact types searched for refs
 
 PYTHON = "python"
 COMMAND = "command"
@@ -122,11 +123,11 @@ class TaskRef:
             TaskFailed, DependencyFailed, RunError: as ``qcgflow.get``.
         """
         future = self.future
-        dynamic = sys.modules.get("qcgflow.session.dynamic")
+        blocking = port.installed("blocking")  # None: the session layer is not loaded
         try:
-            if dynamic is None or future.done():
+            if blocking is None or future.done():
                 return future.result(timeout)
-            with dynamic._blocking([future]):  # inside a task: its cores are lent meanwhile
+            with blocking([future]):  # inside a task: its cores are lent meanwhile
                 return future.result(timeout)
         except TimeoutError:
             if future.done():  # the task's own TimeoutError
@@ -155,14 +156,8 @@ class TaskRef:
 
 def _travelled(name: str, iterations, stored: bool, root: str) -> "TaskRef":
     """A ref unpickled in this process: the current session adopts the job ``name`` (in a
-    task: the session it attaches to; never a new service)."""
-    import os
-    from qcgflow.session import dynamic
-    if dynamic._current is None and not os.environ.get("QCG_PM_ZMQ_ADDRESS"):
-        from qcgflow.errors import RunError
-        raise RunError("a ref of job %r arrived outside a qcgflow.init() session: refs "
-                       "travel between the tasks and the driver of one session" % name)
-    return dynamic._session().adopt(name, iterations, stored, root)
+    task: the session it attaches to; never a new service). The name is in pickles: keep it."""
+    return port.adopt(name, iterations, stored, root)
 
 
 _LEAVE = object()  # find_refs' stack marker: the container below it is finished

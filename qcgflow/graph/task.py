@@ -22,6 +22,7 @@ import types
 from typing import Any, Callable, Dict, Iterable
 
 from qcgflow.graph import options as _options
+from qcgflow.graph import port
 from qcgflow.errors import GraphError
 from qcgflow.graph.graph import PYTHON, TaskNode, TaskRef, find_refs
 
@@ -81,8 +82,7 @@ class TaskFunction:
         arguments are dependencies and are replaced by their results.
         With ``num_returns=n``: a tuple of n refs (one job; the session splits its
         result, each ref a dependency of its own)."""
-        from qcgflow.session.dynamic import submit
-        return submit(self.bind(*args, **kwargs))
+        return port.submit(self.bind(*args, **kwargs))
 
     def map(self, iterable: Iterable, *args, **kwargs) -> TaskRef:
         """One iterative job: iteration i runs ``fn(element_i, *args, **kwargs)``.

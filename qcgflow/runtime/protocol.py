@@ -514,7 +514,7 @@ class _JobParser:
                             % (key, shown(job), name_problem(job)))
         if not sep:
             return DependencyRef(job)
-        if re.fullmatch(r"\$\{\s*it\s*\}|\$it", iteration):
+        if iteration in ("${it}", "$it"):  # placeholders.py: ${ it } is text, an error
             return DependencyRef(job, per_iteration=True)
         if re.fullmatch(r"-?\d+", iteration):
             return DependencyRef(job, iteration=int(iteration))

@@ -2,7 +2,9 @@
 ``string.Template.safe_substitute`` at submit and again at execution).
 
 ``${name}`` (or ``$name``) is replaced by a known variable; ``$$`` becomes ``$`` in EACH
-stage. Unknown variables are left as they are, so shell scripts keep ``${HOME}``.
+stage. Unknown variables are left as they are, so shell scripts keep ``${HOME}``. What a
+placeholder is: THE grammar of ``runtime/placeholders.py`` (``string.Template``'s, as
+upstream; ``${ it }`` with spaces is text, not the iteration).
 
 * Submit stage (``SUBMIT_VARIABLES``): rcnt, uniq, sname, date, time, dateTime, jname.
 * Execution stage (``EXECUTION_VARIABLES``): it, itval, root_wd, ncores, nnodes, nlist.
@@ -13,13 +15,12 @@ execution stage (upstream's idiom for a per-iteration ``wd`` or ``stdout``), and
 ``$`` not followed by a name, ``{`` or ``$`` stays as it is). ``escape`` gives that text.
 """
 
-import re
 from typing import Mapping
 
-SUBMIT_VARIABLES = frozenset({"rcnt", "uniq", "sname", "date", "time", "dateTime", "jname"})
-EXECUTION_VARIABLES = frozenset({"it", "itval", "root_wd", "ncores", "nnodes", "nlist"})
+from qcgflow.runtime import placeholders
 
-_PATTERN = re.compile(r"\$(?:(\$)|\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}|([A-Za-z_][A-Za-z0-9_]*))")
+SUBMIT_VARIABLES = frozenset(placeholders.SUBMIT_VARIABLES)
+EXECUTION_VARIABLES = frozenset(placeholders.EXECUTION_VARIABLES)
 
 
 def substitute(text: str, values: Mapping[str, str], *, unescape: bool) -> str:
@@ -46,18 +47,7 @@ _MAX_TEMPLATES = 4096
 
 
 def _parse(text: str, unescape: bool) -> tuple:
-    parts, at = [], 0
-    for match in _PATTERN.finditer(text):
-        if match.start() > at:
-            parts.append((text[at:match.start()], None))
-        if match.group(1):
-            parts.append(("$" if unescape else "$$", None))
-        else:
-            parts.append((match.group(0), match.group(2) or match.group(3)))
-        at = match.end()
-    if at < len(text):
-        parts.append((text[at:], None))
-    parts = tuple(parts)
+    parts = placeholders.parse(text, unescape)
     if len(_TEMPLATES) >= _MAX_TEMPLATES:
         _TEMPLATES.clear()
     _TEMPLATES[(text, unescape)] = parts
@@ -77,7 +67,7 @@ def substitute_all(obj, values: Mapping[str, str], *, unescape: bool):
 
 def escape(text: str) -> str:
     """``text`` written so that BOTH stages give it back unchanged (every ``$`` as ``$$$$``)."""
-    return text.replace("$", "$$$$")
+    return placeholders.literal(text, stages=2)
 
 
 def escape_stage(obj):
@@ -95,4 +85,4 @@ def escape_stage(obj):
 
 def has_variables(text: str) -> bool:
     """True when ``text`` still contains a variable reference (not counting ``$$``)."""
-    return any(not m.group(1) for m in _PATTERN.finditer(text))
+    return placeholders.has_placeholders(text)

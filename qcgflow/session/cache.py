@@ -46,6 +46,7 @@ from qcgflow.build.compile import command_output
 from qcgflow.graph.options import PARALLEL_MODELS
 from qcgflow.graph.graph import COMMAND, TaskNode
 from qcgflow.graph.keys import Keyer, NodeKeys
+from qcgflow.session.jobs_report import read_report
 
 _log = logging.getLogger(__name__)
 
@@ -546,7 +547,6 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
     except (ValueError, KeyError, TypeError):
         os.unlink(path)
         return 0
-    from qcgflow.cli.workflow import read_report
     # what succeeded, compactly: a set of job names, and per sweep 1 byte per iteration
     # (not a dict of 1,000,000 "job:it" keys)
     whole_ok: set = set()

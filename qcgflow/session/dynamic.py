@@ -25,9 +25,9 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from qcgflow.build import payload
-from qcgflow.errors import GetTimeoutError
-from qcgflow.graph.graph import TaskRef, find_refs
+from qcgflow.errors import GetTimeoutError, RunError
+from qcgflow.graph import port
+from qcgflow.graph.graph import CONTAINERS, TaskRef, find_refs
 from qcgflow.session.localservice import rt_stats_args
 from qcgflow.session.driver import Session
 
@@ -129,6 +129,19 @@ def _session() -> Session:
         return _current.session
 
 
+def adopt(name: str, iterations: Any, stored: bool, root: str) -> TaskRef:
+    """A ref unpickled in this process (``graph.port.adopt``): the current session adopts
+    the job ``name`` (in a task: the session it attaches to; never a new service).
+
+    Raises:
+        RunError: no ``qcgflow.init()`` session here and this is not a task's process.
+    """
+    if _current is None and not os.environ.get("QCG_PM_ZMQ_ADDRESS"):
+        raise RunError("a ref of job %r arrived outside a qcgflow.init() session: refs "
+                       "travel between the tasks and the driver of one session" % name)
+    return _session().adopt(name, iterations, stored, root)
+
+
 def submit(target: Any) -> Any:
     """Submit ``target`` (refs from ``bind`` / ``map``, with what they need) now; return it."""
     session = _session()
@@ -222,7 +235,7 @@ def _values(refs: Any, deadline: Optional[float], timeout: Optional[float]) -> A
                     from None
         if kind is dict:
             return {key: value(item) for key, item in obj.items()}
-        if kind in payload.CONTAINERS:
+        if kind in CONTAINERS:
             return kind(value(item) for item in obj)
         return obj
 
@@ -279,3 +292,5 @@ def wait(refs: List[TaskRef], num_returns: int = 1,
 
 
 atexit.register(shutdown)
+# .remote, unpickled refs and ref.result() in the graph layer reach this module so
+port.install(submit=submit, adopt=adopt, blocking=_blocking)

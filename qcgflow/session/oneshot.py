@@ -12,10 +12,9 @@ import concurrent.futures as cf
 import time
 from typing import Any, Dict, Optional
 
-from qcgflow.build import payload
 from qcgflow.session import cache as _resume
 from qcgflow.errors import RunError
-from qcgflow.graph.graph import Graph, TaskNode, TaskRef
+from qcgflow.graph.graph import CONTAINERS, Graph, TaskNode, TaskRef
 from qcgflow.session.localservice import START_TIMEOUT, rt_stats_args
 from qcgflow.session.driver import Session
 
@@ -26,7 +25,7 @@ def _shape(target: Any, values: Dict[TaskNode, Any]) -> Any:
         return values[target.node]
     if kind is dict:
         return {key: _shape(item, values) for key, item in target.items()}
-    if kind in payload.CONTAINERS:
+    if kind in CONTAINERS:
         return kind(_shape(item, values) for item in target)
     return target
 

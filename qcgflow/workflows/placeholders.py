@@ -20,25 +20,23 @@ A placeholder meant for the shell is written ``\\${name}``: the backslash is dro
 QCG-PilotJob escape, which a later stage reads again.) The runtime's and the sweep's names
 cannot be escaped, since the runtime would fill them anyway. Unbraced ``$name``, ``$1``,
 ``$$`` and bash forms such as ``${x:-default}``, ``${#a[@]}`` are left to the shell and the
-runtime as they are.
+runtime as they are. ``${ it }`` (spaces inside the braces) is an error: the job
+descriptions' grammar (``qcgflow/runtime/placeholders.py``, the one every qcgflow module
+reads ``${...}`` with) makes it text, and bash a bad substitution.
 """
 
 import difflib
-import re
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
+import qcgflow.runtime.placeholders as _grammar  # THE ${...} grammar (the job descriptions')
 from qcgflow.workflows.sweeps import RUNTIME_VARIABLES
 
-# QCG-PilotJob's submit-time variables (runtime/variables.py SUBMIT_VARIABLES; the graph side
-# does not import the runtime: tests/workflows/test_workflows_edges.py checks they agree)
-SUBMIT_VARIABLES = ("jname", "uniq", "rcnt", "sname", "date", "time", "dateTime")
+SUBMIT_VARIABLES = _grammar.SUBMIT_VARIABLES  # QCG-PilotJob's submit-time variables
 
 WORKFLOW_DIR = "workflow_dir"
 SWEEP_ONLY = ("it", "itval")
 ALWAYS = tuple(v for v in RUNTIME_VARIABLES if v not in SWEEP_ONLY) + SUBMIT_VARIABLES + \
     (WORKFLOW_DIR,)
-# ``$$`` first, so that its second ``$`` never starts a placeholder (the runtime reads it so)
-_TOKEN = re.compile(r"\$\$|(\\?)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def known_names(sweep_names: Iterable[str], in_sweep: bool) -> List[str]:
@@ -56,31 +54,34 @@ def check(text: str, known: List[str], runtime_only: Dict[str, str], workflow_di
     """
     out: List[str] = []
     at = 0
-    for match in _TOKEN.finditer(text):
-        if match.group(0) == "$$":
-            continue
-        backslash, name = match.group(1), match.group(2)
-        out.append(text[at:match.start()])
-        at = match.end()
+    for token in _grammar.tokens(text):
+        if token.kind == _grammar.SPACED:
+            raise fail(token.start, _grammar.spaced_message(text[token.start:token.end],
+                                                            token.name))
+        if token.kind != _grammar.BRACED:
+            continue  # $$ and $name: the runtime's and the shell's, as written
+        name, start = token.name, token.start
+        backslash = start > at and text[start - 1] == "\\"
+        out.append(text[at:start - 1 if backslash else start])
+        at = token.end
         if backslash:
             if name in known or name in runtime_only or name in SWEEP_ONLY:
-                raise fail(match.start(), "\\${%s} cannot go to the shell: ${%s} is filled "
-                                          "by qcgflow or the runtime; give the shell "
-                                          "variable another name" % (name, name))
+                raise fail(start - 1, "\\${%s} cannot go to the shell: ${%s} is filled "
+                                      "by qcgflow or the runtime; give the shell "
+                                      "variable another name" % (name, name))
             out.append("${%s}" % name)
         elif name == WORKFLOW_DIR:
             out.append(workflow_dir)
         elif name in known:
-            out.append(match.group(0))
+            out.append(text[start:at])
         elif name in runtime_only:
-            raise fail(match.start(), "${%s} %s" % (name, runtime_only[name]))
+            raise fail(start, "${%s} %s" % (name, runtime_only[name]))
         else:
             close = difflib.get_close_matches(name, known, n=1)
             hint = "did you mean ${%s}? " % close[0] if close else ""
-            raise fail(match.start(), "unknown placeholder ${%s}; %sthe known ones here: %s; "
-                                      "write \\${%s} for a shell variable" % (
-                                          name, hint, ", ".join("${%s}" % k for k in known),
-                                          name))
+            raise fail(start, "unknown placeholder ${%s}; %sthe known ones here: %s; "
+                              "write \\${%s} for a shell variable" % (
+                                  name, hint, ", ".join("${%s}" % k for k in known), name))
     out.append(text[at:])
     return "".join(out)
 

@@ -17,12 +17,14 @@ import re
 import shlex
 from typing import Any, List, Optional
 
-RUNTIME_VARIABLES = ("it", "itval", "root_wd", "ncores", "nnodes", "nlist")
+import qcgflow.runtime.placeholders as _grammar  # THE ${...} grammar, the runtime's names
+
+RUNTIME_VARIABLES = _grammar.EXECUTION_VARIABLES
 # A sweep is expanded when the file is read (each iteration's ${itval} text): past a
 # million iterations per task that costs seconds and hundreds of MB, so it is refused.
 MAX_SWEEP = 1_000_000
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PARAM = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_PARAM = _grammar.PATTERN  # groups 2 and 3: ${name}, $name (1: $$ and 4: ${ name }: not)
 
 
 class Sweep:
@@ -136,8 +138,8 @@ def fill(text: str, sweep: Optional[Sweep], shell: bool, used: set) -> str:
         return text
 
     def replace(match):
-        name = match.group(1) or match.group(2)
-        if name not in sweep.names:
+        name = match.group(2) or match.group(3)
+        if name is None or name not in sweep.names:
             return match.group(0)
         used.add(name)
         if len(sweep.names) == 1:
@@ -151,7 +153,7 @@ def word(text: str, sweep: Sweep, used: set) -> str:
     """One argument of an exec task as a bash word (literal parts quoted)."""
     parts, last = [], 0
     for match in _PARAM.finditer(text):
-        if (match.group(1) or match.group(2)) in sweep.names:
+        if (match.group(2) or match.group(3)) in sweep.names:
             if match.start() > last:
                 parts.append(shlex.quote(text[last:match.start()]))
             parts.append(fill(match.group(0), sweep, False, used))

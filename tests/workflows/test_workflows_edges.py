@@ -105,6 +105,20 @@ def test_an_escaped_runtime_variable_is_refused(tmp_path):
     assert (result.returncode, "\\${it} cannot go to the shell" in result.stderr) == (2, True)
 
 
+def test_a_placeholder_with_spaces_is_refused_with_the_fix(tmp_path):
+    """``${ it }`` is text for QCG-PilotJob (string.Template) and a bad substitution for
+    bash: one line naming the place and the fix, nothing run."""
+    path = write(tmp_path, "wf.yaml", "tasks:\n  a:\n    foreach: [1]\n"
+                                      "    script: echo ${ it } > out.txt\n")
+    result = run(tmp_path, path)
+    lines = result.stderr.splitlines()
+    assert (result.returncode, len(lines)) == (2, 1)
+    assert lines[0].startswith("qcgflow run: %s:4: tasks.a.script: ${ it } is not a "
+                               "placeholder" % (tmp_path / "wf.yaml"))
+    assert lines[0].endswith("write ${it}")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_examples_use_only_known_placeholders(tmp_path):
     for example in sorted(EXAMPLES.glob("*.yaml")):
         result = cli("compile", example, "-o", tmp_path / example.stem / "r.json",
