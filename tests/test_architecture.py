@@ -135,3 +135,68 @@ def test_module_size(path):
     if rel(path) in SIZE_EXEMPT:
         return
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+# Rule 8: composition over inheritance in the composition roots.
+SERVICE_MODULES = {"qcgflow.runtime.service", "qcgflow.runtime.serving",
+                   "qcgflow.runtime.governor.service"}
+# role -> the classes that play it (module, class), checked against the Protocol's methods
+ROLE_PLAYERS = {
+    "TaskExecutor": [("executor", "Executor"), ("governor.dispatcher", "RemoteExecutor")],
+    "Launcher": [("launch.local", "LocalLauncher"), ("launch.pyworker", "WarmLauncher"),
+                 ("launch.agents", "AgentLauncher"), ("launch.srun", "SrunLauncher"),
+                 ("governor.dispatcher", "RemoteExecutor")],
+    "Hub": [("roles", "NoHub"), ("governor.service", "Managers")],
+    "Control": [("serving", "Service")],
+}
+
+
+def _base_names(node: ast.ClassDef):
+    for base in node.bases:
+        if isinstance(base, ast.Name):
+            yield base.id
+        elif isinstance(base, ast.Attribute):
+            yield base.attr
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if RUNTIME in p.parents], ids=rel)
+def test_no_class_subclasses_the_service(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    subclasses = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                  and "Service" in set(_base_names(node))]
+    assert subclasses == []
+
+
+@pytest.mark.parametrize("name", ["handlers.py", "governor/service.py"])
+def test_request_handlers_do_not_import_a_service_composition_root(name):
+    """Handlers get a roles.Control, not the service: they cannot import what builds it
+    (governor/service.py holds the governor's handler and may import serving only)."""
+    imported = set(imported_names(RUNTIME / name))
+    allowed = {"qcgflow.runtime.serving"} if name == "governor/service.py" else set()
+    assert imported & SERVICE_MODULES - allowed == set()
+
+
+def test_request_handler_holds_a_control_not_the_service():
+    from qcgflow.runtime.handlers import RequestHandler
+    import inspect
+    assert list(inspect.signature(RequestHandler).parameters) == ["manager", "control"]
+
+
+def test_roles_are_protocols():
+    import typing
+    from qcgflow.runtime import roles
+    assert all(typing.Protocol in getattr(roles, role).__mro__ for role in ROLE_PLAYERS)
+
+
+@pytest.mark.parametrize("role, module, cls",
+                         [(role, m, c) for role, players in ROLE_PLAYERS.items()
+                          for m, c in players],
+                         ids=lambda value: str(value))
+def test_role_players_have_every_method_of_their_role(role, module, cls):
+    import importlib
+    from qcgflow.runtime import roles
+    protocol = getattr(roles, role)
+    wanted = {name for name in vars(protocol) if not name.startswith("_") or name == "__len__"}
+    wanted -= {"_is_protocol", "_is_runtime_protocol"}
+    player = getattr(importlib.import_module("qcgflow.runtime." + module), cls)
+    assert sorted(name for name in wanted if not callable(getattr(player, name, None))) == []
