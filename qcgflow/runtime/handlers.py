@@ -185,7 +185,7 @@ class RequestHandler:
         return p.reply_ok(data={"reclaimed": self.manager.reclaim(request.step)})
 
     def resources_info(self, request: p.ResourcesInfoRequest) -> dict:
-        return p.reply_ok(data=resources_data(self.manager.pool))
+        return p.reply_ok(data=resources_data(self.manager.resource_totals()))
 
     def control(self, request: p.ControlRequest) -> dict:
         self._control.finish_after_all()
@@ -209,6 +209,8 @@ def _record_messages(job: Job, position: int) -> Optional[str]:
 def resources_data(pool) -> dict:
     """The ``resourcesInfo`` reply; GPU counts are added when the pool has GPUs.
 
+    ``pool``: a ``resources.ResourceTotals`` (or anything with its attributes: a pool).
+
     ``--system-core`` cores are counted in the total and as used, as upstream does."""
     reserved = pool.reserved_cores
     data = {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores + reserved,
@@ -217,7 +219,7 @@ def resources_data(pool) -> dict:
     if total_gpus:
         free = pool.free_gpus
         data.update(total_gpus=total_gpus, used_gpus=total_gpus - free, free_gpus=free,
-                    gpus={name: list(ids) for name, ids in pool.gpus.items()})
+                    gpus={name: list(ids) for name, ids in dict(pool.gpus).items()})
     return data
 
 
@@ -242,7 +244,7 @@ def status_data(manager, service) -> dict:
     iterations = _iteration_stats(manager.unit_stats)
     now = datetime.fromtimestamp(manager.clock.now())
     started = datetime.fromtimestamp(manager.started_at)
-    pool = manager.pool
+    pool = manager.resource_totals()
     return {
         "System": {
             "InstanceId": service.service_id,

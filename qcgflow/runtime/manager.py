@@ -25,7 +25,7 @@ from .jobs import JobSpec, JobState
 from .names import shown
 from .protocol import LOCAL_MODELS, parse_job
 from .registry import Job, Registry
-from .resources import CountRange, ResourcePool, ResourceRequest
+from .resources import CountRange, ResourcePool, ResourceRequest, ResourceTotals
 from .scheduler import JobEntry, Scheduler
 
 _log = logging.getLogger(__name__)
@@ -121,6 +121,10 @@ class Manager:
     def queue_order(self) -> Dict[str, int]:
         """Job name -> its place in the ready queue (jobs waiting for cores only)."""
         return {entry.job.name: i for i, entry in enumerate(self.scheduler.queue.entries())}
+
+    def resource_totals(self) -> ResourceTotals:
+        """The resources' counts now (nodes, cores, GPUs), a read-only snapshot."""
+        return ResourceTotals.of(self.pool)
 
     def node_cores(self):
         """``(node name, core ids)`` of every node of the resources, in order."""
