@@ -139,15 +139,7 @@ def test_module_size(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
 
 
-# Rule 6: no import cycle anywhere in qcgflow/ (imports inside functions count). The
-# runtime's own four cycles are being removed at the same time on another branch: they are
-# allowed here, exactly these, until that lands (the lead removes this list at the merge).
-KNOWN_RUNTIME_CYCLES = [
-    {"qcgflow.runtime.service", "qcgflow.runtime.governor.service"},
-    {"qcgflow.runtime.api", "qcgflow.runtime.api.local", "qcgflow.runtime.api.manager"},
-    {"qcgflow.runtime.stats.parts", "qcgflow.runtime.stats.workdir"},
-    {"qcgflow.runtime.launch.template", "qcgflow.runtime.launch.zygote"},
-]
+# Rule 6: no import cycle anywhere in qcgflow/ (imports inside functions count).
 # The graph side's layers, lowest first: a module never imports a higher layer's module.
 LAYERS = ["graph", "build", "session", "workflows", "cli"]
 
@@ -226,9 +218,7 @@ def test_the_import_graph_sees_imports_inside_functions():
 
 
 def test_no_import_cycles():
-    cycles = [sorted(c) for c in strongly_connected(import_graph())
-              if c not in KNOWN_RUNTIME_CYCLES]
-    assert cycles == []
+    assert [sorted(c) for c in strongly_connected(import_graph())] == []
 
 
 def test_graph_side_layers_import_only_downwards():
@@ -241,3 +231,68 @@ def test_graph_side_layers_import_only_downwards():
             if mine is not None and theirs is not None and theirs > mine:
                 upward.append("%s -> %s" % (module, target))
     assert upward == []
+
+
+# Rule 8: composition over inheritance in the composition roots.
+SERVICE_MODULES = {"qcgflow.runtime.service", "qcgflow.runtime.serving",
+                   "qcgflow.runtime.governor.service"}
+# role -> the classes that play it (module, class), checked against the Protocol's methods
+ROLE_PLAYERS = {
+    "TaskExecutor": [("executor", "Executor"), ("governor.dispatcher", "RemoteExecutor")],
+    "Launcher": [("launch.local", "LocalLauncher"), ("launch.pyworker", "WarmLauncher"),
+                 ("launch.agents", "AgentLauncher"), ("launch.srun", "SrunLauncher"),
+                 ("governor.dispatcher", "RemoteExecutor")],
+    "Hub": [("roles", "NoHub"), ("governor.service", "Managers")],
+    "Control": [("serving", "Service")],
+}
+
+
+def _base_names(node: ast.ClassDef):
+    for base in node.bases:
+        if isinstance(base, ast.Name):
+            yield base.id
+        elif isinstance(base, ast.Attribute):
+            yield base.attr
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if RUNTIME in p.parents], ids=rel)
+def test_no_class_subclasses_the_service(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    subclasses = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
+                  and "Service" in set(_base_names(node))]
+    assert subclasses == []
+
+
+@pytest.mark.parametrize("name", ["handlers.py", "governor/service.py"])
+def test_request_handlers_do_not_import_a_service_composition_root(name):
+    """Handlers get a roles.Control, not the service: they cannot import what builds it
+    (governor/service.py holds the governor's handler and may import serving only)."""
+    imported = set(imported_names(RUNTIME / name))
+    allowed = {"qcgflow.runtime.serving"} if name == "governor/service.py" else set()
+    assert imported & SERVICE_MODULES - allowed == set()
+
+
+def test_request_handler_holds_a_control_not_the_service():
+    from qcgflow.runtime.handlers import RequestHandler
+    import inspect
+    assert list(inspect.signature(RequestHandler).parameters) == ["manager", "control"]
+
+
+def test_roles_are_protocols():
+    import typing
+    from qcgflow.runtime import roles
+    assert all(typing.Protocol in getattr(roles, role).__mro__ for role in ROLE_PLAYERS)
+
+
+@pytest.mark.parametrize("role, module, cls",
+                         [(role, m, c) for role, players in ROLE_PLAYERS.items()
+                          for m, c in players],
+                         ids=lambda value: str(value))
+def test_role_players_have_every_method_of_their_role(role, module, cls):
+    import importlib
+    from qcgflow.runtime import roles
+    protocol = getattr(roles, role)
+    wanted = {name for name in vars(protocol) if not name.startswith("_") or name == "__len__"}
+    wanted -= {"_is_protocol", "_is_runtime_protocol"}
+    player = getattr(importlib.import_module("qcgflow.runtime." + module), cls)
+    assert sorted(name for name in wanted if not callable(getattr(player, name, None))) == []

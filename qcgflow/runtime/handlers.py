@@ -4,6 +4,10 @@ Every handler returns a reply dict built with ``protocol.reply_ok``/``reply_erro
 deliberate error (``RuntimeLayerError``) becomes an error reply with its message. Anything
 else is a bug: it is logged with its traceback and answered with a generic error, so one
 bad request never stops the service.
+
+A handler holds the ``Manager`` and a ``roles.Control`` (finish, finishAfterAllTasksDone,
+status): the only operations of the service a request may trigger. It never sees the
+service itself (tests/test_architecture.py: this module does not import it).
 """
 
 import getpass
@@ -20,6 +24,7 @@ from .limits import MAX_LISTED_CHILDREN, check_depth
 from .jobs import JobState
 from .names import shown
 from .registry import Job
+from .roles import Control
 
 _log = logging.getLogger(__name__)
 
@@ -36,11 +41,11 @@ def _name_of(data) -> str:
 
 
 class RequestHandler:
-    """Dispatches parsed requests to the manager."""
+    """Dispatches parsed requests to the manager (and to ``control``: finish, status)."""
 
-    def __init__(self, manager, service):
+    def __init__(self, manager, control: Optional[Control]):
         self.manager = manager
-        self.service = service  # finish_after_all(), finish(), status facts
+        self._control = control  # not "control": that is the control request's handler
         self._table: Dict[type, Callable] = {
             p.SubmitRequest: self.submit,
             p.ListJobsRequest: self.list_jobs,
@@ -76,9 +81,8 @@ class RequestHandler:
 
     def list_jobs(self, request: p.ListJobsRequest) -> dict:
         jobs = {}
-        queue_index = {entry.job.name: i
-                       for i, entry in enumerate(self.manager.scheduler.queue.entries())}
-        for job in self.manager.registry:
+        queue_index = self.manager.queue_order()
+        for job in self.manager.jobs():
             item = {"status": job.state.name}
             if job.messages:
                 item["messages"] = job.messages
@@ -181,20 +185,20 @@ class RequestHandler:
         return p.reply_ok(data={"reclaimed": self.manager.reclaim(request.step)})
 
     def resources_info(self, request: p.ResourcesInfoRequest) -> dict:
-        return p.reply_ok(data=resources_data(self.manager.pool))
+        return p.reply_ok(data=resources_data(self.manager.resource_totals()))
 
     def control(self, request: p.ControlRequest) -> dict:
-        self.service.finish_after_all()
+        self._control.finish_after_all()
         return p.reply_ok("%s command accepted" % request.command)
 
     def finish(self, request: p.FinishRequest) -> dict:
-        self.service.finish()
+        self._control.finish()
         return p.reply_ok(data={"when": "0s"})
 
     def status(self, request: p.StatusRequest) -> dict:
         if request.all_jobs_finished:
             return p.reply_ok(data={"AllJobsFinished": self.manager.unfinished == 0})
-        return p.reply_ok(data=status_data(self.manager, self.service))
+        return p.reply_ok(data=self._control.status())
 
 
 def _record_messages(job: Job, position: int) -> Optional[str]:
@@ -205,6 +209,8 @@ def _record_messages(job: Job, position: int) -> Optional[str]:
 def resources_data(pool) -> dict:
     """The ``resourcesInfo`` reply; GPU counts are added when the pool has GPUs.
 
+    ``pool``: a ``resources.ResourceTotals`` (or anything with its attributes: a pool).
+
     ``--system-core`` cores are counted in the total and as used, as upstream does."""
     reserved = pool.reserved_cores
     data = {"total_nodes": pool.total_nodes, "total_cores": pool.total_cores + reserved,
@@ -213,7 +219,7 @@ def resources_data(pool) -> dict:
     if total_gpus:
         free = pool.free_gpus
         data.update(total_gpus=total_gpus, used_gpus=total_gpus - free, free_gpus=free,
-                    gpus={name: list(ids) for name, ids in pool.gpus.items()})
+                    gpus={name: list(ids) for name, ids in dict(pool.gpus).items()})
     return data
 
 
@@ -230,13 +236,15 @@ def _status_resources(pool) -> dict:
 
 
 def status_data(manager, service) -> dict:
-    """The ``status`` reply (also written as final_status.json), upstream's keys."""
-    counts = manager.registry.counts()
+    """The ``status`` reply (also written as final_status.json), upstream's keys.
+
+    ``service``: its facts (service_id, tags, address, interfaces, pub_address, wd)."""
+    counts = manager.state_counts()
     failed = counts[JobState.FAILED] + counts[JobState.OMITTED] + counts[JobState.CANCELED]
-    iterations = _iteration_stats(manager.registry)
+    iterations = _iteration_stats(manager.unit_stats)
     now = datetime.fromtimestamp(manager.clock.now())
     started = datetime.fromtimestamp(manager.started_at)
-    pool = manager.pool
+    pool = manager.resource_totals()
     return {
         "System": {
             "InstanceId": service.service_id,
@@ -257,7 +265,7 @@ def status_data(manager, service) -> dict:
         },
         "Resources": _status_resources(pool),
         "JobStats": {
-            "TotalJobs": len(manager.registry),
+            "TotalJobs": manager.job_count(),
             "InScheduleJobs": counts[JobState.QUEUED] + counts[JobState.SCHEDULED],
             "FailedJobs": failed,
             "FinishedJobs": counts[JobState.SUCCEED] + failed,
@@ -267,8 +275,7 @@ def status_data(manager, service) -> dict:
     }
 
 
-def _iteration_stats(registry) -> dict:
-    stats = registry.unit_stats
+def _iteration_stats(stats) -> dict:
     return {"TotalIterations": stats.total,
             "InScheduleIterations": stats.total - stats.finished - stats.active,
             "FailedIterations": stats.failed, "FinishedIterations": stats.finished,

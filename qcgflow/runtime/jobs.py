@@ -12,13 +12,18 @@ One lifecycle for jobs and iterations alike::
 A parent of an iterative job follows the same table: it becomes SCHEDULED and EXECUTING
 with its first iteration and ends SUCCEED only when every iteration succeeded.
 
+Every edge of ``TRANSITIONS`` says which kind of move may take it (``Edge``): ``RUN``, the
+service running the unit, or ``RESTORE``, a resumed service putting a QUEUED unit straight
+into the final state an earlier run journaled (QUEUED -> SUCCEED | FAILED | CANCELED |
+OMITTED). So QUEUED -> SUCCEED is legal for a restore and illegal for a run.
+
 The records (``JobSpec`` and friends) are frozen: a job description is parsed once on
 arrival (``protocol.parse_job``) and never changes afterwards.
 """
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 from .resources import CountRange
 
@@ -44,16 +49,39 @@ class JobState(Enum):
 
 FINAL_STATES = frozenset({JobState.SUCCEED, JobState.FAILED, JobState.CANCELED, JobState.OMITTED})
 
+class Edge(Enum):
+    """What moves a unit along an edge of ``TRANSITIONS``."""
+
+    RUN = "run"          # the service schedules, starts, ends, cancels or omits it
+    RESTORE = "restore"  # --resume: the final state an earlier run journaled, not run again
+
+    __hash__ = object.__hash__  # identity hashing in C, as JobState's (hot path)
+
+
+_RUN = frozenset({Edge.RUN})
+_RESTORE = frozenset({Edge.RESTORE})
+_BOTH = _RUN | _RESTORE
+
+# THE transition table: start -> {finish: the kinds of move allowed along that edge}.
 TRANSITIONS = {
-    JobState.QUEUED: frozenset({JobState.SCHEDULED, JobState.OMITTED, JobState.CANCELED,
-                                JobState.FAILED}),
-    JobState.SCHEDULED: frozenset({JobState.EXECUTING, JobState.FAILED, JobState.CANCELED}),
-    JobState.EXECUTING: frozenset({JobState.SUCCEED, JobState.FAILED, JobState.CANCELED}),
-    JobState.SUCCEED: frozenset(),
-    JobState.FAILED: frozenset(),
-    JobState.CANCELED: frozenset(),
-    JobState.OMITTED: frozenset(),
+    JobState.QUEUED: {JobState.SCHEDULED: _RUN, JobState.OMITTED: _BOTH,
+                      JobState.CANCELED: _BOTH, JobState.FAILED: _BOTH,
+                      JobState.SUCCEED: _RESTORE},
+    JobState.SCHEDULED: {JobState.EXECUTING: _RUN, JobState.FAILED: _RUN,
+                         JobState.CANCELED: _RUN},
+    JobState.EXECUTING: {JobState.SUCCEED: _RUN, JobState.FAILED: _RUN,
+                         JobState.CANCELED: _RUN},
+    JobState.SUCCEED: {},
+    JobState.FAILED: {},
+    JobState.CANCELED: {},
+    JobState.OMITTED: {},
 }
+
+
+def allowed(start: JobState, finish: JobState, edge: Edge = Edge.RUN) -> bool:
+    """Whether ``edge`` may move a unit from ``start`` to ``finish``."""
+    return edge in TRANSITIONS[start].get(finish, ())
+
 
 # Compact per-iteration state codes (a bytearray per iterative job keeps a million
 # iterations in a megabyte).
@@ -62,7 +90,30 @@ CODE_STATES = list(JobState)
 
 
 class IllegalTransition(RuntimeError):
-    """A state change that the transition table forbids: a bug, never user input."""
+    """A state change that the transition table forbids: a bug, never user input.
+
+    Carries what a post-mortem needs (as distributed's ``InvalidTransition``): ``unit``
+    (``name`` or ``name:index``), ``start`` and ``finish`` (JobStates), ``edge`` (the kind
+    of move tried) and ``history`` (the unit's ``(JobState, time)`` pairs until then).
+    Its text names all of them; it pickles with its fields.
+    """
+
+    def __init__(self, unit: str, start: "JobState", finish: "JobState",
+                 history: Sequence[Tuple["JobState", float]] = (), edge: "Edge" = None):
+        self.unit = unit
+        self.start = start
+        self.finish = finish
+        self.history = tuple(history)
+        self.edge = edge if edge is not None else Edge.RUN
+        super().__init__(unit, start, finish, self.history, self.edge)
+
+    def __str__(self) -> str:
+        story = ", ".join("%s at %.3f" % (state.name, when) for state, when in self.history)
+        return "%s: %s -> %s is not a %s edge of the transition table (history: %s)" % (
+            self.unit, self.start.name, self.finish.name, self.edge.value, story or "none")
+
+    def __reduce__(self):
+        return type(self), (self.unit, self.start, self.finish, self.history, self.edge)
 
 
 @dataclass(frozen=True)

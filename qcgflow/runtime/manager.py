@@ -25,7 +25,7 @@ from .jobs import JobSpec, JobState
 from .names import shown
 from .protocol import LOCAL_MODELS, parse_job
 from .registry import Job, Registry
-from .resources import CountRange, ResourcePool, ResourceRequest
+from .resources import CountRange, ResourcePool, ResourceRequest, ResourceTotals
 from .scheduler import JobEntry, Scheduler
 
 _log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Manager:
         self.registry = Registry(clock)
         self.tracker = DependencyTracker()
         self.scheduler = Scheduler(pool)
-        self.executor = None  # set by the composition root (needs the manager's callbacks)
+        self.executor = None  # attach_executor (the executor needs the manager's callbacks)
         self.entries: Dict[str, JobEntry] = {}
         self.cluster_name = cluster_name
         self.models = tuple(models)
@@ -82,6 +82,65 @@ class Manager:
         # while its cores are lent to others, _Owed once it woke up and found none free
         # (_Owed: it runs over the pool until cores come free), an Allocation once repaid
         self.lent: Dict[tuple, object] = {}
+
+    # ------------------------------------------------------------------ composition
+    def attach_executor(self, executor) -> None:
+        """Give the manager what starts and stops its units (a ``roles.TaskExecutor``),
+        once, before the event loop runs: it is built with ``task_executing`` and
+        ``task_done`` as its callbacks, so it cannot be given to the constructor.
+
+        Raises:
+            RuntimeError: an executor is attached already.
+        """
+        if self.executor is not None:
+            raise RuntimeError("the manager has an executor already")
+        self.executor = executor
+
+    def add_listener(self, listener) -> None:
+        """Tell ``listener(job, position or None, state)`` about every state change of a
+        run (not of a restore: see ``Registry.restore``), after the earlier listeners."""
+        self.registry.listeners.append(listener)
+
+    # ------------------------------------------------------------------ read-only views
+    def jobs(self):
+        """Every registered job, in submission order."""
+        return iter(self.registry)
+
+    def job_count(self) -> int:
+        return len(self.registry)
+
+    def state_counts(self) -> Dict[JobState, int]:
+        """Jobs (parents and single jobs) per state, O(1)."""
+        return self.registry.counts()
+
+    @property
+    def unit_stats(self):
+        """Running counts of units: iterations, and single jobs as one each (O(1))."""
+        return self.registry.unit_stats
+
+    def queue_order(self) -> Dict[str, int]:
+        """Job name -> its place in the ready queue (jobs waiting for cores only)."""
+        return {entry.job.name: i for i, entry in enumerate(self.scheduler.queue.entries())}
+
+    def resource_totals(self) -> ResourceTotals:
+        """The resources' counts now (nodes, cores, GPUs), a read-only snapshot."""
+        return ResourceTotals.of(self.pool)
+
+    def node_cores(self):
+        """``(node name, core ids)`` of every node of the resources, in order."""
+        return list(self.pool.nodes)
+
+    @property
+    def has_gpus(self) -> bool:
+        return getattr(self.pool, "total_gpus", 0) > 0
+
+    def disable_node(self, node: str) -> None:
+        """``node`` takes no new work (its agent is lost or ending)."""
+        self.pool.disable(node)
+
+    def enable_node(self, node: str) -> None:
+        """``node`` takes work again (its agent came up)."""
+        self.pool.enable(node)
 
     # ------------------------------------------------------------------ submit
     def submit(self, raw_jobs: Sequence[dict], substituted: bool = False) -> List[str]:

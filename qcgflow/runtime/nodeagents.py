@@ -57,14 +57,14 @@ class AgentReadiness:
 
     def begin(self) -> None:
         for node in self._nodes:
-            self._manager.pool.disable(node)
+            self._manager.disable_node(node)
         self._manager.pause()
         self._timer = self._loop.call_later(self._init_timeout, self._timed_out)
 
     def node_up(self, node: str) -> None:
         self._ready.add(node)
         self.lost.pop(node, None)
-        self._manager.pool.enable(node)
+        self._manager.enable_node(node)
         if not self._started and len(self._ready) >= self._needed:
             self._started = True
             if self._timer is not None:
@@ -79,7 +79,7 @@ class AgentReadiness:
     def node_lost(self, node: str, why: str) -> None:
         self._ready.discard(node)
         self.lost[node] = why
-        self._manager.pool.disable(node)
+        self._manager.disable_node(node)
         if not self._started and len(self._nodes) - len(self.lost) < self._needed:
             self._fail("only %d of the %d node agents needed can still start (%s)"
                        % (len(self._nodes) - len(self.lost), self._needed, why))
@@ -136,7 +136,7 @@ def make_slurm_launcher(loop, manager, config, aux_dir: str, wd: str,
                         task_env: Dict[str, str], on_failure: Callable[[str], None],
                         on_node_terminating: Callable[[str], None] = lambda node: None):
     """The launcher for Slurm mode; returns ``(launcher, readiness or None)``."""
-    nodes = [name for name, _ in manager.pool.nodes]
+    nodes = [name for name, _ in manager.node_cores()]
     if config.disable_nl:
         _log.info("node agents disabled: one srun per task")
         return SrunLauncher(LocalLauncher(loop)), None

@@ -1,9 +1,12 @@
 """The registry of jobs and iterations: the ONLY place where states change.
 
-``Registry.transition`` validates a move against ``jobs.TRANSITIONS``, stamps the history
-with the injected clock, derives the parent state of iterative jobs, and tells the
-listeners (reports, journal, publisher) about every change. It returns the units that
-reached a final state, so the caller can resolve dependencies without scanning.
+``Registry.transition`` (the service running a unit) and ``Registry.restore`` (a resume
+replaying what an earlier run journaled) are the two doors of one mutator: it validates a
+move against ``jobs.TRANSITIONS`` for its kind of edge (``Edge.RUN``, ``Edge.RESTORE``),
+stamps the history with the injected clock, derives the parent state of iterative jobs, and
+tells the listeners (reports, journal, publisher) about every RUN move (a restored state is
+in the journal and jobs.report already). It returns the units that reached a final state,
+so the caller can resolve dependencies without scanning.
 
 Iterations are stored compactly: one byte of state per iteration, and a full
 ``IterationRecord`` (history, runtime, messages) only while the iteration is alive, or
@@ -13,13 +16,15 @@ after it ended when the job is small enough or the iteration did not succeed
 
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-from .jobs import (CODE_STATES, FINAL_STATES, STATE_CODES, TRANSITIONS, IllegalTransition,
-                   JobSpec, JobState)
+from .jobs import (CODE_STATES, FINAL_STATES, STATE_CODES, TRANSITIONS, Edge,
+                   IllegalTransition, JobSpec, JobState)
 
 KEEP_RECORDS_UP_TO = 10_000
 
 _QUEUED = STATE_CODES[JobState.QUEUED]
 _SUCCEED = JobState.SUCCEED
+_RUN = Edge.RUN
+_NO_EDGE = frozenset()
 
 
 class IterationRecord:
@@ -37,7 +42,8 @@ class IterationRecord:
 
 
 class Job:
-    """A registered job. Read freely; change only through ``Registry.transition``."""
+    """A registered job. Read freely; change only through ``Registry.transition`` (or
+    ``Registry.restore``)."""
 
     __slots__ = ("spec", "seq", "state", "history", "runtime", "messages", "iter_states",
                  "records", "finished", "failed", "active", "parent_final")
@@ -149,15 +155,15 @@ class Registry:
             iteration, its parent when that was the last one to finish.
 
         Raises:
-            IllegalTransition: the move is not in ``jobs.TRANSITIONS`` (a bug).
+            IllegalTransition: the move is not a RUN edge of ``jobs.TRANSITIONS`` (a bug).
         """
         if position is None:
-            return self._move_job(job, state, message)
-        return self._move_iteration(job, position, state, message)
+            return self._move_job(job, state, message, _RUN)
+        return self._move_iteration(job, position, state, message, _RUN)
 
-    def _move_job(self, job: Job, state: JobState, message: Optional[str]):
-        if state not in TRANSITIONS[job.state]:
-            raise IllegalTransition("%s: %s -> %s" % (job.name, job.state.name, state.name))
+    def _move_job(self, job: Job, state: JobState, message: Optional[str], edge: Edge):
+        if edge not in TRANSITIONS[job.state].get(state, _NO_EDGE):
+            raise IllegalTransition(job.name, job.state, state, job.history, edge)
         old = job.state
         job.state = state
         job.history.append((state, self._clock.now()))
@@ -167,16 +173,18 @@ class Registry:
             self.unit_stats.moved(old, state)
         if message:
             job.messages = message if not job.messages else "%s; %s" % (job.messages, message)
-        for listener in self.listeners:
-            listener(job, None, state)
+        if edge is _RUN:
+            for listener in self.listeners:
+                listener(job, None, state)
         return [(job, None)] if state in FINAL_STATES else []
 
     def _move_iteration(self, job: Job, position: int, state: JobState,
-                        message: Optional[str]):
+                        message: Optional[str], edge: Edge):
         old = CODE_STATES[job.iter_states[position]]
-        if state not in TRANSITIONS[old]:
-            raise IllegalTransition("%s: %s -> %s" % (job.unit_name(position), old.name,
-                                                      state.name))
+        if edge not in TRANSITIONS[old].get(state, _NO_EDGE):
+            record = job.records.get(position)
+            history = record.history if record is not None else job.history[:1]
+            raise IllegalTransition(job.unit_name(position), old, state, history, edge)
         record = job.records.get(position)
         if record is None:
             record = IterationRecord(position, job.spec.iteration.start + position)
@@ -199,20 +207,24 @@ class Registry:
             if state is not _SUCCEED:
                 job.failed += 1
             finished.append((job, position))
-        for listener in self.listeners:
-            listener(job, position, state)
+        if edge is _RUN:
+            for listener in self.listeners:
+                listener(job, position, state)
         if state in FINAL_STATES:
             self._forget(job, position, record, state)
             if job.finished == job.total and job.state not in FINAL_STATES:
-                finished.extend(self._finish_parent(job, *_parent_outcome(job)))
+                if edge is _RUN:
+                    finished.extend(self._finish_parent(job, *_parent_outcome(job)))
+                else:  # every iteration restored: the parent, still QUEUED, too
+                    finished.extend(self._move_job(job, *_parent_outcome(job), edge))
         return finished
 
     def _follow_parent(self, job: Job, state: JobState, message: Optional[str]) -> None:
         """A parent becomes SCHEDULED/EXECUTING with its first iteration."""
         if state is JobState.SCHEDULED and job.state is JobState.QUEUED:
-            self._move_job(job, JobState.SCHEDULED, message)
+            self._move_job(job, JobState.SCHEDULED, message, _RUN)
         elif state is JobState.EXECUTING and job.state is JobState.SCHEDULED:
-            self._move_job(job, JobState.EXECUTING, message)
+            self._move_job(job, JobState.EXECUTING, message, _RUN)
 
     def _finish_parent(self, job: Job, final: JobState, why: Optional[str]):
         if job.parent_final is not None:
@@ -221,8 +233,8 @@ class Registry:
             # every iteration ended without running (all omitted): QUEUED -> final
             final = JobState.FAILED if final is not JobState.SUCCEED else final
         elif job.state is JobState.SCHEDULED and final is not JobState.FAILED:
-            self._move_job(job, JobState.EXECUTING, None)
-        return self._move_job(job, final, why)
+            self._move_job(job, JobState.EXECUTING, None, _RUN)
+        return self._move_job(job, final, why, _RUN)
 
     def settle_parent(self, job: Job, state: JobState, message: str) -> None:
         """Decide now that the parent of iterative ``job`` ends in ``state`` (CANCELED, or
@@ -239,48 +251,24 @@ class Registry:
     def restore(self, job: Job, position: Optional[int], state: JobState,
                 message: Optional[str] = None) -> List[Tuple[Job, Optional[int]]]:
         """Put a QUEUED unit straight into the final ``state`` it reached in an earlier run
-        (resume). Listeners are not told: the journal and jobs.report already hold it.
+        (resume): a RESTORE edge of the table. Listeners are not told: the journal and
+        jobs.report already hold it.
 
         Returns:
             The units that became final, as ``transition`` does (an iterative parent follows
-            when its last iteration is restored); empty when the unit was already final.
-        """
-        now = self._clock.now()
-        if position is None or job.state in FINAL_STATES:
-            if job.state in FINAL_STATES:
-                return []
-            return self._restore_job(job, state, message, now)
-        old = CODE_STATES[job.iter_states[position]]
-        if old is not JobState.QUEUED:
-            return []
-        record = IterationRecord(position, job.spec.iteration.start + position)
-        record.state = state
-        record.history = [(JobState.QUEUED, job.history[0][1]), (state, now)]
-        record.messages = message
-        job.records[position] = record
-        job.iter_states[position] = STATE_CODES[state]
-        self.unit_stats.moved(old, state)
-        job.finished += 1
-        job.failed += state is not _SUCCEED
-        self._forget(job, position, record, state)
-        finished: List[Tuple[Job, Optional[int]]] = [(job, position)]
-        if job.finished == job.total:
-            finished.extend(self._restore_job(job, *_parent_outcome(job), now))
-        return finished
+            when its last iteration is restored); empty when the unit was already final
+            (a journal records an iterative job's end after its iterations').
 
-    def _restore_job(self, job: Job, state: JobState, message: Optional[str], now: float):
-        old = job.state
-        if old is not JobState.QUEUED:
+        Raises:
+            IllegalTransition: the unit is not QUEUED, or ``state`` is not final.
+        """
+        if job.state in FINAL_STATES:
             return []
-        job.state = state
-        job.history.append((state, now))
-        self._job_counts[old] -= 1
-        self._job_counts[state] += 1
-        if not job.iterative:
-            self.unit_stats.moved(old, state)
-        if message:
-            job.messages = message
-        return [(job, None)]
+        if position is None:
+            return self._move_job(job, state, message, Edge.RESTORE)
+        if CODE_STATES[job.iter_states[position]] in FINAL_STATES:
+            return []
+        return self._move_iteration(job, position, state, message, Edge.RESTORE)
 
     @staticmethod
     def _forget(job: Job, position: int, record: IterationRecord, state: JobState) -> None:

@@ -13,7 +13,7 @@ After the last request it runs the event loop until no job is unfinished and no 
 is left (or, after ``finish``, until no process is left), then ``Service.close()`` writes
 final_status.json. (The end of a plain run is tested through the real command line.)
 
-This uses the service's internals (``Service.handler``, ``.loop``, ``.manager``): when
+This uses the service's internals (``serving.Service.handler``, ``.loop``, ``.manager``): when
 those change, adapt this file, not the tests.
 """
 
@@ -26,7 +26,8 @@ import time
 
 from qcgflow.runtime.config import parse_service_args
 from qcgflow.runtime.interfaces.file import read_requests
-from qcgflow.runtime.service import EXIT_OK, Service, _Interrupted
+from qcgflow.runtime.service import EXIT_OK, make_service
+from qcgflow.runtime.serving import Interrupted
 
 _log = logging.getLogger("qcgflow.runtime.service")
 
@@ -82,11 +83,11 @@ def _run_to_end(service):
 def main(argv):
     config = parse_service_args(argv)
     requests = read_requests(config.file_path)
-    service = Service(config)
+    service = make_service(config)
     service.setup()
 
     def on_signal(signum, _frame):
-        raise _Interrupted(signum)
+        raise Interrupted(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
@@ -108,7 +109,7 @@ def main(argv):
             if service._stopping:
                 break
         _run_to_end(service)
-    except _Interrupted as exc:
+    except Interrupted as exc:
         service.interrupt(exc.signum)
         status = 128 + exc.signum
     finally:

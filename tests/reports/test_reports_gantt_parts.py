@@ -17,7 +17,7 @@ import pytest
 
 from reports_harness import SERVICE_ID, _env, call, cli, job, run_service
 from qcgflow.runtime.stats.cli import report_main
-from qcgflow.runtime.stats.workdir import load_run
+from qcgflow.runtime.stats.load import load_run
 
 pytest.importorskip("matplotlib", reason="charts need matplotlib: pip install "
                                          "'qcgflow[reports]'")

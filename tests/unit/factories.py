@@ -151,7 +151,7 @@ class Harness:
         self.executor = FakeExecutor()
         self.pool = pool(nodes)
         self.manager = Manager(self.pool, self.clock, self.loop, **manager_kwargs)
-        self.manager.executor = self.executor
+        self.manager.attach_executor(self.executor)
 
     # -- shortcuts
     @property

@@ -44,6 +44,12 @@ class FakeManager:
     def kick(self):
         self.kicks += 1
 
+    def disable_node(self, node):
+        self.pool.disable(node)
+
+    def enable_node(self, node):
+        self.pool.enable(node)
+
 
 def make(nodes=("n1", "n2", "n3", "n4"), threshold=1.0, timeout=600.0):
     loop, manager, failures = FakeLoop(), FakeManager(nodes), []

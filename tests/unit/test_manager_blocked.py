@@ -88,7 +88,7 @@ def test_lend_is_idempotent_and_unknown_steps_are_no_ops():
 def test_the_requests_parse_and_answer():
     h = harness()
     h.submit(job_desc("a"))
-    handler = RequestHandler(h.manager, service=None)
+    handler = RequestHandler(h.manager, control=None)
     assert handler.handle({"request": "taskBlocked", "step": "a"}) == {
         "code": 0, "data": {"lent": True}}
     assert handler.handle({"request": "taskUnblocked", "step": "a"}) == {

@@ -1,13 +1,15 @@
 """Unit tests of qcgflow.runtime.jobs (states, TRANSITIONS) and qcgflow.runtime.registry."""
 
 import itertools
+import pickle
 
 import pytest
 
 from factories import make_registry, spec
 from qcgflow.runtime import registry as registry_module
 from qcgflow.runtime.clock import FakeClock
-from qcgflow.runtime.jobs import FINAL_STATES, TRANSITIONS, IllegalTransition, JobState
+from qcgflow.runtime.jobs import (FINAL_STATES, TRANSITIONS, Edge, IllegalTransition, JobState,
+                                  allowed)
 
 S = JobState
 Q, SC, EX, OK, FA, CA, OM = (S.QUEUED, S.SCHEDULED, S.EXECUTING, S.SUCCEED, S.FAILED,
@@ -17,9 +19,12 @@ Q, SC, EX, OK, FA, CA, OM = (S.QUEUED, S.SCHEDULED, S.EXECUTING, S.SUCCEED, S.FA
 PATHS = {Q: [], SC: [SC], EX: [SC, EX], OK: [SC, EX, OK], FA: [SC, EX, FA],
          CA: [SC, EX, CA], OM: [OM]}
 
-LEGAL = sorted(((a, b) for a in S for b in TRANSITIONS[a]), key=str)
-ILLEGAL = sorted(((a, b) for a, b in itertools.product(S, S) if b not in TRANSITIONS[a]),
-                 key=str)
+LEGAL = sorted(((a, b) for a, b in itertools.product(S, S) if allowed(a, b)), key=str)
+ILLEGAL = sorted(((a, b) for a, b in itertools.product(S, S) if not allowed(a, b)), key=str)
+RESTORABLE = sorted(((a, b) for a, b in itertools.product(S, S)
+                     if allowed(a, b, Edge.RESTORE)), key=str)
+UNRESTORABLE = sorted(((a, b) for a, b in itertools.product(S, S)
+                       if not allowed(a, b, Edge.RESTORE) and not a.is_final), key=str)
 
 
 def single(name="a", clock=None):
@@ -48,13 +53,26 @@ def test_is_final_matches_the_table(state):
     assert state.is_final is (not TRANSITIONS[state])
 
 
-def test_transition_table():
-    assert TRANSITIONS == {
+def edges(kind):
+    return {a: {b for b in S if allowed(a, b, kind)} for a in S}
+
+
+def test_run_edges_of_the_table():
+    assert edges(Edge.RUN) == {
         Q: {SC, OM, CA, FA},
         SC: {EX, FA, CA},
         EX: {OK, FA, CA},
         OK: set(), FA: set(), CA: set(), OM: set(),
     }
+
+
+def test_restore_edges_of_the_table_lead_from_queued_to_every_final_state():
+    assert edges(Edge.RESTORE) == {Q: set(FINAL_STATES), SC: set(), EX: set(), OK: set(),
+                                   FA: set(), CA: set(), OM: set()}
+
+
+def test_every_edge_of_the_table_has_a_kind():
+    assert all(kinds for finishes in TRANSITIONS.values() for kinds in finishes.values())
 
 
 # =============================================================================== single jobs
@@ -354,3 +372,108 @@ def test_big_job_keeps_records_only_while_alive():
 def test_million_iterations_cost_a_byte_each():
     reg, job = iterative(1_000_000)
     assert (type(job.iter_states), len(job.iter_states), job.records) == (bytearray, 1_000_000, {})
+
+
+# =============================================================================== restore edges
+
+@pytest.mark.parametrize("old, new", RESTORABLE,
+                         ids=["%s->%s" % (a.name, b.name) for a, b in RESTORABLE])
+def test_restore_moves_a_queued_job_to_its_final_state(old, new):
+    reg, job = single()
+    assert (reg.restore(job, None, new), job.state) == ([(job, None)], new)
+
+
+def test_queued_to_succeed_is_a_restore_edge_only():
+    reg, job = single()
+    with pytest.raises(IllegalTransition):
+        reg.transition(job, None, OK)
+
+
+@pytest.mark.parametrize("old, new", UNRESTORABLE,
+                         ids=["%s->%s" % (a.name, b.name) for a, b in UNRESTORABLE])
+def test_restore_past_the_table_raises(old, new):
+    reg, job = single()
+    walk(reg, job, None, PATHS[old])
+    with pytest.raises(IllegalTransition, match="not a restore edge"):
+        reg.restore(job, None, new)
+
+
+def test_restore_of_a_running_iteration_raises():
+    reg, job = iterative(3)
+    walk(reg, job, 1, [SC, EX])
+    with pytest.raises(IllegalTransition, match="a:1: EXECUTING -> SUCCEED"):
+        reg.restore(job, 1, OK)
+
+
+def test_restore_of_a_final_unit_changes_nothing():
+    reg, job = single()
+    reg.restore(job, None, FA)
+    assert (reg.restore(job, None, OK), job.state) == ([], FA)
+
+
+def test_restore_is_not_told_to_listeners():
+    reg, job = single()
+    heard = []
+    reg.listeners.append(lambda j, position, state: heard.append(state))
+    reg.restore(job, None, OK)
+    assert heard == []
+
+
+def test_restoring_every_iteration_restores_the_parent():
+    reg, job = iterative(2)
+    reg.restore(job, 0, OK)
+    finals = reg.restore(job, 1, OK)
+    assert (finals, [state for state, _ in job.history]) == (
+        [(job, 1), (job, None)], [Q, OK])
+
+
+def test_restored_units_count_as_finished():
+    reg, job = iterative(3)
+    reg.restore(job, 0, OK)
+    reg.restore(job, 2, FA)
+    stats = reg.unit_stats
+    assert (job.finished, job.failed, stats.finished, stats.failed, stats.active) == (
+        2, 1, 2, 1, 0)
+
+
+# =============================================================================== the error
+
+def illegal_move():
+    clock = FakeClock(1000.0)
+    reg, job = single(clock=clock)
+    clock.advance(2.0)
+    reg.transition(job, None, SC)
+    with pytest.raises(IllegalTransition) as caught:
+        reg.transition(job, None, OM)
+    return caught.value
+
+
+def test_illegal_transition_carries_its_fields():
+    error = illegal_move()
+    assert (error.unit, error.start, error.finish, error.edge, error.history) == (
+        "a", SC, OM, Edge.RUN, ((Q, 1000.0), (SC, 1002.0)))
+
+
+def test_illegal_transition_text_names_unit_move_and_history():
+    assert str(illegal_move()) == ("a: SCHEDULED -> OMITTED is not a run edge of the "
+                                   "transition table (history: QUEUED at 1000.000, "
+                                   "SCHEDULED at 1002.000)")
+
+
+def test_illegal_transition_history_is_a_copy():
+    error = illegal_move()
+    assert isinstance(error.history, tuple)
+
+
+def test_illegal_transition_of_a_queued_iteration_has_the_parent_queued_time():
+    clock = FakeClock(50.0)
+    reg, job = iterative(2, clock=clock, start=3)
+    with pytest.raises(IllegalTransition) as caught:
+        reg.transition(job, 1, EX)
+    assert (caught.value.unit, caught.value.history) == ("a:4", ((Q, 50.0),))
+
+
+def test_illegal_transition_pickles_with_its_fields():
+    error = pickle.loads(pickle.dumps(illegal_move()))
+    assert (error.unit, error.start, error.finish, error.history[-1]) == (
+        "a", SC, OM, (SC, 1002.0))

@@ -30,8 +30,8 @@ import time
 import weakref
 from typing import List, Optional
 
-from . import errors
-from .manager import Manager
+import qcgflow.runtime.api.errors as errors  # the module: its ConnectionError is not the builtin
+from .remote import Manager
 from ..leftovers import kill_leftovers
 from ..owner import owner_pipe
 

@@ -61,6 +61,11 @@ class RemoteExecutor:
     def __len__(self) -> int:
         return len(self._where)
 
+    def running_step(self, step: str) -> None:
+        """A unit's process runs on its manager, which answers taskBlocked itself: the
+        governor has no step of its own to lend (roles.TaskExecutor)."""
+        return None
+
     # ------------------------------------------------------------------ start
     def start(self, job, position: Optional[int], allocation) -> None:
         manager_id = manager_of(allocation)

@@ -78,9 +78,9 @@ class ParentLink:
         self._register = dict(version=PROTOCOL_VERSION, token=token, id=manager_id,
                               tags=list(tags), host=_socket.gethostname(), pid=os.getpid(),
                               aux_dir=aux_dir, address=own_address,
-                              nodes=[[name, len(cores)] for name, cores in manager.pool.nodes],
+                              nodes=[[name, len(cores)] for name, cores in manager.node_cores()],
                               reserved=reserved)  # --system-core cores (resourcesInfo counts)
-        manager.registry.listeners.append(self._on_state)
+        manager.add_listener(self._on_state)
 
     def start(self) -> None:
         """Connect and register (the answer arrives in the event loop).

@@ -10,7 +10,7 @@ template instead, so no worker ever imports them again::
       │                   waits on a unix socket in a private 0700 directory
       └─ starts the service with QCGFLOW_ZYGOTE_TEMPLATE=<socket path> (the service takes
          it out of its tasks' environment and gives it to its zygote only)
-             service ── python -m ...zygote FD SPAWN_FD  (the "shim", as always)
+             service ── python -m ...zygote FD SPAWN_FD  (the "shim", as always; handover.py)
                           shim: connect, check the peer is our uid, read the template's
                               pid, send FD, SPAWN_FD,
                                 its stderr and (environment, cwd); close its copies; then
@@ -34,23 +34,13 @@ import pickle
 import select
 import shutil
 import socket
-import struct
 import sys
 import tempfile
 import threading
 import time
-from typing import List, Optional
+from typing import Optional
 
-TEMPLATE_ENV = "QCGFLOW_ZYGOTE_TEMPLATE"
-_HEADER = struct.Struct("!I")
-_PEERCRED = struct.Struct("3i")  # pid, uid, gid
-
-
-def _peer(sock: socket.socket):
-    """(pid, uid) of the process at the other end of a unix socket."""
-    pid, uid, _gid = _PEERCRED.unpack(
-        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
-    return pid, uid
+from .handover import HEADER, TEMPLATE_ENV, peer, recv_frame
 
 
 class ZygoteTemplate:
@@ -143,18 +133,18 @@ def _serve(listener: socket.socket, alive_r: int) -> int:
         if alive_r in ready:
             return 0  # the client is done (or gone) and no service came
         conn, _ = listener.accept()
-        if _peer(conn)[1] == os.getuid():
+        if peer(conn)[1] == os.getuid():
             break
         conn.close()
     listener.close()
     os.close(alive_r)
     with conn:
         # our pid: the shim's SO_PEERCRED names the client, which called listen()
-        conn.sendall(_HEADER.pack(os.getpid()))
+        conn.sendall(HEADER.pack(os.getpid()))
         _, fds, _, _ = socket.recv_fds(conn, 1, 3)
         if len(fds) != 3:
             return 1
-        env, cwd = pickle.loads(_recv_frame(conn))
+        env, cwd = pickle.loads(recv_frame(conn))
     env.pop(TEMPLATE_ENV, None)
     os.environ.clear()
     os.environ.update(env)
@@ -169,67 +159,3 @@ def _serve(listener: socket.socket, alive_r: int) -> int:
     from .zygote import Zygote
     Zygote(fds[0], fds[1]).serve()
     return 0
-
-
-def _recv_exact(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            raise EOFError("the other end closed early")
-        data += chunk
-    return data
-
-
-def _recv_frame(conn: socket.socket) -> bytes:
-    (size,) = _HEADER.unpack(_recv_exact(conn, _HEADER.size))
-    return _recv_exact(conn, size)
-
-
-def hand_over(path: str, fds: List[int]) -> bool:
-    """In the shim (``python -m ...zygote`` with ``QCGFLOW_ZYGOTE_TEMPLATE`` set): give the
-    zygote's sockets to the template at ``path`` and wait until it ends. False, with
-    nothing handed over, when there is no usable template: then run as the zygote."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(5.0)
-        sock.connect(path)
-        if _peer(sock)[1] != os.getuid():
-            raise OSError("the template's socket belongs to another user")
-        (pid,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
-        socket.send_fds(sock, [b"z"], list(fds) + [2])
-    except (OSError, EOFError):
-        sock.close()
-        return False
-    try:
-        env = dict(os.environ)
-        env.pop(TEMPLATE_ENV, None)
-        data = pickle.dumps((env, os.getcwd()), protocol=pickle.HIGHEST_PROTOCOL)
-        sock.sendall(_HEADER.pack(len(data)) + data)
-    except OSError:
-        pass  # the template got the sockets or died; the service sees which on them
-    finally:
-        sock.close()
-    for fd in fds:  # only the template holds the zygote's ends now (EOF when it ends)
-        os.close(fd)
-    _wait_for(pid)
-    return True
-
-
-def _wait_for(pid: int) -> None:
-    """Block until process ``pid`` (not our child) ends."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        while True:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            except PermissionError:
-                pass
-            time.sleep(0.05)
-    try:
-        select.select([pidfd], [], [])
-    finally:
-        os.close(pidfd)

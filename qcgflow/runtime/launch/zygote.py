@@ -352,7 +352,7 @@ def main(argv=None) -> int:
     fds = [int(arg) for arg in args]
     path = os.environ.get("QCGFLOW_ZYGOTE_TEMPLATE")
     if path and len(fds) == 2:  # a client forked a zygote with its imports (template.py)
-        from .template import hand_over
+        from .handover import hand_over
         if hand_over(path, fds):
             return 0
     Zygote(*fds).serve()

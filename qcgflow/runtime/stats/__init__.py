@@ -11,7 +11,7 @@
                                               -> one line on stderr per second
 
     analysis side (``qcgflow report`` / ``qcgflow processes``, see cli.py):
-      workdir.load_run(WD) -> Run (jobs.report + final_status.json + service.log + rtstats;
+      load.load_run(WD) -> Run (workdir.py: jobs.report + final_status.json + service.log + rtstats;
                                    parts.py: every service run after --resume, sweep values
                                    from the journal, whether the files are still partial)
         -> metrics (stats, launch-stats, rusage, efficiency; pure) -> text | JSON

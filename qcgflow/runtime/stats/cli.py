@@ -14,7 +14,8 @@ from typing import Optional, Sequence
 
 from ..errors import RuntimeLayerError
 from . import metrics
-from .workdir import WorkdirError, load_run
+from .load import load_run
+from .workdir import WorkdirError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2

@@ -40,7 +40,7 @@ class ServiceStats:
                       config.wrapper_rt_stats)
         if config.enable_rt_stats:
             path = os.path.join(aux_dir, RTSTATS_FILE)
-            stats.recorder = RtStatsRecorder(path, loop, manager.pool.nodes)
+            stats.recorder = RtStatsRecorder(path, loop, manager.node_cores())
             manager.executor.exit_listeners.append(stats.recorder)
             _log.info("exact start/finish times of tasks recorded in %s", path)
         if config.enable_proc_stats:
@@ -49,7 +49,7 @@ class ServiceStats:
             stats.sampler.start()
             _log.info("process statistics: sampling launched processes every second")
         if config.show_progress:
-            stats.progress = ProgressPrinter(loop, manager.registry)
+            stats.progress = ProgressPrinter(loop, manager)
             stats.progress.start()
         return stats
 

@@ -1,5 +1,5 @@
 """The parts of a run that had several allocations, the values of sweep iterations, and
-whether the working files are final (for ``workdir.load_run``; reads files, no plotting).
+whether the working files are final (for ``load.load_run``; reads files, no plotting).
 
 ::
 

@@ -23,7 +23,10 @@ from typing import Optional, TextIO
 
 
 class ProgressPrinter:
-    """Prints the registry's unit counts and the completion rate periodically."""
+    """Prints the unit counts and the completion rate periodically.
+
+    ``registry``: anything with ``unit_stats`` (the service's ``Manager``, or a ``Registry``).
+    """
 
     def __init__(self, loop, registry, stream: Optional[TextIO] = None, interval: float = 1.0,
                  clock=time.monotonic):
