@@ -135,3 +135,32 @@ def test_module_size(path):
     if rel(path) in SIZE_EXEMPT:
         return
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+# Job-state names are defined once (runtime/jobs.py) and imported from runtime.protocol.
+STATE_NAMES = {"QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED", "FAILED", "CANCELED", "OMITTED"}
+
+
+def state_literals(path: pathlib.Path):
+    """(line, text) of every string constant in ``path`` that is exactly a job-state name."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in STATE_NAMES]
+
+
+def test_the_state_names_of_protocol_are_the_runtime_enum():
+    from qcgflow.runtime import protocol
+    from qcgflow.runtime.jobs import JobState
+    assert [getattr(protocol, state.name) for state in JobState] == \
+        [state.value for state in JobState]
+
+
+def test_state_literals_finds_a_literal(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('ok = state == "SUCCEED"\ntext = "SUCCEED or not"\n')
+    assert state_literals(sample) == [(1, "SUCCEED")]
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if RUNTIME not in p.parents], ids=rel)
+def test_graph_side_imports_state_names_instead_of_writing_them(path):
+    assert state_literals(path) == []
