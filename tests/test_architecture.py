@@ -164,3 +164,24 @@ def test_state_literals_finds_a_literal(tmp_path):
 @pytest.mark.parametrize("path", [p for p in modules() if RUNTIME not in p.parents], ids=rel)
 def test_graph_side_imports_state_names_instead_of_writing_them(path):
     assert state_literals(path) == []
+
+
+# The session's tracker decides; the driver does the I/O (docs/architecture.md).
+SESSION_PURE = ["session/tracker.py", "session/events.py"]
+
+
+@pytest.mark.parametrize("relpath", SESSION_PURE)
+def test_the_session_tracker_does_no_io(relpath):
+    names = imported_names(PACKAGE / relpath)
+    roots = {n.split(".")[0] for n in names}
+    assert (roots & IO_MODULES, [n for n in names if n.startswith("qcgflow.runtime.client")]) \
+        == (set(), [])
+
+
+@pytest.mark.parametrize("relpath", SESSION_PURE)
+def test_the_session_tracker_reads_no_clock(relpath):
+    tree = ast.parse((PACKAGE / relpath).read_text())
+    calls = {(node.func.value.id, node.func.attr) for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and isinstance(node.func.value, ast.Name)}
+    assert calls & CLOCK_CALLS == set()
