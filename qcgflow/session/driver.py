@@ -345,12 +345,11 @@ class Session(RayHabits):
             for item in blocked:  # a job it runs after was refused meanwhile
                 later += self._handle(Withdrawn(item.job["name"]))
             ticket = self.turns.take() if items else None
+        if ticket is not None:  # used before any callback runs: one may wait for a turn
+            with self.turns.turn(ticket):
+                refused, withdrawn = self._deliver(items, whole=False)
+            self._settle_refusals(refused, withdrawn)
         self._apply(later)
-        if ticket is None:
-            return
-        with self.turns.turn(ticket):
-            refused, withdrawn = self._deliver(items, whole=False)
-        self._settle_refusals(refused, withdrawn)
         if self.outbox:  # what refusals let run (any_outcome dependants)
             self._flush()
 
