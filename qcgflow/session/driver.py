@@ -525,7 +525,14 @@ class Session(RayHabits):
             except Exception as exc:  # noqa: BLE001 - the thread must go on
                 _log.exception("session event handling failed")
                 if job is not None:
-                    self._feed(HandlingFailed(job, exc))
+                    self._fail_handling(job, exc)
+
+    def _fail_handling(self, job: str, exc: Exception) -> None:
+        """The task of ``job`` fails with what went wrong while its end was handled."""
+        try:
+            self._feed(HandlingFailed(job, exc))
+        except Exception:  # noqa: BLE001 - a bug in the tracker: logged, the thread goes on
+            _log.exception("failing the task of %s failed", job)
 
     def _check_service(self) -> None:
         dead = self.service.liveness() if self.service is not None else None

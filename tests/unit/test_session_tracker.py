@@ -11,10 +11,10 @@ import pytest
 import qcgflow
 from qcgflow.errors import DependencyFailed, RunError, TaskCancelled, TaskFailed
 from qcgflow.runtime.protocol import CANCELED, FAILED, OMITTED, SUCCEED
-from qcgflow.session.events import (Added, Adopted, Cancel, CancelJobs, CancelSent, Facts, Fail,
+from qcgflow.session.events import (Added, Adopted, Cancel, CancelJobs, CancelSent, Facts,
                                     HandlingFailed, JobEnded, Loaded, PartWritten, Put, Record,
-                                    Refused, Resolve, Retry, ServiceDied, Shutdown, Submit,
-                                    Unqueue, Withdrawn, WritePart)
+                                    Refused, Resolve, ServiceDied, Shutdown, Submit, Unqueue,
+                                    Withdrawn, WritePart)
 from qcgflow.session.tracker import (CANCELLED, DONE, FAILED_, HELD, RETRYING, SUBMITTED,
                                      TRANSITIONS, InvalidTransition, Task, TaskState, Tracker)
 
