@@ -296,3 +296,52 @@ def test_role_players_have_every_method_of_their_role(role, module, cls):
     wanted -= {"_is_protocol", "_is_runtime_protocol"}
     player = getattr(importlib.import_module("qcgflow.runtime." + module), cls)
     assert sorted(name for name in wanted if not callable(getattr(player, name, None))) == []
+
+# Job-state names are defined once (runtime/jobs.py) and imported from runtime.protocol.
+STATE_NAMES = {"QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED", "FAILED", "CANCELED", "OMITTED"}
+
+
+def state_literals(path: pathlib.Path):
+    """(line, text) of every string constant in ``path`` that is exactly a job-state name."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and node.value in STATE_NAMES]
+
+
+def test_the_state_names_of_protocol_are_the_runtime_enum():
+    from qcgflow.runtime import protocol
+    from qcgflow.runtime.jobs import JobState
+    assert [getattr(protocol, state.name) for state in JobState] == \
+        [state.value for state in JobState]
+
+
+def test_state_literals_finds_a_literal(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('ok = state == "SUCCEED"\ntext = "SUCCEED or not"\n')
+    assert state_literals(sample) == [(1, "SUCCEED")]
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if RUNTIME not in p.parents], ids=rel)
+def test_graph_side_imports_state_names_instead_of_writing_them(path):
+    assert state_literals(path) == []
+
+
+# The session's tracker decides; the driver does the I/O (docs/architecture.md).
+SESSION_PURE = ["session/tracker.py", "session/events.py"]
+
+
+@pytest.mark.parametrize("relpath", SESSION_PURE)
+def test_the_session_tracker_does_no_io(relpath):
+    names = imported_names(PACKAGE / relpath)
+    roots = {n.split(".")[0] for n in names}
+    assert (roots & IO_MODULES, [n for n in names if n.startswith("qcgflow.runtime.client")]) \
+        == (set(), [])
+
+
+@pytest.mark.parametrize("relpath", SESSION_PURE)
+def test_the_session_tracker_reads_no_clock(relpath):
+    tree = ast.parse((PACKAGE / relpath).read_text())
+    calls = {(node.func.value.id, node.func.attr) for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and isinstance(node.func.value, ast.Name)}
+    assert calls & CLOCK_CALLS == set()

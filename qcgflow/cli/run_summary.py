@@ -28,7 +28,9 @@ files read are those reported on (stderr tails, Python tasks' result files).
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED", "QUEUED", "EXECUTING")
+from qcgflow.runtime.protocol import CANCELED, EXECUTING, FAILED, OMITTED, QUEUED, SUCCEED
+
+STATES = (SUCCEED, FAILED, CANCELED, OMITTED, QUEUED, EXECUTING)  # the order of the table
 STDERR_TAIL = 3  # lines of a failed task's stderr shown under it
 _LINE = 160  # characters of one such line at most
 
@@ -179,7 +181,7 @@ def summary(progress, root: str, title: str, limit: int = 20) -> str:
                                                iteration_counts.get(state, 0)))
     failed = sorted(((name, entry) for name, entry in
                      list(progress.iterations.items()) + list(progress.entries.items())
-                     if entry.get("state") not in ("SUCCEED", None)),
+                     if entry.get("state") not in (SUCCEED, None)),
                     key=lambda item: _order(progress, item[0]))
     if failed:
         lines += ["", "not succeeded:"]
@@ -205,14 +207,14 @@ def _failure(progress, root: str, name: str, entry: Dict[str, Any]) -> List[str]
     job_name, _, it = name.partition(":")
     job = progress.jobs.get(job_name, {})
     state = entry.get("state")
-    if not it and iterations(job) is not None and state == "FAILED":
+    if not it and iterations(job) is not None and state == FAILED:
         bad = sum(1 for key in progress.iterations if key.startswith(name + ":"))
         reason = "%d of %d iterations did not succeed" % (bad, iterations(job))
     else:
         reason = _python_reason(root, job, it or None) or \
             entry.get("messages") or (state or "?").lower()
     lines = ["  %-16s %-8s %s" % (_label(name, job), state, reason)]
-    if state == "FAILED" and (it or iterations(job) is None):
+    if state == FAILED and (it or iterations(job) is None):
         path = where(root, job, "stderr", it or None)
         lines.append("  %-16s stderr: %s" % ("", path))
         lines += ["  %-16s | %s" % ("", line) for line in tail(path)]

@@ -38,6 +38,7 @@ from qcgflow.cli.run_summary import STATES, iterations, summary  # noqa: F401 (S
 from qcgflow.runtime.inputfile import REQUESTS_LIMIT, read_text
 from qcgflow.runtime.journal import journal_in_use
 from qcgflow.runtime.owner import owner_pipe
+from qcgflow.runtime.protocol import FINAL_STATE_NAMES, SUCCEED
 from qcgflow.workflows.file import WorkflowFileError, load_workflow
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +80,6 @@ def _service_dirs(wd: str) -> List[str]:
     return glob.glob(os.path.join(glob.escape(wd), ".qcgpjm-service-*"))
 
 
-_FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
 
 
 def submitted_jobs(requests: Any) -> List[Dict[str, Any]]:
@@ -126,7 +126,7 @@ class Progress:
 
     def update(self, entries) -> None:
         for entry in entries:
-            if entry.get("state") not in _FINAL_STATES:
+            if entry.get("state") not in FINAL_STATE_NAMES:
                 continue  # a job the service stopped with (jobs.report names it): unfinished
             name = str(entry.get("name"))
             if ":" in name:
@@ -138,7 +138,7 @@ class Progress:
                     self.iterations_done -= 1
                 self.iteration_counts[state] = self.iteration_counts.get(state, 0) + 1
                 self.iterations_done += 1
-                if state != "SUCCEED":
+                if state != SUCCEED:
                     self.iterations[name] = entry
                 self._saw(name)
             else:
@@ -166,7 +166,7 @@ class Progress:
         return counts
 
     def succeeded(self) -> bool:
-        return bool(self.jobs) and all(self.states.get(n) == "SUCCEED" for n in self.jobs)
+        return bool(self.jobs) and all(self.states.get(n) == SUCCEED for n in self.jobs)
 
 
 # --------------------------------------------------------------------------- run

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from qcgflow.graph import options as _options
 from qcgflow.graph.commands import mpi
 from ..errors import QcgflowError
+from qcgflow.runtime.protocol import SUCCEED
 from qcgflow.session.driver import Session
 from ._worker import RunFailed, tail
 from .chain import is_standard, run_resources
@@ -139,7 +140,7 @@ class Execution:
             run_dir = previous["rundir"]
             out = os.path.join(run_dir, "%s.%d.out" % (group.job, it))
             err = os.path.join(run_dir, "%s.%d.err" % (group.job, it))
-            if state != "SUCCEED":
+            if state != SUCCEED:
                 code = exit_code_of(messages)
                 reason = ("the model exited with code %d" % code if code is not None else
                           "the model job ended %s: %s" % (state, messages or "no reason"))
@@ -179,7 +180,7 @@ def _iteration_states(session: Session, group: _Group) -> List[Tuple[str, str]]:
     """(state, reason) of each iteration of the group's job."""
     try:
         group.future.result()
-        return [("SUCCEED", "")] * len(group.runs)
+        return [(SUCCEED, "")] * len(group.runs)
     except Exception:  # noqa: BLE001 - some iterations failed: ask which
         pass
     names = ["%s:%d" % (group.job, it) for it in range(len(group.runs))]

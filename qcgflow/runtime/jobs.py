@@ -49,6 +49,14 @@ class JobState(Enum):
 
 FINAL_STATES = frozenset({JobState.SUCCEED, JobState.FAILED, JobState.CANCELED, JobState.OMITTED})
 
+# The states as the wire spells them (jobStatus' "status", jobs.report's "state", the
+# publisher's events), named once: programs outside the runtime import them from
+# ``protocol`` (which re-exports them) instead of writing the strings.
+QUEUED, SCHEDULED, EXECUTING, SUCCEED, FAILED, CANCELED, OMITTED = (s.value for s in JobState)
+STATE_NAMES = tuple(state.value for state in JobState)  # in the order of the lifecycle
+FINAL_STATE_NAMES = (SUCCEED, FAILED, CANCELED, OMITTED)
+
+
 class Edge(Enum):
     """What moves a unit along an edge of ``TRANSITIONS``."""
 

@@ -13,8 +13,9 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 from .errors import InvalidRequest, JobDescriptionError, ResourcesError
 from .iterschedulers import validate_scheduler
-from .jobs import (DependencyRef, ExecutionSpec, IterationSpec, JobSpec, ResourcesSpec,
-                   SchedulerSpec)
+from .jobs import (CANCELED, EXECUTING, FAILED, FINAL_STATE_NAMES, OMITTED, QUEUED, SCHEDULED,
+                   STATE_NAMES, SUCCEED, DependencyRef, ExecutionSpec, IterationSpec, JobSpec,
+                   ResourcesSpec, SchedulerSpec)  # the state names: for the graph side to import
 from .names import name_problem, shown
 from .resources import CountRange
 from .variables import has_variables, substitute, substitute_all
@@ -35,8 +36,7 @@ _JOB_KEYS = ("name", "iteration", "execution", "resources", "dependencies", "att
 _EXECUTION_KEYS = ("exec", "args", "script", "env", "wd", "stdin", "stdout", "stderr",
                    "modules", "venv", "model", "model_opts")
 _RESOURCES_KEYS = ("numCores", "numNodes", "wt", "nodeCrs")
-# Consumable resources upstream knows (CRType); only GPUs are scheduled here.
-_KNOWN_CRS = ("GPU", "MEM")
+_KNOWN_CRS = ("GPU", "MEM")  # consumable resources upstream knows (CRType); GPUs scheduled
 _COUNT_KEYS = ("exact", "min", "max", "scheduler")
 _MODEL_OPTS_KEYS = ("mpirun", "mpirun_args")
 

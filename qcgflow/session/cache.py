@@ -47,6 +47,7 @@ from qcgflow.graph.options import PARALLEL_MODELS
 from qcgflow.graph.graph import COMMAND, TaskNode
 from qcgflow.graph.keys import Keyer, NodeKeys
 from qcgflow.session.jobs_report import read_report
+from qcgflow.runtime.protocol import SUCCEED
 
 _log = logging.getLogger(__name__)
 
@@ -558,7 +559,7 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
                 info = jobs.get(job)
                 if info is None:
                     continue
-                ok = entry.get("state") == "SUCCEED"
+                ok = entry.get("state") == SUCCEED
                 if not it:
                     (whole_ok.add if ok else whole_ok.discard)(job)
                 elif info["iterations"] is not None and it.isdigit() and \

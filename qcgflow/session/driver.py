@@ -1,70 +1,83 @@
-"""Sessions: submit graph nodes to a service, track them, resolve their futures; ``run``.
+"""Sessions: submit graph nodes to a service, track them, resolve their futures.
 
-::
+The decisions are the tracker's (``qcgflow.session.tracker``, pure: events in,
+instructions out); this driver owns what the tracker must not touch: the consumer
+thread, the lock, the client, the files. It feeds the tracker events and carries out its
+instructions::
 
     Session.start(wd, nodes) ── LocalService (qcgflow.session.localservice) + ServiceClient
     Session.attach()         ── the service of the task we run in (QCG_PM_ZMQ_ADDRESS,
                                 QCGFLOW_RUN_DIR): tasks may submit tasks
-    submit(target) ─ name new nodes ─ write their call files ─ ONE submit request
-       │   (a node waits in the session, HELD, while a predecessor with retries has not
-       │    succeeded yet; otherwise predecessors still running are runtime dependencies)
+    submit(target) ─ name new nodes ─ write their call files ─ Added ─> Submit instructions
+       │   now: sent by the caller, in ONE request; else the outbox, sent by the thread
        ▼
     consumer thread: JFI events (a jobStatus re-check when quiet: events may be dropped)
-       SUCCEED ─> load the result file ─> future.set_result; submit HELD dependants
-       FAILED  ─> retries left? resubmit (``<job>-retry<k>``, or one job per failed
-                  iteration ``<job>-<it>-retry<k>``) : future.set_exception(TaskFailed)
-       OMITTED ─> DependencyFailed naming the failed root task
+       final state ─> tracker.inquiry: what to find out (results, reasons, iteration
+                      states; requests made WITHOUT the lock) ─> JobEnded(facts)
+                  ─> Resolve / Fail (futures set outside the lock), Submit / Retry (outbox)
 
-``qcgflow.run(target)`` (oneshot.py) is a session that submits the whole graph at
-once and waits for the targets. The only graph-API module that talks to the runtime,
-through ``runtime.client``.
+Locking: ``lock`` guards the tracker and the outbox, and is never held during a request
+or while a future's callbacks run. Requests that submit or cancel go out in the order
+their turns were taken under ``lock`` (``_Turns``): a job is never sent before one it runs
+after. ``qcgflow.run(target)`` (oneshot.py) is a session that submits the whole graph at
+once. The only graph-API module that talks to the runtime, through ``runtime.client``.
 """
 
 import concurrent.futures as cf
-import copy
+import contextlib
 import logging
 import os
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from qcgflow.build import outputs
 from qcgflow.build import payload
-from qcgflow.session import cache as _resume
-from qcgflow.build.compile import command_output, fill_refs, job_description, write_calls
-from qcgflow.errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
+from qcgflow.build.compile import command_output, fill_refs, write_calls
+from qcgflow.errors import NameClashError, RunError, TaskFailed
 from qcgflow.graph.graph import COMMAND, TaskNode, TaskRef, target_refs
-from qcgflow.session.ray_habits import DONE, HELD, SESSION_ENV_NAMES, SUBMITTED, RayHabits, _Task
-from qcgflow.graph.task import take_part
+from qcgflow.runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError,
+                                    ServiceClient, ServiceError)
+from qcgflow.runtime.protocol import EXECUTING, FAILED, FINAL_STATE_NAMES
+from qcgflow.session import cache as _resume
+from qcgflow.session.events import (Added, Facts, Fail, HandlingFailed, Inquiry, JobEnded, Loaded,
+                                    PartWritten, Record, Refused, Resolve, Retry, ServiceDied,
+                                    Shutdown, Submit, Unqueue, Withdrawn, WritePart)
 from qcgflow.session.localservice import ADDRESS_ENV, RUN_DIR_ENV, LocalService
-from qcgflow.runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError, ServiceClient,
-                             ServiceError)
+from qcgflow.session.ray_habits import SESSION_ENV_NAMES, RayHabits, _Future
+from qcgflow.session.tracker import Task, Tracker, View
 
 _log = logging.getLogger(__name__)
 
 RECHECK_AFTER = 1.0  # s without an event before the job states are asked for (lost events)
-FINAL_STATES = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
 
 
-class _View:
-    """What compile's functions read of a graph: names, edges, order."""
+class _Turns:
+    """Requests go out in the order their turns were taken (under the session's lock),
+    and nobody holds the session's lock while waiting for a turn."""
 
-    def __init__(self, names, edges, order):
-        self.names, self.edges, self.order = names, edges, order
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._next = self._now = 0
 
+    def take(self) -> int:
+        with self._cond:
+            self._next += 1
+            return self._next - 1
 
-def _substitute(obj, it: int, value) -> Any:
-    """``obj`` (a job's execution part) with ``${it}`` / ``${itval}`` filled for one iteration."""
-    if isinstance(obj, str):
-        # the value literal through the runtime's two stages ($ as $$$$)
-        return obj.replace("${itval}", str(value).replace("$", "$$$$")).replace("${it}", str(it))
-    if isinstance(obj, list):
-        return [_substitute(item, it, value) for item in obj]
-    if isinstance(obj, dict):
-        return {key: _substitute(item, it, value) for key, item in obj.items()}
-    return obj
+    @contextlib.contextmanager
+    def turn(self, ticket: int):
+        """Wait for ``ticket``'s turn; the next ticket's comes when the block ends."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._now == ticket)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._now += 1
+                self._cond.notify_all()
 
 
 class Session(RayHabits):
@@ -81,22 +94,26 @@ class Session(RayHabits):
         self.client, self.root, self.service, self.prefix = client, root, service, prefix
         self.on_executing = on_executing  # called (consumer thread) with a started job's name
         self.base = os.path.join(root, payload.RUN_DIR)
-        self.tasks: Dict[TaskNode, _Task] = {}
-        self.jobs: Dict[str, Any] = {}  # submitted job name -> (task, iteration or None)
+        self.tracker = Tracker(sys.executable)
         self.taken: set = set()
         self.counters: Dict[str, int] = {}
         self.lock = threading.RLock()
-        self.sending = threading.Lock()  # submit requests in order (taken after ``lock``)
-        self.outbox: List[Dict[str, Any]] = []  # jobs for the consumer thread to submit
+        self.turns = _Turns()  # submit and cancel requests in the order they were decided
+        self.outbox: List[Any] = []  # Submit / Retry instructions not sent yet
+        self.checks: List[str] = []  # adopted jobs whose states the consumer asks for
         self.closed = False
         self.memo: Optional[_resume.Memo] = None  # set by run(): records and reuses results
         self.adopted: Dict[str, TaskNode] = {}  # job name -> node of a ref that travelled
-        self.env: Dict[str, str] = {}  # init(env=...): added to every task's environment
         topics = (TOPIC_JOB_FINISHED,) + ((TOPIC_JOB_STATUS,) if on_executing else ())
         self.stream = client.subscribe(topics, address=pub_address)
         self.thread = threading.Thread(target=self._consume, name="qcgflow-session",
                                        daemon=True)
         self.thread.start()
+
+    @property
+    def tasks(self) -> Dict[TaskNode, Task]:
+        """Node -> its ``tracker.Task`` (``name``, ``state``, ``future``)."""
+        return self.tracker.tasks
 
     # ------------------------------------------------------------------ lifetime
     @classmethod
@@ -154,11 +171,7 @@ class Session(RayHabits):
             self.closed = True
         self.stream.wakeup()
         self.thread.join(10.0)
-        with self.lock:
-            for task in self.tasks.values():
-                if not task.future.done():
-                    task.future.set_exception(RunError(
-                        "the session was shut down before task %r finished" % task.name))
+        self._feed(Shutdown())
         try:
             if self.service is not None:
                 self.service.stop(self.client)
@@ -187,36 +200,48 @@ class Session(RayHabits):
                 names = {n: self._name(n) for n in new} if names is None else names
                 new, plans = self.memo.plan(new, [ref.node for ref in refs], names)
             reused = {node for node, plan in plans.items() if plan.full}
+            created: Dict[TaskNode, Task] = {}
             for node in new:
                 name = names[node] if names is not None else self._name(node)
                 preds = [] if node in reused else \
                     list(dict.fromkeys(ref.node for ref, _ in node.dependencies()))
-                task = self.tasks[node] = _Task(node, name, preds)
-                node.future = task.future
-                task.future.session, task.future.node = self, node
-                for pred in preds:
-                    self.tasks[pred].dependants.append(task)
+                created[node] = self._new_task(node, name, preds)
             names_now = {}  # of the new nodes and their predecessors: what calls refer to
-            for node in new:
-                for known in [node] + self.tasks[node].preds:
-                    names_now[known] = self.tasks[known].name
-            write_calls(_View(names_now, {}, [n for n in new if n not in reused]), self.root)
+            for task in created.values():
+                for known in [task.node] + task.preds:
+                    names_now[known] = (created.get(known) or self.tasks[known]).name
+            write_calls(View(names_now, {}, [n for n in new if n not in reused]), self.root)
             if plans:
                 _resume.write_skips(self.root, plans, names_now)
                 for node, plan in plans.items():
-                    self.tasks[node].skip = set(plan.skip)
-            for node in reused:
-                self._reused(self.tasks[node])
-            jobs: List[Dict[str, Any]] = []
-            for node in new:
-                if self.tasks[node].state == HELD:
-                    self._advance(self.tasks[node], jobs)
-            if now:
-                self._send(jobs)
-            elif jobs:
-                self.outbox.extend(jobs)
-                self.stream.wakeup()
-            return [self.tasks[ref.node].future for ref in refs]
+                    created[node].skip = set(plan.skip)
+            loaded = {created[node]: self._load(created[node]) for node in reused}
+            queued = len(self.outbox)
+            later = self._handle(Added(tuple(created.values()), loaded))
+            futures = [(created.get(ref.node) or self.tasks[ref.node]).future for ref in refs]
+            if now:  # ours go alone, after what was decided before
+                earlier, mine, self.outbox = self.outbox[:queued], self.outbox[queued:], []
+                ticket = self.turns.take()
+        if now:
+            with self.turns.turn(ticket):
+                refused, withdrawn = self._deliver(earlier, whole=False)
+                mine_refused, _ = self._deliver(mine, whole=True)
+            self._settle_refusals(refused + mine_refused, withdrawn)
+        self._apply(later)
+        if now:
+            self._flush()  # what the refusals let run (any_outcome), a part's dependants
+            if mine_refused:
+                raise RunError("the service refused the jobs: %s" % mine_refused[0][1])
+        elif self.outbox:
+            self.stream.wakeup()
+        return futures
+
+    def _new_task(self, node: TaskNode, name: str, preds: List[TaskNode]) -> Task:
+        future = _Future()
+        future.set_running_or_notify_cancel()
+        future.session, future.node = self, node
+        node.future = future
+        return Task(node, name, preds, future)
 
     def _collect(self, refs: List[TaskRef]) -> List[TaskNode]:
         """Nodes not in this session that ``refs`` need, predecessors first."""
@@ -254,123 +279,179 @@ class Session(RayHabits):
         self.taken.add(name)
         return name
 
-    def _advance(self, task: _Task, jobs: List[Dict[str, Any]]) -> None:
-        """Submit a held task whose predecessors allow it, or fail it when one failed."""
-        waiting = False
-        part = task.node.fn is take_part
-        for pred in task.preds:
-            other = self.tasks[pred]
-            if other.error is not None and pred not in task.loose:
-                self._fail(task, other.error if part else
-                           self._dependency_error(task.name, other.error))
-                return
-            if other.state == HELD or (other.state == SUBMITTED and (other.retries or part)):
-                waiting = True
-        if waiting:
-            return
-        if part:  # num_returns: item i of a finished task's result, split here
-            return self._split(task)
-        running = {pred for pred in task.preds if self.tasks[pred].state == SUBMITTED}
-        edges = [(pred, element) for pred, element in
-                 ((ref.node, element) for ref, element in task.node.dependencies())
-                 if pred in running]
-        names = {node: self.tasks[node].name for node in task.preds}
-        names[task.node] = task.name
-        task.job = job_description(_View(names, {task.node: edges}, None), task.node,
-                                   sys.executable)
-        if self.env:  # init(env=...): every task's, its own env option wins
-            execution = task.job["execution"]
-            execution["env"] = dict(self.env, **execution.get("env", {}))
-        outputs.clean(self.root, task.node, task.job, task.skip)  # never append to old files
-        task.state = SUBMITTED
-        self.jobs[task.name] = (task, None)
-        jobs.append(task.job)
+    # ------------------------------------------------------------------ instructions
+    def _handle(self, event: Any) -> List[Any]:
+        """Feed ``event`` to the tracker (``lock`` held): sends go to the outbox; the rest
+        is returned, for ``_apply`` once the lock is released."""
+        later = []
+        for instruction in self.tracker.handle(event):
+            kind = type(instruction)
+            if kind is Submit or kind is Retry:
+                self.outbox.append(instruction)
+            elif kind is Unqueue:
+                gone = set(instruction.jobs)
+                self.outbox = [item for item in self.outbox if item.job["name"] not in gone]
+            else:
+                later.append(instruction)
+        return later
 
-    def _send(self, jobs: List[Dict[str, Any]]) -> None:
-        if not jobs:
-            return
+    def _feed(self, event: Any) -> None:
+        with self.lock:
+            later = self._handle(event)
+        self._apply(later)
+
+    def _apply(self, instructions: List[Any]) -> None:
+        """Carry out what the tracker decided (no lock held: callbacks of futures run)."""
+        for instruction in instructions:
+            kind = type(instruction)
+            if kind is Resolve:
+                with contextlib.suppress(cf.InvalidStateError):  # cancelled meanwhile
+                    instruction.future.set_result(instruction.value)
+            elif kind is Fail:
+                if instruction.mark_cancelled:
+                    instruction.future.mark_cancelled()
+                with contextlib.suppress(cf.InvalidStateError):  # it may be cancelled
+                    instruction.future.set_exception(instruction.error)
+            elif kind is Record:
+                if self.memo is not None:
+                    self.memo.record(instruction.task.node, instruction.task.name)
+            elif kind is WritePart:
+                self._feed(PartWritten(instruction.task, self._write_part(instruction)))
+            else:
+                raise TypeError("not an instruction for _apply: %r" % (instruction,))
+
+    def _write_part(self, instruction: WritePart) -> Optional[Exception]:
+        """A ``num_returns`` ref's item, written as its own result file (what its
+        dependants' calls read), without a job."""
+        name = instruction.task.name
         try:
-            with self.sending:  # after a batch of the consumer thread in flight (_flush)
-                self.client.request({"request": "submit", "jobs": jobs})
-        except ClientError as exc:
-            self._refuse(jobs, exc)
-            raise RunError("the service refused the jobs: %s" % exc) from None
+            os.makedirs(os.path.join(self.base, name), exist_ok=True)
+            payload.write_value(os.path.join(self.base, payload.result_file(name)),
+                                instruction.value)
+        except Exception as exc:  # noqa: BLE001 - the part fails with it
+            return exc
+        return None
 
-    def _refuse(self, jobs: List[Dict[str, Any]], exc: ClientError) -> None:
-        for job in jobs:
-            task, _ = self.jobs.pop(job["name"], (None, None))
-            if task is not None and task.state == SUBMITTED:
-                task.state = HELD
-                refused = isinstance(exc, ServiceError)  # else no answer: RunError, as in
-                # _check_service; task.error is a TaskFailed for the DependencyFailed chain
-                self._fail(task, TaskFailed(task.name, messages="%s%s" % (
-                    "refused by the service: " if refused else "", exc)),
-                           None if refused else RunError(str(exc)))
+    # ------------------------------------------------------------------ sending
+    def _flush(self) -> None:
+        """Send the outbox in one request (without the lock: ``.remote`` calls made
+        meanwhile do not wait for the service's reply; they land in the next batch)."""
+        with self.lock:
+            items, self.outbox = self.outbox, []
+            blocked = [item for item in items if self.tracker.after_refused(item.job)]
+            if blocked:
+                items = [item for item in items if all(item is not b for b in blocked)]
+            later = []
+            for item in blocked:  # a job it runs after was refused meanwhile
+                later += self._handle(Withdrawn(item.job["name"]))
+            ticket = self.turns.take() if items else None
+        if ticket is not None:  # used before any callback runs: one may wait for a turn
+            with self.turns.turn(ticket):
+                refused, withdrawn = self._deliver(items, whole=False)
+            self._settle_refusals(refused, withdrawn)
+        self._apply(later)
+        if self.outbox:  # what refusals let run (any_outcome dependants)
+            self._flush()
+
+    def _deliver(self, items: List[Any], whole: bool):
+        """Send the jobs of ``items`` (in one's turn, no lock): ``(refused, withdrawn)``,
+        the refused jobs with the error, the jobs left unsent.
+
+        A batch the service refuses as a whole is sent again one job at a time
+        (predecessors first) so that a bad call fails alone, unless ``whole`` or no answer
+        came (sending again could submit twice)."""
+        unprepared = []
+        for item in items:
+            try:
+                self._prepare(item)
+            except OSError as exc:  # old outputs that cannot be removed: it does not run
+                unprepared.append(((item.job["name"],), exc))
+        if unprepared:
+            gone = {names[0] for names, _ in unprepared}
+            items = [item for item in items if item.job["name"] not in gone]
+        if not items:
+            return unprepared, []
+        try:
+            self.client.request({"request": "submit", "jobs": [i.job for i in items]})
+            return unprepared, []
+        except ClientError as exc:
+            error = exc
+        names = tuple(item.job["name"] for item in items)
+        if whole or not isinstance(error, ServiceError) or len(items) == 1:
+            return unprepared + [(names, error)], []
+        refused, withdrawn = unprepared, []
+        gone = {names[0] for names, _ in unprepared}
+        for item in items:
+            name = item.job["name"]
+            after = {n.split(":")[0] for n in item.job.get("dependencies", {}).get("after", ())}
+            if after & gone:
+                withdrawn.append(name)
+                gone.add(name)
+                continue
+            try:
+                self.client.request({"request": "submit", "jobs": [item.job]})
+            except ClientError as exc:
+                refused.append(((name,), exc))
+                gone.add(name)
+        return refused, withdrawn
+
+    def _prepare(self, item: Any) -> None:
+        """The files a job's run must not find: outputs of an earlier run (never append
+        to old files), the error result of the attempt before a retry."""
+        task = item.task
+        if type(item) is Submit:
+            outputs.clean(self.root, task.node, item.job, task.skip)
+            return
+        if task.node.kind != COMMAND:
+            path = os.path.join(self.base, payload.result_file(task.name, item.it))
+            if os.path.exists(path):
+                os.unlink(path)
+        _log.info("retry %d of %s", item.attempt, item.job["name"])
+
+    def _settle_refusals(self, refused, withdrawn) -> None:
+        if not refused and not withdrawn:
+            return
+        with self.lock:
+            later = []
+            for names, error in refused:
+                _log.warning("the service refused the jobs: %s", error)
+                later += self._handle(Refused(names, str(error),
+                                              isinstance(error, ServiceError)))
+            for name in withdrawn:
+                later += self._handle(Withdrawn(name))
+        self._apply(later)
 
     # ------------------------------------------------------------------ outcomes
-    def _reused(self, task: _Task) -> None:
-        """Its result files were put in place by the memo: done, never submitted."""
-        try:
-            task.future.set_result(self._value(task))
-            task.state = DONE
-        except Exception as exc:  # noqa: BLE001 - a broken result file fails the task
-            self._fail(task, TaskFailed(task.name, messages="cannot load: %s" % exc))
-
-    def _succeed(self, task: _Task) -> None:
-        try:
-            value = self._value(task)
-        except FileNotFoundError as exc:
-            if task.node.kind != COMMAND and task.node.mapped is None:
-                # exit status 0 without a result (os._exit(0)): a lost process, as Ray's
-                # worker crash, retried as one
-                if task.attempts.get(None, 0) < task.retries:
-                    return self._retry(task)
-                return self._fail(task, TaskFailed(task.name, messages=(
-                    "its process ended (exit status 0) without writing a result: "
-                    "os._exit() or a killed worker")))
-            return self._fail(task, TaskFailed(task.name, messages="cannot load the "
-                                               "result: %s" % exc))
-        except Exception as exc:  # noqa: BLE001 - a broken result file fails the task
-            self._fail(task, TaskFailed(task.name, messages="cannot load the result: %s"
-                                        % exc))
+    def _settle(self, job: str, state: str) -> None:
+        """A job reached a final state: find out what the tracker needs, then tell it."""
+        with self.lock:
+            ask = self.tracker.inquiry(job, state)
+        if ask is not None and ask.recheck:  # a predecessor's end first: its event was lost
+            self._recheck(list(ask.recheck))
+            with self.lock:
+                ask = self.tracker.inquiry(job, state)
+        if ask is None:
             return
-        if self.memo is not None:
-            self.memo.record(task.node, task.name)
-        self._done(task, value)
+        self._feed(JobEnded(job, state, self._find_out(ask, job)))
 
-    def _done(self, task: _Task, value: Any) -> None:
-        task.state = DONE
-        task.future.set_result(value)
-        jobs: List[Dict[str, Any]] = []
-        for dependant in task.dependants:
-            if dependant.state == HELD:
-                self._advance(dependant, jobs)
-        self._send(jobs)
+    def _find_out(self, ask: Inquiry, job: str) -> Facts:
+        task, it = ask.task, ask.it
+        states = self._iteration_states(task) if ask.states else {}
+        return Facts(loaded=self._load(task) if ask.load else None,
+                     own=self._own_failure(task, job, it) if ask.own else None,
+                     messages=self._messages(job) if ask.messages else "",
+                     states=states,
+                     own_iterations={i: self._own_failure(task, job, i)
+                                     for i, s in states.items() if s == FAILED}
+                     if ask.own_iterations else {})
 
-    def _fail(self, task: _Task, error: TaskError, raised: Optional[Exception] = None) -> None:
-        task.state, task.error = DONE, error
-        if not task.future.done():  # it may be cancelled (future.cancel)
-            task.future.set_exception(raised or error.as_instanceof_cause())
-        jobs: List[Dict[str, Any]] = []
-        for dependant in task.dependants:
-            if dependant.state != HELD:
-                continue
-            if task.node in dependant.loose:  # any_outcome: it may run now
-                self._advance(dependant, jobs)
-            else:  # a num_returns ref fails as its task did
-                self._fail(dependant, error if dependant.node.fn is take_part else
-                           self._dependency_error(dependant.name, error))
-        if jobs:
-            self.outbox.extend(jobs)  # sent by the consumer thread: _fail may run in _send
-            self.stream.wakeup()
+    def _load(self, task: Task) -> Loaded:
+        try:
+            return Loaded(self._value(task))
+        except Exception as exc:  # noqa: BLE001 - a broken result file fails the task
+            return Loaded(error=exc)
 
-    @staticmethod
-    def _dependency_error(name: str, upstream: TaskError) -> DependencyFailed:
-        if isinstance(upstream, DependencyFailed):
-            return DependencyFailed(name, upstream.root, upstream.root_error)
-        return DependencyFailed(name, upstream.task.split(":")[0], upstream)
-
-    def _value(self, task: _Task) -> Any:
+    def _value(self, task: Task) -> Any:
         node, name = task.node, task.name
         if node.kind == COMMAND:
             output = command_output(node, name)
@@ -379,7 +460,7 @@ class Session(RayHabits):
             return [output.result(self.root, i) for i in range(node.iterations)]
         return payload.ResultOf(name, node.iterations).load(self.base, None)
 
-    def _own_failure(self, task: _Task, job: str, it=None) -> TaskFailed:
+    def _own_failure(self, task: Task, job: str, it=None) -> TaskFailed:
         """A Python task's error result file, else the runtime's reason (exit code, wt)."""
         label = task.name if it is None else "%s:%s" % (task.name, it)
         if task.node.kind != COMMAND or fill_refs(task.node):  # a fill error: its file
@@ -401,96 +482,12 @@ class Session(RayHabits):
         entry = (reply.get("jobs") or {}).get(job) or {}
         return str((entry.get("data") or {}).get("messages") or "")
 
-    def _iteration_states(self, task: _Task) -> Dict[int, str]:
+    def _iteration_states(self, task: Task) -> Dict[int, str]:
         names = ["%s:%d" % (task.name, i) for i in range(task.node.iterations)]
         reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}
         jobs = reply.get("jobs") or {}
         return {i: str(((jobs.get(n) or {}).get("data") or {}).get("status"))
                 for i, n in enumerate(names)}
-
-    def _retry(self, task: _Task, it=None) -> None:
-        """Resubmit the task (or one iteration of it, as a plain job) without dependencies:
-        its predecessors have succeeded."""
-        used = task.attempts[it] = task.attempts.get(it, 0) + 1
-        job = copy.deepcopy(task.job)
-        job.pop("dependencies", None)
-        if it is None:
-            job["name"] = "%s-retry%d" % (task.name, used)
-        else:
-            job["name"] = "%s-%d-retry%d" % (task.name, it, used)
-            how, values = task.node.mapped
-            value = values[it] if how == "values" else it
-            job.pop("iteration")
-            job["execution"] = _substitute(job["execution"], it, value)
-        if task.node.kind != COMMAND:  # no stale error result from the last attempt
-            path = os.path.join(self.base, payload.result_file(task.name, it))
-            if os.path.exists(path):
-                os.unlink(path)
-        _log.info("retry %d of %s", used, job["name"])
-        self.jobs[job["name"]] = (task, it)
-        self._send([job])
-
-    def _on_final(self, job: str, state: str) -> None:
-        entry = self.jobs.pop(job, None)
-        if entry is None:
-            return
-        task, it = entry
-        if task.state != SUBMITTED:
-            return
-        if it is not None:
-            return self._on_iteration_retry(task, it, job, state)
-        if state == "SUCCEED":
-            return self._succeed(task)
-        if task.cancel_requested:
-            return self._fail(task, self._cancelled_error(task, job))
-        if state == "FAILED" and task.retries:
-            if task.node.mapped is None:
-                if task.attempts.get(None, 0) < task.retries and \
-                        self._retryable(task, job, None):
-                    return self._retry(task)
-            else:
-                states = self._iteration_states(task)
-                failed = [i for i, s in states.items() if s == "FAILED"]
-                if failed and all(s in ("SUCCEED", "FAILED") for s in states.values()) \
-                        and all(self._retryable(task, job, i) for i in failed):
-                    task.open_iterations = set(failed)
-                    for i in failed:
-                        self._retry(task, i)
-                    return
-        if state in ("FAILED", "CANCELED"):
-            own = self._own_failure(task, job)
-            if own.cause_type or not self._failed_predecessor(task):
-                return self._fail(task, own)
-        upstream = self._failed_predecessor(task)
-        if upstream is not None:
-            return self._fail(task, self._dependency_error(task.name, upstream))
-        self._fail(task, TaskFailed(task.name, messages=self._messages(job) or state.lower()))
-
-    def _on_iteration_retry(self, task: _Task, it: int, job: str, state: str) -> None:
-        if state != "SUCCEED":
-            if state == "FAILED" and task.attempts[it] < task.retries and \
-                    self._retryable(task, job, it):
-                return self._retry(task, it)
-            if task.iteration_error is None:
-                task.iteration_error = self._own_failure(task, job, it)
-        task.open_iterations.discard(it)
-        if task.open_iterations:
-            return
-        if task.iteration_error is not None:
-            return self._fail(task, task.iteration_error)
-        self._succeed(task)
-
-    def _failed_predecessor(self, task: _Task) -> Optional[TaskError]:
-        """The error of a failed predecessor; one whose final event was lost is asked for."""
-        for pred in task.preds:
-            if pred in task.loose:  # any_outcome: its failure does not fail this task
-                continue
-            other = self.tasks[pred]
-            if other.state == SUBMITTED:
-                self._recheck([n for n, (t, _) in self.jobs.items() if t is other])
-            if other.error is not None:
-                return other.error
-        return None
 
     # ------------------------------------------------------------------ events
     def _consume(self) -> None:
@@ -502,86 +499,45 @@ class Session(RayHabits):
                 break
             if self.closed:
                 break
-            if self.outbox:
-                self._flush()
-            with self.lock:
-                try:
-                    if event is not None:
-                        quiet_since = time.monotonic()
-                        if event.topic == TOPIC_JOB_FINISHED:
-                            self._on_final(event.job, event.state)
-                        elif event.state == "EXECUTING" and self.on_executing is not None:
-                            self.on_executing(event.job)
-                    elif self.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
-                        quiet_since = time.monotonic()
-                        self._check_service()
-                        unsent = {job["name"] for job in self.outbox}  # unknown there yet
-                        self._recheck([name for name in self.jobs if name not in unsent])
-                except Exception as exc:  # noqa: BLE001 - the thread must go on
-                    _log.exception("session event handling failed")
-                    self._fail_job(event.job if event is not None else None, exc)
+            job = event.job if event is not None else None
+            try:
+                if self.outbox:
+                    self._flush()
+                if self.checks:  # adopted refs: their jobs may have ended already
+                    with self.lock:
+                        names, self.checks = self.checks, []
+                    self._recheck(names)
+                if event is not None:
+                    quiet_since = time.monotonic()
+                    if event.topic == TOPIC_JOB_FINISHED:
+                        self._settle(event.job, event.state)
+                    elif event.state == EXECUTING and self.on_executing is not None:
+                        self.on_executing(event.job)
+                elif self.tracker.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
+                    quiet_since = time.monotonic()
+                    self._check_service()
+                    with self.lock:
+                        unsent = {item.job["name"] for item in self.outbox}  # unknown there
+                        names = [n for n in self.tracker.open_jobs() if n not in unsent]
+                    self._recheck(names)
+                if self.outbox:
+                    self._flush()
+            except Exception as exc:  # noqa: BLE001 - the thread must go on
+                _log.exception("session event handling failed")
+                if job is not None:
+                    self._fail_handling(job, exc)
 
-    def _flush(self) -> None:
-        """Send what ``submit(now=False)`` left in the outbox (consumer thread).
-
-        The request goes out without holding the session's lock, so ``.remote`` calls made
-        meanwhile do not wait for the service's reply (they land in the next batch). The
-        send lock is taken before the session's lock is released: no submit of another
-        thread (``_send``) overtakes this batch, whose jobs it may depend on."""
-        with self.lock:
-            jobs, self.outbox = self.outbox, []
-            jobs = [job for job in jobs if not self._after_refused(job)]
-            if not jobs:
-                return
-            self.sending.acquire()
+    def _fail_handling(self, job: str, exc: Exception) -> None:
+        """The task of ``job`` fails with what went wrong while its end was handled."""
         try:
-            self.client.request({"request": "submit", "jobs": jobs})
-            return
-        except ClientError as exc:
-            error = exc
-        finally:
-            self.sending.release()
-        with self.lock:
-            if not isinstance(error, ServiceError) or len(jobs) == 1:
-                # no answer (sending again could submit twice), or its one job refused
-                self._refuse(jobs, error)
-                _log.warning("the service refused the jobs: %s", error)
-                return
-            # .remote calls batched into one request, which the service refuses as a
-            # whole: then each is sent alone (predecessors first), so a bad call fails alone
-            for job in jobs:
-                if self._after_refused(job):
-                    continue
-                try:
-                    self._send([job])
-                except RunError as exc:  # the futures of the jobs carry it
-                    _log.warning("%s", exc)
-
-    def _after_refused(self, job: Dict[str, Any]) -> bool:
-        """Fail (and leave unsent) a job that runs after one the service refused."""
-        task, _ = self.jobs.get(job["name"], (None, None))
-        after = {name.split(":")[0] for name in job.get("dependencies", {}).get("after", ())}
-        for pred in (self.tasks[node] for node in task.preds) if task is not None else ():
-            if pred.name in after and pred.error is not None:
-                del self.jobs[job["name"]]
-                task.state = HELD
-                self._fail(task, self._dependency_error(task.name, pred.error))
-                return True
-        return False
-
-    def _fail_job(self, job: Optional[str], exc: Exception) -> None:
-        entry = self.jobs.pop(job, None) if job else None
-        if entry is not None and not entry[0].future.done():
-            self._fail(entry[0], TaskFailed(entry[0].name, messages="qcgflow: %s" % exc))
+            self._feed(HandlingFailed(job, exc))
+        except Exception:  # noqa: BLE001 - a bug in the tracker: logged, the thread goes on
+            _log.exception("failing the task of %s failed", job)
 
     def _check_service(self) -> None:
         dead = self.service.liveness() if self.service is not None else None
         if dead:
-            for task, _ in list(self.jobs.values()):
-                if not task.future.done():
-                    task.state, task.error = DONE, TaskFailed(task.name, messages=dead)
-                    task.future.set_exception(RunError(dead))
-            self.jobs.clear()
+            self._feed(ServiceDied(dead))
 
     def _recheck(self, names: List[str]) -> None:
         """Ask for the states of ``names``; handle the final ones in submission order."""
@@ -591,5 +547,5 @@ class Session(RayHabits):
         found = reply.get("jobs") or {}
         for name in names:
             state = ((found.get(name) or {}).get("data") or {}).get("status")
-            if state in FINAL_STATES:
-                self._on_final(name, state)
+            if state in FINAL_STATE_NAMES:
+                self._settle(name, state)

@@ -1,44 +1,24 @@
 """What a Ray user expects of a session (issue 22), as a part of ``Session``: ``put``,
-refs that travel (``adopt``), ``cancel`` and ``future.cancel()``, ``num_returns`` parts
-(``_split``), the ``retry_exceptions`` filter, ``init(env=...)``; and the per-node record
-``_Task`` with its future. Only ``qcgflow.session.driver`` uses this module.
+refs that travel (``adopt``), ``cancel`` and ``future.cancel()``, ``init(env=...)``; and the
+future of a task. Their decisions are the tracker's (``qcgflow.session.tracker``: the
+``retry_exceptions`` filter, ``num_returns`` parts, what a cancel does); this part of the
+driver carries them out. Only ``qcgflow.session.driver`` uses this module.
 """
 
 import concurrent.futures as cf
 import logging
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from qcgflow.build import payload
-from qcgflow.errors import RunError, TaskCancelled, TaskError, TaskFailed
-from qcgflow.graph.graph import COMMAND, PYTHON, TaskNode, TaskRef, any_outcome_preds
-from qcgflow.graph.task import take_part
+from qcgflow.errors import RunError
+from qcgflow.graph.graph import PYTHON, TaskNode, TaskRef
+from qcgflow.runtime.protocol import QUEUED
+from qcgflow.session.events import Adopted, CancelJobs, CancelSent, Cancel, Put
 
 _log = logging.getLogger("qcgflow.session.driver")
 
-HELD, SUBMITTED, DONE = "held", "submitted", "done"
 SESSION_ENV_NAMES = "QCGFLOW_SESSION_ENV"  # the names of init(env=...)'s variables
-
-
-class _Task:
-    """A node in a session: its state, retries and future."""
-
-    def __init__(self, node: TaskNode, name: str, preds: List[TaskNode]):
-        self.node, self.name, self.preds = node, name, preds
-        # predecessors given as qcgflow.any_outcome(ref): their failure is an input, not ours
-        self.loose = any_outcome_preds(node) if preds else set()
-        self.dependants: List["_Task"] = []
-        self.state = HELD
-        self.job: Optional[Dict[str, Any]] = None
-        self.retries = int(node.options.get("retries") or 0)
-        self.attempts: Dict[Any, int] = {}  # None or iteration -> retries used
-        self.open_iterations: set = set()  # iterations being retried
-        self.skip: set = set()  # iterations reused from an earlier run (qcgflow.session.cache)
-        self.iteration_error: Optional[TaskError] = None
-        self.error: Optional[TaskError] = None
-        self.cancel_requested = False  # qcgflow.cancel: its end is a TaskCancelled
-        self.future: cf.Future = _Future()
-        self.future.set_running_or_notify_cancel()
 
 
 class _Future(cf.Future):
@@ -70,7 +50,7 @@ class _Future(cf.Future):
 
 
 class RayHabits:
-    """Methods of ``Session`` (which holds ``lock``, ``tasks``, ``jobs``, ``outbox``,
+    """Methods of ``Session`` (which holds ``lock``, ``tracker``, ``outbox``, ``turns``,
     ``client``, ``base``, ``root`` and the event handling they rely on)."""
 
     def set_env(self, env: Optional[Dict[str, str]]) -> None:
@@ -87,9 +67,10 @@ class RayHabits:
                 for k, v in env.items()):
             raise TypeError("env must be a dict of variable names to strings, e.g. "
                             "env={'OMP_NUM_THREADS': '1'}; got %r" % (env,))
-        self.env = dict(env)
-        if self.env:
-            self.env[SESSION_ENV_NAMES] = ",".join(sorted(env))
+        with self.lock:
+            self.tracker.env = dict(env)
+            if env:
+                self.tracker.env[SESSION_ENV_NAMES] = ",".join(sorted(env))
 
     def put(self, value: Any) -> TaskRef:
         """Store ``value`` once in the run directory (``.qcgflow/put-<n>/result.pkl``, a
@@ -100,21 +81,17 @@ class RayHabits:
             if self.closed:
                 raise RunError("the session is shut down: call qcgflow.init() again")
             name = self._name(node)
-            directory = os.path.join(self.base, name)
-            os.makedirs(directory, exist_ok=True)
-            payload.write_value(os.path.join(self.base, payload.result_file(name)), value)
-            task = self.tasks[node] = _Task(node, name, [])
-            node.future = task.future
-            task.future.session, task.future.node = self, node
-            task.state = DONE
-            task.future.set_result(value)
+        os.makedirs(os.path.join(self.base, name), exist_ok=True)
+        payload.write_value(os.path.join(self.base, payload.result_file(name)), value)
+        self._feed(Put(self._new_task(node, name, []), value))
         return TaskRef(node)
 
     def adopt(self, name: str, iterations: Optional[int], stored: bool,
               root: str) -> TaskRef:
         """A ref that travelled here (in a result or a stored value) for the job ``name``
-        of this service: tracked from now on like one of ours (its state asked for at
-        once: it may have ended already). The same name gives the same node."""
+        of this service: tracked from now on like one of ours (the consumer thread asks
+        for its state at once: it may have ended already). The same name gives the same
+        node."""
         if os.path.realpath(root) != os.path.realpath(self.root):
             raise RunError("a ref of job %r of the run in %s reached a session of %s: refs "
                            "travel only within one run" % (name, root, self.root))
@@ -127,32 +104,17 @@ class RayHabits:
                 return TaskRef(node)
             mapped = None if iterations is None else ("values", range(iterations))
             node = TaskNode(PYTHON, base=name, options={}, fn=None, mapped=mapped)
-            task = self.tasks[node] = _Task(node, name, [])
+            task = self._new_task(node, name, [])
             self.taken.add(name)
             self.adopted[name] = node
-            node.future = task.future
-            task.future.session, task.future.node = self, node
-            if stored:  # a put value: a result file, no job
-                self._reused(task)
-            else:
-                task.state = SUBMITTED
-                self.jobs[name] = (task, None)
-                self._recheck([name])
-            return TaskRef(node)
-
-    def _split(self, task: _Task) -> None:
-        """A ``num_returns`` ref: item i of its task's result, written as its own result
-        file (what its dependants' calls read), without a job."""
-        source, index, count = task.node.args
-        try:
-            value = take_part(self.tasks[source.node].future.result(0), index, count)
-            directory = os.path.join(self.base, task.name)
-            os.makedirs(directory, exist_ok=True)
-            payload.write_value(os.path.join(self.base, payload.result_file(task.name)),
-                                value)
-        except Exception as exc:  # noqa: BLE001 - a wrong count fails the refs
-            return self._fail(task, TaskFailed(task.name, exc))
-        self._done(task, value)
+            # a put value: its result file, no job
+            later = self._handle(Adopted(task, self._load(task) if stored else None))
+            if not stored:
+                self.checks.append(name)
+        self._apply(later)
+        if not stored:
+            self.stream.wakeup()
+        return TaskRef(node)
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, node: TaskNode, force: bool = False, iterations=None,
@@ -169,71 +131,28 @@ class RayHabits:
             task = self.tasks.get(node)
             if task is None or task.future.done():
                 return False
-            if task.state == SUBMITTED and iterations is None:
-                waiting = [job for job in self.outbox if self.jobs.get(job["name"], (None,))[0]
-                           is task]
-                if waiting:  # not sent yet: never will be
-                    self.outbox = [job for job in self.outbox if job not in waiting]
-                    for job in waiting:
-                        self.jobs.pop(job["name"], None)
-                    task.state = HELD
-            if task.state == HELD:
-                if only_queued:
-                    task.future.mark_cancelled()
-                self._fail(task, TaskCancelled(task.name))
-                return True
-            if task.state != SUBMITTED:
+            unsent = frozenset(item.job["name"] for item in self.outbox)
+            later = self._handle(Cancel(node, None if iterations is None else
+                                        tuple(iterations), only_queued, unsent))
+        asks = [i for i in later if type(i) is CancelJobs]
+        self._apply([i for i in later if type(i) is not CancelJobs])
+        if not asks:
+            return bool(later)  # canceled here (never sent), or nothing to cancel
+        names = list(asks[0].jobs)
+        if only_queued:
+            reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}
+            found = reply.get("jobs") or {}
+            if any(((found.get(name) or {}).get("data") or {}).get("status") != QUEUED
+                   for name in names):
                 return False
-            names = [name for name, (owner, it) in self.jobs.items() if owner is task
-                     and (iterations is None or it in iterations)]
-            if iterations is not None:
-                names += ["%s:%d" % (task.name, it) for it in iterations
-                          if task.node.iterations is not None
-                          and 0 <= it < task.node.iterations]
-            if not names:
-                return False
-            if only_queued:
-                reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}
-                found = reply.get("jobs") or {}
-                if any(((found.get(name) or {}).get("data") or {}).get("status") != "QUEUED"
-                       for name in names):
-                    return False
-            task.cancel_requested = True
-            try:
-                with self.sending:  # after a batch in flight that holds these jobs
-                    self.client.request({"request": "cancelJob", "jobNames": names,
-                                         "force": bool(force)})
-            except self.client_errors as exc:
-                _log.warning("cancel of %s: %s", task.name, exc)
-                return False
-            if only_queued:
-                task.future.mark_cancelled()
-            return True
-
-    def _cancelled_error(self, task: _Task, job: str) -> TaskCancelled:
-        """The TaskCancelled of a task that ended after a cancel (a mapped one: the first
-        iteration canceled)."""
-        if task.node.iterations is not None and job == task.name:
-            for it, state in sorted(self._iteration_states(task).items()):
-                if state == "CANCELED":
-                    return TaskCancelled("%s:%d" % (task.name, it))
-        return TaskCancelled(task.name)
-
-    def _retryable(self, task: _Task, job: str, it) -> bool:
-        """Whether the ``retry_exceptions`` filter lets this failure be retried: a task
-        that did not raise (killed, crashed, out of wall time, a command's exit code) is
-        always retried, as Ray retries system failures; one that raised, when the filter
-        is True or names a class of its exception."""
-        allowed = task.node.options.get("retry_exceptions", True)
-        if allowed is True:
-            return True
-        if task.node.kind == COMMAND:
-            return True
-        own = self._own_failure(task, job, it)
-        if not own.cause_type:
-            return True
-        if allowed is False:
+        self._feed(CancelSent(task, only_queued))
+        try:
+            with self.turns.turn(self.turns.take()):  # after a batch that holds these jobs
+                self.client.request({"request": "cancelJob", "jobNames": names,
+                                     "force": bool(force)})
+        except self.client_errors as exc:
+            _log.warning("cancel of %s: %s", task.name, exc)
             return False
-        if own.cause is not None:
-            return isinstance(own.cause, allowed)
-        return own.cause_type in {cls.__qualname__ for cls in allowed}
+        if only_queued:
+            task.future.mark_cancelled()
+        return True
