@@ -202,7 +202,8 @@ class Service:
             if not self.config.disable_warm_workers:
                 launcher = WarmLauncher(self.loop, launcher, task_env, self.wd,
                                         os.path.join(self.aux_dir, "zygote.log"),
-                                        template=template)
+                                        template=template,
+                                        reusable_modules=self.config.warm_modules)
         self.launcher = launcher
         self.manager.executor = Executor(self.loop, launcher, self.wd, task_env,
                                          self.manager.task_executing, self.manager.task_done,
