@@ -63,6 +63,7 @@ class LocalService:
         self.process = process
         self.ready: Dict[str, Any] = process.ready
         self.popen = process.popen
+        self.template = process.template  # the zygote template forked for it, if any
 
     @classmethod
     def start(cls, wd: str, nodes: Optional[Any] = None, timeout: float = START_TIMEOUT,

@@ -113,7 +113,7 @@ class ServiceProcess:
         self._own_output = own_output  # a temporary file of ours: closed by close()
         self.owner_fd = owner_fd  # our end of --owner-fd: closing it stops the service
         self._own_session = own_session
-        self._template = template
+        self.template = template
         try:
             self._pidfd: Optional[int] = os.pidfd_open(popen.pid)
         except (AttributeError, OSError):
@@ -217,7 +217,7 @@ class ServiceProcess:
         if self.owner_fd is not None:
             os.close(self.owner_fd)
             self.owner_fd = None
-        if self._pidfd is not None and self.returncode is not None:
+        if self._pidfd is not None:  # exited() then waits on the process itself
             os.close(self._pidfd)
             self._pidfd = None
         if self._own_output and self._output is not None:
@@ -226,9 +226,9 @@ class ServiceProcess:
             except OSError:
                 pass
             self._output = None
-        if self._template is not None:  # it ends with the service's zygote socket
-            self._template.close()
-            self._template = None
+        if self.template is not None:  # it ends with the service's zygote socket
+            self.template.close()
+            self.template = None
 
 
 def start_service(args: Sequence[str], *, cwd: Optional[str] = None,
