@@ -103,12 +103,13 @@ class Partitions:
                 # no ready line (it registers with the hub), no owner pipe (srun), and
                 # our session: Slurm's signals reach it as before
                 try:
-                    process = start_service(args, prefix=place, cwd=self._wd, output=log,
-                                            ready=False, owner=False,
-                                            own_session=False).popen
+                    child = start_service(args, prefix=place, cwd=self._wd, output=log,
+                                          ready=False, owner=False, own_session=False)
                 except ServiceStartError as exc:
                     raise RuntimeLayerError("partition manager %s: %s" % (
                         self.manager_id(k), exc)) from None
+                child.close()  # nothing of spawn's to keep: the process is watched here
+                process = child.popen
             self.children.append((self.manager_id(k), process, log_path))
             _log.info("partition %d (nodes %d..%d): manager %s, pid %d%s, log %s", k, begin,
                       end - 1, self.manager_id(k), process.pid,
