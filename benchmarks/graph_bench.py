@@ -106,7 +106,8 @@ class _ColdServices:
         original = self._popen
 
         def popen(command, *args, **kwargs):
-            if isinstance(command, list) and "qcgflow.cli" in command and "service" in command:
+            if isinstance(command, list) and "service" in command and (
+                    "qcgflow.runtime" in command or "qcgflow.cli" in command):
                 command = command + ["--disable-warm-workers"]
             return original(command, *args, **kwargs)
         subprocess.Popen = popen

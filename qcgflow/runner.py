@@ -6,7 +6,8 @@ function raised (the result file holds the exception and its traceback), 2 bad u
 With ``QCGFLOW_RETRIES`` in the environment, each attempt is a child runner
 (qcgflow/build/attempts.py).
 Imports only os, sys, cloudpickle and traceback (via payload). Our service calls ``main``
-in a persistent worker, once per task (runtime/launch/taskworker.py): it keeps no state
+in a persistent worker, once per task (runtime/launch/taskworker.py; the graph side names
+this module to the service: ``--warm-modules``, session/localservice.py): it keeps no state
 between calls but the loaded call file (``payload._cached_call``; each task still
 unpickles its own arguments); elsewhere it is started once per task.
 """
@@ -14,6 +15,7 @@ unpickles its own arguments); elsewhere it is started once per task.
 import os
 import sys
 
+MODULE = "qcgflow.runner"
 USAGE = "usage: python -m qcgflow.runner CALL_FILE RESULT_FILE [ITERATION]\n"
 
 

@@ -2,6 +2,7 @@
 
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -31,21 +32,20 @@ SIZE_EXEMPT = set()
 GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
                         # THE ${...} grammar: part of the job-description format too
                         "qcgflow.runtime.placeholders": None,
-                        "qcgflow.runtime.client": {"session/driver.py"},
-                        # leaf helpers without state: bounded reads of user-named files,
-                        # the --owner-fd pipe of the processes that start a service
+                        # talking to a service, starting one (client/spawn.py), reading
+                        # its jobs.report and finding its directories (client/workdir.py)
+                        "qcgflow.runtime.client": {"session/driver.py", "session/localservice.py",
+                                                   "session/cache.py", "cli/workflow.py",
+                                                   "cli/rerun.py"},
+                        # leaf helpers without state: bounded reads of user-named files
                         "qcgflow.runtime.inputfile": None,
-                        "qcgflow.runtime.owner": {"session/localservice.py", "cli/workflow.py"},
                         # is a service alive in a directory (the journal's lock)
-                        "qcgflow.runtime.journal": {"cli/workflow.py"},
-                        "qcgflow.runtime.leftovers": {"session/localservice.py"}}
+                        "qcgflow.runtime.journal": {"cli/workflow.py"}}
 # The command line is a composition root of its own: it starts the service.
 # ``qcgflow run --resume`` ends the tasks a killed service left running, as ``qcgflow
 # service --resume`` does (runtime.resume.kill_leftovers).
 RUNTIME_ENTRY_POINTS = {"cli/main.py": {"qcgflow.runtime.service", "qcgflow.runtime.stats.cli"},
-                        "cli/rerun.py": {"qcgflow.runtime.resume"},
-                        # it starts the service, and may fork its zygote first
-                        "session/localservice.py": {"qcgflow.runtime.launch.template"}}
+                        "cli/rerun.py": {"qcgflow.runtime.resume"}}
 
 
 def modules():
@@ -345,3 +345,72 @@ def test_the_session_tracker_reads_no_clock(relpath):
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
              and isinstance(node.func.value, ast.Name)}
     assert calls & CLOCK_CALLS == set()
+
+# --------------------------------------------------------------------------- rule 7
+# One way to start a service child: only runtime/client/spawn.py builds a service command
+# line (``[python, "-m", MODULE, "service", ...]``); the runtime names no graph-side module
+# in its code (docstrings may explain what the graph side does).
+SPAWN = "runtime/client/spawn.py"
+GRAPH_SIDE = ("qcgflow.cli", "qcgflow.runner", "qcgflow.fill", "qcgflow.graph", "qcgflow.build",
+              "qcgflow.session", "qcgflow.workflows", "qcgflow.easyvvuq", "qcgflow.errors")
+
+
+def _words(node):
+    return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+
+
+def builds_service_command(path: pathlib.Path) -> bool:
+    """A list or tuple display holding ``"service"`` with ``"-m"`` or a qcgflow module."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, (ast.List, ast.Tuple)):
+            words = _words(node)
+            if "service" in words and ("-m" in words or any(
+                    w.startswith("qcgflow") for w in words)):
+                return True
+    return False
+
+
+def _docstrings(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                yield body[0].value
+
+
+def graph_side_names(path: pathlib.Path):
+    """String constants of the code (not docstrings) that name a graph-side module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docs = {id(node) for node in _docstrings(tree)}
+    return sorted(node.value for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and id(node) not in docs
+                  and any(re.search(r"(?<![\w.])%s(?![\w])" % re.escape(name), node.value)
+                          for name in GRAPH_SIDE))
+
+
+def test_only_spawn_builds_a_service_command_line():
+    assert [rel(p) for p in modules() if builds_service_command(p)] == [SPAWN]
+
+
+def test_the_rule_sees_a_service_command_line(tmp_path):
+    """The detector itself: the shapes the four old starters used are found."""
+    for text in ('cmd = [sys.executable, "-m", "qcgflow.cli", "service", "--net"]\n',
+                 'argv = place + [python, "-m", MODULE, "service"]\n',
+                 'c = ["qcgflow", "service", "--wd", wd]\n'):
+        (tmp_path / "m.py").write_text(text)
+        assert builds_service_command(tmp_path / "m.py"), text
+    (tmp_path / "m.py").write_text('words = ["run", "-m", "x"]\n')
+    assert not builds_service_command(tmp_path / "m.py")
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if RUNTIME in p.parents], ids=rel)
+def test_runtime_names_no_graph_side_module(path):
+    assert graph_side_names(path) == []
+
+
+def test_the_rule_sees_a_graph_side_name(tmp_path):
+    (tmp_path / "m.py").write_text('"""Docs may say qcgflow.runner."""\n'
+                                   'REUSABLE = {"qcgflow.runner"}\nX = "qcgflow.runtime"\n'
+                                   'Y = "-m qcgflow.cli service"\n')
+    assert graph_side_names(tmp_path / "m.py") == ["-m qcgflow.cli service", "qcgflow.runner"]

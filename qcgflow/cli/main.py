@@ -63,8 +63,10 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         import qcgflow.cli.workflow as workflow_cli
         return getattr(workflow_cli, "%s_main" % command)(rest)
     if command == "service":
+        # the runtime names no graph-side module: Python tasks' warm workers are our choice
+        from qcgflow.session.localservice import with_warm_modules
         from qcgflow.runtime.service import run_service
-        return run_service(rest)
+        return run_service(with_warm_modules(rest))
     if command == "report":
         from qcgflow.runtime.stats.cli import report_main
         return report_main(rest)

@@ -15,23 +15,20 @@
 The service's pid is kept in ``qcgflow-run.json`` (``service_pid``) when it starts.
 """
 
-import glob
 import json
 import os
 from typing import List, Optional
 
+from qcgflow.runtime.client.spawn import SERVICE_MODULE
+from qcgflow.runtime.client.workdir import service_dirs
+
 RUN_INFO = "qcgflow-run.json"
-AUX_PREFIX = ".qcgpjm-service-"
-
-
-def _service_dirs(wd: str) -> List[str]:
-    return glob.glob(os.path.join(glob.escape(wd), AUX_PREFIX + "*"))
 
 
 def holds_run(wd: str) -> bool:
     """Whether ``wd`` holds (part of) an earlier run."""
     return os.path.exists(os.path.join(wd, RUN_INFO)) or \
-        os.path.exists(os.path.join(wd, ".qcgflow", "memo.jsonl")) or bool(_service_dirs(wd))
+        os.path.exists(os.path.join(wd, ".qcgflow", "memo.jsonl")) or bool(service_dirs(wd))
 
 
 def note_service(wd: str, pid: int) -> None:
@@ -56,7 +53,9 @@ def live_service(wd: str) -> Optional[int]:
             argv = handle.read().split(b"\0")
     except (OSError, ValueError, TypeError, AttributeError):
         return None
-    if b"qcgflow.cli" in argv and b"service" in argv and os.fsencode(wd) in argv:
+    # started by `qcgflow run` (runtime/client/spawn.py), or an older run's `-m qcgflow.cli`
+    started = os.fsencode(SERVICE_MODULE) in argv or b"qcgflow.cli" in argv
+    if started and b"service" in argv and os.fsencode(wd) in argv:
         return pid  # the pid of a dead service may have been reused: the command line says
     return None
 
@@ -64,7 +63,7 @@ def live_service(wd: str) -> Optional[int]:
 def _tokens(wd: str) -> List[str]:
     """Run tokens of the earlier services in ``wd`` that did not finish."""
     tokens = []
-    for aux in _service_dirs(wd):
+    for aux in service_dirs(wd):
         if os.path.exists(os.path.join(aux, "final_status.json")):
             continue
         try:

@@ -6,8 +6,9 @@
       ├─ .yaml/.yml/.json mapping: workflow_file.load_workflow ─ Workflow.write
       │     (<wd>/qcgflow-requests.json + the call files of Python tasks)
       ├─ .json list: a QCG-PilotJob requests file, run as it is
-      ├─ `python -m qcgflow.cli service --file-path REQUESTS --wd WD [--nodes N]` (a child
-      │     process); progress read from its jobs.report while it runs
+      ├─ `python -m qcgflow.runtime service --file-path REQUESTS --wd WD [--nodes N]
+      │     --warm-modules qcgflow.runner` (a child, runtime/client/spawn.py); progress read
+      │     from its jobs.report while it runs (runtime/client/workdir.py)
       ├─ .py: the script runs here (runpy); its qcgflow.run calls start their own services
       └─ summary: states, counts, failed tasks with the reason and their stderr;
             exit code 0 only when every job succeeded
@@ -18,12 +19,11 @@ The run directory also gets ``qcgflow-run.json`` (what ran) and ``qcgflow-servic
 """
 
 import argparse
-import glob
 import json
 import os
 import runpy
 import stat
-import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -32,16 +32,17 @@ from typing import Any, Dict, List, Optional
 
 import qcgflow.cli.rerun as rerun
 from qcgflow.session import cache as resume
-from qcgflow.session.jobs_report import read_report, report_end  # noqa: F401 (public names here too)
+from qcgflow.session.localservice import with_warm_modules
 from qcgflow.cli.progress_view import make_view
 from qcgflow.cli.run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
 from qcgflow.runtime.inputfile import REQUESTS_LIMIT, read_text
 from qcgflow.runtime.journal import journal_in_use
-from qcgflow.runtime.owner import owner_pipe
+from qcgflow.runtime.client.spawn import ServiceStartError, start_service
+from qcgflow.runtime.client.workdir import (AUX_PREFIX, REPORT_FILE, latest_report,
+                                            read_report, report_end, service_dirs)
 from qcgflow.runtime.protocol import FINAL_STATE_NAMES, SUCCEED
 from qcgflow.workflows.file import WorkflowFileError, load_workflow
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN_INFO = "qcgflow-run.json"
 REQUESTS = "qcgflow-requests.json"
 SERVICE_OUT = "qcgflow-service.out"
@@ -75,10 +76,6 @@ def workflow_kind(path: str) -> str:
 
 
 # --------------------------------------------------------------------------- reports
-
-def _service_dirs(wd: str) -> List[str]:
-    return glob.glob(os.path.join(glob.escape(wd), ".qcgpjm-service-*"))
-
 
 
 
@@ -171,59 +168,42 @@ class Progress:
 
 # --------------------------------------------------------------------------- run
 
-def _child_env(extra: List[str]) -> Dict[str, str]:
-    env = dict(os.environ)
-    paths = [_PACKAGE_ROOT] + extra + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    return env
-
-
 def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
                  title: str, extra_path: List[str]) -> int:
-    before = set(_service_dirs(wd))
-    command = [sys.executable, "-m", "qcgflow.cli", "service", "--file-path", requests_path,
-               "--wd", wd]
+    before = set(service_dirs(wd))
+    service_args = ["--file-path", requests_path, "--wd", wd]
     if args.nodes:
-        command += ["--nodes", args.nodes]
+        service_args += ["--nodes", args.nodes]
     if args.enable_rt_stats:
-        command.append("--enable-rt-stats")
+        service_args.append("--enable-rt-stats")
     progress = Progress(jobs)
     live = not args.quiet and sys.stderr.isatty()
     view = None if args.quiet else make_view(progress.units, live)
     start = time.monotonic()
-    owner_read, owner_write = owner_pipe()  # the service stops if we die (even SIGKILL)
-    command += ["--owner-fd", str(owner_read)]
     with open(os.path.join(wd, SERVICE_OUT), "wb") as out:
+        # no ready line (file mode); --owner-fd: it stops if we die (even SIGKILL); our
+        # process group: a Ctrl-C in the terminal reaches it too
         try:
-            popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=out, cwd=wd, env=_child_env(extra_path),
-                                     pass_fds=(owner_read,))
-        except BaseException:
-            os.close(owner_write)
-            raise
-        finally:
-            os.close(owner_read)
-        rerun.note_service(wd, popen.pid)  # a --resume refuses while it is alive
+            process = start_service(with_warm_modules(service_args), cwd=wd, output=out,
+                                    import_paths=extra_path, ready=False, own_session=False)
+        except ServiceStartError as exc:
+            return _fail("run", str(exc), EXIT_FAILED)
+        rerun.note_service(wd, process.pid)  # a --resume refuses while it is alive
         try:
-            while True:
-                try:
-                    popen.wait(0.2 if live else args.interval)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
+            while not process.exited(0.2 if live else args.interval):
                 if not args.quiet:
-                    report = _new_report(wd, before)
+                    report = latest_report(wd, before)
                     if report:
                         progress.follow(report)
                     view.show(progress.done_units(), progress.unit_counts(),
                               time.monotonic() - start)
         except KeyboardInterrupt:
-            popen.terminate()
-            popen.wait()
+            process.signal(signal.SIGTERM)
+            process.exited(None)
             if view is not None:
                 view.close()
             print("\nqcgflow run: interrupted", file=sys.stderr)
-            report = _new_report(wd, before)
+            report = latest_report(wd, before)
             if report is not None:  # what ran, what was canceled, what never started
                 progress = Progress(jobs)
                 progress.update(read_report(report))
@@ -232,8 +212,9 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
                     title, time.monotonic() - start, wd)))
             return 130
         finally:
-            os.close(owner_write)
-    report = _new_report(wd, before)
+            process.close()
+    returncode = process.returncode
+    report = latest_report(wd, before)
     progress = Progress(jobs)
     progress.update(read_report(report) if report else [])
     progress.ended = True
@@ -247,20 +228,20 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     if report is not None:  # a service that never ran the jobs gets no table of nothing
         print(summary(progress, wd, "%s: %d jobs, %d tasks in %s (%.1f s)" % (
             title, len(progress.jobs), progress.units, wd, elapsed)))
-    if popen.returncode in SERVICE_INTERRUPTED and report is not None:
+    if returncode in SERVICE_INTERRUPTED and report is not None:
         # stopped by a signal, or by the allocation's end (Slurm signalled its node
         # agents): an interruption, not a failure; its own line says which
         said = [line for line in _service_lines(os.path.join(wd, SERVICE_OUT))
                 if "allocation is ending" in line]
         print("qcgflow run: interrupted (the service's exit code %d)%s; the unfinished "
               "tasks run with: qcgflow service --resume %s" % (
-                  popen.returncode, (": " + said[-1].split(" (qcgflow service --resume")[0])
+                  returncode, (": " + said[-1].split(" (qcgflow service --resume")[0])
                   if said else "", wd), file=sys.stderr)
-        return popen.returncode
-    if popen.returncode not in (0, SERVICE_REFUSED) or report is None:
+        return returncode
+    if returncode not in (0, SERVICE_REFUSED) or report is None:
         with open(os.path.join(wd, SERVICE_OUT), encoding="utf-8", errors="replace") as handle:
             tail = handle.read()[-2000:].strip()
-        print("qcgflow run: the service failed (exit code %s): %s" % (popen.returncode, tail),
+        print("qcgflow run: the service failed (exit code %s): %s" % (returncode, tail),
               file=sys.stderr)
         return EXIT_FAILED
     if progress.succeeded():
@@ -290,14 +271,6 @@ def _refusals(service_out: str) -> List[str]:
                     if line.startswith(prefix)]
     except OSError:
         return []
-
-
-def _new_report(wd: str, before) -> Optional[str]:
-    dirs = [d for d in _service_dirs(wd) if d not in before]
-    if not dirs:
-        return None
-    path = os.path.join(max(dirs, key=os.path.getmtime), "jobs.report")
-    return path if os.path.exists(path) else None
 
 
 def _nodes_problem(nodes: Optional[str]) -> Optional[str]:
@@ -482,10 +455,11 @@ def status_main(argv: List[str]) -> int:
     parser.add_argument("wd", metavar="WD", help="the run directory (qcgflow run --wd, "
                                                  "qcgflow service --wd)")
     args = parser.parse_args(argv)
-    dirs = [d for d in _service_dirs(args.wd) if os.path.exists(os.path.join(d, "jobs.report"))]
-    if not dirs:
-        return _fail("status", "%s: no run there (no .qcgpjm-service-*/jobs.report)" % args.wd)
-    service_dir = max(dirs, key=os.path.getmtime)
+    report = latest_report(args.wd)
+    if report is None:
+        return _fail("status", "%s: no run there (no %s*/%s)" % (args.wd, AUX_PREFIX,
+                                                                REPORT_FILE))
+    service_dir = os.path.dirname(report)
     jobs: List[Dict[str, Any]] = []
     title = "run in %s" % os.path.abspath(args.wd)
     try:
@@ -497,7 +471,7 @@ def status_main(argv: List[str]) -> int:
     except (OSError, ValueError, KeyError):
         pass
     progress = Progress(jobs)
-    progress.update(read_report(os.path.join(service_dir, "jobs.report")))
+    progress.update(read_report(report))
     # final_status.json is written when the service ends, however it ends: with jobs that
     # never reached a final state, the run was interrupted (Ctrl-C, a signal, finish)
     progress.ended = os.path.exists(os.path.join(service_dir, "final_status.json"))

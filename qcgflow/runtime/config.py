@@ -49,6 +49,9 @@ class ServiceConfig:
     wrapper_rt_stats: Optional[str] = None
     enable_proc_stats: bool = False
     disable_warm_workers: bool = False
+    # modules whose `python -m M` tasks run in persistent warm workers: the caller's choice
+    # (qcgflow service names the graph API's runner); the runtime names none itself
+    warm_modules: Tuple[str, ...] = ()
     resume: Optional[str] = None  # --resume PATH (aux dir or working dir holding one)
     no_journal: bool = False
     # Slurm mode and node launchers; 0-based node range, end exclusive (as upstream)
@@ -146,6 +149,11 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
     add("--disable-warm-workers", action="store_true",
         help="(qcgflow) start every Python task (`python -m ...` jobs) as a new process "
              "instead of forking it from a warm Python worker")
+    add("--warm-modules", metavar="MODULES",
+        help="(qcgflow) comma-separated modules whose `python -m MODULE` tasks run one after "
+             "another in persistent warm workers (each defines main(argv) -> int; a task "
+             "keeps the worker's imports); default: none for `python -m qcgflow.runtime "
+             "service`, the graph API's runner for `qcgflow service`")
     return parser
 
 
@@ -205,6 +213,7 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         show_progress=args.show_progress, enable_rt_stats=args.enable_rt_stats,
         wrapper_rt_stats=args.wrapper_rt_stats, enable_proc_stats=args.enable_proc_stats,
         disable_warm_workers=args.disable_warm_workers,
+        warm_modules=_warm_modules(args.warm_modules),
         resume=args.resume, no_journal=args.no_journal,
         slurm_limit_nodes_begin=args.slurm_limit_nodes_range_begin,
         slurm_limit_nodes_end=args.slurm_limit_nodes_range_end,
@@ -285,6 +294,15 @@ def _check_slurm_options(args) -> None:
         raise UnsupportedOption("%s applies to Slurm resources and cannot be combined with %s"
                                 % (slurm_only[0], "--nodes" if args.nodes is not None
                                    else "--resources local"))
+
+
+def _warm_modules(text: Optional[str]) -> Tuple[str, ...]:
+    """``--warm-modules a.b,c``: module names (an empty value: none)."""
+    names = tuple(name.strip() for name in (text or "").split(",") if name.strip())
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise UnsupportedOption("--warm-modules: '%s' is not a module name" % name)
+    return names
 
 
 def _given(args, dest: str) -> bool:

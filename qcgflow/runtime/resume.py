@@ -15,11 +15,11 @@ starts inherits ``QCGFLOW_SERVICE_RUN`` unless it clears its environment on purp
 Processes on other hosts are out of reach (local mode runs everything on this host).
 """
 
-import glob
 import logging
 import os
 from typing import Optional
 
+from .client.workdir import AUX_PREFIX, service_dirs
 from .errors import RuntimeLayerError
 from .journal import (JOURNAL_FILE, EndRecord, JournalError, RemoveRecord, ResumePlan,
                       SubmitRecord)
@@ -27,8 +27,6 @@ from .leftovers import find_leftovers, kill_leftovers  # noqa: F401 (re-exported
 from .tracker import REQS_FILE, has_track_files
 
 _log = logging.getLogger(__name__)
-
-AUX_PREFIX = ".qcgpjm-service-"
 
 
 def locate_aux_dir(path: str) -> str:
@@ -42,8 +40,7 @@ def locate_aux_dir(path: str) -> str:
         raise JournalError("%s: no such directory" % _not_valid(path))
     if _resumable(path):
         return path
-    candidates = [d for d in glob.glob(os.path.join(glob.escape(path), AUX_PREFIX + "*"))
-                  if _resumable(d)]
+    candidates = [d for d in service_dirs(path) if _resumable(d)]
     if not candidates:
         raise JournalError("%s: neither a service directory with %s (or QCG-PilotJob's %s) "
                            "nor a working directory holding one (%s*)" % (

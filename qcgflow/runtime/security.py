@@ -29,9 +29,21 @@ _log = logging.getLogger(__name__)
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 
 
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and 'localhost'."""
-    if host == "localhost":
+def is_loopback(where: str) -> bool:
+    """Whether ``where`` stays on this host: a host (127.0.0.0/8, ::1, ``localhost``,
+    ``ip6-localhost``) or an endpoint (``tcp://`` on such a host, ``ipc://``, ``inproc://``).
+    The one test of it, for the service's binds and the client's need of CURVE keys."""
+    proto, sep, rest = where.partition("://")
+    if sep:
+        if proto in ("ipc", "inproc"):
+            return True
+        # tcp://host:port, tcp://[v6]:port; a bare v6 host has several colons
+        host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 or rest.startswith("[") \
+            else rest
+    else:
+        host = where
+    host = host.strip("[]")
+    if host in ("localhost", "ip6-localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -114,7 +114,8 @@ def assemble_manager(service: Service) -> None:
         if not config.disable_warm_workers:
             launcher = WarmLauncher(service.loop, launcher, task_env, service.wd,
                                     os.path.join(service.aux_dir, "zygote.log"),
-                                    template=template)
+                                    template=template,
+                                    reusable_modules=config.warm_modules)
     service.attach_execution(Executor(service.loop, launcher, service.wd, task_env,
                                       manager.task_executing, manager.task_done,
                                       slurm=slurm, aux_dir=service.aux_dir,

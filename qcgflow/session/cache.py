@@ -31,7 +31,6 @@ when it ends (or at the next run, when ``qcgflow run`` itself was killed).
 """
 
 import contextlib
-import glob
 import hashlib
 import json
 import logging
@@ -46,7 +45,7 @@ from qcgflow.build.compile import command_output
 from qcgflow.graph.options import PARALLEL_MODELS
 from qcgflow.graph.graph import COMMAND, TaskNode
 from qcgflow.graph.keys import Keyer, NodeKeys
-from qcgflow.session.jobs_report import read_report
+from qcgflow.runtime.client.workdir import REPORT_FILE, read_report, service_dirs
 from qcgflow.runtime.protocol import SUCCEED
 
 _log = logging.getLogger(__name__)
@@ -470,10 +469,6 @@ def script_env(resume: bool, cache_dir: Optional[str], rt_stats: bool = False):
                 os.environ[name] = value
 
 
-def _service_dirs(wd: str) -> List[str]:
-    return glob.glob(os.path.join(glob.escape(wd), ".qcgpjm-service-*"))
-
-
 def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
                   cache_dir: Optional[str]) -> Tuple[List[Dict[str, Any]], Optional[str]]:
     """For ``qcgflow run FILE`` after ``workflow.write(requests_path)``: the jobs to run
@@ -519,7 +514,7 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
         with open(requests_path, "w", encoding="utf-8") as handle:
             json.dump(workflow.requests(todo), handle, indent=2)  # retries' loops included
             handle.write("\n")
-    pending = {"before": _service_dirs(wd), "jobs": {}}
+    pending = {"before": service_dirs(wd), "jobs": {}}
     for node in graph.order:
         name = graph.names[node]
         keys = memo.keyer[node]
@@ -552,9 +547,9 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
     # (not a dict of 1,000,000 "job:it" keys)
     whole_ok: set = set()
     its_ok: Dict[str, bytearray] = {}
-    for service_dir in _service_dirs(wd):
+    for service_dir in service_dirs(wd):
         if service_dir not in before:
-            for entry in read_report(os.path.join(service_dir, "jobs.report")):
+            for entry in read_report(os.path.join(service_dir, REPORT_FILE)):
                 job, _, it = str(entry.get("name")).partition(":")
                 info = jobs.get(job)
                 if info is None:

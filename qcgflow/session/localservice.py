@@ -1,44 +1,37 @@
-"""The local service process of a session: ``qcgflow service --net`` as a child.
+"""The local service of a session: ``runtime/client/spawn.py`` with the graph side's settings.
 
 ::
 
     LocalService.start(wd, nodes)
-      `python -m qcgflow.cli service --net --wd WD [--nodes N] --ready-fd W`, in its own
-      session, environment = ours + PYTHONPATH (tasks import the same code) + QCGFLOW_RUN_DIR
-      ──> ONE JSON ready line on the pipe (address, pub_address, keys_dir): no sleeps
-      + `--owner-fd R`: a pipe only we hold; the service stops if we die (even SIGKILL)
+      spawn.start_service(`--net --wd WD [--nodes N] --warm-modules qcgflow.runner ...`,
+                          cwd=WD, PYTHONPATH += our sys.path (tasks import the same code),
+                          QCGFLOW_RUN_DIR=WD, ready line + --owner-fd: it stops if we die)
     LocalService.stop(client)
       finish request, wait; SIGTERM, wait; SIGKILL whatever is left of its process group
 
-Tasks of the service inherit ``QCGFLOW_RUN_DIR`` (the run's working directory) and get
-``QCG_PM_ZMQ_ADDRESS`` from the service: that is how a task finds its session.
+What the graph side tells every service it starts (``SERVICE_ARGS``, also used by ``qcgflow
+run`` and ``qcgflow service``): Python tasks (``python -m qcgflow.runner``) may run in warm
+workers. Tasks of the service inherit ``QCGFLOW_RUN_DIR`` (the run's working directory) and
+get ``QCG_PM_ZMQ_ADDRESS`` from the service: that is how a task finds its session.
 """
 
-import json
-import logging
 import os
-import select
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from qcgflow.runtime.launch.template import ZygoteTemplate, start_template
-
 from qcgflow.errors import RunError
-from qcgflow.runtime.leftovers import kill_leftovers
-from qcgflow.runtime.owner import owner_pipe
+from qcgflow.runner import MODULE as RUNNER_MODULE
+from qcgflow.runtime.client.spawn import (START_TIMEOUT, ServiceProcess, ServiceStartError,
+                                          start_service)
 
-_log = logging.getLogger(__name__)
-
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-START_TIMEOUT = 60.0
 FINISH_TIMEOUT = 10.0
 RUN_DIR_ENV = "QCGFLOW_RUN_DIR"
 ADDRESS_ENV = "QCG_PM_ZMQ_ADDRESS"
 RT_STATS_ENV = "QCGFLOW_RT_STATS"  # "1": qcgflow.run/init record exact times by default
+WARM_OPTION = "--warm-modules"
+# the graph API's Python tasks run one after another in the service's warm workers
+SERVICE_ARGS = (WARM_OPTION, RUNNER_MODULE)
+__all__ = ["LocalService", "SERVICE_ARGS", "START_TIMEOUT", "rt_stats_args", "with_warm_modules"]
 
 
 def rt_stats_args(rt_stats: Optional[bool]) -> List[str]:
@@ -50,29 +43,27 @@ def rt_stats_args(rt_stats: Optional[bool]) -> List[str]:
     return ["--enable-rt-stats"] if rt_stats else []
 
 
-def _child_env(run_dir: Optional[str] = None) -> Dict[str, str]:
-    """This environment, with this process's import path: tasks must find the same code."""
-    env = dict(os.environ)
-    paths = [_PACKAGE_ROOT] + [os.path.abspath(p or os.curdir) for p in sys.path
-                               if os.path.isdir(p or os.curdir)]
-    if env.get("PYTHONPATH"):
-        paths.append(env["PYTHONPATH"])
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    if run_dir is not None:  # tasks find their session here (tasks may submit tasks)
-        env[RUN_DIR_ENV] = run_dir
-    return env
+def with_warm_modules(args: Sequence[str]) -> List[str]:
+    """``SERVICE_ARGS`` then ``args``, unless ``args`` name warm modules already."""
+    args = [str(a) for a in args]
+    if any(a == WARM_OPTION or a.startswith(WARM_OPTION + "=") for a in args):
+        return args
+    return list(SERVICE_ARGS) + args
+
+
+def import_paths() -> List[str]:
+    """This process's import path: a service's tasks must find the same code."""
+    return [os.path.abspath(p or os.curdir) for p in sys.path if os.path.isdir(p or os.curdir)]
 
 
 class LocalService:
     """A ``qcgflow service --net`` child process; ``ready`` is its ready line."""
 
-    def __init__(self, popen: subprocess.Popen, ready: Dict[str, Any], stderr_file,
-                 owner_fd: Optional[int] = None, template: Optional[ZygoteTemplate] = None):
-        self.popen = popen
-        self.ready = ready
-        self.stderr_file = stderr_file
-        self.owner_fd = owner_fd  # our end of --owner-fd: the service stops if we die
-        self.template = template
+    def __init__(self, process: ServiceProcess):
+        self.process = process
+        self.ready: Dict[str, Any] = process.ready
+        self.popen = process.popen
+        self.template = process.template  # the zygote template forked for it, if any
 
     @classmethod
     def start(cls, wd: str, nodes: Optional[Any] = None, timeout: float = START_TIMEOUT,
@@ -80,109 +71,36 @@ class LocalService:
         """Start the service; ``extra_args`` are more ``qcgflow service`` options.
         ``zygote_template``: the service's warm Python worker is a fork of this process
         made now (it has this process's imports; runtime/launch/template.py), when this
-        process has one thread; else an ordinary one."""
-        # forked first: a fork made later would hold the write end of --owner-fd (forks
-        # keep close-on-exec fds) and the service would not see this process die
-        template = start_template() if zygote_template else None
-        read_fd, write_fd = os.pipe()
-        owner_read, owner_write = owner_pipe()
-        stderr_file = tempfile.TemporaryFile()
-        command = [sys.executable, "-m", "qcgflow.cli", "service", "--net", "--wd", wd,
-                   "--ready-fd", str(write_fd), "--owner-fd", str(owner_read)]
-        if nodes is not None:
-            command += ["--nodes", str(nodes)]
-        command += list(extra_args)
-        env = _child_env(wd)
-        if template is not None:
-            env.update(template.env)
-        try:
-            popen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=stderr_file,
-                                     stdout=subprocess.DEVNULL,
-                                     pass_fds=(write_fd, owner_read),
-                                     start_new_session=True, cwd=wd, env=env)
-        except OSError as exc:
-            os.close(read_fd)
-            os.close(owner_write)
-            stderr_file.close()
-            if template is not None:
-                template.close()
-            raise RunError("cannot start the service: %s" % exc) from None
-        finally:
-            os.close(write_fd)
-            os.close(owner_read)
-        service = cls(popen, {}, stderr_file, owner_write, template)
-        try:
-            service.ready = service._read_ready(read_fd, timeout)
-        except BaseException:
-            service.stop()
-            raise
-        finally:
-            os.close(read_fd)
-        return service
+        process has one thread; else an ordinary one.
 
-    def _read_ready(self, fd: int, timeout: float) -> Dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        poller = select.poll()
-        poller.register(fd, select.POLLIN | select.POLLHUP)
-        buffer = b""
-        while b"\n" not in buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RunError("the service did not start within %.0f s" % timeout)
-            if poller.poll(int(left * 1000) + 1):
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                buffer += chunk
+        Raises:
+            RunError: it did not start (the message says why, with its own error).
+        """
+        args = ["--net", "--wd", wd] + (["--nodes", str(nodes)] if nodes is not None else [])
         try:
-            return json.loads(buffer.split(b"\n", 1)[0])
-        except ValueError:
-            self.popen.wait(FINISH_TIMEOUT)
-            raise RunError("the service did not start (exit code %s): %s"
-                           % (self.popen.returncode, self.stderr_tail())) from None
+            process = start_service(with_warm_modules(args + list(extra_args)), cwd=wd,
+                                    import_paths=import_paths(), env_extra={RUN_DIR_ENV: wd},
+                                    timeout=timeout, zygote_template=zygote_template,
+                                    stop_grace=FINISH_TIMEOUT)
+        except ServiceStartError as exc:
+            raise RunError(str(exc)) from None
+        return cls(process)
 
     def stderr_tail(self, limit: int = 2000) -> str:
-        self.stderr_file.seek(0)
-        return self.stderr_file.read().decode("utf-8", "replace")[-limit:].strip()
+        return self.process.output_tail(limit)
 
     def liveness(self) -> Optional[str]:
         """None while the process runs; why it is gone otherwise."""
-        if self.popen.poll() is None:
-            return None
-        return "the service process %d ended (exit code %s): %s" % (
-            self.popen.pid, self.popen.returncode, self.stderr_tail(500))
+        return self.process.liveness()
 
     def stop(self, client=None) -> None:
         """``finish`` (when a client is given), then wait; SIGKILL the group if it lingers."""
+        finish = None
+        if client is not None:
+            def finish():
+                client.request({"request": "finish"}, timeout=FINISH_TIMEOUT)
         try:
-            if client is not None and self.popen.poll() is None:
-                try:
-                    client.request({"request": "finish"}, timeout=FINISH_TIMEOUT)
-                except Exception as exc:  # noqa: BLE001 - any client error: stop it anyway
-                    _log.warning("finish request failed: %s", exc)
-                try:
-                    self.popen.wait(FINISH_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
-            if self.popen.poll() is None:
-                self.popen.send_signal(signal.SIGTERM)
-                try:
-                    self.popen.wait(FINISH_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:  # whatever is left of its session (tasks it could not stop)
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.popen.wait()
-            if self.popen.returncode < 0 and self.ready.get("run"):
-                # killed by a signal: it could not end its tasks and their daemons itself
-                kill_leftovers((self.ready["run"],), deadline=2.0, log=_log,
-                               why="the service died: killed %d processes of its tasks")
+            self.process.stop(grace=FINISH_TIMEOUT, finish=finish,
+                              finish_timeout=FINISH_TIMEOUT)
         finally:
-            self.stderr_file.close()
-            if self.owner_fd is not None:
-                os.close(self.owner_fd)
-                self.owner_fd = None
-            if self.template is not None:  # it ends with the service's zygote socket
-                self.template.close()
+            self.process.close()

@@ -41,7 +41,7 @@ def _run_in_one_worker(tmp_path, steps):
     a warm launcher; returns per step ``(exit code, value or None, why it did not start)``."""
     loop = EventLoop()
     launcher = WarmLauncher(loop, LocalLauncher(loop), os.environ, str(tmp_path),
-                            str(tmp_path / "zygote.log"))
+                            str(tmp_path / "zygote.log"), reusable_modules=("qcgflow.runner",))
     outcomes, pids = [], []
 
     def launch(i):

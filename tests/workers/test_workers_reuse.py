@@ -242,7 +242,7 @@ def test_a_worker_binds_each_task_to_its_cpus(tmp_path):
     cpus = sorted(os.sched_getaffinity(0))
     loop = EventLoop()
     launcher = WarmLauncher(loop, LocalLauncher(loop), os.environ, str(tmp_path),
-                            str(tmp_path / "zygote.log"))
+                            str(tmp_path / "zygote.log"), reusable_modules=("qcgflow.runner",))
     seen, pids = [], []
 
     def launch(i, bound):

@@ -1,6 +1,10 @@
-"""What programs use to reach a running service: the bounded ZeroMQ client (``client``).
+"""What programs use to reach a service: talk to it, start it, read its working files.
 
-The names below are the client's public surface; ``qcgflow.runtime.client.client`` holds them.
+- ``client``: the bounded ZeroMQ client (its public names are re-exported here);
+- ``spawn``: THE one way to start a local service child (``python -m qcgflow.runtime
+  service``: environment, ``--ready-fd`` handshake, ``--owner-fd``, stopping);
+- ``workdir``: the ``.qcgpjm-service-*`` directories of a working directory and the one
+  jobs.report reader.
 """
 
 from qcgflow.runtime.client.client import (  # noqa: F401

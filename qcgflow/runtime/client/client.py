@@ -29,7 +29,6 @@ A request over ``protocol.MAX_REQUEST_BYTES`` (32 MiB) is refused with a plain
 ``ClientError`` before it is sent: the service would drop it without a reply.
 """
 
-import ipaddress
 import json
 import logging
 import math
@@ -42,6 +41,8 @@ from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
+
+from ..security import is_loopback  # noqa: F401 (a public name of the client)
 
 _log = logging.getLogger(__name__)
 
@@ -180,23 +181,6 @@ def load_curve_keys(keys_dir: str) -> CurveKeys:
                      client_public=_read_key(os.path.join(keys_dir, "client.key"), "public"),
                      client_secret=_read_key(os.path.join(keys_dir, "client.key_secret"),
                                              "secret"))
-
-
-def is_loopback(address: str) -> bool:
-    """True for ``tcp://`` addresses on a loopback interface and for ipc/inproc endpoints."""
-    proto, sep, rest = address.partition("://")
-    if not sep:
-        return False
-    if proto in ("ipc", "inproc"):
-        return True
-    host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 or rest.startswith("[") else rest
-    host = host.strip("[]")
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def resolve_keys(address: str, keys_dir: Optional[str]) -> Optional[CurveKeys]:

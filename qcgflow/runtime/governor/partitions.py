@@ -5,8 +5,8 @@
     governor --discover the allocation (Slurm)--> nodes 0..K-1 (after any
              --slurm-limit-nodes-range) --> partitions [0,N) [N,2N) ... (the last may be
              smaller) --> one child ``qcgflow service --parent <hub> --parent-secrets <dir>
-             --id <governor id>.p<k> --slurm-limit-nodes-range-begin/-end ...`` per partition,
-             output in <aux>/partition-<k>.log
+             --id <governor id>.p<k> --slurm-limit-nodes-range-begin/-end ...`` per partition
+             (runtime/client/spawn.py), output in <aux>/partition-<k>.log
 
 The managers run as child processes on the governor's host (``--slurm-partition-start
 local``, the default) or, with ``srun``, each in an ``srun --overlap -N1 -n1`` step on the
@@ -20,10 +20,10 @@ that ended before it registered (with the tail of its log); ``stop`` waits for t
 import logging
 import os
 import subprocess
-import sys
 import time
 from typing import List, Optional, Tuple
 
+from ..client.spawn import ServiceStartError, start_service
 from ..discovery import discover
 from ..errors import RuntimeLayerError
 
@@ -81,8 +81,8 @@ class Partitions:
                 first = self.node_names[begin - (config.slurm_limit_nodes_begin or 0)]
                 place = ["srun", "--overlap", "-N1", "-n1", "-w", first, "--cpu-bind=none",
                          "--job-name", self.manager_id(k)]
-            argv = place + [
-                sys.executable, "-m", "qcgflow.cli", "service", "--parent", hub_address,
+            args = [
+                "--parent", hub_address,
                 "--parent-secrets", secrets_dir, "--id", self.manager_id(k),
                 "--wd", self._wd, "--log", config.log_level, "--resources", "slurm",
                 "--slurm-limit-nodes-range-begin", str(begin),
@@ -91,17 +91,25 @@ class Partitions:
                 # (docs/governor.md): the partition managers need neither
                 "--disable-pub", "--no-journal"]
             if config.tags:
-                argv += ["--tags", ",".join(config.tags)]
+                args += ["--tags", ",".join(config.tags)]
             for attr, option, text in _PASSED:
                 value = getattr(config, attr, None)
                 if text is None and value:
-                    argv.append(option)
+                    args.append(option)
                 elif text is not None and value is not None:
-                    argv += [option, text(value)]
+                    args += [option, text(value)]
             log_path = os.path.join(self._aux_dir, "partition-%d.log" % k)
             with open(log_path, "wb") as log:
-                process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                           stderr=subprocess.STDOUT, cwd=self._wd)
+                # no ready line (it registers with the hub), no owner pipe (srun), and
+                # our session: Slurm's signals reach it as before
+                try:
+                    child = start_service(args, prefix=place, cwd=self._wd, output=log,
+                                          ready=False, owner=False, own_session=False)
+                except ServiceStartError as exc:
+                    raise RuntimeLayerError("partition manager %s: %s" % (
+                        self.manager_id(k), exc)) from None
+                child.close()  # nothing of spawn's to keep: the process is watched here
+                process = child.popen
             self.children.append((self.manager_id(k), process, log_path))
             _log.info("partition %d (nodes %d..%d): manager %s, pid %d%s, log %s", k, begin,
                       end - 1, self.manager_id(k), process.pid,

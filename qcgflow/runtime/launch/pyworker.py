@@ -18,10 +18,11 @@ and the environment variables read while an interpreter or a native library star
 (``PYTHON*``, ``LD_*``, ``LANG``, ``LC_*``, ``OMP_*``, ...) are those of the zygote.
 Everything else, and every job after the zygote failed, runs as a normal process.
 
-``python -m qcgflow.runner`` jobs (the graph API's Python tasks) do not even cost a fork:
-they run one after another in persistent workers forked by the zygote, which the service
-talks to directly (launch/workerpool.py, launch/taskworker.py), unless the job's
-environment has ``QCGFLOW_WORKER_REUSE=0``.
+Jobs of the modules in ``reusable_modules`` (the service's ``--warm-modules``: for
+``qcgflow service``, ``python -m qcgflow.runner``, the graph API's Python tasks) do not even
+cost a fork: they run one after another in persistent workers forked by the zygote, which
+the service talks to directly (launch/workerpool.py, launch/taskworker.py), unless the
+job's environment has ``QCGFLOW_WORKER_REUSE=0``.
 
 The zygote forks the child, so it reaps it and reports the exit status and rusage; the
 child is a session leader, so ``signal`` (wall time, cancel, kill) reaches its process
@@ -41,7 +42,7 @@ import struct
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Iterable, Mapping, Optional
 
 from .local import ExitInfo, ProcessSpec
 from .taskworker import reusable
@@ -105,11 +106,14 @@ class WarmLauncher:
         cwd: the zygote's working directory (the service's).
         log_path: where the zygote's own stderr goes (its tasks have their own files).
         template: the socket of a client's forked zygote (launch/template.py) to use.
+        reusable_modules: modules whose jobs run in persistent workers (--warm-modules).
     """
 
     def __init__(self, loop, inner, env: Mapping[str, str], cwd: str,
-                 log_path: Optional[str] = None, template: Optional[str] = None):
+                 log_path: Optional[str] = None, template: Optional[str] = None,
+                 reusable_modules: Iterable[str] = ()):
         self._loop = loop
+        self._reusable = frozenset(reusable_modules)
         self._template = template
         self._inner = inner
         self._env = dict(env)
@@ -152,7 +156,8 @@ class WarmLauncher:
             return
         self._next_id += 1
         request = _Request(spec, on_started, on_exit, on_error, self._next_id)
-        if reusable(warm[1], spec.env) and self._pool.launch(request, warm[0], warm[1]):
+        if reusable(warm[1], spec.env, self._reusable) and \
+                self._pool.launch(request, warm[0], warm[1]):
             return
         self._fork(request)
 

@@ -1,6 +1,7 @@
 """Persistent task workers: many ``python -m MODULE ARGS`` jobs, one after another, in ONE
 process forked from the zygote (launch/zygote.py), for modules that define
-``main(argv) -> int`` and are listed in ``REUSABLE`` (the graph API's runner).
+``main(argv) -> int`` and are named by the service's caller (``--warm-modules``; ``qcgflow
+service`` names the graph API's runner, the runtime itself names none).
 
 ::
 
@@ -46,7 +47,6 @@ import sys
 import time
 import types
 
-REUSABLE = frozenset({"qcgflow.runner"})
 REUSE_ENV = "QCGFLOW_WORKER_REUSE"  # "0" in a task's environment: a fresh child instead
 MAX_FRAME = 1 << 20
 MAX_DONE = 1 << 16
@@ -55,9 +55,10 @@ _RESET_SIGNALS = tuple(getattr(signal, name) for name in (
     if hasattr(signal, name))
 
 
-def reusable(module: str, env) -> bool:
-    """True when a task of ``module`` with environment ``env`` may run in a worker."""
-    return module in REUSABLE and env.get(REUSE_ENV, "1") != "0"
+def reusable(module: str, env, modules) -> bool:
+    """True when a task of ``module`` with environment ``env`` may run in a worker:
+    ``module`` is one of ``modules`` (the service's --warm-modules)."""
+    return module in modules and env.get(REUSE_ENV, "1") != "0"
 
 
 class _State:

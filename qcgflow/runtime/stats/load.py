@@ -12,7 +12,6 @@ It sits above both ``workdir`` and ``parts`` (each of which reads one kind of fi
 neither imports the other's importer.
 """
 
-import glob
 import json
 import os
 import re
@@ -20,7 +19,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import parts
 from .rtstats import RTSTATS_FILE, read_rtstats
-from .workdir import (AUX_PREFIX, Run, Task, WorkdirError, _attempts, _is_aux_dir,
+from ..client.workdir import service_dirs
+from .workdir import (Run, Task, WorkdirError, _attempts, _is_aux_dir,
                       _report_files, find_aux_dir, parse_allocation, parse_date, read_report)
 
 _RESOURCES_LINE = re.compile(r"resources: (\d+) nodes, (\d+) cores \(([^)]*)\)")
@@ -41,8 +41,7 @@ def load_run(path: str, every_service: bool = False) -> Run:
         WorkdirError: not a working directory, or no jobs.report in it.
     """
     if every_service and os.path.isdir(path) and not _is_aux_dir(path):
-        found = sorted(d for d in glob.glob(os.path.join(glob.escape(path), AUX_PREFIX + "*"))
-                       if os.path.isdir(d) and _report_files(d))
+        found = [d for d in service_dirs(path) if _report_files(d)]
         if len(found) > 1:
             return parts.combine([load_run(d) for d in found])
     aux = find_aux_dir(path)

@@ -21,15 +21,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..client.workdir import AUX_PREFIX, is_service_dir, service_dirs
+from ..client.workdir import read_report as stream_report
 from ..errors import RuntimeLayerError
 
-AUX_PREFIX = ".qcgpjm-service-"
 _EPOCH = datetime(1970, 1, 1)
-_STATES = ("QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED", "FAILED", "CANCELED", "OMITTED")
 _FINAL = frozenset(("SUCCEED", "FAILED", "CANCELED", "OMITTED"))
-_TEXT_HEAD = re.compile(r"^(\S+) \((\w+)\)(?: - (.*))?$")
 _ALLOCATION_PART = re.compile(r"([^,\[\]]+)\[([0-9:]*)\]")
 
 
@@ -161,8 +160,7 @@ def find_aux_dir(path: str) -> str:
         raise WorkdirError("%s: no such directory" % path)
     if _is_aux_dir(path):
         return path
-    found = sorted(d for d in glob.glob(os.path.join(glob.escape(path), AUX_PREFIX + "*"))
-                   if os.path.isdir(d))
+    found = service_dirs(path)
     if not found:
         raise WorkdirError("%s: not a qcgflow/QCG-PilotJob working directory (no %s* directory "
                            "and no jobs.report or service.log in it)" % (path, AUX_PREFIX))
@@ -173,7 +171,7 @@ def find_aux_dir(path: str) -> str:
 
 
 def _is_aux_dir(path: str) -> bool:
-    return (os.path.basename(os.path.normpath(path)).startswith(AUX_PREFIX)
+    return (is_service_dir(path)
             or os.path.exists(os.path.join(path, "service.log"))
             or bool(_report_files(path)))
 
@@ -188,46 +186,9 @@ def _report_files(aux_dir: str) -> List[str]:
 # --------------------------------------------------------------------------- jobs.report
 
 def read_report(path: str) -> List[dict]:
-    """The entries of a jobs.report, JSON lines or ``--report-format text``."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        text = handle.read()
-    first = text.lstrip()[:1]
-    if first == "{":
-        return list(_json_lines(text))
-    return list(_text_entries(text))
-
-
-def _json_lines(text: str) -> Iterator[dict]:
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a torn last line
-        if isinstance(entry, dict) and "name" in entry:
-            yield entry
-
-
-def _text_entries(text: str) -> Iterator[dict]:
-    entry = None
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        if not line.startswith(" "):
-            if entry is not None:
-                yield entry
-            match = _TEXT_HEAD.match(line)
-            entry = ({"name": match.group(1), "state": match.group(2), "history": [],
-                      "runtime": {}} if match else None)
-            continue
-        if entry is None or ": " not in line:
-            continue
-        key, value = line.strip().split(": ", 1)
-        if value in _STATES and key[:1].isdigit():
-            entry["history"].append({"state": value, "date": key})
-        else:
-            entry["runtime"][key] = value
-    if entry is not None:
-        yield entry
+    """The entries of a jobs.report, JSON lines or ``--report-format text`` (OSError when
+    it cannot be read); the one reader is ``runtime/client/workdir.py``'s."""
+    return list(stream_report(path, strict=True))
 
 
 def _tasks_from_report(entries: Sequence[dict]) -> Dict[str, Task]:
