@@ -164,8 +164,10 @@ class Service:
             # On the terminal too: a partial allocation only shows as slowness otherwise.
             _log.warning("resources: %s", shortfall)
             print("qcgflow service: warning: %s" % shortfall, file=sys.stderr)
-        self.manager = Manager(pool, self.clock, self.loop,
-                               **({"models": MODELS} if self.in_slurm else {}))
+        options = {"models": MODELS} if self.in_slurm else {}
+        if self.config.cancel_grace is not None:
+            options["cancel_grace"] = self.config.cancel_grace
+        self.manager = Manager(pool, self.clock, self.loop, **options)
         end = getattr(self.resources_info, "end_time", None)
         if end is not None:  # walltime awareness: never start what cannot end in time
             self.manager.deadline = end.timestamp()
