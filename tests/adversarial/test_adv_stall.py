@@ -259,7 +259,7 @@ def test_depth_limit_leaves_real_descriptions_alone(shared):
 def test_deep_request_in_a_requests_file(tmp_path):
     """The file interface shares the handler: the same one-line error, the rest runs.
     (A file nested deeper than the JSON reader goes is refused whole, in one line.)"""
-    from service_harness import run_service
+    from support.services import run_service
     deep = _submit(', "attributes": {"a": %s}' % _nested("list", 150))
     good = '{"request": "submit", "jobs": [{"name": "ok", "execution": {"exec": "/bin/true"}}]}'
     result = run_service(tmp_path, "[%s, %s]" % (deep, good))

@@ -13,7 +13,8 @@ import pytest
 
 import faults_harness  # noqa: F401  (sys.path: tests/badinput, tests/integration)
 from faults_harness import NetService, fill, small_tmpfs
-from service_harness import job, run_service, submit
+from support.jobs import job, submit
+from support.services import run_service
 
 
 def one_line_each(text: str, needle: str) -> bool:

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import List, Sequence, Set
 
-from service_harness import SERVICE_CMD, DEFAULT_ID, ServiceProcess
+from support.services import DEFAULT_ID, SERVICE_CMD, ServiceProcess
 
 
 def counting(sleep: float = 0.1, extra: str = "") -> dict:

@@ -4,12 +4,9 @@ Real service processes killed with real signals; executions are counted through 
 the tasks append to (resume_harness.py).
 """
 
-import json
-import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -17,7 +14,9 @@ from qcgflow.runtime.client import ServiceClient
 
 from resume_harness import (assert_not_rerun, counted_job, counts, journal_path,
                             journal_records, journaled_finished, lines, sigkill, start_resume)
-from service_harness import SERVICE_CMD, job, run_service, start_service, submit
+from support.eventually import eventually
+from support.jobs import job, submit
+from support.services import SERVICE_CMD, NetService, run_service, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -78,24 +77,15 @@ def test_resume_finishes_dependent_and_per_iteration_jobs(tmp_path):
 
 def test_network_submitted_jobs_are_resumed(tmp_path):
     wd = tmp_path / "wd"
-    read_fd, write_fd = os.pipe()
-    popen = subprocess.Popen(
-        SERVICE_CMD + ["--net", "--nodes", "2", "--wd", str(wd), "--id", "test",
-                       "--ready-fd", str(write_fd)], pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as ready:
-        address = json.loads(ready.readline())["address"]
+    service = NetService(tmp_path, wd=wd, service_id="test")
     try:
-        with ServiceClient(address, timeout=10) as client:
+        with ServiceClient(service.address, timeout=10) as client:
             data = client.request({"request": "submit", "jobs": [
                 counted_job("n", iteration={"start": 0, "stop": 16})]})
-        deadline = time.monotonic() + 20
-        while len(lines(wd / "ends")) < 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: len(lines(wd / "ends")) >= 4, 20, message="4 finished tasks")
     finally:
-        popen.kill()
-        popen.wait(timeout=10)
+        service.kill()
+        service.close()
     assert data["jobs"] == ["n"]
     finished, before = journaled_finished(wd), counts(wd)
     result = start_resume(tmp_path, wd).result(timeout=60)
@@ -229,28 +219,14 @@ def test_resume_with_net_serves_restored_jobs_and_accepts_new_ones(tmp_path):
     proc = start_service(tmp_path, [submit(counted_job("a", iteration={"start": 0, "stop": 20}))])
     _wait_ends(proc, 4)
     sigkill(proc)
-    read_fd, write_fd = os.pipe()
-    popen = subprocess.Popen(
-        SERVICE_CMD + ["--resume", str(proc.wd), "--net", "--nodes", "2",
-                       "--ready-fd", str(write_fd)], pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as ready:
-            address = json.loads(ready.readline())["address"]
-        with ServiceClient(address, timeout=10) as client:
-            submitted = client.request({"request": "submit", "jobs": [counted_job("more")]})
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                jobs = client.request({"request": "listJobs"})["jobs"]
-                if all(jobs[name]["status"] == "SUCCEED" for name in ("a", "more")):
-                    break
-                time.sleep(0.05)
-            client.request({"request": "finish"})
-        assert popen.wait(timeout=20) == 0
-    finally:
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait()
+    with NetService(tmp_path, "--resume", proc.wd, wd=proc.wd, service_id="test") as service, \
+            ServiceClient(service.address, timeout=10) as client:
+        submitted = client.request({"request": "submit", "jobs": [counted_job("more")]})
+        jobs = eventually(lambda: (lambda jobs: jobs if all(
+            jobs[name]["status"] == "SUCCEED" for name in ("a", "more")) else None)(
+                client.request({"request": "listJobs"})["jobs"]), 30,
+            message="a and more to succeed")
+        client.request({"request": "finish"})
+        assert service.proc.wait(timeout=20) == 0
     assert (submitted["jobs"], jobs["a"]["status"], jobs["more"]["status"]) == (
         ["more"], "SUCCEED", "SUCCEED")
