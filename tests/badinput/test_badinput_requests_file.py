@@ -20,7 +20,6 @@ import pytest
 
 from qcgflow.runtime.protocol import MAX_ITERATIONS
 
-import badinput_harness  # noqa: F401  (puts tests/integration on sys.path)
 from support.jobs import job, submit
 from support.services import run_service
 

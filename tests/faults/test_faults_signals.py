@@ -13,7 +13,6 @@ import sys
 
 import pytest
 
-import faults_harness  # noqa: F401  (sys.path: tests/badinput, tests/integration)
 from faults_harness import memory_cgroup
 from support.jobs import job, submit
 from support.services import run_service
