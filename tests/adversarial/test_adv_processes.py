@@ -281,9 +281,7 @@ def test_client_killed_at_a_random_moment(tmp_path, seed):
 def test_daemons_of_slurm_tasks_end_with_the_run(tmp_path, disable_nl):
     """Slurm mode (the dev cluster's nodes all run on this host): tasks started by the node
     agents, or by one srun each, leave daemons; none is left when the run ends."""
-    import sys as _sys
-    _sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "slurm"))
-    from slurm_harness import require_slurm, salloc_run
+    from support.slurm import require_slurm, salloc_run
     require_slurm()
     with Marker() as marker:
         jobs = [_job("d%d" % i, daemon_command(kind, marker) + " sleep 0.2")
