@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from mpi_harness import MPI_ENV, require
+from support.mpi import MPI_ENV, require
 from support.jobs import job, submit
 from support.services import run_service
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mpi_harness import MPI_ENV, build_hello, parse_hello, require
+from support.mpi import MPI_ENV, build_hello, parse_hello, require
 from support.jobs import job, submit
 from support.services import run_service
 
