@@ -12,6 +12,8 @@ the same from every test directory and no test edits ``sys.path``. See tests/REA
   (``run_service``, ``start_service``, ``run_driver``), the ``qcgflow`` command line.
 * ``support.results``: a file-interface run read back (replies, jobs.report, files).
 * ``support.jobs``: job descriptions and requests in the wire format.
+* ``support.golden``: golden-file comparison; ``support.mpi``: an MPI hello program;
+  ``support.slurm``: the dev Slurm cluster (tests/slurm, and adversarial's Slurm case).
 
 Area-specific helpers stay in their directory's ``*_harness.py``; nothing here is
 written twice there.

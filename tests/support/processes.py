@@ -54,14 +54,18 @@ def processes_under(root) -> List[psutil.Process]:
     return found
 
 
+def _signal_each(processes: List[psutil.Process], signum: int) -> None:
+    for proc in processes:
+        try:
+            proc.send_signal(signum)
+        except psutil.NoSuchProcess:
+            pass
+
+
 def kill(processes: Iterable[psutil.Process], timeout: float = 5.0) -> None:
     """SIGKILL each of ``processes`` (those already gone are skipped) and reap them."""
     processes = list(processes)
-    for proc in processes:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+    _signal_each(processes, signal.SIGKILL)
     psutil.wait_procs(processes, timeout=timeout)
 
 
@@ -117,19 +121,17 @@ def stop_tree(pid: int, grace: float = 3.0) -> None:
     """SIGTERM ``pid`` and every descendant, whatever group they moved to; SIGKILL what is
     left after ``grace`` s (salloc and srun give up their jobs on SIGTERM)."""
     family = tree(pid)
-    for member in family:
-        try:
-            member.terminate()
-        except psutil.NoSuchProcess:
-            pass
+    _signal_each(family, signal.SIGTERM)
     _, alive = psutil.wait_procs(family, timeout=grace)
     kill(alive)
 
 
 def kill_group(popen: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGKILL the process group ``popen`` leads (``start_new_session``) and reap it."""
+    """SIGKILL the process group ``popen`` leads (``start_new_session``; else ``popen``
+    alone) and reap it."""
     try:
         os.killpg(popen.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        pass
+        if popen.poll() is None:
+            popen.kill()
     popen.wait(timeout=timeout)

@@ -100,6 +100,12 @@ def parse_replies(log: str) -> List[Reply]:
     return replies
 
 
+def words(path: Path) -> List[str]:
+    """The whitespace-separated words of a file ([] while it does not exist): what tasks
+    appended to a marker file, one word per event."""
+    return path.read_text().split() if path.exists() else []
+
+
 def report_entries(path: Path) -> List[dict]:
     """The JSON lines of a jobs.report (none when it is missing; text-format lines and a
     torn last line are skipped: tests of the text format read the text)."""

@@ -5,13 +5,14 @@ Everything is real: ``python -m qcgflow.cli service`` child processes (the check
 
 * ``NetService(tmp_path, *opts, nodes="2", service_id="svc", wd=None, env=None)``: a
   ``qcgflow service --net --ready-fd`` (``nodes=None`` leaves ``--nodes`` out, e.g. for
-  ``--governor``). The constructor returns once the ready line arrived (``ready``,
-  ``address``, ``pub_address``, ``keys_dir``) and fails the test, with the service's
-  output, when none comes within ``ready_timeout``. ``raw(bytes)`` / ``request(dict)`` on
-  a fresh REQ socket (``socket()`` for your own), ``state``/``wait_state``/``info`` of a
-  job, ``log()``, ``stderr()``, ``alive()``; ``finish()`` (the finish request; SIGKILL of
-  the group when that does not end it), ``kill()``, ``stop()`` (finish or kill, never
-  raises: for teardown; also ``with NetService(...) as svc``).
+  ``--governor``; ``service_id=None`` leaves ``--id`` out). The constructor returns once
+  the ready line arrived (``ready``, ``address``, ``pub_address``, ``keys_dir``) and fails
+  the test, with the service's output, when none comes within ``ready_timeout``.
+  ``raw(bytes)`` / ``request(dict)`` on a fresh REQ socket (``socket()`` for your own),
+  ``state``/``wait_state``/``info`` of a job, ``log()``, ``stderr()``, ``alive()``;
+  ``finish()`` (the finish request; SIGKILL of the group when that does not end it),
+  ``kill()``, ``stop()`` (finish or kill, never raises: for teardown; also
+  ``with NetService(...) as svc``).
 * ``start_service(tmp_path, requests, *opts)`` -> ``ServiceProcess``: a file-interface
   run in the background (``--file-path``), for tests that act while it runs (signals);
   ``run_service(...)`` runs it to the end and returns its ``Result`` (support.results);
@@ -80,16 +81,19 @@ class NetService:
     """A running ``qcgflow service --net`` (own session, output in a file) and its ready line."""
 
     def __init__(self, tmp_path: Path, *opts, nodes: Optional[str] = "2",
-                 service_id: str = "svc", wd: Optional[Path] = None,
+                 service_id: Optional[str] = "svc", wd: Optional[Path] = None,
                  env: Optional[dict] = None, cwd: Optional[Path] = None,
                  ready_timeout: float = 30.0):
         tmp_path = Path(tmp_path)
         self.wd = Path(wd) if wd is not None else tmp_path / "wd"
         self.service_id = service_id
         self._stderr_text = ""
-        self._err = open(_fresh(tmp_path, "service-%s" % service_id, ".out"), "w+")
+        self._err = open(_fresh(tmp_path, "service-%s" % (service_id or "default"), ".out"),
+                         "w+")
         self.context = zmq.Context()
-        argv = SERVICE_CMD + ["--net", "--wd", str(self.wd), "--id", service_id]
+        argv = SERVICE_CMD + ["--net", "--wd", str(self.wd)]
+        if service_id is not None:  # None: the service's default (or an --id in opts)
+            argv += ["--id", service_id]
         if nodes is not None:
             argv += ["--nodes", str(nodes)]
         read_fd, write_fd = os.pipe()
@@ -120,6 +124,11 @@ class NetService:
 
     @property
     def aux_dir(self) -> Path:
+        """The service directory (with ``service_id=None``: the one in ``wd``)."""
+        if self.service_id is None:
+            found = sorted(self.wd.glob(".qcgpjm-service-*"))
+            assert len(found) == 1, "not one service directory in %s: %s" % (self.wd, found)
+            return found[0]
         return aux_dir(self.wd, self.service_id)
 
     # ---- requests
@@ -136,7 +145,7 @@ class NetService:
         sock.connect(address or self.address)
         return sock
 
-    def raw(self, payload: bytes, timeout: float = 5.0, keys: Optional[Tuple] = None):
+    def raw(self, payload: bytes, timeout: float = 10.0, keys: Optional[Tuple] = None):
         """Send ``payload`` on a fresh REQ socket; the decoded reply, or None if none came."""
         sock = self.socket(keys=keys)
         try:
@@ -147,7 +156,7 @@ class NetService:
         finally:
             sock.close(linger=0)
 
-    def request(self, data, timeout: float = 5.0, sock: Optional["zmq.Socket"] = None) -> dict:
+    def request(self, data, timeout: float = 10.0, sock: Optional["zmq.Socket"] = None) -> dict:
         """The reply to ``data`` (on ``sock``, or a fresh socket); fails without one."""
         if sock is not None:
             sock.send_string(json.dumps(data))
