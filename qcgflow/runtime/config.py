@@ -52,6 +52,7 @@ class ServiceConfig:
     # modules whose `python -m M` tasks run in persistent warm workers: the caller's choice
     # (qcgflow service names the graph API's runner); the runtime names none itself
     warm_modules: Tuple[str, ...] = ()
+    cancel_grace: Optional[float] = None  # --cancel-grace S; None: the manager's default
     resume: Optional[str] = None  # --resume PATH (aux dir or working dir holding one)
     no_journal: bool = False
     # Slurm mode and node launchers; 0-based node range, end exclusive (as upstream)
@@ -146,6 +147,9 @@ def build_parser(prog: str = "qcgflow service") -> argparse.ArgumentParser:
     add("--owner-fd", type=int,
         help="(qcgflow) stop (as on SIGTERM: tasks killed) when this descriptor reports "
              "end-of-file, i.e. when the process that started the service has died")
+    add("--cancel-grace", type=float, metavar="S",
+        help="(qcgflow) seconds between SIGTERM and SIGKILL when a running job is canceled "
+             "(default 10; cancelJob with force: true kills at once)")
     add("--disable-warm-workers", action="store_true",
         help="(qcgflow) start every Python task (`python -m ...` jobs) as a new process "
              "instead of forking it from a warm Python worker")
@@ -192,6 +196,9 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
     if not 0.0 <= nl_ready_threshold <= 1.0:
         raise UnsupportedOption("--nl-ready-treshold: %g is not a fraction between 0.0 and 1.0"
                                 % args.nl_ready_threshold)
+    if args.cancel_grace is not None and not 0 <= args.cancel_grace < float("inf"):
+        raise UnsupportedOption("--cancel-grace: %g is not a number of seconds (0 or more)"
+                                % args.cancel_grace)
     if args.report_format not in ("json", "text"):
         raise UnsupportedOption("--report-format: unknown format '%s' (use json or text)"
                                 % args.report_format)
@@ -212,7 +219,7 @@ def parse_service_args(argv: Sequence[str]) -> ServiceConfig:
         net_port_max=args.net_port_max, ready_fd=args.ready_fd, owner_fd=args.owner_fd,
         show_progress=args.show_progress, enable_rt_stats=args.enable_rt_stats,
         wrapper_rt_stats=args.wrapper_rt_stats, enable_proc_stats=args.enable_proc_stats,
-        disable_warm_workers=args.disable_warm_workers,
+        disable_warm_workers=args.disable_warm_workers, cancel_grace=args.cancel_grace,
         warm_modules=_warm_modules(args.warm_modules),
         resume=args.resume, no_journal=args.no_journal,
         slurm_limit_nodes_begin=args.slurm_limit_nodes_range_begin,

@@ -30,7 +30,9 @@ from .scheduler import JobEntry, Scheduler
 
 _log = logging.getLogger(__name__)
 
-CANCEL_GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a running job is canceled
+# seconds between SIGTERM and SIGKILL when a running job is canceled (the default of
+# Manager(cancel_grace=...), set by the service's --cancel-grace)
+CANCEL_GRACE = 10.0
 
 
 def _gpu_shortfall(spec: JobSpec, pool) -> str:
@@ -52,8 +54,9 @@ class Manager:
     """Owns the registry, the dependency tracker, the scheduler and the executor's callbacks."""
 
     def __init__(self, pool: ResourcePool, clock, loop, *, cluster_name: str = "local",
-                 models: Sequence[str] = LOCAL_MODELS):
+                 models: Sequence[str] = LOCAL_MODELS, cancel_grace: float = CANCEL_GRACE):
         self.pool = pool
+        self.cancel_grace = cancel_grace
         self.clock = clock
         self.loop = loop
         self.registry = Registry(clock)
@@ -398,11 +401,12 @@ class Manager:
                 callback()
 
     # ------------------------------------------------------------------ cancel
-    def cancel(self, names: Sequence[str], grace: float = CANCEL_GRACE) -> int:
+    def cancel(self, names: Sequence[str], grace: Optional[float] = None) -> int:
         """Cancel jobs (``name``) or single iterations (``name:index``).
 
         Queued units end CANCELED at once (their dependants OMITTED); running ones get
-        SIGTERM, SIGKILL after ``grace`` seconds, and end CANCELED. A whole iterative job
+        SIGTERM, SIGKILL after ``grace`` seconds (default: the manager's ``cancel_grace``),
+        and end CANCELED. A whole iterative job
         has every iteration that has not ended canceled, and ends CANCELED itself when the
         last of them has ended (never before). Units that already ended are left as they
         are.
@@ -413,6 +417,7 @@ class Manager:
         Raises:
             InvalidRequest: an unknown name (nothing is canceled then).
         """
+        grace = self.cancel_grace if grace is None else grace
         units = []
         for name in names:
             unit = self.lookup_unit(name)

@@ -83,8 +83,10 @@ def assemble_manager(service: Service) -> None:
     pool.reserved_cores = 1 if info.reserved_core else 0
     service.open_workdir()
     _log_start(service, pool)
-    manager = Manager(pool, service.clock, service.loop,
-                      **({"models": MODELS} if service.in_slurm else {}))
+    options = {"models": MODELS} if service.in_slurm else {}
+    if config.cancel_grace is not None:
+        options["cancel_grace"] = config.cancel_grace
+    manager = Manager(pool, service.clock, service.loop, **options)
     end = getattr(info, "end_time", None)
     if end is not None:  # walltime awareness: never start what cannot end in time
         manager.deadline = end.timestamp()

@@ -10,7 +10,8 @@
   (a new process group only).
 * ``client(script)``: a Python client process (own session) running ``script`` that prints
   one ready line; ``ready_line(proc)`` reads it with a deadline.
-* ``pid_alive(pid)``: the process exists and is not a zombie.
+
+The child environment, ``pid_alive`` and deadline waits come from ``support``.
 """
 
 import json
@@ -20,38 +21,14 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from support.eventually import WaitTimeout, eventually
+from support.processes import child_env, kill
+
 PY = sys.executable
-
-
-def env(extra=None) -> dict:
-    out = dict(os.environ)
-    out["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), out.get("PYTHONPATH")) if p)
-    out.update(extra or {})
-    return out
-
-
-def wait_until(predicate, timeout: float, what: str, step: float = 0.05):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            pytest.fail("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(step)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 _SLEEPER = "import sys, time; time.sleep(600)"
@@ -102,25 +79,19 @@ class Marker:
         return found
 
     def wait_started(self, count: int = 1, timeout: float = 20.0) -> list:
-        return wait_until(lambda: (lambda a: a if len(a) >= count else None)(self.alive()),
-                          timeout, "%d daemon(s) marked %s to start" % (count, self.word))
+        return eventually(lambda: (lambda a: a if len(a) >= count else None)(self.alive()),
+                          timeout, 0.05, "%d daemon(s) marked %s to start" % (count, self.word))
 
     def gone(self, timeout: float = 10.0) -> bool:
-        end = time.monotonic() + timeout
-        while self.alive():
-            if time.monotonic() > end:
-                return False
-            time.sleep(0.05)
-        return True
+        """True once no daemon of this marker is left; False after ``timeout`` s."""
+        try:
+            return eventually(lambda: not self.alive(), timeout, 0.05, "daemons to end")
+        except WaitTimeout:
+            return False
 
     def kill(self) -> list:
         left = self.alive()
-        for proc in left:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(left, timeout=5)
+        kill(left)
         return left
 
     def __enter__(self):
@@ -132,7 +103,7 @@ class Marker:
 
 def client(script: str, cwd) -> subprocess.Popen:
     """A Python client in its own session: ``script`` must print one JSON ready line."""
-    return subprocess.Popen([PY, "-c", script], cwd=str(cwd), env=env(),
+    return subprocess.Popen([PY, "-c", script], cwd=str(cwd), env=child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -3,15 +3,16 @@
 Everything is real: ``qcgflow service`` processes, ZeroMQ and raw sockets, a second
 local user made for the test. Shared fixtures and helpers:
 
-* ``net_service(*opts, wd=None)``: a factory of ``NetService`` (tests/badinput's
-  harness: ``raw``, ``request``, ``socket``, ``wait_state``, ``finish``, ``log``), each
-  finished (or killed) at teardown.
+* ``net_service(*opts, wd=None)``: a factory of ``support.services.NetService`` (``raw``,
+  ``request``, ``socket``, ``wait_state``, ``finish``, ``log``), each finished (or
+  killed) at teardown.
 * ``other_user``: ``(name, uid, gid)`` of a throwaway local user, created with
   ``useradd`` for the test and deleted with ``userdel`` afterwards. Needs root; skipped
   (with the reason) otherwise.
 * in ``adversarial_harness`` (import it by that name: several test directories have a
-  ``conftest``): ``as_user(uid, gid, function, *args, timeout)``: runs ``function(*args)`` in a forked
-  child that dropped to ``uid``/``gid`` (setgroups/setgid/setuid, what ``setpriv`` does;
+  ``conftest``): ``as_user(uid, gid, function, *args, timeout)``: runs ``function(*args)``
+  in a forked child that dropped to ``uid``/``gid`` (setgroups/setgid/setuid, what
+  ``setpriv`` does;
   the interpreter lives under /root, which the other user cannot execute), and returns
   what it returned (JSON-able) -- or fails the test when it does not finish in time.
 * ``shared_dir``: a fresh world-traversable (0755) directory under /tmp, as a project
@@ -25,18 +26,13 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-BADINPUT = Path(__file__).resolve().parents[1] / "badinput"
-if str(BADINPUT) not in sys.path:
-    sys.path.append(str(BADINPUT))
-
-from badinput_harness import NetService  # noqa: E402
-from adversarial_harness import as_user, good_client_served, zmq_request  # noqa: E402,F401
+from adversarial_harness import as_user, good_client_served, zmq_request  # noqa: F401
+from support.services import NetService
 
 
 def pytest_collection_modifyitems(items):
@@ -60,14 +56,7 @@ def net_service(tmp_path):
 
     yield start
     for svc in started:
-        if svc.alive():
-            try:
-                svc.finish()
-            except Exception:  # noqa: BLE001 -- killed below; the test's own result counts
-                svc.kill()
-        elif not svc._err.closed:
-            svc.context.destroy(linger=0)
-            svc._err.close()
+        svc.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ import pytest
 import qcgflow
 from qcgflow.errors import GraphError, RunError
 from qcgflow.runtime import inputfile
-from adv_proc_harness import PY, env
+from adv_proc_harness import PY
+from support.eventually import WaitTimeout, eventually
+from support.processes import child_env
 
 DEADLINE = 30.0
 MAX_RSS_MB = 300  # a refused input must not have been loaded: far below what it would need
@@ -31,17 +33,19 @@ def _cli(args, cwd, timeout=DEADLINE):
     start = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([PY, "-m", "qcgflow.cli"] + [str(a) for a in args],
-                                cwd=str(cwd), env=env(), stdout=out, stderr=err,
+                                cwd=str(cwd), env=child_env(), stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL)
-        while True:
+
+        def ended():
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - start > timeout:
-                proc.kill()
-                os.wait4(proc.pid, 0)
-                pytest.fail("qcgflow %s did not end within %.0f s" % (args[0], timeout))
-            time.sleep(0.02)
+            return (status, usage) if pid else None
+
+        try:
+            status, usage = eventually(ended, timeout, message="qcgflow %s to end" % args[0])
+        except WaitTimeout:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            raise
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)

@@ -8,15 +8,15 @@ jobs.report and in the exit summary.
 """
 
 import json
-import os
 import subprocess
 
 import pytest
-import zmq
 
 import qcgflow
 from qcgflow.errors import TaskOptionError
-from adv_proc_harness import PY, env
+from adv_proc_harness import PY
+from support.processes import child_env
+from support.services import NetService
 
 SERVICE = [PY, "-m", "qcgflow.cli", "service"]
 
@@ -48,53 +48,10 @@ GOOD_NAMES = ["job1", "j-1", "a_b", "a.b", ".hidden", "x" * 200, "\u00e9t\u00e9"
               "a+b", "A,B=C", "v1.2.3", "_", "9"]
 
 
-class _Net:
-    """``qcgflow service --net`` on loopback, one REQ socket per request."""
-
-    def __init__(self, tmp_path, *opts, nodes="2"):
-        read_fd, write_fd = os.pipe()
-        self.proc = subprocess.Popen(
-            SERVICE + ["--net", "--nodes", nodes, "--wd", str(tmp_path / "wd"),
-                       "--ready-fd", str(write_fd)] + list(opts),
-            pass_fds=(write_fd,), env=env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as ready:
-            self.ready = json.loads(ready.readline())
-        self.context = zmq.Context()
-
-    def request(self, data, timeout=10.0):
-        sock = self.context.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.ready["address"])
-        try:
-            sock.send(json.dumps(data).encode())
-            assert sock.poll(int(timeout * 1000)), "no reply to %r" % (data,)
-            return json.loads(sock.recv())
-        finally:
-            sock.close()
-
-    def finish(self):
-        try:
-            self.request({"request": "finish"})
-            self.proc.wait(20)
-            return self.proc.stderr.read().decode(errors="replace")
-        finally:
-            self.close()
-
-    def close(self):
-        self.context.destroy(linger=0)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        self.proc.stderr.close()
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    net = _Net(tmp_path_factory.mktemp("names"))
-    yield net
-    net.close()
+    with NetService(tmp_path_factory.mktemp("names")) as net:
+        yield net
 
 
 def _submit(service, name, **extra):
@@ -164,7 +121,7 @@ def test_requests_file_with_a_bad_name_is_one_line(tmp_path):
     path.write_text(json.dumps([{"request": "submit", "jobs": [
         {"name": "x\n" * 5000, "execution": {"exec": "/bin/true"}}]}]))
     done = subprocess.run(SERVICE + ["--file-path", str(path), "--wd", str(tmp_path / "wd")],
-                          env=env(), capture_output=True, text=True, timeout=60)
+                          env=child_env(), capture_output=True, text=True, timeout=60)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     refusals = [line for line in lines if "Invalid job name" in line]
     assert len(refusals) == 1, done.stderr  # the name's newlines do not split the message
@@ -191,7 +148,7 @@ def test_workflow_task_with_a_bad_name_writes_nothing(tmp_path, task):
     wf.write_text("name: w\ntasks:\n  %s:\n    python: os.getcwd\n" % task)
     run = tmp_path / "run"
     done = subprocess.run([PY, "-m", "qcgflow.cli", "run", str(wf), "--wd", str(run),
-                           "--nodes", "1"], env=env(), capture_output=True, text=True,
+                           "--nodes", "1"], env=child_env(), capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -200,23 +157,19 @@ def test_workflow_task_with_a_bad_name_writes_nothing(tmp_path, task):
 
 
 def test_queued_jobs_after_finish_are_reported(tmp_path):
-    service = _Net(tmp_path, nodes="1")
+    service = NetService(tmp_path, nodes="1")
     jobs = [{"name": "runs", "execution": {"exec": "sleep", "args": ["60"]}},
             {"name": "waits", "execution": {"exec": "sleep", "args": ["60"]}},
             {"name": "waits-too", "execution": {"exec": "/bin/true"},
              "iteration": {"stop": 3}}]
     try:
         assert service.request({"request": "submit", "jobs": jobs})["code"] == 0
-        import time
-        end = time.monotonic() + 20
-        while service.request({"request": "jobStatus", "jobNames": ["runs"]})[
-                "data"]["jobs"]["runs"]["data"]["status"] != "EXECUTING":
-            assert time.monotonic() < end, "the first job did not start"
-            time.sleep(0.05)
+        service.wait_state("runs", ["EXECUTING"])
     except BaseException:
-        service.close()
+        service.stop()
         raise
-    stderr = service.finish()
+    service.finish()
+    stderr = service.stderr()
     report = next((tmp_path / "wd").glob(".qcgpjm-service-*/jobs.report"))
     entries = {e["name"]: e for e in map(json.loads, report.read_text().splitlines())}
     assert entries["runs"]["state"] == "CANCELED"

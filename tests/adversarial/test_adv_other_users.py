@@ -207,7 +207,7 @@ def test_upstream_client_works_with_the_default_address(net_service, shared_dir)
 
 def test_file_mode_working_files_are_owner_only(tmp_path, shared_dir, other_user):
     """Without --net too: the requests file's jobs' env lands in journal.jsonl, 0600 in 0700."""
-    from service_harness import run_service
+    from support.services import run_service
     _, uid, gid = other_user
     wd = shared_dir / "filewd"
     request = {"request": "submit", "jobs": [{"name": "env", "execution": {

@@ -12,14 +12,15 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
 import qcgflow
-from adv_proc_harness import (DAEMON_KINDS, PY, Marker, client, daemon_command, env,
-                              pid_alive, ready_line, sigkill, wait_until)
+from adv_proc_harness import DAEMON_KINDS, PY, Marker, client, daemon_command, ready_line, sigkill
+from support.eventually import eventually
+from support.processes import child_env, pid_alive
+from support.services import NetService
 
 SERVICE = [PY, "-m", "qcgflow.cli", "service"]
 STOP_DEADLINE = 20.0  # s for a service to notice its owner's death and end everything
@@ -36,7 +37,7 @@ def _file_run(tmp_path, jobs, *opts, timeout=60):
     requests.write_text(json.dumps([{"request": "submit", "jobs": jobs}]))
     return subprocess.run(SERVICE + ["--file-path", str(requests), "--wd", str(wd),
                                      "--nodes", "2"] + list(opts),
-                          env=env(), capture_output=True, text=True, timeout=timeout,
+                          env=child_env(), capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
 
 
@@ -73,44 +74,10 @@ def test_daemon_of_a_daemon_ends(tmp_path):
         assert marker.gone(5.0), marker.alive()
 
 
-class _Net:
-    def __init__(self, tmp_path, *opts):
-        read_fd, write_fd = os.pipe()
-        self.proc = subprocess.Popen(
-            SERVICE + ["--net", "--nodes", "4", "--wd", str(tmp_path / "wd"),
-                       "--ready-fd", str(write_fd)] + list(opts),
-            pass_fds=(write_fd,), env=env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as ready:
-            self.ready = json.loads(ready.readline())
-        import zmq
-        self.context = zmq.Context()
-
-    def request(self, data, timeout=10.0):
-        import zmq
-        sock = self.context.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.ready["address"])
-        try:
-            sock.send(json.dumps(data).encode())
-            assert sock.poll(int(timeout * 1000)), "no reply to %r" % data
-            return json.loads(sock.recv())
-        finally:
-            sock.close()
-
-    def close(self):
-        self.context.destroy(linger=0)
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-        self.proc.stderr.close()
-
-
 @pytest.mark.parametrize("how", ["finish", "SIGTERM", "SIGINT"])
 def test_daemons_and_running_tasks_end_when_the_service_is_stopped(tmp_path, how):
     with Marker() as marker:
-        service = _Net(tmp_path)
+        service = NetService(tmp_path, nodes="4")
         try:
             jobs = [_job("d%d" % i, daemon_command(kind, marker) + " sleep 600")
                     for i, kind in enumerate(DAEMON_KINDS)]
@@ -124,7 +91,7 @@ def test_daemons_and_running_tasks_end_when_the_service_is_stopped(tmp_path, how
             service.proc.wait(STOP_DEADLINE)
             assert marker.gone(5.0), "left after %s: %s" % (how, marker.alive())
         finally:
-            service.close()
+            service.stop()
 
 
 def test_opting_out_of_the_run_token_is_the_documented_escape(tmp_path):
@@ -177,8 +144,8 @@ def test_sigkilled_local_manager_client_takes_its_service_and_tasks_along(tmp_pa
         ready = ready_line(proc)
         marker.wait_started()
         sigkill(proc)
-        wait_until(lambda: not pid_alive(ready["pid"]), STOP_DEADLINE,
-                   "the service %d of a SIGKILLed client to stop" % ready["pid"])
+        eventually(lambda: not pid_alive(ready["pid"]), STOP_DEADLINE,
+                   message="the service %d of a SIGKILLed client to stop" % ready["pid"])
         assert marker.gone(5.0), marker.alive()
         log = next((tmp_path / "run").glob(".qcgpjm-service-*/service.log")).read_text()
         assert "the process that started this service has ended" in log
@@ -200,8 +167,8 @@ def test_detached_local_manager_service_outlives_its_client(tmp_path):
                 manager.finish()
             finally:
                 manager.cleanup()
-            wait_until(lambda: not pid_alive(ready["pid"]), STOP_DEADLINE,
-                       "the detached service to finish")
+            eventually(lambda: not pid_alive(ready["pid"]), STOP_DEADLINE,
+                       message="the detached service to finish")
             assert marker.gone(5.0), marker.alive()
         finally:
             if pid_alive(ready["pid"]):
@@ -211,7 +178,7 @@ def test_detached_local_manager_service_outlives_its_client(tmp_path):
 _RUN_CLIENT = textwrap.dedent("""
     import json, os, subprocess, sys
     import qcgflow
-    sys.path.insert(0, %(here)r)
+    sys.path[:0] = [%(here)r, os.path.dirname(%(here)r)]  # adv_proc_harness, support
     from adv_proc_harness import daemon_command
 
     @qcgflow.task
@@ -251,7 +218,8 @@ def test_signalled_qcgflow_run_client_takes_its_service_and_tasks_along(tmp_path
         proc = client(script, tmp_path)
         ready_line(proc)
         marker.wait_started()
-        services = wait_until(lambda: _services_under(wd), 20, "the session's service")
+        services = eventually(lambda: _services_under(wd), 20,
+                              message="the session's service")
         proc.send_signal(signum)
         try:
             proc.wait(STOP_DEADLINE)
@@ -262,8 +230,8 @@ def test_signalled_qcgflow_run_client_takes_its_service_and_tasks_along(tmp_path
         finally:
             proc.stdout.close()
             proc.stderr.close()
-        wait_until(lambda: not any(pid_alive(p) for p in services), STOP_DEADLINE,
-                   "the session's service to stop")
+        eventually(lambda: not any(pid_alive(p) for p in services), STOP_DEADLINE,
+                   message="the session's service to stop")
         assert marker.gone(5.0), marker.alive()
 
 
@@ -274,19 +242,19 @@ def test_sigkilled_workflow_cli_takes_its_service_and_tasks_along(tmp_path):
                       % json.dumps(daemon_command("setsid", marker) + " sleep 600"))
         proc = subprocess.Popen([PY, "-m", "qcgflow.cli", "run", str(wf), "--wd",
                                  str(tmp_path / "run"), "--nodes", "2", "--quiet"],
-                                env=env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
         try:
             marker.wait_started()
-            services = wait_until(lambda: _services_under(tmp_path / "run"), 20,
-                                  "the workflow's service")
+            services = eventually(lambda: _services_under(tmp_path / "run"), 20,
+                                  message="the workflow's service")
         except BaseException:
             proc.kill()
             proc.wait()
             raise
         sigkill(proc)
-        wait_until(lambda: not any(pid_alive(p) for p in services), STOP_DEADLINE,
-                   "the workflow's service to stop")
+        eventually(lambda: not any(pid_alive(p) for p in services), STOP_DEADLINE,
+                   message="the workflow's service to stop")
         assert marker.gone(5.0), marker.alive()
 
 
@@ -303,8 +271,8 @@ def test_client_killed_at_a_random_moment(tmp_path, seed):
         except subprocess.TimeoutExpired:
             pass
         sigkill(proc)
-        wait_until(lambda: not _services_under(tmp_path / "run"), STOP_DEADLINE,
-                   "the service of a client killed after %.2f s to stop" % delay)
+        eventually(lambda: not _services_under(tmp_path / "run"), STOP_DEADLINE,
+                   message="the service of a client killed after %.2f s to stop" % delay)
         assert marker.gone(5.0), marker.alive()
 
 
@@ -313,9 +281,7 @@ def test_client_killed_at_a_random_moment(tmp_path, seed):
 def test_daemons_of_slurm_tasks_end_with_the_run(tmp_path, disable_nl):
     """Slurm mode (the dev cluster's nodes all run on this host): tasks started by the node
     agents, or by one srun each, leave daemons; none is left when the run ends."""
-    import sys as _sys
-    _sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "slurm"))
-    from slurm_harness import require_slurm, salloc_run
+    from support.slurm import require_slurm, salloc_run
     require_slurm()
     with Marker() as marker:
         jobs = [_job("d%d" % i, daemon_command(kind, marker) + " sleep 0.2")

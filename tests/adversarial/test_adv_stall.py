@@ -20,6 +20,8 @@ import pytest
 import zmq
 
 from adversarial_harness import good_client_served
+from support.eventually import eventually
+from support.services import NetService
 
 SEED = 17
 
@@ -74,11 +76,8 @@ BLOBS = crafted_blobs() + random_blobs(40)
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     """One service for the raw-peer cases (each case leaves it as it found it)."""
-    from badinput_harness import NetService
-    svc = NetService(tmp_path_factory.mktemp("stall"), service_id="stall")
-    yield svc
-    if svc.alive():
-        svc.finish()
+    with NetService(tmp_path_factory.mktemp("stall"), service_id="stall") as svc:
+        yield svc
 
 
 @pytest.mark.parametrize("name,blob", BLOBS, ids=[n for n, _ in BLOBS])
@@ -130,8 +129,7 @@ def test_raw_and_oversized_peers_on_the_publisher_stall_nobody(net_service):
                 return False
             return sub.recv().startswith(b"JFI")
 
-        from badinput_harness import deadline
-        deadline(got_event, 20, "a JFI event on a publisher with bad peers", step=0.05)
+        eventually(got_event, 20, 0.05, "a JFI event on a publisher with bad peers")
         assert good_client_served(service)
     finally:
         context.destroy(linger=0)
@@ -259,7 +257,7 @@ def test_depth_limit_leaves_real_descriptions_alone(shared):
 def test_deep_request_in_a_requests_file(tmp_path):
     """The file interface shares the handler: the same one-line error, the rest runs.
     (A file nested deeper than the JSON reader goes is refused whole, in one line.)"""
-    from service_harness import run_service
+    from support.services import run_service
     deep = _submit(', "attributes": {"a": %s}' % _nested("list", 150))
     good = '{"request": "submit", "jobs": [{"name": "ok", "execution": {"exec": "/bin/true"}}]}'
     result = run_service(tmp_path, "[%s, %s]" % (deep, good))

@@ -20,8 +20,8 @@ import pytest
 
 from qcgflow.runtime.protocol import MAX_ITERATIONS
 
-import badinput_harness  # noqa: F401  (puts tests/integration on sys.path)
-from service_harness import job, run_service, submit
+from support.jobs import job, submit
+from support.services import run_service
 
 
 def bad_job(name="x", **fields):

@@ -17,7 +17,8 @@ import pytest
 
 from qcgflow.workflows.sweeps import MAX_SWEEP
 
-from badinput_harness import cli, one_line
+from badinput_harness import one_line
+from support.services import cli
 
 # (id, file name, content (bytes), substring of the line after "qcgflow compile: ")
 CASES = [

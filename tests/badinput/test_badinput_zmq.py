@@ -20,7 +20,8 @@ import pytest
 from qcgflow.runtime.client import ClientError, ServiceClient
 from qcgflow.runtime.protocol import MAX_ITERATIONS, MAX_REQUEST_BYTES
 
-from badinput_harness import NetService, one_line
+from badinput_harness import one_line
+from support.services import NetService
 
 
 def job(name, exec_="true", **extra):
@@ -86,8 +87,7 @@ def service(tmp_path_factory):
         svc.wait_state("runner", ("EXECUTING",))
         yield svc
     finally:
-        if svc.alive():
-            svc.finish()  # kills runner; huge stays queued (no walk over its iterations)
+        svc.stop()  # finish kills runner; huge stays queued (no walk over its iterations)
 
 
 @pytest.mark.parametrize("payload,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

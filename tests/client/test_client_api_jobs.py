@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 
-from client_harness import no_leftovers  # noqa: F401
 from qcgflow.runtime.api import (FileError, InvalidJobDescriptionError, JobInfo,
                                  JobNotDefinedError, Jobs)
 

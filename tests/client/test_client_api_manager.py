@@ -8,11 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from client_harness import (leftovers, local_manager, no_leftovers, service,  # noqa: F401
-                            start_service)
 from qcgflow.runtime.api import (ConnectionError, InternalError, JobInfo, Jobs, LocalManager,
                                  Manager, RequestFailedError, ServiceError, ServiceTimeoutError,
                                  TimeoutElapsed)
+from support.eventually import eventually
+from support.processes import processes_under
+from support.services import NetService
 
 
 def test_resources_and_system_status(local_manager):
@@ -80,10 +81,8 @@ def test_wait4_timeout_raises_timeout_elapsed(local_manager):
 def test_cancel_running_job_and_dependants_are_omitted(local_manager):
     local_manager.submit(Jobs().add(name="s", exec="sleep", args=["30"])
                          .add(name="d", exec="/bin/true", after=["s"]))
-    deadline = time.monotonic() + 10
-    while local_manager.status("s")["jobs"]["s"]["data"]["status"] != "EXECUTING":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(lambda: local_manager.status("s")["jobs"]["s"]["data"]["status"]
+               == "EXECUTING", 10, message="s to be EXECUTING")
     started = time.monotonic()
     local_manager.cancel(["s"])
     assert local_manager.wait4(["s", "d"], timeout=15) == {"s": "CANCELED", "d": "OMITTED"}
@@ -191,7 +190,7 @@ def test_manager_with_nothing_listening_fails_within_its_timeout():
 
 
 def test_a_killed_service_gives_an_error_within_the_timeout(tmp_path):
-    proc = start_service(tmp_path, "--nodes", "2")
+    proc = NetService(tmp_path, nodes="2")
     manager = Manager(proc.address, cfg={"timeout": 0.5, "poll_delay": 0.3})
     try:
         manager.submit(Jobs().add(name="s", exec="sleep", args=["30"]))
@@ -207,7 +206,7 @@ def test_a_killed_service_gives_an_error_within_the_timeout(tmp_path):
     finally:
         manager.cleanup()
         proc.stop()
-        for orphan in leftovers(tmp_path):  # tasks of the crashed service
+        for orphan in processes_under(tmp_path):  # tasks of the crashed service
             orphan.kill()
 
 
@@ -231,7 +230,7 @@ def test_local_service_killed_while_waiting_is_noticed_at_once(tmp_path):
         manager.kill_manager_process()
         manager.cleanup()
         # a crashed service cannot stop its tasks (they run in their own sessions)
-        for orphan in leftovers(tmp_path):
+        for orphan in processes_under(tmp_path):
             orphan.kill()
     assert manager._process.returncode == -9
 
@@ -286,8 +285,8 @@ def test_service_start_failure_is_a_clear_error(tmp_path):
 def test_manager_as_context_manager_finishes(service):
     with Manager(service.address) as manager:
         assert manager.resources()["total_cores"] == 4
-    service.popen.wait(5)
-    assert service.popen.returncode == 0
+    service.proc.wait(5)
+    assert service.proc.returncode == 0
 
 
 def test_invalid_reply_data_is_an_internal_error(local_manager, monkeypatch):

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from client_harness import no_leftovers  # noqa: F401
 from qcgflow.runtime.api import Jobs, LocalManager
+from support.eventually import eventually
 
 
 @pytest.fixture
@@ -22,14 +22,12 @@ def manager10(tmp_path):
 
 
 def wait_executing(manager, unit, count, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        info = manager.info_parsed([unit], withChilds=True)[unit]
-        states = [child.status for child in info.childs]
-        if states.count("EXECUTING") >= count:
-            return
-        assert time.monotonic() < deadline, states
-        time.sleep(0.02)
+    def states():
+        return [child.status for child in
+                manager.info_parsed([unit], withChilds=True)[unit].childs]
+
+    eventually(lambda: states().count("EXECUTING") >= count, timeout,
+               message=lambda: "%d iterations of %s EXECUTING: %s" % (count, unit, states()))
 
 
 def test_wait4_on_a_canceled_iterative_job_returns_after_its_iterations(manager10):

@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from client_harness import leftovers, no_leftovers  # noqa: F401
 from qcgflow.runtime.api import ConnectionError, InvalidJobDescriptionError, TemplateError
 from qcgflow.runtime.executor_api import (JOB_ID_ENV, BasicTemplate, QCGPJExecutor,
                                           QCGPJFuture, QCGPJTemplate, render_template)
+from support.eventually import eventually
+from support.processes import processes_under
 
 
 @pytest.fixture
@@ -73,10 +74,8 @@ def test_failed_job_resolves_with_its_state(executor):
 def test_cancel_a_running_job(executor):
     future = executor.submit(BasicTemplate.template, name="long", exec="sleep", args=["30"])
     manager = executor.qcgpj_manager
-    deadline = time.monotonic() + 10
-    while manager.status("long")["jobs"]["long"]["data"]["status"] != "EXECUTING":
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    eventually(lambda: manager.status("long")["jobs"]["long"]["data"]["status"]
+               == "EXECUTING", 10, message="long to be EXECUTING")
     assert future.cancel() and future.cancelled() and future.done()
     with pytest.raises(cf.CancelledError):
         future.result(1)
@@ -158,19 +157,17 @@ def test_crashed_service_fails_pending_futures(tmp_path):
     try:
         future = executor.submit(BasicTemplate.template, name="s", exec="sleep", args=["30"])
         manager = executor.qcgpj_manager
-        deadline = time.monotonic() + 10
-        while manager.status("s")["jobs"]["s"]["data"]["status"] != "EXECUTING":
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        eventually(lambda: manager.status("s")["jobs"]["s"]["data"]["status"]
+                   == "EXECUTING", 10, message="s to be EXECUTING")
         os.kill(manager.pid, signal.SIGKILL)
         with pytest.raises(ConnectionError, match="has ended"):
             future.result(timeout=5)
     finally:
         executor.shutdown(wait=False)  # the crash was reported to the futures: no error here
         assert executor.qcgpj_manager._process.returncode == -9
-        for orphan in leftovers(tmp_path):  # tasks of the crashed service
+        for orphan in processes_under(tmp_path):  # tasks of the crashed service
             orphan.kill()
-        for orphan in leftovers(tmp_path):  # tasks of the crashed service
+        for orphan in processes_under(tmp_path):  # tasks of the crashed service
             orphan.kill()
 
 

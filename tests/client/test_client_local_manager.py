@@ -1,50 +1,40 @@
-"""LocalManager: start-up and finish time, no side effects on the caller, run directory."""
+"""LocalManager: start and finish, no side effects on the caller, run directory.
+
+How fast LocalManager starts and finishes and how fast a submit+wait4 round trip is are
+measured by benchmarks/client_bench.py (measures 1 and 2), not asserted here.
+"""
 
 import logging
 import multiprocessing
 import os
 import signal
 import threading
-import time
 
 import pytest
 import zmq
 
-from client_harness import median, no_leftovers, exposed_address  # noqa: F401
+from client_harness import exposed_address
 from qcgflow.runtime.api import ConnectionError, Jobs, LocalManager, Manager
 
-RUNS = 7
+RUNS = 3
 
 
-def test_local_manager_and_finish_are_fast(tmp_path, record_property):
-    durations = []
+def test_local_manager_starts_and_finishes_again_and_again(tmp_path):
     for run in range(RUNS):
-        started = time.perf_counter()
         manager = LocalManager(cfg={"wd": str(tmp_path / str(run))})
         manager.finish()
-        durations.append(time.perf_counter() - started)
         assert manager._process.returncode == 0
-    record_property("local_manager_finish_median_s", round(median(durations), 4))
-    print("LocalManager()+finish(): median %.3f s over %d runs (%s)"
-          % (median(durations), RUNS, ", ".join("%.3f" % d for d in durations)))
-    assert median(durations) < 1.0  # target 0.3 s; generous for loaded CI machines
 
 
-def test_submit_and_wait4_of_one_job_is_fast(tmp_path, record_property):
+def test_submit_and_wait4_of_one_job_after_another(tmp_path):
     manager = LocalManager(["--nodes", "2"], cfg={"wd": str(tmp_path)})
     try:
-        durations = []
         for index in range(40):
-            started = time.perf_counter()
             names = manager.submit(Jobs().add(name="t%d" % index, exec="/bin/true"))
             assert manager.wait4(names, timeout=10) == {names[0]: "SUCCEED"}
-            durations.append(time.perf_counter() - started)
     finally:
         manager.finish()
-    record_property("submit_wait4_median_ms", round(median(durations) * 1000, 3))
-    print("submit+wait4 of /bin/true: median %.2f ms over %d" % (median(durations) * 1000,
-                                                                   len(durations)))
-    assert median(durations) < 0.05  # target 5 ms
+    assert manager._process.returncode == 0
 
 
 def _snapshot():

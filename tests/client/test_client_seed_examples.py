@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 
-from client_harness import child_env, no_leftovers  # noqa: F401
+from support.processes import child_env
 
 EXAMPLE_API_APPLICATION = '''
 from qcgflow.runtime.api.manager import LocalManager

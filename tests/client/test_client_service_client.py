@@ -8,9 +8,10 @@ import time
 import pytest
 import zmq
 
-from client_harness import (deadline_wait, no_leftovers, exposed_address, service,  # noqa: F401
-                            start_service)
+from client_harness import exposed_address
 from qcgflow.runtime.client import client as c
+from support.eventually import eventually
+from support.services import NetService
 
 
 def submit_request(*jobs):
@@ -155,13 +156,15 @@ def test_subscribe_delivers_job_and_iteration_events(service):
         client.request(submit_request(job("a"), job("b", "/bin/echo", ["${it}"],
                                                      iteration={"start": 0, "stop": 2})))
         seen = {}
-        end = time.monotonic() + 10
-        while "NOJ" not in seen or len(seen) < 4:
-            assert time.monotonic() < end, seen
+
+        def all_seen():
             event = stream.next(1.0)
             if event is not None:
                 assert event.topic in ("JFI", "IFI", "NOJ")
                 seen[event.name if event.topic != "NOJ" else "NOJ"] = event
+            return "NOJ" in seen and len(seen) >= 4
+
+        eventually(all_seen, 10, 0, lambda: "a, b, b:0, b:1 and NOJ (seen: %s)" % sorted(seen))
         assert {"a", "b", "b:0", "b:1"} <= set(seen)
         assert seen["b:1"].iteration == 1 and seen["b:1"].job == "b"
         assert seen["b:1"].finished and seen["a"].state == "SUCCEED"
@@ -173,14 +176,17 @@ def test_topic_prefix_filters_and_drain(service):
     with c.ServiceClient(service.address) as client:
         stream = client.subscribe("JST", address=service.pub_address)
         client.request(submit_request(job("a")))
-        deadline_wait(lambda: client.request({"request": "status", "options": {
-            "allJobsFinished": True}})["AllJobsFinished"], 10, "job a")
+        eventually(lambda: client.request({"request": "status", "options": {
+            "allJobsFinished": True}})["AllJobsFinished"], 10, message="job a")
         events = []
-        end = time.monotonic() + 5
-        while not any(e.state == "SUCCEED" for e in events) and time.monotonic() < end:
+
+        def succeeded():
             event = stream.next(0.5)
             if event is not None:
                 events.append(event)
+            return any(e.state == "SUCCEED" for e in events)
+
+        eventually(succeeded, 5, 0, "a JST event of a's SUCCEED")
         events += stream.drain()
         assert {e.topic for e in events} == {"JST"}
         assert [e.state for e in events][-1] == "SUCCEED"
@@ -204,7 +210,7 @@ def test_wakeup_interrupts_a_waiting_next(service):
 
 
 def test_subscribe_without_a_publisher_is_refused(tmp_path):
-    proc = start_service(tmp_path, "--nodes", "1", "--disable-pub")
+    proc = NetService(tmp_path, "--disable-pub", nodes="1")
     try:
         assert proc.pub_address is None
         with c.ServiceClient(proc.address) as client:
@@ -263,7 +269,7 @@ def test_certificate_format_keys_are_read(tmp_path):
 
 def test_curve_service_needs_the_right_keys(tmp_path, monkeypatch):
     monkeypatch.delenv(c.KEYS_DIR_ENV, raising=False)
-    proc = start_service(tmp_path, "--nodes", "1", "--net-address", exposed_address())
+    proc = NetService(tmp_path, "--net-address", exposed_address(), nodes="1")
     try:
         keys_dir = proc.ready["keys_dir"]
         assert keys_dir and oct(os.stat(keys_dir).st_mode & 0o777) == "0o700"

@@ -11,7 +11,7 @@ import time
 import pytest
 import zmq
 
-from client_harness import no_leftovers, upstream_python  # noqa: F401
+from client_harness import upstream_python
 from qcgflow.runtime.api import Jobs, Manager, RequestFailedError
 
 PYTHON = upstream_python()

@@ -1,12 +1,10 @@
 """Fixtures of the compatibility tests against the real QCG-PilotJob 0.14.2."""
 
-import json
-import os
 import subprocess
-import sys
 
 import pytest
 
+from support.services import NetService
 from upstream_venv import UPSTREAM, upstream_python  # tests/upstream_venv.py
 
 
@@ -22,26 +20,7 @@ def upstream():
 
 @pytest.fixture
 def our_service(tmp_path):
-    """``qcgflow service --net`` on loopback; yields its ready line (dict)."""
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "qcgflow.cli", "service", "--net", "--nodes", "2",
-         "--wd", str(tmp_path / "wd"), "--ready-fd", str(write_fd)],
-        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as ready:
-        line = ready.readline()
-    assert line, proc.communicate(timeout=10)[1]
-    info = json.loads(line)
-    info["proc"] = proc
-    yield info
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
+    """``qcgflow service --net`` on loopback (support.services.NetService); yields its
+    ready line (dict) with the process as ``proc``."""
+    with NetService(tmp_path, service_id=None) as service:
+        yield dict(service.ready, proc=service.proc)

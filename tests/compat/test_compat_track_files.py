@@ -9,10 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from qcgflow.runtime.api.job import Jobs
 from qcgflow.runtime.api.local import LocalManager
+from support.eventually import eventually
 
 
 def lines(path):
@@ -57,10 +57,8 @@ def test_upstream_resumes_a_run_qcgflow_interrupted(upstream, tmp_path):
                             args=["-c", "echo ${it} >> it_${it}.out; sleep 3"])
                        .add(name="c", exec="/bin/sh", args=["-c", "echo C >> c.out"],
                             after=["it"]))
-        deadline = time.monotonic() + 30
-        while '"it:1"' not in (aux / "track.states").read_text():
-            assert time.monotonic() < deadline, "it:1 never finished"
-            time.sleep(0.05)
+        eventually(lambda: '"it:1"' in (aux / "track.states").read_text(), 30, 0.05,
+                   "it:1 in track.states")
     finally:
         manager.kill_manager_process()
         manager.cleanup()
@@ -100,11 +98,9 @@ def test_qcgflow_resumes_a_run_upstream_interrupted(upstream, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while '"it:0"' not in ((aux / "track.states").read_text()
-                               if (aux / "track.states").exists() else ""):
-            assert time.monotonic() < deadline, "upstream never finished it:0"
-            time.sleep(0.1)
+        eventually(lambda: (aux / "track.states").exists()
+                   and '"it:0"' in (aux / "track.states").read_text(), 60, 0.1,
+                   "upstream to finish it:0 (track.states)")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the service and its running iterations
         proc.wait()

@@ -7,13 +7,13 @@ own ``wait4`` with a timeout or polls with a deadline, never fixed sleeps.
 """
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
+from support.processes import child_env
+from support.services import NetService
 from test_compat_upstream_client import run_upstream
 from upstream_venv import EXECUTOR_API, executor_api_python  # tests/upstream_venv.py
 
@@ -97,46 +97,17 @@ def test_num_cores_min_without_max_fails_with_upstreams_message(upstream, our_se
     assert not (tmp_path / "wd" / "ran").exists()
 
 
-def _start(args, tmp_path, tag, env=None):
-    """A qcgflow service with ``--ready-fd``: (process, ready line as a dict)."""
-    read_fd, write_fd = os.pipe()
-    log = open(tmp_path / ("%s.stderr" % tag), "w")
-    proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "service", *args,
-                             "--ready-fd", str(write_fd)],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=log,
-                            start_new_session=True, env=env)
-    os.close(write_fd)
-    log.close()
-    with os.fdopen(read_fd) as ready:
-        line = ready.readline()
-    if not line:
-        proc.wait(timeout=10)
-        pytest.fail("%s did not start: %s" % (tag, (tmp_path / ("%s.stderr" % tag)).read_text()))
-    return proc, json.loads(line)
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
 def test_governor_flow_with_parent_given_the_governors_client_address(upstream, tmp_path):
     """Upstream's flow: ``--parent`` = the address the client uses; the client drives it all."""
-    env = dict(os.environ, QCGFLOW_GOVERNORS_DIR=str(tmp_path / "governors"))
-    procs = []
+    env = child_env({"QCGFLOW_GOVERNORS_DIR": str(tmp_path / "governors")})
+    services = []
     try:
-        governor, ready = _start(["--governor", "--net", "--id", "g", "--wd",
-                                  str(tmp_path / "g")], tmp_path, "governor", env)
-        procs.append(governor)
-        manager, _ = _start(["--parent", ready["address"], "--id", "m1", "--nodes", "n0:2,n1:1",
-                             "--wd", str(tmp_path / "m1")], tmp_path, "manager", env)
-        procs.append(manager)
+        services.append(NetService(tmp_path, "--governor", nodes=None, service_id="g",
+                                   wd=tmp_path / "g", env=env))
+        governor, ready = services[0].proc, services[0].ready
+        services.append(NetService(tmp_path, "--parent", ready["address"], nodes="n0:2,n1:1",
+                                   service_id="m1", wd=tmp_path / "m1", env=env))
+        manager = services[1].proc
         out = run_upstream(upstream, {"address": ready["address"]}, tmp_path, """
             deadline = time.time() + 20
             while m.resources()['total_cores'] != 3:
@@ -157,8 +128,8 @@ def test_governor_flow_with_parent_given_the_governors_client_address(upstream, 
         assert governor.wait(timeout=15) == 0
         assert manager.wait(timeout=15) == 0  # the governor's finish ends its manager too
     finally:
-        for proc in procs:
-            _stop(proc)
+        for service in services:
+            service.stop()
 
 
 EXECUTOR_SCRIPT = textwrap.dedent("""

@@ -9,15 +9,9 @@ import pytest
 from qcgflow.easyvvuq import Pool
 from qcgflow.easyvvuq.chain import run_resources
 from qcgflow.easyvvuq.pool import exit_code_of
+from support.eventually import eventually
 
 DEADLINE = 60.0
-
-
-def _wait_for(predicate, what):
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting for %s" % what
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -37,7 +31,7 @@ def test_result(pool):
 def test_running_only_while_executing(pool):
     first = pool.submit(time.sleep, 1.0)
     second = pool.submit(pow, 2, 2)  # one core: waits for the first
-    _wait_for(first.running, "the first task to run")
+    eventually(first.running, DEADLINE, 0.01, "the first task to run")
     assert (second.running(), second.done()) == (False, False)
 
 

@@ -1,9 +1,7 @@
 """Helpers of the fault tests (tests/faults): real signals, a real memory cgroup, a real
 full file system.
 
-* Re-exports ``NetService``, ``deadline``, ``one_line``, ``strays``, ``kill_strays`` of
-  tests/badinput/badinput_harness.py and, through it, puts tests/integration on
-  ``sys.path`` (``service_harness.run_service`` runs file-mode services).
+* Services come from support.services (``NetService``, ``run_service``).
 * ``memory_cgroup(limit_bytes)``: a context manager giving a fresh memory cgroup
   directory (cgroup v2, or the v1 memory controller), removed afterwards; the test is
   skipped, saying why, when no memory controller is writable here (needs root).
@@ -14,16 +12,13 @@ full file system.
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).resolve().parents[1] / "badinput"))
-
-from badinput_harness import (NetService, child_env, deadline, kill_strays,  # noqa: E402,F401
-                              one_line, strays)
+from support.eventually import eventually
+from support.processes import kill, processes_under
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -61,7 +56,7 @@ def memory_cgroup(limit_bytes: int):
         yield path
     finally:
         procs = path / "cgroup.procs"
-        deadline(lambda: not procs.read_text().split(), 10, "the cgroup to empty")
+        eventually(lambda: not procs.read_text().split(), 10, message="the cgroup to empty")
         path.rmdir()
 
 
@@ -77,7 +72,7 @@ def small_tmpfs(path: Path, size: str, inodes: int = None):
     try:
         yield path
     finally:
-        kill_strays(path)
+        kill(processes_under(path))
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 

@@ -17,8 +17,8 @@ import qcgflow
 from qcgflow.errors import RunError
 from qcgflow.runtime.client import ClientError, ServiceClient
 
-import faults_harness  # noqa: F401
-from faults_harness import NetService, kill_strays
+from support.processes import kill, processes_under
+from support.services import NetService
 
 
 @qcgflow.task
@@ -47,7 +47,7 @@ def test_remote_futures_fail_soon_after_the_service_is_killed(tmp_path):
         assert done.result(timeout=1) == 0, "a result already in must stay"
     finally:
         qcgflow.shutdown()
-        kill_strays(tmp_path)  # the killed service could not stop its tasks
+        kill(processes_under(tmp_path))  # the killed service could not stop its tasks
 
 
 def test_a_new_remote_after_the_crash_fails_at_once(tmp_path):
@@ -61,7 +61,7 @@ def test_a_new_remote_after_the_crash_fails_at_once(tmp_path):
         assert time.monotonic() - started < 10
     finally:
         qcgflow.shutdown()
-        kill_strays(tmp_path)
+        kill(processes_under(tmp_path))
 
 
 def test_event_wait_of_a_raw_client_ends_within_its_timeout(tmp_path):
@@ -76,6 +76,4 @@ def test_event_wait_of_a_raw_client_ends_within_its_timeout(tmp_path):
                 client.request({"request": "status"})
             assert time.monotonic() - started < 3
     finally:
-        if service.alive():
-            service.kill()
-        service.context.destroy(linger=0)
+        service.stop()

@@ -11,9 +11,9 @@
 
 import pytest
 
-import faults_harness  # noqa: F401  (sys.path: tests/badinput, tests/integration)
-from faults_harness import NetService, fill, small_tmpfs
-from service_harness import job, run_service, submit
+from faults_harness import fill, small_tmpfs
+from support.jobs import job, submit
+from support.services import NetService, run_service
 
 
 def one_line_each(text: str, needle: str) -> bool:

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-import faults_harness  # noqa: F401  (sys.path: tests/badinput, tests/integration)
 from faults_harness import memory_cgroup
-from service_harness import job, run_service, submit
+from support.jobs import job, submit
+from support.services import run_service
 
 PY = sys.executable
 SEGFAULT = "import ctypes; ctypes.string_at(0)"  # a real invalid read, not kill(2)

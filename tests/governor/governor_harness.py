@@ -1,23 +1,20 @@
 """Start a real governor and real managers (``qcgflow service`` processes on loopback).
 
-* ``Cluster(tmp_path)``: ``start_governor(*opts)`` (waits for its --ready-fd line),
-  ``start_manager(id, *opts)``, ``wait_managers(n)``, ``client`` (a ServiceClient on the
-  governor), ``wait_final(names)``, ``stop()`` (finish, then kill anything left).
+* ``Cluster(tmp_path)``: ``start_governor(*opts)`` (a support.services.NetService with
+  ``--governor``: returns its ready line), ``start_manager(id, *opts)``,
+  ``wait_managers(n)``, ``client`` (a ServiceClient on the governor), ``wait_final(names)``,
+  ``wait_state(name, state)``, ``stop()`` (finish, then kill anything left).
 """
 
-import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from qcgflow.runtime.client import ServiceClient
-
-SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
-FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
+from support.eventually import eventually
+from support.processes import child_env
+from support.services import FINAL, SERVICE_CMD as SERVICE, NetService
 
 
 class Cluster:
@@ -26,32 +23,22 @@ class Cluster:
     def __init__(self, wd: Path):
         self.wd = Path(wd)
         self.governor: Optional[subprocess.Popen] = None
+        self.service: Optional[NetService] = None
         self.managers: Dict[str, subprocess.Popen] = {}
         self.ready: dict = {}
         self.client: Optional[ServiceClient] = None
         # the per-user governor entries (governor/directory.py) of this test alone
-        self.env = dict(os.environ, QCGFLOW_GOVERNORS_DIR=str(self.wd / "governors"))
+        self.env = child_env({"QCGFLOW_GOVERNORS_DIR": str(self.wd / "governors")})
 
     def start_governor(self, *options: str, timeout: float = 30) -> dict:
-        read_fd, write_fd = os.pipe()
-        self.governor = subprocess.Popen(
-            SERVICE + ["--governor", "--wd", str(self.wd), "--ready-fd", str(write_fd),
-                       *options], pass_fds=[write_fd], stderr=subprocess.PIPE,
-            stdout=subprocess.DEVNULL, text=True, env=self.env)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as handle:
-            line = handle.readline()
-        assert line, "the governor did not start: %s" % self._governor_stderr()
-        self.ready = json.loads(line)
+        self.service = NetService(self.wd, "--governor", *options, nodes=None,
+                                  service_id=None, wd=self.wd, env=self.env,
+                                  ready_timeout=timeout)
+        self.governor = self.service.proc
+        self.ready = self.service.ready
         self.client = ServiceClient(self.ready["address"], timeout=timeout,
                                     keys_dir=self.ready.get("keys_dir"))
         return self.ready
-
-    def _governor_stderr(self) -> str:
-        try:
-            return self.governor.communicate(timeout=10)[1]
-        except subprocess.TimeoutExpired:
-            return "(no exit)"
 
     def start_manager(self, manager_id: str, *options: str,
                       upstream_flow: bool = False) -> subprocess.Popen:
@@ -73,35 +60,29 @@ class Cluster:
     def status(self) -> dict:
         return self.request({"request": "status", "options": {}})["data"]
 
+    def up(self) -> List[dict]:
+        return [m for m in self.status()["Managers"] if m["State"] == "UP"]
+
     def wait_managers(self, count: int, timeout: float = 30) -> List[dict]:
-        deadline = time.monotonic() + timeout
-        while True:
-            up = [m for m in self.status()["Managers"] if m["State"] == "UP"]
-            if len(up) >= count:
-                return up
-            assert time.monotonic() < deadline, "only %d of %d managers registered" % (
-                len(up), count)
-            time.sleep(0.05)
+        return eventually(lambda: (lambda up: up if len(up) >= count else None)(self.up()),
+                          timeout, 0.05, lambda: "%d managers UP (UP: %d)"
+                          % (count, len(self.up())))
 
     def list_jobs(self) -> dict:
         return self.request({"request": "listJobs"})["data"]["jobs"]
 
     def wait_final(self, names, timeout: float = 60) -> dict:
         """Wait until every job in ``names`` is final; returns name -> listJobs entry."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def final():
             jobs = self.list_jobs()
-            if all(jobs.get(n, {}).get("status") in FINAL for n in names):
-                return jobs
-            assert time.monotonic() < deadline, "jobs not final in %.0f s: %s" % (
-                timeout, {n: jobs.get(n) for n in names})
-            time.sleep(0.05)
+            return jobs if all(jobs.get(n, {}).get("status") in FINAL for n in names) else None
+
+        return eventually(final, timeout, 0.05, lambda: "jobs final: %s" % {
+            n: self.list_jobs().get(n) for n in names})
 
     def wait_state(self, name: str, state: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.list_jobs().get(name, {}).get("status") != state:
-            assert time.monotonic() < deadline, "%s never reached %s" % (name, state)
-            time.sleep(0.05)
+        eventually(lambda: self.list_jobs().get(name, {}).get("status") == state, timeout,
+                   0.05, "%s to reach %s" % (name, state))
 
     def stop(self) -> None:
         """Finish the governor (it finishes its managers), then reap everything."""
@@ -123,6 +104,8 @@ class Cluster:
                     stream.close()
         if self.client is not None:
             self.client.close()
+        if self.service is not None:
+            self.service.close()
 
 
 def job(name: str, command: str, after=(), **extra) -> dict:

@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
 
 from governor_harness import Cluster, job
 from qcgflow.runtime.api import Jobs, Manager as ApiManager
+from support.eventually import eventually
 
 
 @pytest.fixture
@@ -128,14 +128,14 @@ def test_killed_manager_fails_its_jobs_and_the_rest_go_on(cluster):
         job("long", "sleep 60", iteration={"start": 0, "stop": 4}),
     ]})
     cluster.wait_state("long", "EXECUTING")
-    info = cluster.request({"request": "jobInfo", "jobNames": ["long"], "params":
-                            {"withChilds": True}})["data"]["jobs"]["long"]["data"]
-    deadline = time.monotonic() + 20
-    while any(c["state"] != "EXECUTING" for c in info["childs"]):
-        assert time.monotonic() < deadline, info
-        time.sleep(0.05)
-        info = cluster.request({"request": "jobInfo", "jobNames": ["long"], "params":
+
+    def long_info():
+        return cluster.request({"request": "jobInfo", "jobNames": ["long"], "params":
                                 {"withChilds": True}})["data"]["jobs"]["long"]["data"]
+
+    info = eventually(lambda: (lambda info: info if all(
+        c["state"] == "EXECUTING" for c in info["childs"]) else None)(long_info()), 20, 0.05,
+        lambda: "every iteration of long EXECUTING: %s" % long_info())
     on_m2 = [c["iteration"] for c in info["childs"] if c["runtime"]["manager"] == "m2"]
     assert len(on_m2) == 2
     cluster.managers["m2"].send_signal(signal.SIGKILL)
@@ -143,14 +143,13 @@ def test_killed_manager_fails_its_jobs_and_the_rest_go_on(cluster):
     cluster.request({"request": "submit", "jobs": [job("later", "true")]})
     for it in on_m2:
         name = "long:%d" % it
-        deadline = time.monotonic() + 20
-        while True:
+
+        def status(name=name):
             reply = cluster.request({"request": "jobStatus", "jobNames": [name]})
-            data = reply["data"]["jobs"][name]["data"]
-            if data["status"] == "FAILED":
-                break
-            assert time.monotonic() < deadline, data
-            time.sleep(0.05)
+            return reply["data"]["jobs"][name]["data"]
+
+        data = eventually(lambda: (lambda data: data if data["status"] == "FAILED" else None)(
+            status()), 20, 0.05, lambda: "%s FAILED: %s" % (name, status()))
         assert "manager m2 lost" in data.get("messages", ""), data
     # the survivor's cores are still busy with long:0/1, so `later` waits; cancel them
     assert cluster.list_jobs()["later"]["status"] == "QUEUED"
@@ -258,10 +257,9 @@ def test_off_loopback_managers_register_over_curve(cluster, tmp_path):
     cluster.ready = dict(cluster.ready, governor_secrets=str(token_only))
     intruder = cluster.start_manager("m2", "--nodes", "1")
     log = tmp_path / ".qcgpjm-service-gov" / "service.log"
-    deadline = time.monotonic() + 20
-    while "refused an unauthenticated connection on the governor socket" not in log.read_text():
-        assert time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.05)
+    eventually(lambda: "refused an unauthenticated connection on the governor socket"
+               in log.read_text(), 20, 0.05,
+               lambda: "the refusal in the governor's log: %s" % log.read_text()[-2000:])
     intruder.kill()
     assert [m["Id"] for m in cluster.status()["Managers"]] == ["m1"]
 

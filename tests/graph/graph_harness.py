@@ -1,43 +1,59 @@
 """Helpers of the graph-API tests (qcgflow.task / shell / mpi / compile / run).
 
 * ``assert_golden(name, jobs)``: compare compiled job descriptions with
-  ``tests/graph/golden/<name>.json`` (``QCGFLOW_UPDATE_GOLDEN=1`` rewrites the file; review
-  the diff). Golden graphs compile with ``python=PYTHON`` so they do not depend on the host.
-* ``no_leftovers`` fixture (autouse where imported): fails a test that leaves a process
-  whose command line or working directory is under its tmp_path (and kills it).
+  ``tests/graph/golden/<name>.json`` (support.golden; ``QCGFLOW_UPDATE_GOLDEN=1`` rewrites
+  the file: review the diff). Golden graphs compile with ``python=PYTHON`` so they do not
+  depend on the host.
 * ``run_wd(tmp_path)``: the working directory of a test's run.
+* Tasks several test modules share: ``inc``, ``add``, ``fails`` (raises ``Custom``, an
+  exception class of a user module: it travels back and is caught as itself), and
+  ``wait_for``: returns ``value`` once the file ``path`` exists (the test releases it; it
+  fails after ``GATE_DEADLINE`` s).
+
+Every test of the directory must leave no process under its tmp_path (conftest.py).
 """
 
-import json
 import os
 from pathlib import Path
 
-import pytest
-
-from process_harness import left_after, processes_under
+import qcgflow
+from support import golden
+from support.eventually import eventually
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 PYTHON = "python3"
-UPDATE = os.environ.get("QCGFLOW_UPDATE_GOLDEN") == "1"
+GATE_DEADLINE = 60
 
 
 def assert_golden(name: str, jobs) -> None:
-    path = GOLDEN / ("%s.json" % name)
-    if UPDATE or not path.exists():
-        path.write_text(json.dumps(jobs, indent=2, sort_keys=True) + "\n")
-    assert jobs == json.loads(path.read_text())
+    golden.assert_golden(GOLDEN, name, jobs)
 
 
 def run_wd(tmp_path: Path) -> str:
     return str(tmp_path / "run")
 
 
-leftovers = processes_under
+class Custom(Exception):
+    """An exception class of the caller's module: travels back and is caught as itself."""
 
 
-@pytest.fixture(autouse=True)
-def no_leftovers(tmp_path):
-    """Fail a test that leaves a process started under its tmp_path (and kill it)."""
-    yield
-    left = left_after(tmp_path)
-    assert left == [], "processes left behind: %s" % [p.pid for p in left]
+@qcgflow.task
+def inc(x):
+    return x + 1
+
+
+@qcgflow.task
+def add(*values):
+    return sum(values)
+
+
+@qcgflow.task
+def fails(x):
+    raise Custom("bad input %r" % (x,))
+
+
+@qcgflow.task
+def wait_for(path, value):
+    """Return ``value`` once ``path`` exists (a task the test releases)."""
+    eventually(lambda: os.path.exists(path), GATE_DEADLINE, 0.01, "the gate file %s" % path)
+    return value

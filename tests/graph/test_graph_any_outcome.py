@@ -9,7 +9,7 @@ import pytest
 import qcgflow
 from qcgflow.errors import DependencyFailed, GraphError, TaskFailed
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import run_wd
 
 DEADLINE = 60
 

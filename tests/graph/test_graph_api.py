@@ -7,8 +7,6 @@ import pytest
 
 import qcgflow
 
-from graph_harness import no_leftovers  # noqa: F401
-
 
 @pytest.mark.parametrize("name", qcgflow.__all__)
 def test_every_exported_name_resolves(name):

@@ -9,8 +9,6 @@ from qcgflow.errors import (CycleError, DependencyFailed, GraphError, NameClashE
                             TaskFailed)
 from qcgflow.graph.graph import Graph, TaskRef, find_refs
 
-from graph_harness import no_leftovers  # noqa: F401
-
 
 @qcgflow.task
 def f(x):

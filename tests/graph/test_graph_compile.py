@@ -12,7 +12,7 @@ from qcgflow.build.compile import compile_graph
 from qcgflow.graph.graph import Graph
 from qcgflow.runtime.protocol import parse_job
 
-from graph_harness import PYTHON, assert_golden, no_leftovers  # noqa: F401
+from graph_harness import PYTHON, assert_golden
 
 
 @qcgflow.task

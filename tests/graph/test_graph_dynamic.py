@@ -9,46 +9,15 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 import qcgflow
 from qcgflow.errors import DependencyFailed, RunError, TaskFailed
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import Custom, add, fails, inc, run_wd, wait_for
 
 DEADLINE = 60
-
-
-class Custom(Exception):
-    """Travels back from the task and is caught as itself."""
-
-
-@qcgflow.task
-def inc(x):
-    return x + 1
-
-
-@qcgflow.task
-def add(*values):
-    return sum(values)
-
-
-@qcgflow.task
-def fails(x):
-    raise Custom("bad input %r" % (x,))
-
-
-@qcgflow.task
-def wait_for(path, value):
-    """Return ``value`` once ``path`` exists (a task the test releases)."""
-    deadline = time.monotonic() + DEADLINE
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.01)
-    return value
 
 
 @qcgflow.task

@@ -6,8 +6,6 @@ import qcgflow
 from qcgflow.errors import TaskOptionError
 from qcgflow.graph.options import OPTIONS, job_fields, validate
 
-from graph_harness import no_leftovers  # noqa: F401
-
 
 @pytest.mark.parametrize("given, expected", [
     ({"cores": 2}, {"cores": {"exact": 2}}),

@@ -11,7 +11,8 @@ import pytest
 
 import qcgflow
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import run_wd, wait_for
+from support.eventually import eventually
 
 DEADLINE = 60
 
@@ -82,27 +83,9 @@ def test_a_blocked_request_for_an_unknown_step_is_a_no_op(session):
 # ---------------------------------------------------------------- cancel
 
 @qcgflow.task
-def wait_for(path, value):
-    """Return ``value`` once ``path`` exists (with its own deadline)."""
-    deadline = time.monotonic() + DEADLINE
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.01)
-    return value
-
-
-@qcgflow.task
 def started_then_wait(mark, path):
     open(mark, "w").close()
     return wait_for(path, "finished")
-
-
-def _until(predicate):
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.02)
 
 
 def test_cancel_a_queued_task_and_its_dependant(session, tmp_path):
@@ -131,8 +114,8 @@ def test_cancel_a_task_queued_in_the_service(session, tmp_path):
     busy = [wait_for.remote(gate, i) for i in range(2)]
     queued = leaf.remote(1)
     name = queued.future.session.tasks[queued.node].name
-    _until(lambda: session.session.client.request({"request": "listJobs"})["jobs"]
-           .get(name, {}).get("status") == "QUEUED")
+    eventually(lambda: session.session.client.request({"request": "listJobs"})["jobs"]
+               .get(name, {}).get("status") == "QUEUED", DEADLINE, message="%s QUEUED" % name)
     assert qcgflow.cancel(queued)
     with pytest.raises(qcgflow.TaskCancelled):
         qcgflow.get(queued, timeout=DEADLINE)
@@ -146,7 +129,7 @@ def test_cancel_a_task_queued_in_the_service(session, tmp_path):
 def test_cancel_a_running_task(session, tmp_path, force):
     mark, never = str(tmp_path / "mark"), str(tmp_path / "never")
     running = started_then_wait.remote(mark, never)
-    _until(lambda: os.path.exists(mark))
+    eventually(lambda: os.path.exists(mark), DEADLINE, message="the task's mark file")
     started = time.monotonic()
     assert qcgflow.cancel(running, force=force)
     with pytest.raises(qcgflow.TaskCancelled):
@@ -160,7 +143,7 @@ def test_future_cancel_is_true_for_a_task_not_started(session, tmp_path):
     gate, mark = str(tmp_path / "gate"), str(tmp_path / "mark")
     busy = [started_then_wait.remote(mark, gate), wait_for.remote(gate, 1)]
     queued = leaf.remote(3)
-    _until(lambda: os.path.exists(mark))
+    eventually(lambda: os.path.exists(mark), DEADLINE, message="the task's mark file")
     assert queued.future.cancel()
     assert queued.future.cancelled()
     assert not busy[0].future.cancel()  # running: future.cancel() leaves it alone

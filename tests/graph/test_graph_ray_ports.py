@@ -23,7 +23,7 @@ import pytest
 
 import qcgflow
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import run_wd
 
 DEADLINE = 60
 PORTS = 20

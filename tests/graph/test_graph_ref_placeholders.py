@@ -20,7 +20,7 @@ from qcgflow.build import payload
 from qcgflow.errors import GraphError, TaskFailed
 from qcgflow.build.payload import CommandResult
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import run_wd
 from upstream_venv import UPSTREAM, upstream_python  # tests/upstream_venv.py
 
 DEADLINE = 60

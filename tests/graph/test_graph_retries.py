@@ -5,14 +5,14 @@ enough attempts were made: deterministic, no clock.
 """
 
 import os
-import time
 
 import pytest
 
 import qcgflow
 from qcgflow.errors import DependencyFailed, TaskFailed
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import run_wd
+from support.eventually import eventually
 
 DEADLINE = 60
 
@@ -52,9 +52,8 @@ def inc(x):
 
 @qcgflow.task(wt="1s")
 def blocked(path):
-    deadline = time.monotonic() + DEADLINE
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    """Waits for ``path``: its 1 s wall time ends it first."""
+    eventually(lambda: os.path.exists(path), DEADLINE, 0.01, "%s (the wall time ends it)" % path)
     return 1
 
 

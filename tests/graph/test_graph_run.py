@@ -8,32 +8,13 @@ import pytest
 import qcgflow
 from qcgflow.errors import DependencyFailed, RunError, TaskFailed
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import Custom, add, fails, inc, run_wd
 
 DEADLINE = 60
 
 
-class Custom(Exception):
-    """An exception class of the caller's module: travels back and is caught as itself."""
-
-
 def helper(x):
     return x * 10
-
-
-@qcgflow.task
-def inc(x):
-    return x + 1
-
-
-@qcgflow.task
-def add(*values):
-    return sum(values)
-
-
-@qcgflow.task
-def fails(x):
-    raise Custom("bad input %r" % (x,))
 
 
 @qcgflow.task

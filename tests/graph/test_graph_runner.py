@@ -7,8 +7,6 @@ import pytest
 
 from qcgflow.build import payload
 
-from graph_harness import no_leftovers  # noqa: F401
-
 
 def runner(tmp_path, fn, args=(), kwargs=None, mapped=None, it=None, inputs=None):
     base = tmp_path / payload.RUN_DIR

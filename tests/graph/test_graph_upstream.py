@@ -9,7 +9,6 @@ import pytest
 
 import qcgflow
 
-from graph_harness import no_leftovers  # noqa: F401
 from upstream_venv import UPSTREAM, upstream_python  # tests/upstream_venv.py
 
 DEADLINE = 120

@@ -6,28 +6,25 @@
   ``python main.py`` as a child process with a deadline and returns the result and the
   ``reused N of M`` line; ``calls()`` reads the side-effect file the tasks append to (one
   line per execution), so a test sees what really ran.
-* ``no_strays`` fixture (autouse where imported): fails a test that leaves a process whose
-  command line or working directory is under its tmp_path (and kills it).
+* ``child_env(extra)``: support.processes.child_env without the caller's QCGFLOW_RESUME
+  and QCGFLOW_CACHE_DIR (a test chooses those itself).
+
+Every test of the directory must leave no process under its tmp_path (conftest.py).
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import pytest
+from support import processes
 
-from process_harness import left_after, processes_under
-
-ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90
 
 
 def child_env(extra=None):
-    env = dict(os.environ, **(extra or {}))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env = processes.child_env(extra)
     env.pop("QCGFLOW_RESUME", None)
     env.pop("QCGFLOW_CACHE_DIR", None)
     return env
@@ -71,14 +68,3 @@ logging.basicConfig(level=logging.INFO, format="%(message)s")
 import qcgflow
 import flow
 """
-
-
-leftovers = processes_under
-
-
-@pytest.fixture(autouse=True)
-def no_strays(tmp_path):
-    """Fail a test that leaves a process started under its tmp_path (and kill it)."""
-    yield
-    left = left_after(tmp_path)
-    assert not left, "processes left behind: %s" % [p.cmdline() for p in left]

@@ -6,7 +6,9 @@ import subprocess
 import sys
 import textwrap
 
-from graphresume_harness import DEADLINE, child_env, no_strays  # noqa: F401
+from graphresume_harness import DEADLINE, child_env
+from support.eventually import eventually
+from support.processes import kill, tree
 
 WORKFLOW = """
 name: resumed
@@ -168,9 +170,6 @@ tasks:
 
 def test_killed_run_is_recorded_at_the_next_run(tmp_path):
     import glob
-    import time
-
-    import psutil
 
     from qcgflow.cli.workflow import read_report
     (tmp_path / "wf.yaml").write_text(textwrap.dedent(SLOW).lstrip())
@@ -178,22 +177,16 @@ def test_killed_run_is_recorded_at_the_next_run(tmp_path):
     popen = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run", "wf.yaml", "--wd",
                               str(wd), "--quiet"], cwd=str(tmp_path), env=child_env(),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def first_done():
+        reports = glob.glob(str(wd / ".qcgpjm-service-*" / "jobs.report"))
+        return reports and {"first": "SUCCEED"}.items() <= {
+            e.get("name"): e.get("state") for e in read_report(reports[0])}.items()
+
     try:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:  # until the service reported 'first' done
-            reports = glob.glob(str(wd / ".qcgpjm-service-*" / "jobs.report"))
-            if reports and {"first": "SUCCEED"}.items() <= {
-                    e.get("name"): e.get("state") for e in read_report(reports[0])}.items():
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("'first' did not finish in time")
+        eventually(first_done, DEADLINE, 0.1, "the service to report 'first' SUCCEED")
     finally:
-        children = psutil.Process(popen.pid).children(recursive=True)  # service, tasks
-        for proc in [popen] + children:
-            proc.kill()
+        kill(tree(popen.pid))  # the run, its service and its tasks
         popen.wait(10)
-        psutil.wait_procs(children, timeout=10)
     (tmp_path / "wf.yaml").write_text(textwrap.dedent(SLOW.replace("; sleep 60", "")).lstrip())
     (wd / "calls.txt").unlink()
     done, calls = run(tmp_path, "--resume")

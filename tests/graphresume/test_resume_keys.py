@@ -12,7 +12,7 @@ import qcgflow
 from qcgflow.graph.graph import Graph
 from qcgflow.graph.keys import graph_keys
 
-from graphresume_harness import child_env, no_strays  # noqa: F401
+from graphresume_harness import child_env
 
 
 @qcgflow.task

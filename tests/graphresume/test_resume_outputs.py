@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from graphresume_harness import Project, no_strays  # noqa: F401
+from graphresume_harness import Project
 
 FLOW = """
 import qcgflow

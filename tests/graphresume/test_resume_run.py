@@ -4,7 +4,7 @@ from a side-effect file the tasks append to."""
 
 import pytest
 
-from graphresume_harness import MAIN_HEADER, Project, no_strays  # noqa: F401
+from graphresume_harness import MAIN_HEADER, Project
 
 FLOW = """
 import qcgflow

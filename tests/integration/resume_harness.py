@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import List, Sequence, Set
 
-from service_harness import SERVICE_CMD, DEFAULT_ID, ServiceProcess
+from support.results import words
+from support.services import DEFAULT_ID, SERVICE_CMD, ServiceProcess
 
 
 def counting(sleep: float = 0.1, extra: str = "") -> dict:
@@ -35,12 +36,8 @@ def counted_job(name: str, *, sleep: float = 0.1, iteration=None, after: Sequenc
     return desc
 
 
-def lines(path: Path) -> List[str]:
-    return path.read_text().split() if path.exists() else []
-
-
 def counts(wd: Path, name: str = "starts") -> Counter:
-    return Counter(lines(wd / name))
+    return Counter(words(wd / name))
 
 
 def journal_path(wd: Path, service_id: str = DEFAULT_ID) -> Path:

@@ -7,22 +7,20 @@ with the client library. Waiting is bounded by deadlines on socket polls, never 
 
 import dataclasses
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 import zmq
 
 from qcgflow.runtime import publisher as publisher_module
-from qcgflow.runtime.client import ClientError, ServiceClient
+from qcgflow.runtime.client import ServiceClient
 from qcgflow.runtime.eventloop import EventLoop
 from qcgflow.runtime.jobs import FINAL_STATES, JobState
 from qcgflow.runtime.protocol import parse_job
 from qcgflow.runtime.publisher import StatusPublisher, could_match
 from qcgflow.runtime.registry import Job
+from support.services import NetService
 
 SUBMIT_VARS = {"rcnt": "1", "uniq": "u", "sname": "local", "date": "d", "time": "t",
                "dateTime": "dt"}
@@ -323,45 +321,6 @@ def test_a_plain_pub_socket_publishes_everything(context):
 
 
 # ----------------------------------------------------------------- a real service
-
-class NetService:
-    """``qcgflow service --net`` in a subprocess, finished (and reaped) on exit."""
-
-    def __init__(self, tmp_path):
-        read_fd, write_fd = os.pipe()
-        self.wd = tmp_path / "wd"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qcgflow.cli", "service", "--net", "--nodes", "2",
-             "--wd", str(self.wd), "--id", "pubsub", "--ready-fd", str(write_fd)],
-            pass_fds=(write_fd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as ready:
-            line = ready.readline()
-        if not line:
-            self.proc.kill()
-            pytest.fail("the service did not start: %s" % self.proc.communicate(timeout=10)[1])
-        self.ready = json.loads(line)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        if self.proc.poll() is None:
-            with ServiceClient(self.ready["address"]) as client:
-                try:
-                    client.request({"request": "finish"}, timeout=10)
-                except ClientError:  # the service exited meanwhile: reaped below
-                    self.proc.kill()
-        try:
-            self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-
-    def log(self) -> str:
-        return (self.wd / ".qcgpjm-service-pubsub" / "service.log").read_text()
-
 
 def test_a_service_sends_jfi_to_a_jfi_subscriber_and_encodes_no_ist(tmp_path):
     with NetService(tmp_path) as service, ServiceClient(service.ready["address"]) as client:

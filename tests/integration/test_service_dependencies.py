@@ -1,6 +1,7 @@
 """Dependencies between jobs (COMPAT.md "Dependencies")."""
 
-from service_harness import history_time, job, run_service, submit
+from support.jobs import history_time, job, submit
+from support.services import run_service
 
 LIST = {"request": "listJobs"}
 

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from service_harness import job, run_service, submit
+from support.jobs import job, submit
+from support.services import run_service
 
 NO_SLURM = {"SLURM_JOB_ID": "", "SLURM_JOBID": ""}
 RESOURCES_INFO = {"request": "resourcesInfo"}

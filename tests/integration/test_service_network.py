@@ -7,87 +7,19 @@ sockets (the client library has its own tests), so what is checked here is the w
 import json
 import os
 import stat
-import subprocess
-import sys
 import time
 
 import pytest
 import zmq
 
-SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
-
-
-class NetService:
-    """A running ``qcgflow service --net`` and its ready line."""
-
-    def __init__(self, tmp_path, *opts, env=None):
-        read_fd, write_fd = os.pipe()
-        self.wd = tmp_path / "wd"
-        self.proc = subprocess.Popen(
-            SERVICE + ["--net", "--nodes", "2", "--wd", str(self.wd), "--id", "net",
-                       "--ready-fd", str(write_fd)] + list(opts),
-            pass_fds=(write_fd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, env=env)
-        os.close(write_fd)
-        with os.fdopen(read_fd) as ready:
-            line = ready.readline()
-        assert line, "the service did not announce itself: %s" % self.proc.communicate(timeout=10)[1]
-        self.ready = json.loads(line)
-        self.context = zmq.Context()
-
-    def socket(self, address=None, keys=None, timeout_ms=5000):
-        sock = self.context.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
-        sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
-        if keys is not None:
-            sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = keys
-        sock.connect(address or self.ready["address"])
-        return sock
-
-    def request(self, data, sock=None):
-        sock = sock or self.socket()
-        sock.send_string(json.dumps(data))
-        return json.loads(sock.recv())
-
-    def finish(self, timeout=10.0):
-        if self.proc.poll() is None:
-            try:
-                self.request({"request": "finish"})
-            except zmq.ZMQError:
-                pass
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait()
-            raise
-        finally:
-            self.context.destroy(linger=0)
-            self.proc.stdout.close()
-            self.proc.stderr.close()
-        return self.proc.returncode
-
-    def log(self):
-        return (self.wd / (".qcgpjm-service-net") / "service.log").read_text()
+from support.eventually import eventually
+from support.services import NetService
 
 
 @pytest.fixture
 def service(tmp_path):
-    svc = NetService(tmp_path)
-    yield svc
-    if svc.proc.poll() is None:
-        svc.finish()
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not met within %.1f s" % timeout)
+    with NetService(tmp_path) as svc:
+        yield svc
 
 
 def test_ready_line_names_owner_only_ipc_addresses(service):
@@ -110,17 +42,13 @@ def test_tcp_on_loopback_requires_curve(tmp_path):
         with pytest.raises(zmq.Again):
             plain.recv()
         authenticated = svc.socket(keys=client_keys(svc.ready))
-        assert svc.request({"request": "resourcesInfo"}, authenticated)["code"] == 0
+        assert svc.request({"request": "resourcesInfo"}, sock=authenticated)["code"] == 0
     finally:
-        os.killpg(svc.proc.pid, 15)
-        svc.proc.wait(timeout=10)
-        svc.proc.stdout.close()
-        svc.proc.stderr.close()
-        svc.context.destroy(linger=0)
+        svc.stop()
 
 
 def test_address_file_holds_the_request_address(service):
-    path = service.wd / ".qcgpjm-service-net" / "address"
+    path = service.aux_dir / "address"
     assert path.read_text().strip() == service.ready["address"]
 
 
@@ -129,9 +57,7 @@ def test_submit_and_status_over_the_socket(service):
         {"name": "a", "execution": {"exec": "/bin/true"}}]})
     assert reply == {"code": 0, "message": "1 jobs submitted",
                      "data": {"submitted": 1, "jobs": ["a"]}}
-    state = wait_for(lambda: service.request({"request": "jobStatus", "jobNames": ["a"]})
-                     ["data"]["jobs"]["a"]["data"]["status"] == "SUCCEED")
-    assert state
+    service.wait_state("a", ["SUCCEED"])
 
 
 def test_errors_come_back_as_replies(service):
@@ -182,7 +108,7 @@ def test_tasks_get_the_service_address(service, tmp_path):
     out = tmp_path / "addr.txt"
     service.request({"request": "submit", "jobs": [{"name": "e", "execution": {
         "script": "echo $QCG_PM_ZMQ_ADDRESS > %s" % out}}]})
-    wait_for(lambda: out.exists() and out.read_text().strip())
+    eventually(lambda: out.exists() and out.read_text().strip(), message="the task's output")
     assert out.read_text().strip() == service.ready["address"]
 
 
@@ -193,8 +119,7 @@ def test_finish_stops_the_service_with_status_zero(service):
 def test_finish_kills_running_tasks_promptly(service):
     service.request({"request": "submit", "jobs": [
         {"name": "s", "execution": {"exec": "/bin/sleep", "args": ["60"]}}]})
-    wait_for(lambda: service.request({"request": "jobStatus", "jobNames": ["s"]})
-             ["data"]["jobs"]["s"]["data"]["status"] == "EXECUTING")
+    service.wait_state("s", ["EXECUTING"])
     started = time.monotonic()
     assert service.finish() == 0
     assert time.monotonic() - started < 5
@@ -204,20 +129,19 @@ def test_cancel_of_a_running_job_over_the_socket(service):
     service.request({"request": "submit", "jobs": [
         {"name": "s", "execution": {"exec": "/bin/sleep", "args": ["60"]}},
         {"name": "d", "execution": {"exec": "/bin/true"}, "dependencies": {"after": ["s"]}}]})
-    wait_for(lambda: service.request({"request": "jobStatus", "jobNames": ["s"]})
-             ["data"]["jobs"]["s"]["data"]["status"] == "EXECUTING")
+    service.wait_state("s", ["EXECUTING"])
     assert service.request({"request": "cancelJob", "jobNames": ["s"]})["code"] == 0
-    states = wait_for(lambda: (lambda jobs: jobs if jobs["s"]["data"]["status"] == "CANCELED"
-                               and jobs["d"]["data"]["status"] == "OMITTED" else None)(
-        service.request({"request": "jobStatus", "jobNames": ["s", "d"]})["data"]["jobs"]))
+    states = eventually(lambda: (lambda jobs: jobs if jobs["s"]["data"]["status"] == "CANCELED"
+                                 and jobs["d"]["data"]["status"] == "OMITTED" else None)(
+        service.request({"request": "jobStatus", "jobNames": ["s", "d"]})["data"]["jobs"]),
+        message="s CANCELED and d OMITTED")
     assert states["d"]["data"]["messages"] == "dependency 's' CANCELED"
 
 
 def test_removing_an_executing_job_is_refused(service):
     service.request({"request": "submit", "jobs": [
         {"name": "s", "execution": {"exec": "/bin/sleep", "args": ["60"]}}]})
-    wait_for(lambda: service.request({"request": "jobStatus", "jobNames": ["s"]})
-             ["data"]["jobs"]["s"]["data"]["status"] == "EXECUTING")
+    service.wait_state("s", ["EXECUTING"])
     reply = service.request({"request": "removeJob", "jobNames": ["s"]})
     assert reply["code"] == -1 and "EXECUTING" in reply["message"]
 
@@ -228,14 +152,8 @@ def test_removing_an_executing_job_is_refused(service):
 def exposed(tmp_path):
     """A service bound to all interfaces (so authentication is required); the tests still
     only connect through 127.0.0.1."""
-    svc = NetService(tmp_path, "--net-address", "0.0.0.0")
-    yield svc
-    if svc.proc.poll() is None:
-        os.killpg(svc.proc.pid, 15)
-        svc.proc.wait(timeout=10)
-        svc.proc.stdout.close()
-        svc.proc.stderr.close()
-        svc.context.destroy(linger=0)
+    with NetService(tmp_path, "--net-address", "0.0.0.0") as svc:
+        yield svc
 
 
 def local(address):
@@ -261,7 +179,7 @@ def test_exposed_service_writes_owner_only_keys(exposed):
 
 def test_authenticated_client_is_served(exposed):
     sock = exposed.socket(local(exposed.ready["address"]), keys=client_keys(exposed.ready))
-    reply = exposed.request({"request": "resourcesInfo"}, sock)
+    reply = exposed.request({"request": "resourcesInfo"}, sock=sock)
     assert reply["data"]["total_cores"] == 2
 
 
@@ -270,8 +188,8 @@ def test_unauthenticated_client_is_refused_and_logged(exposed):
     sock.send_string(json.dumps({"request": "resourcesInfo"}))
     with pytest.raises(zmq.Again):
         sock.recv()
-    assert "refused an unauthenticated connection" in wait_for(
-        lambda: "refused" in exposed.log() and exposed.log())
+    assert "refused an unauthenticated connection" in eventually(
+        lambda: "refused" in exposed.log() and exposed.log(), message="the refusal logged")
 
 
 def test_client_with_wrong_keys_is_refused(exposed):
@@ -288,8 +206,8 @@ def test_service_never_writes_its_environment(tmp_path):
     env = dict(os.environ, QCGFLOW_TEST_SECRET="s3cr3t-value-7f1c")
     svc = NetService(tmp_path, env=env)
     svc.request({"request": "submit", "jobs": [{"name": "a", "execution": {"exec": "/bin/true"}}]})
-    wait_for(lambda: svc.request({"request": "status", "options": {"allJobsFinished": True}})
-             ["data"]["AllJobsFinished"])
+    eventually(lambda: svc.request({"request": "status", "options": {"allJobsFinished": True}})
+               ["data"]["AllJobsFinished"], message="all jobs finished")
     assert svc.finish() == 0
     leaked = [p for p in svc.wd.rglob("*") if p.is_file()
               and b"s3cr3t-value-7f1c" in p.read_bytes()]

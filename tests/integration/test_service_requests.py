@@ -5,7 +5,8 @@ COMPAT.md "Request errors (exact strings, keep them)"; seed "File based interfac
 
 import pytest
 
-from service_harness import job, run_driver, run_service, submit, wait_marker
+from support.jobs import job, submit, wait_marker
+from support.services import run_driver, run_service
 
 # (request, exact error message)
 ERRORS = [

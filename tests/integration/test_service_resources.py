@@ -2,7 +2,8 @@
 
 import pytest
 
-from service_harness import job, run_service, submit
+from support.jobs import job, submit
+from support.services import run_service
 
 RESOURCES_INFO = {"request": "resourcesInfo"}
 LIST = {"request": "listJobs"}

@@ -4,26 +4,26 @@ Real service processes killed with real signals; executions are counted through 
 the tasks append to (resume_harness.py).
 """
 
-import json
-import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
 from qcgflow.runtime.client import ServiceClient
 
 from resume_harness import (assert_not_rerun, counted_job, counts, journal_path,
-                            journal_records, journaled_finished, lines, sigkill, start_resume)
-from service_harness import SERVICE_CMD, job, run_service, start_service, submit
+                            journal_records, journaled_finished, sigkill, start_resume)
+from support.eventually import eventually
+from support.jobs import job, submit
+from support.results import words
+from support.services import SERVICE_CMD, NetService, run_service, start_service
 
 pytestmark = pytest.mark.slow
 
 
 def _wait_ends(proc, at_least: int, timeout: float = 20.0) -> None:
-    proc.wait_until(lambda: len(lines(proc.wd / "ends")) >= at_least, timeout=timeout,
+    proc.wait_until(lambda: len(words(proc.wd / "ends")) >= at_least, timeout=timeout,
                     what="%d finished tasks" % at_least)
 
 
@@ -58,7 +58,7 @@ def test_sigkill_mid_run_then_resume_runs_every_unfinished_iteration_once_more(t
     after = counts(proc.wd)
     assert result.returncode == 0, result.describe()
     assert _stats(result) == (1, 1, 0), result.describe()
-    assert set(lines(proc.wd / "ends")) == {"a:%d" % i for i in range(30)}
+    assert set(words(proc.wd / "ends")) == {"a:%d" % i for i in range(30)}
     assert_not_rerun(before, after, finished)
     assert len(finished) >= 6
 
@@ -78,29 +78,20 @@ def test_resume_finishes_dependent_and_per_iteration_jobs(tmp_path):
 
 def test_network_submitted_jobs_are_resumed(tmp_path):
     wd = tmp_path / "wd"
-    read_fd, write_fd = os.pipe()
-    popen = subprocess.Popen(
-        SERVICE_CMD + ["--net", "--nodes", "2", "--wd", str(wd), "--id", "test",
-                       "--ready-fd", str(write_fd)], pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as ready:
-        address = json.loads(ready.readline())["address"]
+    service = NetService(tmp_path, wd=wd, service_id="test")
     try:
-        with ServiceClient(address, timeout=10) as client:
+        with ServiceClient(service.address, timeout=10) as client:
             data = client.request({"request": "submit", "jobs": [
                 counted_job("n", iteration={"start": 0, "stop": 16})]})
-        deadline = time.monotonic() + 20
-        while len(lines(wd / "ends")) < 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        eventually(lambda: len(words(wd / "ends")) >= 4, 20, message="4 finished tasks")
     finally:
-        popen.kill()
-        popen.wait(timeout=10)
+        service.kill()
+        service.close()
     assert data["jobs"] == ["n"]
     finished, before = journaled_finished(wd), counts(wd)
     result = start_resume(tmp_path, wd).result(timeout=60)
     assert result.returncode == 0, result.describe()
-    assert set(lines(wd / "ends")) == {"n:%d" % i for i in range(16)}
+    assert set(words(wd / "ends")) == {"n:%d" % i for i in range(16)}
     assert_not_rerun(before, counts(wd), finished)
 
 
@@ -116,7 +107,7 @@ def test_resume_of_a_resumed_run(tmp_path):
     finished, before2 = journaled_finished(proc.wd), counts(proc.wd)
     result = start_resume(tmp_path, proc.wd).result(timeout=60)
     assert result.returncode == 0, result.describe()
-    assert set(lines(proc.wd / "ends")) == {"a:%d" % i for i in range(30)}
+    assert set(words(proc.wd / "ends")) == {"a:%d" % i for i in range(30)}
     assert_not_rerun(before1, before2, first)
     assert_not_rerun(before2, counts(proc.wd), finished)
     runs = [r for r in journal_records(proc.wd) if r["k"] == "run"]
@@ -134,7 +125,7 @@ def test_truncated_journal_tail_is_cut_with_a_warning(tmp_path):
     result = start_resume(tmp_path, proc.wd).result(timeout=60)
     assert result.returncode == 0, result.describe()
     assert "journal %s: line %d is truncated" % (path, whole + 1) in result.service_log
-    assert set(lines(proc.wd / "ends")) == {"a:%d" % i for i in range(10)}
+    assert set(words(proc.wd / "ends")) == {"a:%d" % i for i in range(10)}
     assert (path.parent / "journal.jsonl.corrupt").read_text() == '{"k":"end","job":"a","it":9,"sta'
 
 
@@ -142,9 +133,9 @@ def test_resume_kills_tasks_left_running_by_the_killed_service(tmp_path):
     script = '[ -e second ] && exit 0; echo $BASHPID >> pids; exec sleep 60'
     proc = start_service(tmp_path, [submit(job("a", script=script,
                                                iteration={"start": 0, "stop": 2}))])
-    proc.wait_until(lambda: len(lines(proc.wd / "pids")) == 2, what="two running tasks")
+    proc.wait_until(lambda: len(words(proc.wd / "pids")) == 2, what="two running tasks")
     sigkill(proc)
-    pids = [int(p) for p in lines(proc.wd / "pids")]
+    pids = [int(p) for p in words(proc.wd / "pids")]
     assert all(_running(pid) for pid in pids)  # they outlive the service
     (proc.wd / "second").write_text("")
     result = start_resume(tmp_path, proc.wd).result(timeout=60)
@@ -169,10 +160,10 @@ def test_signal_terminates_tasks_journals_them_and_exit_status_says_so(tmp_path,
     script = '[ -e second ] && exit 0; echo $BASHPID >> pids; exec sleep 60'
     proc = start_service(tmp_path, [submit(job("a", script=script,
                                                iteration={"start": 0, "stop": 3}))])
-    proc.wait_until(lambda: len(lines(proc.wd / "pids")) == 2, what="two running tasks")
+    proc.wait_until(lambda: len(words(proc.wd / "pids")) == 2, what="two running tasks")
     proc.send_signal(signum)
     result = proc.result(timeout=20)
-    pids = [int(p) for p in lines(proc.wd / "pids")]
+    pids = [int(p) for p in words(proc.wd / "pids")]
     ends = [r for r in journal_records(proc.wd) if r["k"] == "end"]
     assert result.returncode == status, result.describe()
     assert not [pid for pid in pids if _running(pid)]
@@ -229,28 +220,14 @@ def test_resume_with_net_serves_restored_jobs_and_accepts_new_ones(tmp_path):
     proc = start_service(tmp_path, [submit(counted_job("a", iteration={"start": 0, "stop": 20}))])
     _wait_ends(proc, 4)
     sigkill(proc)
-    read_fd, write_fd = os.pipe()
-    popen = subprocess.Popen(
-        SERVICE_CMD + ["--resume", str(proc.wd), "--net", "--nodes", "2",
-                       "--ready-fd", str(write_fd)], pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    os.close(write_fd)
-    try:
-        with os.fdopen(read_fd) as ready:
-            address = json.loads(ready.readline())["address"]
-        with ServiceClient(address, timeout=10) as client:
-            submitted = client.request({"request": "submit", "jobs": [counted_job("more")]})
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                jobs = client.request({"request": "listJobs"})["jobs"]
-                if all(jobs[name]["status"] == "SUCCEED" for name in ("a", "more")):
-                    break
-                time.sleep(0.05)
-            client.request({"request": "finish"})
-        assert popen.wait(timeout=20) == 0
-    finally:
-        if popen.poll() is None:
-            popen.kill()
-            popen.wait()
+    with NetService(tmp_path, "--resume", proc.wd, wd=proc.wd, service_id="test") as service, \
+            ServiceClient(service.address, timeout=10) as client:
+        submitted = client.request({"request": "submit", "jobs": [counted_job("more")]})
+        jobs = eventually(lambda: (lambda jobs: jobs if all(
+            jobs[name]["status"] == "SUCCEED" for name in ("a", "more")) else None)(
+                client.request({"request": "listJobs"})["jobs"]), 30,
+            message="a and more to succeed")
+        client.request({"request": "finish"})
+        assert service.proc.wait(timeout=20) == 0
     assert (submitted["jobs"], jobs["a"]["status"], jobs["more"]["status"]) == (
         ["more"], "SUCCEED", "SUCCEED")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from service_harness import job, run_driver, run_service, submit, wait_marker
+from support.jobs import job, submit, wait_marker
+from support.services import run_driver, run_service
 
 LIST = {"request": "listJobs"}
 

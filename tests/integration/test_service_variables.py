@@ -2,7 +2,8 @@
 
 import re
 
-from service_harness import job, run_service, submit
+from support.jobs import job, submit
+from support.services import run_service
 
 
 def test_rcnt_in_the_name_counts_requests(tmp_path):

@@ -6,7 +6,8 @@ import re
 import socket
 from datetime import datetime
 
-from service_harness import history_states, job, run_service, submit
+from support.jobs import history_states, job, submit
+from support.services import run_service
 
 RUNTIME_KEYS = {"allocation", "wd", "rtime", "exit_code", "pid", "pname"}
 

@@ -75,12 +75,12 @@ def test_processes_of_an_unknown_job(plain_run, capsys):
 
 
 def test_processes_of_a_job_never_sampled(plain_run, capsys):
-    (plain_run.aux / "ptrace_h_1_1.log").write_text(json.dumps({"node": "h", "processes": []}))
+    (plain_run.aux_dir / "ptrace_h_1_1.log").write_text(json.dumps({"node": "h", "processes": []}))
     try:
         one_line_error(*call(processes_main, ["apps", plain_run.wd, "a"], capsys),
                        "not seen by the process sampler")
     finally:
-        (plain_run.aux / "ptrace_h_1_1.log").unlink()
+        (plain_run.aux_dir / "ptrace_h_1_1.log").unlink()
 
 
 @pytest.mark.parametrize("argv", [["report", "stats", "/nonexistent/wd"],

@@ -34,13 +34,13 @@ def report_json(capsys, *argv):
 
 
 def test_rtstats_has_one_line_per_process(run):
-    lines = (run.aux / "rtstats.jsonl").read_text().splitlines()
+    lines = (run.aux_dir / "rtstats.jsonl").read_text().splitlines()
     names = sorted(json.loads(line).get("name", "") for line in lines[1:])
     assert names == ["bad", "s:0", "s:1", "s:2", "s:3"]
 
 
 def test_rtstats_records_exact_run_times(run):
-    records = [json.loads(line) for line in (run.aux / "rtstats.jsonl").read_text()
+    records = [json.loads(line) for line in (run.aux_dir / "rtstats.jsonl").read_text()
                .splitlines()[1:]]
     from qcgflow.runtime.stats.workdir import parse_date
     runtimes = [parse_date(r["end"]) - parse_date(r["start"]) for r in records
@@ -149,4 +149,4 @@ def test_text_labels_are_right_aligned(run, capsys, command):
 
 
 def test_the_aux_dir_itself_is_accepted(run, capsys):
-    assert report_json(capsys, "stats", run.aux) == report_json(capsys, "stats", run.wd)
+    assert report_json(capsys, "stats", run.aux_dir) == report_json(capsys, "stats", run.wd)

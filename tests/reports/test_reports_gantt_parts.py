@@ -11,25 +11,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from reports_harness import SERVICE_ID, _env, call, cli, job, run_service
+from reports_harness import SERVICE_ID, call, cli, job, run_service
+from support.eventually import eventually
+from support.processes import child_env
 from qcgflow.runtime.stats.cli import report_main
 from qcgflow.runtime.stats.load import load_run
 
 pytest.importorskip("matplotlib", reason="charts need matplotlib: pip install "
                                          "'qcgflow[reports]'")
-
-
-def _wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _texts(svg_path):
@@ -54,10 +46,10 @@ def resumed(tmp_path_factory):
     argv = [sys.executable, "-m", "qcgflow.cli", "service", "--nodes", "2", "--wd", str(wd),
             "--enable-rt-stats"]
     first = subprocess.Popen(argv + ["--file-path", str(requests), "--id", SERVICE_ID],
-                             cwd=str(tmp), env=_env(), stdin=subprocess.DEVNULL,
+                             cwd=str(tmp), env=child_env(), stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert _wait_for(lambda: len(list(wd.glob("started.*"))) == 2), "tasks did not start"
+        eventually(lambda: len(list(wd.glob("started.*"))) == 2, 60, message="2 tasks to start")
         first.send_signal(signal.SIGTERM)
         first.wait(30)
     finally:
@@ -66,7 +58,7 @@ def resumed(tmp_path_factory):
             first.wait()
     assert first.returncode == 143
     (wd / "release").write_text("")
-    done = subprocess.run(argv + ["--resume", str(wd)], cwd=str(tmp), env=_env(),
+    done = subprocess.run(argv + ["--resume", str(wd)], cwd=str(tmp), env=child_env(),
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     return wd
@@ -125,10 +117,10 @@ def test_a_chart_drawn_during_the_run_says_it_is_partial(tmp_path, capsys):
     wd = tmp_path / "wd"
     proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "service", "--nodes", "1",
                              "--wd", str(wd), "--file-path", str(requests), "--id", "p"],
-                            cwd=str(tmp_path), env=_env(), stdin=subprocess.DEVNULL,
+                            cwd=str(tmp_path), env=child_env(), stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: (wd / "started.0").exists())
+        eventually(lambda: (wd / "started.0").exists(), 60, message="iteration 0 to start")
         status, _, err = call(report_main, ["gantt", wd, tmp_path / "during.svg"], capsys)
         assert status == 0, err
         (wd / "release").write_text("")

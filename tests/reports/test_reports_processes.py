@@ -30,18 +30,18 @@ def processes(capsys, *argv):
 
 
 def test_ptrace_file_in_the_aux_dir(run):
-    assert len(list(run.aux.glob("ptrace_*.log"))) == 1
+    assert len(list(run.aux_dir.glob("ptrace_*.log"))) == 1
 
 
 def test_ptrace_records_the_fields(run):
-    data = json.loads(next(run.aux.glob("ptrace_*.log")).read_text())
+    data = json.loads(next(run.aux_dir.glob("ptrace_*.log")).read_text())
     record = next(p for p in data["processes"] if p["name"] == "sleep")
     assert set(record) >= {"pid", "ppid", "name", "cmdline", "parent_name", "cpu_affinity",
                            "cpu_times", "memory_info", "created"}
 
 
 def test_tree_root_is_the_jobs_process(run, capsys):
-    pid = json.loads((run.aux / "jobs.report").read_text().splitlines()[0])["runtime"]["pid"]
+    pid = json.loads((run.aux_dir / "jobs.report").read_text().splitlines()[0])["runtime"]["pid"]
     tree = json.loads(processes(capsys, "tree", "--json", run.wd, "forker"))
     assert tree["tree"]["pid"] == int(pid)
 
@@ -93,13 +93,13 @@ def test_last_progress_line_says_all_done(run):
 
 
 def test_wrapper_option_is_explained_in_the_log(run):
-    assert "--wrapper-rt-stats /opt/qcg_pj_launch_wrapper ignored" in run.log()
+    assert "--wrapper-rt-stats /opt/qcg_pj_launch_wrapper ignored" in run.service_log
 
 
 def test_no_stats_files_without_the_options(tmp_path):
     result = run_service(tmp_path, [job("a", "true")])
     assert result.returncode == 0, result.describe()
-    assert sorted(p.name for p in result.aux.iterdir()) == [
+    assert sorted(p.name for p in result.aux_dir.iterdir()) == [
         "final_status.json", "jobs.report", "journal.jsonl", "service.log", "track.reqs",
         "track.states"]
 

@@ -12,7 +12,8 @@ import textwrap
 
 import pytest
 
-from reports_harness import _env, cli
+from reports_harness import cli
+from support.processes import child_env
 
 
 def _rtstats(wd):
@@ -100,6 +101,6 @@ def test_the_api_arguments_alone_record_the_times(tmp_path):
             qcgflow.get(qcgflow.session.dynamic.submit(qcgflow.shell("true").bind()), timeout=60)
         """))
     done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
-                          text=True, timeout=90, env=_env(), stdin=subprocess.DEVNULL)
+                          text=True, timeout=90, env=child_env(), stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     assert (len(_rtstats(tmp_path / "a")), len(_rtstats(tmp_path / "b"))) == (1, 1)

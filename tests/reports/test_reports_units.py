@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from reports_harness import REPO
+from support.processes import REPO
 from qcgflow.runtime.stats import metrics
 from qcgflow.runtime.stats.progress import ProgressPrinter
 from qcgflow.runtime.stats.rtstats import RtStatsRecorder, read_rtstats

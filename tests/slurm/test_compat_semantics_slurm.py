@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_harness import require_slurm, salloc_run
+from support.slurm import require_slurm, salloc_run
 
 SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
 

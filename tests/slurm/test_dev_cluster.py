@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from slurm_harness import (MODULE, MODULE_COMMAND, MODULE_VAR, NODES, REPO, cluster_env,
+from support.slurm import (MODULE, MODULE_COMMAND, MODULE_VAR, NODES, REPO, cluster_env,
                            parse_mpi_hello, require_mpi_hello, require_slurm, run_bounded,
                            salloc_run, sbatch_and_wait)
 

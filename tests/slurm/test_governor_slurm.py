@@ -4,13 +4,13 @@ manager per node, a workflow whose dependencies cross the two partitions."""
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from slurm_harness import cluster_env, require_slurm, run_bounded, salloc_run
+from support.eventually import eventually
+from support.slurm import cluster_env, require_slurm, run_bounded, salloc_run
 
 SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
 
@@ -126,22 +126,18 @@ def test_partitioned_run_killed_resumes_without_rerunning_finished_units(tmp_pat
         "--slurm-partition-nodes", "1", "--file-path", str(wd / "req.json"), "--wd", str(wd),
         "--id", "gov"], env=cluster_env(), stdout=-1, stderr=-1, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (
-                journal.exists() and '"it":0' in journal.read_text()
-                and '"it":1' in journal.read_text()
-                and (wd / "w.2.count").exists() and (wd / "w.3.count").exists()):
-            time.sleep(0.05)
+        eventually(lambda: journal.exists() and '"it":0' in journal.read_text()
+                   and '"it":1' in journal.read_text()
+                   and (wd / "w.2.count").exists() and (wd / "w.3.count").exists(), 60, 0.05,
+                   "w:0 and w:1 journaled, w:2 and w:3 running")
         governors = _processes_of(wd, "--slurm-partition-nodes")
         assert governors, "no governor process"
         for governor in governors:
             governor.kill()
         salloc.wait(timeout=60)
         # the partition managers notice the governor is gone and end with their tasks
-        deadline = time.monotonic() + 60
-        while _processes_of(wd, "--parent") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _processes_of(wd, "--parent"), "partition managers outlived the governor"
+        eventually(lambda: not _processes_of(wd, "--parent"), 60, 0.1,
+                   "the partition managers to end with their governor")
     finally:
         if salloc.poll() is None:
             os.killpg(salloc.pid, 9)

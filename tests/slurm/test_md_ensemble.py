@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_harness import require_mpi_hello, sbatch_and_wait
+from support.slurm import require_mpi_hello, sbatch_and_wait
 
 pytestmark = pytest.mark.slurm
 

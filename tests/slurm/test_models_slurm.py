@@ -20,7 +20,7 @@ import pytest
 from qcgflow.runtime.launch.environment import TaskContext, build_task
 from qcgflow.runtime.protocol import parse_job
 from qcgflow.runtime.resources import Allocation, NodeAllocation
-from slurm_harness import (MODULE, MODULE_VAR, MODULEFILES, cluster_env, parse_mpi_hello,
+from support.slurm import (MODULE, MODULE_VAR, MODULEFILES, cluster_env, parse_mpi_hello,
                            require_mpi_hello, require_slurm, salloc_run, sbatch_and_wait)
 
 pytestmark = pytest.mark.slurm

@@ -20,7 +20,7 @@ import sys
 
 import pytest
 
-from slurm_harness import parse_mpi_hello, require_mpi_hello, sbatch_and_wait
+from support.slurm import parse_mpi_hello, require_mpi_hello, sbatch_and_wait
 
 pytestmark = pytest.mark.slurm
 

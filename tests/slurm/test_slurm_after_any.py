@@ -4,7 +4,7 @@ in its fan-in and names the failed member by its parameter."""
 
 import sys
 
-from slurm_harness import require_slurm, salloc_run
+from support.slurm import require_slurm, salloc_run
 
 ENSEMBLE = """
 tasks:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from slurm_harness import require_slurm, salloc_run, sbatch_and_wait
+from support.slurm import require_slurm, salloc_run, sbatch_and_wait
 
 pytestmark = pytest.mark.slurm
 

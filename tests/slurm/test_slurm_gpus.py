@@ -10,12 +10,12 @@ import json
 import re
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
 
-from slurm_harness import cluster_env, require_slurm, run_bounded, salloc_run
+from support.eventually import eventually
+from support.slurm import cluster_env, require_slurm, run_bounded, salloc_run
 
 SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
 REPLY = re.compile(r"qcgflow\.runtime\.service: request \d+ \([^)]*\): (.*)$", re.M)
@@ -46,14 +46,12 @@ def n1_gpu0_busy():
     assert submit.returncode == 0, submit.stderr
     job_id = submit.stdout.strip().split(";")[0]
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            detail = subprocess.run(["scontrol", "show", "job", "-d", job_id],
-                                    capture_output=True, text=True, timeout=20, env=env).stdout
-            if "JobState=RUNNING" in detail:
-                break
-            assert time.monotonic() < deadline, "blocker job did not start: " + detail
-            time.sleep(0.1)
+        def show():
+            return subprocess.run(["scontrol", "show", "job", "-d", job_id],
+                                  capture_output=True, text=True, timeout=20, env=env).stdout
+
+        detail = eventually(lambda: (lambda d: d if "JobState=RUNNING" in d else None)(show()),
+                            30, 0.1, lambda: "the blocker job to run: " + show())
         assert "GRES=gpu:1(IDX:0)" in detail, detail
         yield job_id
     finally:

@@ -5,7 +5,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from slurm_harness import REPO, require_slurm, salloc_run
+from support.slurm import REPO, require_slurm, salloc_run
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -40,7 +40,7 @@ def test_nested_parents_on_every_core_complete_on_two_nodes(tmp_path):
 
 
 def _env():
-    from slurm_harness import cluster_env
+    from support.slurm import cluster_env
     env = cluster_env()
     env["PYTHONPATH"] = str(Path(REPO))
     return env

@@ -18,7 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slurm_harness import (MODULE, cluster_env, parse_mpi_hello, require_mpi_hello,
+from support.eventually import eventually
+from support.slurm import (MODULE, cluster_env, parse_mpi_hello, require_mpi_hello,
                            require_slurm, run_bounded, salloc_run, sbatch_and_wait)
 
 SERVICE = [sys.executable, "-m", "qcgflow.cli", "service"]
@@ -255,13 +256,6 @@ def _service_in_salloc(wd: Path, jobs, job_name: str = ""):
             run_bounded(["scancel", "-n", job_name], timeout=20, env=cluster_env())
 
 
-def _wait_for(predicate, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_killed_agent_fails_its_tasks_with_the_cause_and_the_rest_finish(tmp_path):
     require_slurm()
     jobs = [
@@ -275,7 +269,7 @@ def test_killed_agent_fails_its_tasks_with_the_cause_and_the_rest_finish(tmp_pat
     ]
     wd = tmp_path
     with _service_in_salloc(wd, jobs) as proc:
-        _wait_for(lambda: len(list(wd.glob("w.*.node"))) == 4)
+        eventually(lambda: len(list(wd.glob("w.*.node"))) == 4, 60, 0.05, "4 running tasks")
         victims = _agent_processes("n2")
         assert victims, "no agent process for n2"
         for victim in victims:
@@ -303,10 +297,12 @@ def test_after_losing_an_agent_work_goes_to_the_remaining_node(tmp_path):
     wd = tmp_path
     log = wd / ".qcgpjm-service-t" / "service.log"
     with _service_in_salloc(wd, jobs) as proc:
-        _wait_for(lambda: log.exists() and "starting jobs" in log.read_text())
+        eventually(lambda: log.exists() and "starting jobs" in log.read_text(), 60, 0.05,
+                   "the service to start jobs")
         for victim in _agent_processes("n2"):
             victim.kill()
-        _wait_for(lambda: "agent on n2 lost" in log.read_text())
+        eventually(lambda: "agent on n2 lost" in log.read_text(), 60, 0.05,
+                   "the loss of the agent on n2 in service.log")
         (wd / "release").write_text("")
         proc.wait(timeout=60)
     report = _report(wd)
@@ -376,8 +372,8 @@ def test_qcgflow_run_at_the_allocation_end_says_it_was_interrupted(tmp_path):
                          str(tmp_path / "run"), "--quiet"], env=cluster_env(), stdout=-1,
                         stderr=-1, start_new_session=True)
     try:
-        assert _wait_for(lambda: len(list((tmp_path / "run").glob("started.*"))) == 4), \
-            "the tasks did not start"
+        eventually(lambda: len(list((tmp_path / "run").glob("started.*"))) == 4, 60, 0.05,
+                   "the 4 tasks to start")
         run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
         _, err = proc.communicate(timeout=60)
     finally:
@@ -418,8 +414,8 @@ def test_agents_lost_at_the_allocation_end_are_said_to_be_the_allocation_end(tmp
              "dependencies": {"after": ["stubborn"]}}]
     name = "qcgflow-lost-%d" % os.getpid()
     with _service_in_salloc(tmp_path, jobs, name) as proc:
-        assert _wait_for(lambda: len(list(tmp_path.glob("s.*.started"))) == 4), \
-            "the tasks did not start"
+        eventually(lambda: len(list(tmp_path.glob("s.*.started"))) == 4, 60, 0.05,
+                   "the 4 tasks to start")
         run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
         _, err = proc.communicate(timeout=90)
     err = err.decode()
@@ -446,8 +442,8 @@ def test_allocation_end_interrupts_tasks_and_resume_finishes_the_work(tmp_path):
     wd = tmp_path
     name = "qcgflow-end-%d" % os.getpid()
     with _service_in_salloc(wd, jobs, name) as proc:
-        assert _wait_for(lambda: len(list(wd.glob("w.*.started"))) == 4), \
-            "the tasks did not start"
+        eventually(lambda: len(list(wd.glob("w.*.started"))) == 4, 60, 0.05,
+                   "the 4 tasks to start")
         run_bounded(["scancel", "-s", "TERM", "-n", name], timeout=20, env=cluster_env())
         _, err = proc.communicate(timeout=60)
     # the end of the allocation is said as such, with the status of an interruption by

@@ -122,6 +122,7 @@ class FakeExecutor:
         self.started: List[Tuple[Any, Optional[int], Any]] = []
         self.running: List[Tuple[Any, Optional[int], Any]] = []
         self.stopped: List[Tuple] = []
+        self.graces: List[Optional[float]] = []  # the SIGTERM->SIGKILL grace of each stop
 
     def __len__(self) -> int:
         return len(self.running)
@@ -132,6 +133,7 @@ class FakeExecutor:
 
     def stop(self, job, position, reason, state, grace=None) -> bool:
         self.stopped.append((job.unit_name(position), reason, state))
+        self.graces.append(grace)
         return any(j is job and p == position for j, p, _ in self.running)
 
     def stop_all(self, reason, state) -> None:

@@ -336,6 +336,20 @@ def test_whole_cancel_ends_the_parent_only_after_its_running_iterations():
     assert [state for state, _ in job.history] == [Q, SC, EX, CA]
 
 
+@pytest.mark.parametrize("options, grace, expected", [
+    ({}, None, 10.0),                      # the default grace (--cancel-grace not given)
+    ({"cancel_grace": 1.5}, None, 1.5),    # the service's --cancel-grace 1.5
+    ({"cancel_grace": 1.5}, 0.0, 0.0),     # cancelJob with force: true
+], ids=["default", "configured", "forced"])
+def test_a_running_unit_is_stopped_with_the_managers_cancel_grace(options, grace, expected):
+    h = make_manager(**options)
+    h.submit(job_desc("a"))
+    assert h.running_names() == ["a"]
+    h.manager.cancel(["a"], grace=grace)
+    assert (h.executor.stopped, h.executor.graces) == ([("a", "canceled by user", CA)],
+                                                       [expected])
+
+
 def test_whole_cancel_of_a_queued_iterative_job_ends_it_at_once():
     h = make_manager(nodes=[("n0", [0])])
     h.submit(job_desc("x"), job_desc("a", iteration={"stop": 3}))

@@ -21,7 +21,7 @@ from qcgflow.runtime.eventloop import EventLoop
 from qcgflow.runtime.launch.local import LocalLauncher, ProcessSpec
 from qcgflow.runtime.launch.pyworker import WarmLauncher, startup_environment
 
-from process_harness import left_after
+from support.processes import left_after
 
 
 def _task_functions():

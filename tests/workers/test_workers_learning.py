@@ -8,7 +8,7 @@ import pytest
 
 import qcgflow
 
-from process_harness import left_after
+from support.processes import left_after
 
 MODULES = 3000
 PROBE = "bigpkg_for_workers.module_with_a_rather_long_name_%04d" % (MODULES - 1)

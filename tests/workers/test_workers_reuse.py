@@ -11,7 +11,6 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -21,21 +20,10 @@ from qcgflow.runtime.eventloop import EventLoop
 from qcgflow.runtime.launch.local import LocalLauncher, ProcessSpec
 from qcgflow.runtime.launch.pyworker import WarmLauncher
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from process_harness import left_after  # noqa: E402
-from service_harness import (history_states, job, run_driver,  # noqa: E402
-                             submit, wait_marker)
+from support.jobs import history_states, job, submit, wait_marker
+from support.services import run_driver
 
 COLD = "--disable-warm-workers"
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_tasks(tmp_path):
-    """No process started under tmp_path (tasks, zygote, workers) may outlive the test."""
-    yield
-    left = left_after(tmp_path, 5.0)
-    assert not left, "processes left behind: %s" % [p.pid for p in left]
 
 
 @qcgflow.task

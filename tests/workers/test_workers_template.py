@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from process_harness import left_after
+from support.processes import left_after
 
 CLIENT = r'''
 import json, os, sys, time

@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from process_harness import left_after  # noqa: E402
-from service_harness import (history_states, job, run_driver,  # noqa: E402
-                             run_service, submit, wait_marker)
+from support.jobs import history_states, job, submit, wait_marker
+from support.services import run_driver, run_service
 
 PY = sys.executable
 ZYGOTE = "qcgflow.runtime.launch.zygote"
@@ -46,14 +43,6 @@ PROBE = textwrap.dedent("""
         import time
         time.sleep(60)
 """)
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_tasks(tmp_path):
-    """No process started under tmp_path (tasks, zygote) may outlive the test."""
-    yield
-    left = left_after(tmp_path, 3.0)
-    assert not left, "processes left behind: %s" % [p.pid for p in left]
 
 
 @pytest.fixture
@@ -226,22 +215,17 @@ def test_python3_on_the_path_resolving_to_this_interpreter_runs_warm(tmp_path, w
     assert ran_warm(err)
 
 
-# ------------------------------------------------------------------ speed
+# ------------------------------------------------------------------ many jobs
 
-def _many(n):
-    return [job("t%d" % i, PY, ["-m", "tiny"]) for i in range(n)]
-
-
-@pytest.mark.slow
-def test_many_tiny_jobs_are_faster_warm(tmp_path, wd):
-    (wd / "tiny.py").write_text("pass\n")
-    started = time.monotonic()
-    warm = run_service(tmp_path, [submit(*_many(200))], wd=wd, timeout=120, service_id="w")
-    warm_time = time.monotonic() - started
-    started = time.monotonic()
-    cold = run_service(tmp_path, [submit(*_many(200))], COLD, wd=wd, timeout=300,
-                       service_id="c")
-    cold_time = time.monotonic() - started
-    assert set(warm.states.values()) == set(cold.states.values()) == {"SUCCEED"}
-    print("200 tiny python -m jobs: warm %.2f s, cold %.2f s" % (warm_time, cold_time))
-    assert warm_time * 2 < cold_time
+def test_every_job_of_a_batch_runs_warm_and_none_cold(tmp_path, wd):
+    # what makes a batch of small Python jobs fast is that each of them is forked from
+    # the zygote; benchmarks/timings_bench.py measures how much faster (no speed here)
+    names = ["t%d" % i for i in range(30)]
+    warm = run_service(tmp_path, [submit(*[probe_job(n) for n in names])], wd=wd,
+                       timeout=120, service_id="w")
+    assert set(warm.states.values()) == {"SUCCEED"}, warm.describe()
+    assert [n for n in names if not ran_warm(outputs(warm, n)[1])] == []
+    cold = run_service(tmp_path, [submit(*[probe_job(n) for n in names])], COLD, wd=wd,
+                       timeout=120, service_id="c")
+    assert set(cold.states.values()) == {"SUCCEED"}, cold.describe()
+    assert [n for n in names if ran_warm(outputs(cold, n)[1])] == []

@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from rerun_harness import outputs
-from workflows_harness import EXAMPLES, cli, no_stray_processes  # noqa: F401
+from support.services import cli
+from workflows_harness import EXAMPLES
 
 FILES = ["hello.yaml", "diamond.yaml", "sweep.yaml", "pipeline.yaml", "python_tasks.yaml",
          "mpi_ensemble.yaml"]

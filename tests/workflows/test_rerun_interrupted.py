@@ -18,8 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from rerun_harness import lines, outputs, start, wait_for
-from workflows_harness import DEADLINE, cli, no_stray_processes, write  # noqa: F401
+from rerun_harness import outputs
+from support.eventually import eventually
+from support.processes import pid_alive
+from support.results import words
+from support.services import cli, start_cli
+from workflows_harness import DEADLINE, write
 
 N = 20
 
@@ -128,10 +132,10 @@ def test_an_interrupted_sweep_resumes_to_the_outputs_of_a_clean_run(tmp_path, ki
                                                                  extra)
     wd = tmp_path / "run"
     workflow = _project(tmp_path, kind)
-    proc = start("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", cwd=tmp_path)
+    proc = start_cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", cwd=tmp_path)
     try:
-        wait_for(lambda: len(list(wd.glob("each_*.txt"))) >= after or proc.poll() is not None,
-                 DEADLINE, "%d finished iterations" % after)
+        eventually(lambda: len(list(wd.glob("each_*.txt"))) >= after or proc.poll() is not None,
+                   DEADLINE, message="%d finished iterations" % after)
         try:
             proc.wait(timeout=extra)  # the rest of the random point
         except subprocess.TimeoutExpired:
@@ -146,13 +150,13 @@ def test_an_interrupted_sweep_resumes_to_the_outputs_of_a_clean_run(tmp_path, ki
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     finished = _finished(wd, "each")
-    before = Counter(lines(wd / "calls.txt"))
+    before = Counter(words(wd / "calls.txt"))
 
     resumed = cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", "--resume",
                   cwd=tmp_path)
     assert resumed.returncode == 0, where + "\n" + resumed.stdout + resumed.stderr
     assert _without_calls(wd) == clean[kind], where
-    again = sorted(i for i in finished if Counter(lines(wd / "calls.txt"))[i] > before[i])
+    again = sorted(i for i in finished if Counter(words(wd / "calls.txt"))[i] > before[i])
     assert again == [], "%s: iterations finished before the interruption ran again" % where
 
 
@@ -162,25 +166,25 @@ def test_a_killed_qcgflow_run_takes_its_service_along_and_resume_continues(tmp_p
     what it left. (While an earlier service still lives, --resume refuses: rerun.py.)"""
     wd = tmp_path / "run"
     workflow = _project(tmp_path, "shell")
-    proc = start("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", cwd=tmp_path)
+    proc = start_cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", cwd=tmp_path)
     try:
-        wait_for(lambda: len(list(wd.glob("each_*.txt"))) >= 3, DEADLINE, "3 iterations")
+        eventually(lambda: len(list(wd.glob("each_*.txt"))) >= 3, DEADLINE,
+                   message="3 iterations")
         proc.kill()
         proc.communicate(timeout=DEADLINE)
         pid = json.loads((wd / "qcgflow-run.json").read_text())["service_pid"]
-        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
-                 b"Z" in open("/proc/%d/stat" % pid, "rb").read().split(b")")[-1][:3],
-                 DEADLINE, "the service of the killed client to end")
+        eventually(lambda: not pid_alive(pid), DEADLINE,
+                   message="the service of the killed client to end")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
     finished = _finished(wd, "each")
-    before = Counter(lines(wd / "calls.txt"))
+    before = Counter(words(wd / "calls.txt"))
     resumed = cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", "--resume",
                   cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert _without_calls(wd) == clean["shell"]
     # what the stopped service interrupted runs again; what had finished does not
-    again = sorted(i for i in finished if Counter(lines(wd / "calls.txt"))[i] > before[i])
+    again = sorted(i for i in finished if Counter(words(wd / "calls.txt"))[i] > before[i])
     assert again == []

@@ -5,8 +5,10 @@ from collections import Counter
 
 import pytest
 
-from rerun_harness import lines, outputs
-from workflows_harness import cli, no_stray_processes, write  # noqa: F401
+from rerun_harness import outputs
+from support.results import words
+from support.services import cli
+from workflows_harness import write
 
 
 def run(tmp_path, *more, wd="run"):
@@ -85,7 +87,7 @@ def test_resume_reruns_a_task_whose_declared_output_is_gone_and_what_follows(tmp
     (tmp_path / "run" / "b.txt").unlink()
     done = run(tmp_path, "--resume")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert lines(tmp_path / "run" / "calls.txt") == ["a", "b", "c", "b", "c"]
+    assert words(tmp_path / "run" / "calls.txt") == ["a", "b", "c", "b", "c"]
     assert (tmp_path / "run" / "c.txt").read_text() == "3\n"
 
 
@@ -160,12 +162,12 @@ def test_resume_after_fixing_3_failures_of_20_runs_only_those_3(tmp_path, task):
     write(tmp_path, "wf.yaml", FAILING_SWEEP % task)
     first = run(tmp_path)
     assert first.returncode == 1
-    assert sorted(Counter(lines(tmp_path / "run" / "calls.txt")).values()) == [1] * 20
+    assert sorted(Counter(words(tmp_path / "run" / "calls.txt")).values()) == [1] * 20
     (tmp_path / "run" / "fixed").write_text("")
     done = run(tmp_path, "--resume")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "reused 17 of 21 tasks" in done.stderr
-    calls = Counter(lines(tmp_path / "run" / "calls.txt"))
+    calls = Counter(words(tmp_path / "run" / "calls.txt"))
     assert sorted(i for i, n in calls.items() if n == 2) == ["10", "17", "3"]
     assert (tmp_path / "run" / "fanin.txt").read_text().split() == \
         [str(i) for i in range(20)]  # each iteration's stdout once: nothing appended twice
@@ -184,7 +186,7 @@ def test_a_sweep_with_an_output_shared_by_its_iterations_resumes_whole(tmp_path)
     (tmp_path / "run" / "fixed").write_text("")
     done = run(tmp_path, "--resume")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(lines(tmp_path / "run" / "all.txt"), key=int) == [str(i) for i in range(10)]
+    assert sorted(words(tmp_path / "run" / "all.txt"), key=int) == [str(i) for i in range(10)]
 
 
 def test_a_grown_sweep_runs_only_its_new_iterations(tmp_path):

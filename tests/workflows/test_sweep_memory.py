@@ -6,7 +6,8 @@ from qcgflow.cli.run_summary import summary
 from qcgflow.cli.workflow import Progress
 from qcgflow.workflows.file import load_workflow
 
-from workflows_harness import cli, no_stray_processes, write  # noqa: F401
+from support.services import cli
+from workflows_harness import write
 
 
 def _iteration(tmp_path, foreach: str):

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from workflows_harness import cli, no_stray_processes, write  # noqa: F401
+from support.services import cli
+from workflows_harness import write
 
 ENSEMBLE = """
     tasks:

@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from workflows_harness import DEADLINE, EXAMPLES, ROOT, cli, no_stray_processes, write  # noqa: F401
+from support.processes import child_env
+from support.services import cli
+from workflows_harness import DEADLINE, EXAMPLES, write
 
 FAILING = """
 tasks:
@@ -224,7 +226,7 @@ def test_quiet_prints_no_progress(tmp_path):
 
 def test_a_terminal_gets_a_live_progress_bar(tmp_path):
     master, slave = pty.openpty()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run",
                              str(write(tmp_path, "wf.yaml", SLOW)), "--wd",
                              str(tmp_path / "run")], stdin=subprocess.DEVNULL,

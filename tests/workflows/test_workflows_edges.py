@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from workflows_harness import EXAMPLES, ROOT, cli, no_stray_processes, write  # noqa: F401
+from support.eventually import eventually
+from support.processes import child_env, kill, tree
+from support.services import cli
+from workflows_harness import EXAMPLES, write
 
 
 def run(tmp_path, workflow, *more):
@@ -225,7 +227,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path, command):
         target = tmp_path / "run"
     else:
         target = EXAMPLES / "sweep.yaml"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     # `true` leaves at once, long before the interpreter has started and written: the
     # output meets a closed pipe (`| head -1` does the same to a longer output)
     shell = "%s -m qcgflow.cli %s %s | true; echo ${PIPESTATUS[0]}" % (sys.executable,
@@ -268,13 +270,6 @@ tasks:
 """
 
 
-def _wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def _report_has(wd, name):
     for path in wd.glob(".qcgpjm-service-*/jobs.report"):
         if ('"name":"%s"' % name) in path.read_text().replace(" ", ""):
@@ -284,15 +279,15 @@ def _report_has(wd, name):
 
 def test_status_of_an_interrupted_run_says_so_and_lists_what_never_ran(tmp_path):
     path = write(tmp_path, "wf.yaml", INTERRUPTED)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     wd = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run", str(path), "--nodes",
                              "2", "--wd", str(wd), "--quiet"], env=env, cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         # b fails at once; a and c then hold both cores for a minute; d, e, f wait
-        _wait_for(lambda: _report_has(wd, "sim:1"))
-        _wait_for(lambda: (wd / "sim.2.out").exists())
+        eventually(lambda: _report_has(wd, "sim:1"), 30, message="sim:1 in jobs.report")
+        eventually(lambda: (wd / "sim.2.out").exists(), 30, message="sim.2.out")
         proc.send_signal(signal.SIGINT)
         ran = proc.communicate(timeout=30)[0]
         assert proc.returncode == 130
@@ -513,29 +508,23 @@ def test_the_placeholder_check_knows_every_runtime_variable():
 
 
 def test_status_of_a_killed_run_says_killed(tmp_path):
-    import psutil
     path = write(tmp_path, "wf.yaml", "tasks:\n  a:\n    foreach: [1, 2]\n"
                                       "    script: sleep 3\n")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     wd = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "qcgflow.cli", "run", str(path), "--nodes",
                              "2", "--wd", str(wd), "--quiet"], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        _wait_for(lambda: list(wd.glob(".qcgpjm-service-*/journal.jsonl")))
+        eventually(lambda: list(wd.glob(".qcgpjm-service-*/journal.jsonl")), 30,
+                   message="the service's journal")
         running = cli("status", wd)
         assert (running.returncode, running.stdout.splitlines()[0].endswith(": running")) \
             == (3, True), running.stdout
-        service = [p for p in psutil.Process(proc.pid).children(recursive=True)]
-        os.killpg(proc.pid, signal.SIGKILL)
-        for child in service:  # the service and what it started, wherever their group
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
+        # the run, its service and what that started, wherever their group
+        kill(tree(proc.pid))
         proc.wait(timeout=30)
-        psutil.wait_procs(service, timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -7,7 +7,8 @@ import pytest
 from qcgflow.errors import GraphError
 from qcgflow.workflows.file import WorkflowFileError, load_workflow
 
-from workflows_harness import cli, no_stray_processes, write  # noqa: F401
+from support.services import cli
+from workflows_harness import write
 
 # (name, YAML text, expected message after "wf.yaml:")
 CASES = [

@@ -6,7 +6,7 @@ import pytest
 
 from qcgflow.workflows.file import load_workflow
 
-from workflows_harness import PYTHON, assert_golden, no_stray_processes, write  # noqa: F401
+from workflows_harness import PYTHON, assert_golden, write
 
 EVERY_FIELD = """
 name: every_field

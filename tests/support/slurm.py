@@ -22,18 +22,16 @@ import functools
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from .eventually import WaitTimeout, eventually
+from .processes import REPO, stop_tree  # noqa: F401  (REPO: for the Slurm tests)
 UP_COMMAND = "bash ci/dev-cluster/dev-cluster.sh up"
 SKIP_REASON = "no dev Slurm cluster: run `%s`" % UP_COMMAND
 
@@ -76,34 +74,6 @@ def cluster_env(extra: dict | None = None) -> dict:
 _JOB_ID_IN_OUTPUT = re.compile(r"\b(?:job|allocation|jobid)[ =](\d+)", re.I)
 
 
-def _family(pid: int) -> list:
-    try:
-        root = psutil.Process(pid)
-        return [root] + root.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _stop_tree(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """Stop ``proc`` and every descendant, whatever process group they moved to.
-
-    SIGTERM first: srun and salloc then give up their (possibly still pending) job
-    themselves; whatever is left after ``grace`` seconds gets SIGKILL.
-    """
-    family = _family(proc.pid)
-    for member in family:
-        try:
-            member.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(family, timeout=grace)
-    for member in alive:
-        try:
-            member.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
 def run_bounded(argv: list[str], timeout: float, env: dict | None = None,
                 cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
     """Run ``argv`` to completion within ``timeout`` seconds, capturing text output.
@@ -120,7 +90,7 @@ def run_bounded(argv: list[str], timeout: float, env: dict | None = None,
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _stop_tree(proc)
+        stop_tree(proc.pid)  # SIGTERM first: srun and salloc give up their jobs themselves
         out, err = proc.communicate()
         job_ids = sorted(set(_JOB_ID_IN_OUTPUT.findall(err)))
         if job_ids:
@@ -236,15 +206,14 @@ def sbatch_and_wait(script_text: str, args: list[str] | tuple = (), timeout: flo
                               *args, str(script)], timeout=30, env=env)
         assert submit.returncode == 0, "sbatch failed: %s" % submit.stderr.strip()
         job_id = submit.stdout.strip().split(";")[0]
-        deadline = time.monotonic() + timeout
-        state = job_state(job_id)
-        while state not in FINAL_JOB_STATES:
-            if time.monotonic() > deadline:
-                subprocess.run(["scancel", job_id], capture_output=True, timeout=20,
-                               env=cluster_env())
-                pytest.fail("batch job %s still %s after %ss" % (job_id, state or "?", timeout))
-            time.sleep(0.05)
-            state = job_state(job_id)
+        try:
+            state = eventually(lambda: (lambda s: s if s in FINAL_JOB_STATES else None)(
+                job_state(job_id)), timeout, 0.05,
+                lambda: "batch job %s to end (it is %s)" % (job_id, job_state(job_id) or "?"))
+        except WaitTimeout:
+            subprocess.run(["scancel", job_id], capture_output=True, timeout=20,
+                           env=cluster_env())
+            raise
         text = output.read_text(errors="replace") if output.exists() else ""
         return BatchResult(job_id, state, text)
     finally:
