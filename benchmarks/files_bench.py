@@ -48,8 +48,8 @@ def count(top: str):
     total = streams = 0
     for _, _, names in os.walk(top):
         total += len(names)
-        streams += sum(1 for name in names if name.endswith((".out", ".err")) or
-                       name.startswith(("stdout", "stderr")))
+        streams += sum(1 for name in names if name != "qcgflow-service.out" and (
+            name.endswith((".out", ".err")) or name.startswith(("stdout", "stderr"))))
     return total, streams
 
 
