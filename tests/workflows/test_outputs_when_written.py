@@ -247,3 +247,35 @@ def test_a_requests_file_says_which_outputs_are_created_only_when_written(tmp_pa
     assert "missing.json" in (wd / "lazy.1.err").read_text()
     assert (wd / "lazy.1.err").read_text() == (wd / "eager.1.err").read_text()
     assert any(n.endswith("zygote.log") for n in files_under(wd))  # the zygote ran them
+
+
+SLOW = """
+import sys
+import time
+import qcgflow
+
+@qcgflow.task(wt=1)
+def slow(x):
+    print("started", x, flush=True)
+    print("warned", x, file=sys.stderr, flush=True)
+    time.sleep(60)
+
+if __name__ == "__main__":
+    try:
+        qcgflow.run(slow.bind(5), wd=sys.argv[1])
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_a_python_task_killed_at_its_wall_time_keeps_what_it_wrote(tmp_path):
+    # the warm worker dies of the SIGTERM: it names the outputs first
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(SLOW))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "wall time" in result.stdout, result.stdout + result.stderr
+    left = {os.path.basename(n): (tmp_path / "run" / n).read_text()
+            for n in files_under(tmp_path / "run") if "/std" in n}
+    assert left == {"stdout": "started 5\n", "stderr": "warned 5\n"}

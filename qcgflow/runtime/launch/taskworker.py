@@ -96,7 +96,8 @@ class _State:
 def serve(sock: socket.socket, home: str) -> None:
     """The worker's loop (in the forked child; never returns): run tasks until the zygote
     closes its end."""
-    state = _State(home)
+    global _STATE
+    state = _STATE = _State(home)
     _reseed()
     for target in range(3):
         os.dup2(state.null, target)
@@ -121,6 +122,8 @@ def serve(sock: socket.socket, home: str) -> None:
         except OSError as exc:  # as Popen's: the task does not start, the path is named
             _reply(sock, ("error", rid, str(exc)))
             continue
+        if state.outputs:  # reset to the default by _restore after the task
+            signal.signal(signal.SIGTERM, _name_outputs_on_sigterm)
         status, usage = _run_task(state, program, module, args, env, changes, wd, cpus, fds,
                                   not stdin)
         _finish_outputs(state)  # named before the service hears "done"
@@ -418,6 +421,19 @@ def _finalize(code: int) -> int:
         os.kill(os.getpid(), signal.SIGINT)
         code = 130
     return code
+
+
+_STATE = None  # the worker's state (serve), for the SIGTERM handler
+
+
+def _name_outputs_on_sigterm(signum, _frame) -> None:
+    """SIGTERM (the wall-time limit, a cancel) while a task with outputs created only when
+    written runs: name what it wrote, then die of the signal as the process would. Only
+    while such a task runs (and it may replace the handler); os._exit, a crash or SIGKILL
+    still lose those outputs (the worker holds them)."""
+    _finish_outputs(_STATE)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _finish_outputs(state) -> None:
