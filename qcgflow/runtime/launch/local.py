@@ -132,7 +132,13 @@ class LocalLauncher:
                 # (GIL, load) would otherwise report `sleep 2` as running 1.998 s
                 started = time.monotonic()
                 popen, outputs = _spawn(spec, self._cwd)
-                result = (popen, os.pidfd_open(popen.pid), started, None, outputs)
+                try:
+                    pidfd = os.pidfd_open(popen.pid)
+                except OSError:
+                    for output in outputs:
+                        streams.discard(output)
+                    raise
+                result = (popen, pidfd, started, None, outputs)
             except OSError as exc:
                 result = (None, -1, 0.0, str(exc), ())
             except Exception as exc:  # thread boundary: report, never die silently
