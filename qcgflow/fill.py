@@ -145,8 +145,13 @@ def _scalar(value, name: str) -> str:
     if kind is CommandStdout or (kind.__name__ == "CommandResult" and
                                  kind.__module__ == "qcgflow.build.payload"):
         path = value.path if kind is CommandStdout else value.stdout
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return handle.read().rstrip("\n")
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                return handle.read().rstrip("\n")
+        except FileNotFoundError:  # printed nothing: a default output is created
+            if os.path.isdir(os.path.dirname(path)):  # only when written (streams.py)
+                return ""
+            raise
     if isinstance(value, (numbers.Number, os.PathLike)):
         return str(os.fspath(value) if isinstance(value, os.PathLike) else value)
     raise FillError("%s has no text form to fill ${%s}: return a str, a number, a path or "

@@ -14,7 +14,12 @@ A Python task becomes a plain job::
     stdout/stderr: ${root_wd}/.qcgflow/<job>/stdout, stderr           (stdout.${it} ...)
 
 A command task keeps its script or exec/args; its output goes to ``<job>.out`` /
-``<job>.err`` (``<job>.${it}.out``) in its working directory. One whose placeholders take
+``<job>.err`` (``<job>.${it}.out``) in its working directory.
+
+These default stdout/stderr files are created only when the task writes to them: every
+job says so in ``attributes.qcgflow.when_written`` (``["stdout", "stderr"]``), which
+qcgflow's service honours (runtime/launch/streams.py) and upstream's ignores (it creates
+them all, as before). A reader treats a missing default output as empty. One whose placeholders take
 task results (``fill_refs``) runs the fill helper instead, which execs the command::
 
     exec: <python>  args: -m qcgflow.fill ${root_wd}/.qcgflow/<job>/fill.json ${it}
@@ -40,6 +45,7 @@ from qcgflow.graph.graph import (COMMAND, CONTAINERS, AnyOutcome, Graph, TaskNod
                                  any_outcome_preds)
 
 RUNNER = "qcgflow.runner"
+WHEN_WRITTEN = ("stdout", "stderr")  # the streams whose default files exist only if written
 
 
 def _run_path(name: str, leaf: str) -> str:
@@ -103,8 +109,10 @@ def job_description(graph: Graph, node: TaskNode, python: str) -> Dict[str, Any]
     dependencies = _dependencies(graph, node)
     if dependencies:
         job["dependencies"] = dependencies
+    ours: Dict[str, Any] = {"when_written": list(WHEN_WRITTEN)}
     if node.options.get("retries"):
-        job["attributes"] = {"qcgflow": {"retries": node.options["retries"]}}
+        ours["retries"] = node.options["retries"]
+    job["attributes"] = {"qcgflow": ours}
     return job
 
 

@@ -78,7 +78,8 @@ class ResultOf:
 
 class CommandResult:
     """What a command task produced: ``exit_code``, ``wd`` and the ``stdout`` / ``stderr``
-    file paths (absolute)."""
+    file paths (absolute). A default output file exists only if the command wrote to it
+    (``read_stdout`` reads a missing one as empty)."""
 
     __slots__ = ("exit_code", "wd", "stdout", "stderr")
 
@@ -101,9 +102,15 @@ class CommandResult:
         return "CommandResult(exit_code=%r, wd=%r, stdout=%r, stderr=%r)" % self.__getstate__()
 
     def read_stdout(self) -> str:
-        """The text the command wrote to its standard output."""
-        with open(self.stdout, encoding="utf-8", errors="replace") as handle:
-            return handle.read()
+        """The text the command wrote to its standard output ("" when it wrote nothing:
+        qcgflow's default output files exist only when written)."""
+        try:
+            with open(self.stdout, encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            if os.path.isdir(os.path.dirname(self.stdout)):
+                return ""
+            raise
 
 
 class CommandOutput:

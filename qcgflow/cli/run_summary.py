@@ -103,6 +103,16 @@ def where(root: str, job: Dict[str, Any], stream: str, it: Optional[str]) -> str
     return os.path.normpath(os.path.join(root, wd, path))
 
 
+def _not_written(job: Dict[str, Any], path: str) -> str:
+    """A note for a default stderr file that does not exist: created only when written
+    (runtime/launch/streams.py), so the task wrote nothing there."""
+    ours = (job.get("attributes") or {}).get("qcgflow")
+    lazy = ours.get("when_written") if isinstance(ours, dict) else None
+    if lazy and "stderr" in lazy and not os.path.lexists(path):
+        return " (empty: nothing was written, so no file)"
+    return ""
+
+
 def tail(path: str, count: int = STDERR_TAIL) -> List[str]:
     """The last ``count`` non-blank lines of a file (none when it cannot be read)."""
     try:
@@ -216,6 +226,6 @@ def _failure(progress, root: str, name: str, entry: Dict[str, Any]) -> List[str]
     lines = ["  %-16s %-8s %s" % (_label(name, job), state, reason)]
     if state == FAILED and (it or iterations(job) is None):
         path = where(root, job, "stderr", it or None)
-        lines.append("  %-16s stderr: %s" % ("", path))
+        lines.append("  %-16s stderr: %s%s" % ("", path, _not_written(job, path)))
         lines += ["  %-16s | %s" % ("", line) for line in tail(path)]
     return lines

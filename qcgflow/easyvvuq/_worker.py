@@ -149,9 +149,20 @@ def finish_split(actions, previous: Dict[str, Any], command: Any, first: int,
     """The actions after the model of a split chain (see chain.py); the model's outputs
     (``command``: its CommandResult) renamed first as ExecuteLocal names them."""
     for path, name in ((command.stdout, stdout), (command.stderr, stderr)):
-        if isinstance(name, str) and os.path.exists(path):
-            os.replace(path, os.path.join(previous["rundir"], name))
+        if isinstance(name, str):
+            rename_output(path, os.path.join(previous["rundir"], name))
     return run_actions(actions, previous, first)
+
+
+def rename_output(path: str, target: str) -> None:
+    """Give the model's output file ExecuteLocal's name. The job's default output exists
+    only if the model wrote to it (runtime/launch/streams.py); ExecuteLocal's file exists
+    even when empty (it opens it before the run), so a missing one becomes an empty one."""
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        if os.path.isdir(os.path.dirname(path)):
+            open(target, "ab").close()
 
 
 def warmed(_first: Any) -> bool:

@@ -31,7 +31,7 @@ from qcgflow.graph.commands import mpi
 from ..errors import QcgflowError
 from qcgflow.runtime.protocol import SUCCEED
 from qcgflow.session.driver import Session
-from ._worker import RunFailed, tail
+from ._worker import RunFailed, rename_output, tail
 from .chain import is_standard, run_resources
 from .pool import Pool, exit_code_of
 
@@ -148,8 +148,8 @@ class Execution:
                                                    tail(err), reason)))
                 continue
             for path, name in ((out, execute_local.stdout), (err, execute_local.stderr)):
-                if isinstance(name, str) and os.path.exists(path):
-                    os.replace(path, os.path.join(run_dir, name))
+                if isinstance(name, str):
+                    rename_output(path, os.path.join(run_dir, name))
             try:
                 result = decode.start(copy.copy(previous))
             except Exception as exc:  # noqa: BLE001 - a bad output fails this run only

@@ -124,7 +124,7 @@ class Executor:
         self._launcher.launch(
             ProcessSpec(command.argv, command.env, command.wd, command.stdin, command.stdout,
                         command.stderr, cpus=command.cpus, node=command.node,
-                        warm=_plain(spec.execution)),
+                        warm=_plain(spec.execution), when_written=when_written(spec)),
             lambda pid: self._started(task, pid),
             lambda info: self._exited(task, info),
             lambda message: self._failed_to_start(task, message))
@@ -253,6 +253,19 @@ def _prelude_failure(exit_code: int, task: _Task) -> str:
     hint = "" if task.stderr else "; give the job a stderr file to see the module tool's error"
     return "%s%s (the program was not run; exit code %d%s)" % (
         what, ": " + detail if detail else "", exit_code, hint)
+
+
+def when_written(spec) -> tuple:
+    """The streams of a job created only when written (``attributes.qcgflow.when_written``,
+    which the graph compiler sets for the file names it chooses; launch/streams.py)."""
+    attributes = spec.attributes
+    if not attributes:
+        return ()
+    ours = attributes.get("qcgflow")
+    streams = ours.get("when_written") if isinstance(ours, dict) else None
+    if not streams or not isinstance(streams, (list, tuple)):
+        return ()
+    return tuple(stream for stream in ("stdout", "stderr") if stream in streams)
 
 
 def _failed_module(path: Optional[str]) -> Optional[str]:

@@ -398,7 +398,25 @@ class _Builder:
                 raise self.error(("tasks", task, stream), "the parameters of a product sweep "
                                  "cannot name a file; use ${it} (the iteration's index)")
             job["execution"][stream] = fill(text, sweep, False, set())
+            _given(job, stream)
         return job
+
+
+def _given(job: Dict[str, Any], stream: str) -> None:
+    """The file gives ``stream`` a name: that file is created when the task starts, even
+    if nothing is written (as upstream does), unlike compile's default names."""
+    ours = job.get("attributes", {}).get("qcgflow", {})
+    lazy = ours.get("when_written")
+    if lazy and stream in lazy:
+        lazy = [name for name in lazy if name != stream]
+        if lazy:
+            ours["when_written"] = lazy
+        else:
+            del ours["when_written"]
+            if not ours:
+                del job["attributes"]["qcgflow"]
+                if not job["attributes"]:
+                    del job["attributes"]
 
 
 def _by_value(module, base_dir: str) -> None:

@@ -66,7 +66,8 @@ def test_compile_writes_after_any_and_warns_about_upstream(tmp_path):
     jobs = json.loads(result.stdout)[0]["jobs"]
     assert result.returncode == 0, result.stderr
     assert jobs[1]["dependencies"] == {"afterAny": ["md"]}
-    assert jobs[0]["attributes"] == {"qcgflow": {"sweep": {"names": ["T"]}}}
+    assert jobs[0]["attributes"] == {"qcgflow": {"sweep": {"names": ["T"]},
+                                                 "when_written": ["stdout", "stderr"]}}
     assert result.stderr == (
         "qcgflow compile: warning: table uses after_any (dependencies.afterAny, a qcgflow "
         "extension): the requests file runs on 'qcgflow service', not on upstream "

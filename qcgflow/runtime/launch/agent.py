@@ -38,6 +38,8 @@ import time
 
 import zmq
 
+from . import streams  # standard library only
+
 PROTOCOL_VERSION = 1
 HEARTBEAT = 1.0          # seconds between heartbeats to the manager
 ORPHAN_TIMEOUT = 30.0    # seconds without any message from the manager before giving up
@@ -61,7 +63,7 @@ class Agent:
         self.base_env = {}
         self.node_local_env = node_local_env
         self.node_env = {}  # this node's own values of variables its Slurm step set
-        self.children = {}   # pidfd -> (task id, pid, started monotonic)
+        self.children = {}   # pidfd -> (task id, pid, started monotonic, pending outputs)
         self.pids = {}       # task id -> pid
         self.own_cpus = os.sched_getaffinity(0)
         self.last_heard = time.monotonic()
@@ -143,9 +145,11 @@ class Agent:
         for key in message.get("unset", ()):
             env.pop(key, None)
         cpus = message.get("cpus")
+        outputs: list = []
         try:
             pid = self.spawn(message["argv"], env, message["cwd"], message.get("stdin"),
-                             message.get("stdout"), message.get("stderr"), cpus)
+                             message.get("stdout"), message.get("stderr"), cpus,
+                             message.get("when_written") or (), outputs)
             pidfd = os.pidfd_open(pid)
         except OSError as exc:
             self.send({"op": "error", "id": task_id, "message": str(exc)})
@@ -154,14 +158,16 @@ class Agent:
             self.send({"op": "error", "id": task_id,
                        "message": "cannot start the process: %r" % (exc,)})
             return
-        self.children[pidfd] = (task_id, pid, time.monotonic())
+        self.children[pidfd] = (task_id, pid, time.monotonic(), outputs)
         self.pids[task_id] = pid
         self.poller.register(pidfd, zmq.POLLIN)
         self.send({"op": "started", "id": task_id, "pid": pid})
 
-    def spawn(self, argv, env, cwd, stdin, stdout, stderr, cpus) -> int:
+    def spawn(self, argv, env, cwd, stdin, stdout, stderr, cpus, lazy=(), outputs=None) -> int:
         """posix_spawn in ``cwd``, bound to ``cpus``: the agent is single-threaded, so it
-        can change its own directory and mask around the call and the child inherits both."""
+        can change its own directory and mask around the call and the child inherits both.
+        ``lazy``: the streams created only when written; their pending files are added to
+        ``outputs`` (finished when the task is reaped, launch/streams.py)."""
         executable = argv[0]
         if os.sep not in executable:
             executable = _which(executable, env.get("PATH", os.defpath))
@@ -175,26 +181,43 @@ class Agent:
                             os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666))
         here = os.getcwd()
         os.chdir(cwd)
+        opened, pendings = (), []
         try:
             # open the files here first: a failing file action would report only an errno
             if stdin:
                 os.close(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC))
-            for path in {stdout, stderr} - {None}:
+            if lazy and (stdout or stderr):
+                opened = streams.open_pair(stdout, stderr, lazy, pendings)
+                del actions[1:]
+                actions += [(os.POSIX_SPAWN_DUP2, fd, target) if fd is not None else
+                            (os.POSIX_SPAWN_OPEN, target, os.devnull, os.O_WRONLY, 0)
+                            for target, fd in enumerate(opened, 1)]
+            for path in ({stdout, stderr} - {None} if not opened else ()):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
                                  0o666))
             if cpus:
                 os.sched_setaffinity(0, cpus)
             try:
-                return os.posix_spawn(executable, list(argv), env, file_actions=actions,
-                                      setsid=True)
+                pid = os.posix_spawn(executable, list(argv), env, file_actions=actions,
+                                     setsid=True)
             finally:
                 if cpus:
                     os.sched_setaffinity(0, self.own_cpus)
+        except BaseException:
+            for pending in pendings:
+                streams.discard(pending)
+            raise
         finally:
+            held = {pending.fd for pending in pendings}
+            for fd in set(opened) - {None} - held:
+                os.close(fd)  # the child has its copy; pending ones wait for its end
             os.chdir(here)
+        if outputs is not None:
+            outputs.extend(pendings)
+        return pid
 
     def reap(self, pidfd: int) -> None:
-        task_id, pid, started = self.children.pop(pidfd)
+        task_id, pid, started, outputs = self.children.pop(pidfd)
         self.poller.unregister(pidfd)
         os.close(pidfd)
         self.pids.pop(task_id, None)
@@ -203,6 +226,8 @@ class Agent:
         except ChildProcessError:
             status, usage = 0, None
         runtime = time.monotonic() - started
+        for output in outputs:  # at its name before the manager hears of the end
+            streams.finish(output)
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         code = -sig if sig else os.WEXITSTATUS(status)
         self.send({"op": "exited", "id": task_id, "pid": pid, "code": code, "signal": sig,
@@ -236,6 +261,9 @@ class Agent:
                 except ChildProcessError:
                     break
                 time.sleep(0.005)
+        for entry in self.children.values():  # what the killed tasks wrote stays
+            while entry[3]:
+                streams.finish(entry[3].pop())
 
 
 # Differ between an agent and its manager for reasons that say nothing about the node.

@@ -249,11 +249,14 @@ class AgentLauncher:
         bound = bool(spec.cpus)
         if not bound:
             unset.extend(k for k in self._node_local_keys if k not in changes and k in base)
-        self._send(state, {
+        message = {
             "op": "launch", "id": remote.task_id, "argv": list(spec.argv), "env": changes,
             "unset": unset, "cwd": spec.cwd, "stdin": spec.stdin, "stdout": spec.stdout,
             "stderr": spec.stderr, "cpus": list(spec.cpus) if spec.cpus else None,
-            "node_env": bound})
+            "node_env": bound}
+        if spec.when_written:  # outputs the agent creates only when written (streams.py)
+            message["when_written"] = list(spec.when_written)
+        self._send(state, message)
 
     def signal(self, pid: int, signum: int, node: Optional[str] = None) -> bool:
         """Send ``signum`` to the process group of task ``pid`` on ``node``."""

@@ -26,7 +26,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+from . import streams
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class ProcessSpec:
     node: Optional[str] = None  # the node to start it on (launchers with several nodes)
     warm: bool = False  # a plain command (no modules/venv/script/model): may run in a warm
                         # Python worker when it is ``python -m ...`` (launch/pyworker.py)
+    when_written: Tuple[str, ...] = ()  # of "stdout", "stderr": files created only when
+                                        # written (launch/streams.py)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class _Child:
     pidfd: int
     started: float
     on_exit: Callable[[ExitInfo], None]
+    outputs: Sequence[streams.Pending] = ()  # named (or not) when it ends, before on_exit
 
 
 class LocalLauncher:
@@ -126,13 +131,19 @@ class LocalLauncher:
                 # the clock starts before the fork: a spawner thread delayed after the exec
                 # (GIL, load) would otherwise report `sleep 2` as running 1.998 s
                 started = time.monotonic()
-                popen = _spawn(spec, self._cwd)
-                result = (popen, os.pidfd_open(popen.pid), started, None)
+                popen, outputs = _spawn(spec, self._cwd)
+                try:
+                    pidfd = os.pidfd_open(popen.pid)
+                except OSError:
+                    for output in outputs:
+                        streams.discard(output)
+                    raise
+                result = (popen, pidfd, started, None, outputs)
             except OSError as exc:
-                result = (None, -1, 0.0, str(exc))
+                result = (None, -1, 0.0, str(exc), ())
             except Exception as exc:  # thread boundary: report, never die silently
                 _log.exception("spawning %s failed", spec.argv)
-                result = (None, -1, 0.0, "cannot start the process: %s" % exc)
+                result = (None, -1, 0.0, "cannot start the process: %s" % exc, ())
             self._done.append((item, result))
             os.eventfd_write(self._wakeup, 1)
 
@@ -143,14 +154,14 @@ class LocalLauncher:
         except BlockingIOError:
             pass
         while self._done:
-            (spec, on_started, on_exit, on_error), (popen, pidfd, started, error) = \
+            (spec, on_started, on_exit, on_error), (popen, pidfd, started, error, outputs) = \
                 self._done.popleft()
             self._in_flight -= 1
             if popen is None:
                 on_error(error)
                 continue
             pid = popen.pid
-            self._children[pid] = _Child(popen, pidfd, started, on_exit)
+            self._children[pid] = _Child(popen, pidfd, started, on_exit, outputs)
             self._loop.add_reader(pidfd, lambda pid=pid: self._reap(pid))
             on_started(pid)
 
@@ -189,6 +200,8 @@ class LocalLauncher:
             sig = None
             code = os.WEXITSTATUS(status)
         child.popen.returncode = code  # keeps Popen from waiting again on collection
+        for output in child.outputs:  # at its name before anyone is told the task ended
+            streams.finish(output)
         info = ExitInfo(pid, code, sig, child.started, ended,
                         usage.ru_utime if usage else 0.0, usage.ru_stime if usage else 0.0,
                         usage.ru_maxrss if usage else 0)
@@ -196,9 +209,12 @@ class LocalLauncher:
 
 
 def _spawn(spec: ProcessSpec, own_cwd: str):
-    """Create the process (runs in a spawner thread); returns an object with ``pid``."""
+    """Create the process (runs in a spawner thread); returns an object with ``pid`` and
+    the outputs to finish when it ends (``streams.Pending``)."""
+    if spec.when_written and (spec.stdout or spec.stderr):
+        return _spawn_lazy(spec, own_cwd)
     if spec.cpus is None and spec.cwd == own_cwd:
-        return _posix_spawn(spec)
+        return _posix_spawn(spec), ()
     files = []
     try:
         stdin = open(spec.stdin, "rb") if spec.stdin else subprocess.DEVNULL  # noqa: SIM115
@@ -218,10 +234,43 @@ def _spawn(spec: ProcessSpec, own_cwd: str):
         return subprocess.Popen(
             spec.argv, env=spec.env, cwd=spec.cwd, stdin=stdin, stdout=stdout, stderr=stderr,
             start_new_session=True, close_fds=True,
-            preexec_fn=_binder(spec.cpus) if spec.cpus else None)
+            preexec_fn=_binder(spec.cpus) if spec.cpus else None), ()
     finally:
         for handle in files:
             handle.close()  # the child has its own copies
+
+
+def _spawn_lazy(spec: ProcessSpec, own_cwd: str):
+    """``_spawn`` for a task with outputs created only when written: both outputs are
+    opened here (streams.open_pair), the child gets them as descriptors; the pending ones
+    stay open in the service until the task ends."""
+    pendings: list = []
+    out, err = streams.open_pair(spec.stdout, spec.stderr, spec.when_written, pendings)
+    held = {pending.fd for pending in pendings}
+    try:
+        if spec.cpus is None and spec.cwd == own_cwd:
+            process = _posix_spawn(spec, (out, err))
+        else:
+            stdin = open(spec.stdin, "rb") if spec.stdin else subprocess.DEVNULL  # noqa: SIM115
+            try:
+                process = subprocess.Popen(
+                    spec.argv, env=spec.env, cwd=spec.cwd, stdin=stdin,
+                    stdout=subprocess.DEVNULL if out is None else out,
+                    stderr=(subprocess.STDOUT if err is not None and err == out else
+                            subprocess.DEVNULL if err is None else err),
+                    start_new_session=True, close_fds=True,
+                    preexec_fn=_binder(spec.cpus) if spec.cpus else None)
+            finally:
+                if spec.stdin:
+                    stdin.close()
+    except BaseException:
+        for pending in pendings:
+            streams.discard(pending)
+        raise
+    finally:
+        for fd in {out, err} - {None} - held:
+            os.close(fd)  # the child has its own copy; only pending ones wait for its end
+    return process, tuple(pendings)
 
 
 class _Spawned:
@@ -234,12 +283,14 @@ class _Spawned:
         self.returncode = None
 
 
-def _posix_spawn(spec: ProcessSpec) -> _Spawned:
+def _posix_spawn(spec: ProcessSpec, opened: Optional[tuple] = None) -> _Spawned:
     """The fast path for tasks that run in the service's own directory, unbound.
 
     ``posix_spawn`` (clone + exec in libc) costs the spawning thread less Python work than
     ``Popen``. Our descriptors are close-on-exec (Python's default), so the child gets only
     0, 1 and 2. The executable is looked up in the task's own PATH, as Popen does.
+    ``opened``: the (stdout, stderr) descriptors already open (None: /dev/null), instead
+    of opening the paths in the child.
     """
     executable = spec.argv[0]
     if os.sep not in executable:
@@ -252,14 +303,19 @@ def _posix_spawn(spec: ProcessSpec) -> _Spawned:
         (os.POSIX_SPAWN_OPEN, 1, spec.stdout or os.devnull,
          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666),
     ]
-    if spec.stderr and spec.stderr == spec.stdout:
+    if opened is not None:
+        del actions[1]
+        for target, fd in enumerate(opened, 1):
+            actions.append((os.POSIX_SPAWN_DUP2, fd, target) if fd is not None else
+                           (os.POSIX_SPAWN_OPEN, target, os.devnull, os.O_WRONLY, 0))
+    elif spec.stderr and spec.stderr == spec.stdout:
         actions.append((os.POSIX_SPAWN_DUP2, 1, 2))
     else:
         actions.append((os.POSIX_SPAWN_OPEN, 2, spec.stderr or os.devnull,
                         os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666))
     if spec.stdin:
         _check_openable(spec.stdin, os.O_RDONLY)
-    for path in {spec.stdout, spec.stderr} - {None}:
+    for path in ({spec.stdout, spec.stderr} - {None} if opened is None else ()):
         _check_openable(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     pid = os.posix_spawn(executable, list(spec.argv), spec.env, file_actions=actions,
                          setsid=True)

@@ -184,7 +184,7 @@ class WarmLauncher:
         self._requests[request.rid] = request
         self._send(("run", request.rid, program, module, list(spec.argv[3:]),
                     dict(spec.env), spec.cwd, spec.stdin, spec.stdout, spec.stderr,
-                    list(spec.cpus) if spec.cpus else None))
+                    list(spec.cpus) if spec.cpus else None, spec.when_written))
 
     def signal(self, pid: int, signum: int, node: Optional[str] = None) -> bool:
         """Send ``signum`` to the process group of ``pid``; False if it is gone."""

@@ -47,6 +47,8 @@ import sys
 import time
 import types
 
+from . import streams
+
 REUSE_ENV = "QCGFLOW_WORKER_REUSE"  # "0" in a task's environment: a fresh child instead
 MAX_FRAME = 1 << 20
 MAX_DONE = 1 << 16
@@ -89,12 +91,14 @@ class _State:
         self.stdio = None  # the (stdout, stderr) made for tasks, reused while intact
         self.stdin = None  # the sys.stdin the last task was given
         self.stdin_null = False  # ... on /dev/null
+        self.outputs = []  # the running task's outputs created only when written
 
 
 def serve(sock: socket.socket, home: str) -> None:
     """The worker's loop (in the forked child; never returns): run tasks until the zygote
     closes its end."""
-    state = _State(home)
+    global _STATE
+    state = _STATE = _State(home)
     _reseed()
     for target in range(3):
         os.dup2(state.null, target)
@@ -111,16 +115,19 @@ def serve(sock: socket.socket, home: str) -> None:
             os._exit(0)
         if not size:
             os._exit(0)  # the service is gone (or closing): nothing more to run
-        rid, program, module, args, env, wd, stdin, stdout, stderr, cpus = \
+        rid, program, module, args, env, wd, stdin, stdout, stderr, cpus, lazy = \
             pickle.loads(view[:size])
         env, changes = _next_environment(state, env)
         try:
-            fds = _enter(wd, stdin, stdout, stderr)
+            fds = _enter(wd, stdin, stdout, stderr, lazy, state.outputs)
         except OSError as exc:  # as Popen's: the task does not start, the path is named
             _reply(sock, ("error", rid, str(exc)))
             continue
+        if state.outputs:  # reset to the default by _restore after the task
+            signal.signal(signal.SIGTERM, _name_outputs_on_sigterm)
         status, usage = _run_task(state, program, module, args, env, changes, wd, cpus, fds,
                                   not stdin)
+        _finish_outputs(state)  # named before the service hears "done"
         new = _new_modules(state, wd)
         after = resource.getrusage(resource.RUSAGE_SELF)
         message = ("done", rid, status, time.monotonic(), after.ru_utime - usage.ru_utime,
@@ -175,7 +182,9 @@ def _run_task(state, program, module, args, env, changes, wd, cpus, fds, stdin_n
             pass
     code = _flush(code)
     if code == -signal.SIGINT or _must_retire(state):
-        os._exit(_finalize(code))  # become the process that ends: the zygote reports it
+        code = _finalize(code)
+        _finish_outputs(state)
+        os._exit(code)  # become the process that ends: the zygote reports it
     _restore(state)
     return (code & 0xFF) << 8, usage
 
@@ -415,44 +424,76 @@ def _finalize(code: int) -> int:
     return code
 
 
-def _open_files(wd, stdin, stdout, stderr):
+_STATE = None  # the worker's state (serve), for the SIGTERM handler
+
+
+def _name_outputs_on_sigterm(signum, _frame) -> None:
+    """SIGTERM (the wall-time limit, a cancel) while a task with outputs created only when
+    written runs: name what it wrote, then die of the signal as the process would. Only
+    while such a task runs (and it may replace the handler); os._exit, a crash or SIGKILL
+    still lose those outputs (the worker holds them)."""
+    _finish_outputs(_STATE)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _finish_outputs(state) -> None:
+    """Name the finished task's outputs that were written (launch/streams.py)."""
+    outputs = state.outputs
+    while outputs:
+        streams.finish(outputs.pop())
+
+
+def _open_files(wd, stdin, stdout, stderr, lazy=(), pendings=None):
     """Open the task's stdin/stdout/stderr in the zygote, so a bad path is a start error
-    with the path in it (like Popen's) rather than a failed child."""
+    with the path in it (like Popen's) rather than a failed child. ``lazy``: the streams
+    created only when written; their pending files are added to ``pendings`` (the caller
+    keeps them until the task ends; the returned fds are its own to close)."""
     if not os.path.isdir(wd):
         raise FileNotFoundError(2, "No such file or directory", wd)
-    opened = []
+    opened = _enter_files(stdin, stdout, stderr, lazy, pendings)
     try:
-        opened.append(os.open(stdin or os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-        append = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        opened.append(os.open(stdout or os.devnull, append, 0o666))
-        if stderr and stderr == stdout:
-            opened.append(os.dup(opened[1]))
-        else:
-            opened.append(os.open(stderr or os.devnull, append, 0o666))
-    except OSError:
-        for fd in opened:
-            os.close(fd)
-        raise
-    return opened
-
-
-def _enter(wd, stdin, stdout, stderr):
-    """A worker's ``_open_files``: enter ``wd`` (a missing or closed one is a start error
-    naming it, as there) and open the task's files; None stands for the worker's own
-    /dev/null (no open, no close). A failure leaves nothing open."""
-    os.chdir(wd)
-    opened = []
-    try:
-        opened.append(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC) if stdin else None)
-        append = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        opened.append(os.open(stdout, append, 0o666) if stdout else None)
-        if stderr and stderr == stdout:
-            opened.append(os.dup(opened[1]))
-        else:
-            opened.append(os.open(stderr, append, 0o666) if stderr else None)
+        return [os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC) if fd is None else fd
+                for fd in opened]
     except OSError:
         for fd in opened:
             if fd is not None:
                 os.close(fd)
         raise
+
+
+def _enter(wd, stdin, stdout, stderr, lazy=(), pendings=None):
+    """A worker's ``_open_files``: enter ``wd`` (a missing or closed one is a start error
+    naming it, as there) and open the task's files; None stands for the worker's own
+    /dev/null (no open, no close). A failure leaves nothing open."""
+    os.chdir(wd)
+    return _enter_files(stdin, stdout, stderr, lazy, pendings)
+
+
+def _enter_files(stdin, stdout, stderr, lazy, pendings):
+    """[stdin, stdout, stderr] descriptors (None: none given), each the caller's to close;
+    a lazy output's ``Pending`` (holding a descriptor of its own) goes to ``pendings``."""
+    opened = []
+    own: list = []
+    try:
+        opened.append(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC) if stdin else None)
+        out, err = streams.open_pair(stdout, stderr, lazy, own)
+        held = {pending.fd for pending in own}
+        # the caller closes what it is given: a pending file's descriptor stays ours
+        opened.append(None if out is None else os.dup(out) if out in held else out)
+        if err is not None and err == out:
+            opened.append(os.dup(opened[1]))
+        else:
+            opened.append(None if err is None else os.dup(err) if err in held else err)
+    except OSError:
+        for fd in opened:
+            if fd is not None:
+                os.close(fd)
+        for pending in own:
+            streams.discard(pending)
+        raise
+    if pendings is not None:
+        pendings.extend(own)
+    else:
+        streams.finish_all(own)
     return opened

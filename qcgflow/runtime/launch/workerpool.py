@@ -82,7 +82,8 @@ class WorkerPool:
         """Run ``request`` in a worker; False when none can take it now."""
         spec = request.spec
         frame = [request.rid, program, module, list(spec.argv[3:]), spec.env, spec.cwd,
-                 spec.stdin, spec.stdout, spec.stderr, list(spec.cpus) if spec.cpus else None]
+                 spec.stdin, spec.stdout, spec.stderr, list(spec.cpus) if spec.cpus else None,
+                 spec.when_written]
         while self._idle:
             worker = self._idle.pop()
             if not worker.doomed:

@@ -49,6 +49,7 @@ import struct
 import sys
 import time
 
+from . import streams
 from .taskworker import (_finalize, _open_files, _rebind_stdio, _reseed, raised_status,
                          serve)
 
@@ -68,7 +69,8 @@ class Zygote:
         self.sock.set_inheritable(False)
         self.spawn = socket.socket(fileno=spawn_fd) if spawn_fd >= 0 else None
         self.buffer = b""
-        self.children = {}   # pid -> (request id, learn pipe read end or -1)
+        self.children = {}   # pid -> (request id, learn pipe read end or -1, outputs
+                             #         created only when written: named when reaped)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, _ignore)
@@ -109,9 +111,11 @@ class Zygote:
                 self._run(*message[1:])
         return True
 
-    def _run(self, rid, program, module, args, env, wd, stdin, stdout, stderr, cpus) -> None:
+    def _run(self, rid, program, module, args, env, wd, stdin, stdout, stderr, cpus,
+             lazy=()) -> None:
+        outputs: list = []
         try:
-            fds = _open_files(wd, stdin, stdout, stderr)
+            fds = _open_files(wd, stdin, stdout, stderr, lazy, outputs)
         except OSError as exc:
             _send(self.sock, ("error", rid, str(exc)))
             return
@@ -124,6 +128,8 @@ class Zygote:
         except OSError as exc:
             for fd in (*fds, learn_r, learn_w):
                 os.close(fd)
+            for output in outputs:
+                streams.discard(output)
             _send(self.sock, ("error", rid, "cannot fork the warm worker: %s" % exc))
             return
         if pid == 0:
@@ -131,7 +137,7 @@ class Zygote:
         started = time.monotonic()
         for fd in (*fds, learn_w):
             os.close(fd)
-        self.children[pid] = (rid, learn_r)
+        self.children[pid] = (rid, learn_r, outputs)
         _send(self.sock, ("started", rid, pid, started))
 
     def _reap(self) -> None:
@@ -147,7 +153,9 @@ class Zygote:
                 _send(self.sock, ("worker-exit", self.workers.pop(pid), pid, status, ended,
                                   usage.ru_utime, usage.ru_stime, usage.ru_maxrss))
                 continue
-            rid, learn_r = self.children.pop(pid)
+            rid, learn_r, outputs = self.children.pop(pid)
+            for output in outputs:  # at its name before the service hears of the end
+                streams.finish(output)
             _send(self.sock, ("exit", rid, pid, status, ended, usage.ru_utime, usage.ru_stime,
                               usage.ru_maxrss))
             _learn(learn_r)
