@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from qcgflow.build import outputs
 from qcgflow.build import payload
 from qcgflow.session import cache as _resume
+from qcgflow.session import fastpath
 from qcgflow.build.compile import command_output, fill_refs, job_description, write_calls
 from qcgflow.errors import DependencyFailed, NameClashError, RunError, TaskError, TaskFailed
 from qcgflow.graph.graph import COMMAND, TaskNode, TaskRef, target_refs
@@ -92,6 +93,7 @@ class Session(RayHabits):
         self.memo: Optional[_resume.Memo] = None  # set by run(): records and reuses results
         self.adopted: Dict[str, TaskNode] = {}  # job name -> node of a ref that travelled
         self.env: Dict[str, str] = {}  # init(env=...): added to every task's environment
+        self.fast = fastpath.FastPath(self.base, use_store=service is not None)  # issue 19
         topics = (TOPIC_JOB_FINISHED,) + ((TOPIC_JOB_STATUS,) if on_executing else ())
         self.stream = client.subscribe(topics, address=pub_address)
         self.thread = threading.Thread(target=self._consume, name="qcgflow-session",
@@ -164,6 +166,7 @@ class Session(RayHabits):
                 self.service.stop(self.client)
         finally:
             self.client.close()
+            self.fast.close()
 
     # ------------------------------------------------------------------ submit
     def submit(self, target: Any, names: Optional[Dict[TaskNode, str]] = None,
@@ -200,7 +203,8 @@ class Session(RayHabits):
             for node in new:
                 for known in [node] + self.tasks[node].preds:
                     names_now[known] = self.tasks[known].name
-            write_calls(_View(names_now, {}, [n for n in new if n not in reused]), self.root)
+            todo = [n for n in new if n not in reused]  # inline unless the memo adds skips
+            self.fast.calls.update(write_calls(_View(names_now, {}, todo), self.root, not plans))
             if plans:
                 _resume.write_skips(self.root, plans, names_now)
                 for node, plan in plans.items():
@@ -213,9 +217,8 @@ class Session(RayHabits):
                     self._advance(self.tasks[node], jobs)
             if now:
                 self._send(jobs)
-            elif jobs:
-                self.outbox.extend(jobs)
-                self.stream.wakeup()
+            elif jobs:  # sent within fastpath.WINDOW: a loop of .remote calls is batched
+                self.fast.add(self.outbox, jobs, self.stream.wakeup)
             return [self.tasks[ref.node].future for ref in refs]
 
     def _collect(self, refs: List[TaskRef]) -> List[TaskNode]:
@@ -281,7 +284,8 @@ class Session(RayHabits):
         if self.env:  # init(env=...): every task's, its own env option wins
             execution = task.job["execution"]
             execution["env"] = dict(self.env, **execution.get("env", {}))
-        outputs.clean(self.root, task.node, task.job, task.skip)  # never append to old files
+        if not self.fast.apply(task.node, task.job):  # True: it removed old streams itself
+            outputs.clean(self.root, task.node, task.job, task.skip)  # never append to them
         task.state = SUBMITTED
         self.jobs[task.name] = (task, None)
         jobs.append(task.job)
@@ -496,30 +500,31 @@ class Session(RayHabits):
     def _consume(self) -> None:
         quiet_since = time.monotonic()
         while not self.closed:
-            try:
-                event = self.stream.next(RECHECK_AFTER)
+            try:  # every event received meanwhile (None: none), handled under one lock
+                events = self.fast.receive(self.stream, self.outbox, RECHECK_AFTER)
             except ClientError:
                 break
             if self.closed:
                 break
-            if self.outbox:
+            if self.outbox and self.fast.due(self.outbox):
                 self._flush()
             with self.lock:
-                try:
-                    if event is not None:
-                        quiet_since = time.monotonic()
-                        if event.topic == TOPIC_JOB_FINISHED:
-                            self._on_final(event.job, event.state)
-                        elif event.state == "EXECUTING" and self.on_executing is not None:
-                            self.on_executing(event.job)
-                    elif self.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
-                        quiet_since = time.monotonic()
-                        self._check_service()
-                        unsent = {job["name"] for job in self.outbox}  # unknown there yet
-                        self._recheck([name for name in self.jobs if name not in unsent])
-                except Exception as exc:  # noqa: BLE001 - the thread must go on
-                    _log.exception("session event handling failed")
-                    self._fail_job(event.job if event is not None else None, exc)
+                for event in events:
+                    try:
+                        if event is not None:
+                            quiet_since = time.monotonic()
+                            if event.topic == TOPIC_JOB_FINISHED:
+                                self._on_final(event.job, event.state)
+                            elif event.state == "EXECUTING" and self.on_executing is not None:
+                                self.on_executing(event.job)
+                        elif self.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
+                            quiet_since = time.monotonic()
+                            self._check_service()
+                            unsent = {job["name"] for job in self.outbox}  # unknown there
+                            self._recheck([name for name in self.jobs if name not in unsent])
+                    except Exception as exc:  # noqa: BLE001 - the thread must go on
+                        _log.exception("session event handling failed")
+                        self._fail_job(event.job if event is not None else None, exc)
 
     def _flush(self) -> None:
         """Send what ``submit(now=False)`` left in the outbox (consumer thread).
