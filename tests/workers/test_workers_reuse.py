@@ -110,7 +110,8 @@ def test_environment_cwd_and_signals_do_not_leak_to_the_next_task(tmp_path):
         _, _, _, x_after, _ = qcgflow.get(whoami.remote(2))
     assert pid == first
     assert (cwd, leak, x, x_after) == (str(tmp_path / "run"), None, "mine", None)
-    assert argv[0].endswith("call.pkl") and argv[1].endswith("result.pkl")
+    # python -m qcgflow.runner CALL RESULT: a small call is inline (issue 19)
+    assert argv[0].startswith("inline:") and argv[1].endswith("result.pkl")
 
 
 def test_the_opt_out_variable_runs_a_fresh_interpreter_state(tmp_path):
