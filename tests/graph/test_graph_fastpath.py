@@ -180,3 +180,25 @@ def test_a_store_reader_skips_a_torn_record(tmp_path, monkeypatch):
     assert reader.get("job/result.pkl") == b"one" and reader.get("job/result.1.pkl") == b"two"
     assert reader.get("job/x") is None
     assert not store.put(str(tmp_path / "job" / "big.pkl"), b"x" * (store.LIMIT + 1))
+
+
+@qcgflow.task
+def shout(x):
+    print("said %s" % x)
+    return x
+
+
+def test_a_second_session_in_the_same_directory_appends_to_no_stream(tmp_path):
+    wd = run_wd(tmp_path)
+    for _ in range(2):  # a map's streams in its directory, a .remote task's beside its name
+        assert qcgflow.run(shout.map(range(3)), nodes=2, wd=wd) == [0, 1, 2]
+        with qcgflow.init(nodes=2, wd=wd):
+            assert qcgflow.get(shout.remote(7)) == 7
+    base = os.path.join(wd, payload.RUN_DIR)
+    texts = []
+    for where, _, names in os.walk(base):
+        for name in names:
+            if "stdout" in name:
+                with open(os.path.join(where, name), encoding="utf-8") as handle:
+                    texts.append(handle.read())
+    assert sorted(texts) == ["said 0\n", "said 1\n", "said 2\n", "said 7\n"]
