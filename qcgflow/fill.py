@@ -113,8 +113,13 @@ def stdout_path(root: str, command: list, it) -> str:
 
 
 def _python_value(path: str):
-    with open(path, "rb") as handle:
-        result = pickle.load(handle)
+    from qcgflow.build import store  # small results of a session: its result store
+    data = store.lookup(path)
+    if data is not None:
+        result = pickle.loads(data)
+    else:
+        with open(path, "rb") as handle:
+            result = pickle.load(handle)
     if result[0] != "ok":
         raise FillError("its result file %s holds a failure (%s), not a value"
                         % (path, result[2]))

@@ -33,6 +33,8 @@ import json
 import os
 import pickle
 import sys
+
+import cloudpickle
 from typing import Any, Dict, List, Optional
 
 import qcgflow.fill as fill
@@ -205,15 +207,20 @@ def _replace_refs(graph: Graph, obj: Any) -> Any:
     return obj
 
 
-def write_calls(graph: Graph, root: str) -> None:
+def write_calls(graph: Graph, root: str, inline: bool = False) -> Dict[TaskNode, str]:
     """Create ``<root>/.qcgflow/<job>/`` for every node and the call file of each Python
-    task (arguments with refs replaced by placeholders of their results)."""
+    task (arguments with refs replaced by placeholders of their results).
+
+    ``inline``: a call whose pickle is small is not written; it is returned instead, as
+    the runner's CALL argument (``payload.inline_call``) that replaces the call file's path
+    in the job (qcgflow/session/fastpath.py). Returns those arguments by node."""
     base = os.path.join(root, payload.RUN_DIR)
+    inlined: Dict[TaskNode, str] = {}
     for node in graph.order:
         name = graph.names[node]
         directory = os.path.join(base, name)
-        os.makedirs(directory, exist_ok=True)
         if node.kind == COMMAND:
+            os.makedirs(directory, exist_ok=True)
             if fill_refs(node):
                 with open(os.path.join(directory, fill.SPEC_FILE), "w",
                           encoding="utf-8") as handle:
@@ -225,13 +232,21 @@ def write_calls(graph: Graph, root: str) -> None:
             mapped = placeholder(graph, what, element=True) if how == "element" \
                 else _replace_refs(graph, what)
         try:
-            payload.write_call(os.path.join(directory, payload.CALL_FILE), node.fn,
-                               _replace_refs(graph, node.args),
-                               _replace_refs(graph, node.kwargs), mapped,
-                               outputs=node.options.get("outputs"))
+            content = payload.call(node.fn, _replace_refs(graph, node.args),
+                                   _replace_refs(graph, node.kwargs), mapped,
+                                   outputs=node.options.get("outputs"))
+            data = cloudpickle.dumps(content)
+            argument = payload.inline_call(data) if inline else None
+            if argument is None or node.mapped is not None:  # a map's streams are in it
+                os.makedirs(directory, exist_ok=True)
+            if argument is None:
+                payload.write_atomic(os.path.join(directory, payload.CALL_FILE), data)
+            else:  # a plain task: no directory either (its streams are beside it)
+                inlined[node] = argument
         except (TypeError, AttributeError, pickle.PicklingError) as exc:
             raise GraphError("task %s: its function and arguments cannot be pickled for the "
                              "call file: %s" % (name, exc)) from None
+    return inlined
 
 
 def requests(jobs: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -12,7 +12,13 @@
                                  ("ok", value) | ("error", exception|None, type name, traceback)
     session ── read_result <── every result file the target needs
 
-Imported by every task process: only os, sys, pickle, cloudpickle and traceback (rule 4).
+A session on its own service (qcgflow/session/fastpath.py) passes a small call inline
+(``inline:<base64>`` as CALL: no call file) and gives its tasks a result store: a small
+"ok" result is then a record in the worker's store (qcgflow/build/store.py), and every
+read of a result (``read_result``, ``ResultOf.load``) looks there before the file.
+
+Imported by every task process: only os, sys, pickle, cloudpickle and traceback (rule 4;
+binascii where a call is inline, and qcgflow.build.store, which imports only os).
 """
 
 import os
@@ -22,7 +28,11 @@ import traceback
 
 import cloudpickle
 
+from qcgflow.build import store
+
 CALL_FILE = "call.pkl"
+INLINE = "inline:"  # a call argument holding the call itself (base64), not a file's path
+INLINE_LIMIT = 6144  # bytes of pickled call: above that, a call file
 RUN_DIR = ".qcgflow"
 
 
@@ -187,8 +197,16 @@ def _write_result(path: str, obj) -> None:
     runner returned), and a task killed while writing has not succeeded: its half file is
     never read as a value, and the next attempt truncates it.
     """
-    data = _dumps(obj)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    _write_data(path, _dumps(obj))
+
+
+def _write_data(path: str, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileNotFoundError:  # a task whose call was inline has no directory yet
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, flags, 0o666)
     try:
         view = memoryview(data)
         while view:
@@ -247,7 +265,31 @@ def _unpack(value):
 
 
 def write_call(path: str, fn, args, kwargs, mapped=None, skip=None, outputs=None) -> None:
-    """Write a call file; ``mapped`` is the list of elements (or a placeholder of one);
+    """Write a call file (see ``call``)."""
+    _dump(path, call(fn, args, kwargs, mapped, skip, outputs))
+
+
+def inline_call(data: bytes):
+    """The runner's CALL argument holding a call itself (``INLINE`` + base64 of ``data``,
+    its pickle), or None when ``data`` is bigger than ``INLINE_LIMIT`` (then write a call
+    file). Such an argument runs on any service (no ``$``: nothing for it to replace)."""
+    if len(data) > INLINE_LIMIT:
+        return None
+    import binascii
+    return INLINE + binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` as the file ``path`` (a pickled call: ``cloudpickle.dumps(call(...))``)
+    under a temporary name renamed at the end: readers see the whole file or none."""
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def call(fn, args, kwargs, mapped=None, skip=None, outputs=None) -> dict:
+    """A call file's content; ``mapped`` is the list of elements (or a placeholder of one);
     ``skip``: iterations whose result file is already in place (reused, qcgflow.session.cache);
     ``outputs``: the declared outputs, removed before the call and checked after it.
 
@@ -259,13 +301,13 @@ def write_call(path: str, fn, args, kwargs, mapped=None, skip=None, outputs=None
     """
     if mapped is not None and type(mapped) not in (ResultOf, CommandOutput):
         mapped = [_pack(element) for element in mapped]
-    call = {"fn": fn, "args": Packed(cloudpickle.dumps((tuple(args), dict(kwargs)))),
-            "kwargs": None, "map": mapped, "source": _source_of(fn)}
+    content = {"fn": fn, "args": Packed(cloudpickle.dumps((tuple(args), dict(kwargs)))),
+               "kwargs": None, "map": mapped, "source": _source_of(fn)}
     if skip:
-        call["skip"] = frozenset(skip)
+        content["skip"] = frozenset(skip)
     if outputs:
-        call["outputs"] = list(outputs)
-    _dump(path, call)
+        content["outputs"] = list(outputs)
+    return content
 
 
 _SOURCES: dict = {}  # code object -> its source lines: a loop of .remote calls asks again
@@ -350,7 +392,17 @@ _CALLS: dict = {}  # path -> (identity of the file, call): a worker runs many it
 
 def _cached_call(path: str) -> dict:
     """The call in ``path``, loaded once per process while the file is the same file
-    (a rewritten call file, e.g. by a resume, is a new inode: loaded again)."""
+    (a rewritten call file, e.g. by a resume, is a new inode: loaded again); an ``INLINE``
+    argument is the call itself."""
+    if path.startswith(INLINE):
+        entry = _CALLS.get(path)
+        if entry is None:
+            import binascii
+            entry = (None, pickle.loads(binascii.a2b_base64(path[len(INLINE):])))
+            if len(_CALLS) >= 16:
+                _CALLS.clear()
+            _CALLS[path] = entry
+        return entry[1]
     info = os.stat(path)
     key = (info.st_ino, info.st_mtime_ns, info.st_size)
     entry = _CALLS.get(path)
@@ -364,7 +416,12 @@ def _cached_call(path: str) -> dict:
 
 
 def write_value(path: str, value) -> None:
-    _write_result(path, ("ok", value))
+    """The result ``("ok", value)`` of ``path``: in this task's result store when it has
+    one and the value is small (qcgflow/build/store.py), else in the file ``path``."""
+    data = _dumps(("ok", value))
+    if store.ENV in os.environ and store.put(path, data):
+        return
+    _write_data(path, data)
 
 
 def write_error(path: str, error: BaseException) -> None:
@@ -379,8 +436,24 @@ def write_error(path: str, error: BaseException) -> None:
 
 
 def read_result(path: str):
-    """``("ok", value)`` or ``("error", exception|None, type name, traceback text)``."""
+    """``("ok", value)`` or ``("error", exception|None, type name, traceback text)``: the
+    record of ``path`` in the run's result store, else the file ``path``."""
+    data = store.lookup(path)
+    if data is not None:
+        return pickle.loads(data)
     return _load(path)
+
+
+def result_data(path: str):
+    """The pickled result of ``path`` (its store record, else the file), None if neither."""
+    data = store.lookup(path)
+    if data is not None:
+        return data
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
 
 
 def load_value(path: str):
@@ -423,7 +496,8 @@ def load_outcome(path: str, task: str):
 
 def run_call(call_path: str, result_path: str, it=None) -> int:
     """Run the call in ``call_path``; write the result; 0 on success, 1 when it raised."""
-    base = os.path.dirname(os.path.dirname(os.path.abspath(call_path)))
+    # <base>/<job>/result...: the call may be inline (no path of its own)
+    base = os.path.dirname(os.path.dirname(os.path.abspath(result_path)))
     try:
         call = _cached_call(call_path)
         if it is not None and int(it) in call.get("skip", ()):

@@ -4,8 +4,8 @@
 
     a task succeeds ─> record: <wd>/.qcgflow/memo.jsonl gets one line per result
                        {"k": key, "j": job, "i": iteration|null, "s": sha256 of the result
-                        file | "c": 1 for a command}; with a cache dir, the result file is
-                       also copied to <cache>/<key[:2]>/<key>.pkl (Python tasks only)
+                        | "c": 1 for a command, "t": its result store if in one}; with a
+                       cache dir, also copied to <cache>/<key[:2]>/<key>.pkl (Python only)
     a run starts (resume / cache dir):
        plan, from the targets back: a task whose key has a record whose result file is
        still the one recorded (same sha256) or a loadable cache file is REUSED: its result
@@ -41,6 +41,7 @@ import cloudpickle
 
 from qcgflow.build import outputs
 from qcgflow.build import payload
+from qcgflow.build import store as _store
 from qcgflow.build.compile import command_output
 from qcgflow.graph.options import PARALLEL_MODELS
 from qcgflow.graph.graph import COMMAND, TaskNode
@@ -64,10 +65,7 @@ def _read(path: str) -> Optional[bytes]:
 
 def _write(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)  # readers never see half a file
+    payload.write_atomic(path, data)  # readers never see half a file
 
 
 def _sha(data: bytes) -> str:
@@ -179,6 +177,8 @@ class Store:
         if entry is not None and entry.get("s"):
             path = self.result_path(entry["j"], entry.get("i"))
             data = _read(path)
+            if data is None and entry.get("t"):  # in its session's store: not the target
+                path, data = path + " (stored)", _store.read_from(self.base, entry["t"], path)
             if data is not None and _sha(data) == entry["s"]:
                 return path, data
         if self.cache_dir is not None:
@@ -203,10 +203,13 @@ class Store:
             return [{"k": key, "j": name, "i": it, "c": 1} for it, key in pairs]
         out = []
         for it, key in pairs:
-            data = _read(self.result_path(name, it))
+            path = self.result_path(name, it)
+            data, held = _store.held(self.base, path)  # in the session's result store
+            data = _read(path) if data is None else data
             if data is None:
                 continue
-            out.append({"k": key, "j": name, "i": it, "s": _sha(data)})
+            entry = {"k": key, "j": name, "i": it, "s": _sha(data)}
+            out.append(dict(entry, t=held) if held else entry)
             if self.cache_dir is not None and not os.path.exists(self.cache_path(key)) \
                     and _ok_result(data):
                 self.keep_files(key, output_files(node, self.root, it))

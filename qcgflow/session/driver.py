@@ -37,6 +37,7 @@ from qcgflow.build import outputs
 from qcgflow.build import payload
 from qcgflow.build.compile import command_output, fill_refs, write_calls
 from qcgflow.errors import NameClashError, RunError, TaskFailed
+from qcgflow.session import fastpath
 from qcgflow.graph.graph import COMMAND, TaskNode, TaskRef, target_refs
 from qcgflow.runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError,
                                     ServiceClient, ServiceError)
@@ -104,6 +105,7 @@ class Session(RayHabits):
         self.closed = False
         self.memo: Optional[_resume.Memo] = None  # set by run(): records and reuses results
         self.adopted: Dict[str, TaskNode] = {}  # job name -> node of a ref that travelled
+        self.fast = fastpath.FastPath(self.base, use_store=service is not None)  # issue 19
         topics = (TOPIC_JOB_FINISHED,) + ((TOPIC_JOB_STATUS,) if on_executing else ())
         self.stream = client.subscribe(topics, address=pub_address)
         self.thread = threading.Thread(target=self._consume, name="qcgflow-session",
@@ -177,6 +179,8 @@ class Session(RayHabits):
                 self.service.stop(self.client)
         finally:
             self.client.close()
+            self.fast.close()
+            self.fast.close()
 
     # ------------------------------------------------------------------ submit
     def submit(self, target: Any, names: Optional[Dict[TaskNode, str]] = None,
@@ -210,7 +214,8 @@ class Session(RayHabits):
             for task in created.values():
                 for known in [task.node] + task.preds:
                     names_now[known] = (created.get(known) or self.tasks[known]).name
-            write_calls(View(names_now, {}, [n for n in new if n not in reused]), self.root)
+            todo = [n for n in new if n not in reused]  # inline unless the memo adds skips
+            self.fast.calls.update(write_calls(View(names_now, {}, todo), self.root, not plans))
             if plans:
                 _resume.write_skips(self.root, plans, names_now)
                 for node, plan in plans.items():
@@ -232,8 +237,8 @@ class Session(RayHabits):
             self._flush()  # what the refusals let run (any_outcome), a part's dependants
             if mine_refused:
                 raise RunError("the service refused the jobs: %s" % mine_refused[0][1])
-        elif self.outbox:
-            self.stream.wakeup()
+        else:  # sent within fastpath.WINDOW: a loop of .remote calls is batched
+            self.fast.queued(queued, len(self.outbox), self.stream.wakeup)
         return futures
 
     def _new_task(self, node: TaskNode, name: str, preds: List[TaskNode]) -> Task:
@@ -400,7 +405,8 @@ class Session(RayHabits):
         to old files), the error result of the attempt before a retry."""
         task = item.task
         if type(item) is Submit:
-            outputs.clean(self.root, task.node, item.job, task.skip)
+            if not self.fast.apply(task.node, item.job):  # True: it removed old streams
+                outputs.clean(self.root, task.node, item.job, task.skip)  # never append
             return
         if task.node.kind != COMMAND:
             path = os.path.join(self.base, payload.result_file(task.name, item.it))
@@ -493,39 +499,51 @@ class Session(RayHabits):
     def _consume(self) -> None:
         quiet_since = time.monotonic()
         while not self.closed:
-            try:
-                event = self.stream.next(RECHECK_AFTER)
+            try:  # every event received meanwhile ([None]: none came)
+                events = self.fast.receive(self.stream, self.outbox, RECHECK_AFTER)
             except ClientError:
                 break
             if self.closed:
                 break
-            job = event.job if event is not None else None
-            try:
-                if self.outbox:
-                    self._flush()
-                if self.checks:  # adopted refs: their jobs may have ended already
-                    with self.lock:
-                        names, self.checks = self.checks, []
-                    self._recheck(names)
+            self._guarded(None, self._send_due)
+            if self.checks:  # adopted refs: their jobs may have ended already
+                with self.lock:
+                    names, self.checks = self.checks, []
+                self._guarded(None, self._recheck, names)
+            for event in events:
                 if event is not None:
                     quiet_since = time.monotonic()
                     if event.topic == TOPIC_JOB_FINISHED:
-                        self._settle(event.job, event.state)
+                        self._guarded(event.job, self._settle, event.job, event.state)
                     elif event.state == EXECUTING and self.on_executing is not None:
-                        self.on_executing(event.job)
+                        self._guarded(event.job, self.on_executing, event.job)
                 elif self.tracker.jobs and time.monotonic() - quiet_since >= RECHECK_AFTER:
                     quiet_since = time.monotonic()
-                    self._check_service()
-                    with self.lock:
-                        unsent = {item.job["name"] for item in self.outbox}  # unknown there
-                        names = [n for n in self.tracker.open_jobs() if n not in unsent]
-                    self._recheck(names)
-                if self.outbox:
-                    self._flush()
-            except Exception as exc:  # noqa: BLE001 - the thread must go on
-                _log.exception("session event handling failed")
-                if job is not None:
-                    self._fail_handling(job, exc)
+                    self._guarded(None, self._check_quiet)
+            self._guarded(None, self._send_due)
+
+    def _guarded(self, job: Optional[str], action: Callable, *args) -> None:
+        """Run ``action`` (consumer thread): what it raises is logged and fails the task of
+        ``job`` if one is named; the thread goes on."""
+        try:
+            action(*args)
+        except Exception as exc:  # noqa: BLE001 - the thread must go on
+            _log.exception("session event handling failed")
+            if job is not None:
+                self._fail_handling(job, exc)
+
+    def _send_due(self) -> None:
+        """Send the outbox once its batching window is over (fastpath.FastPath.due)."""
+        if self.outbox and self.fast.due(self.outbox):
+            self._flush()
+
+    def _check_quiet(self) -> None:
+        """No event for RECHECK_AFTER: is the service alive, and have jobs ended unseen?"""
+        self._check_service()
+        with self.lock:
+            unsent = {item.job["name"] for item in self.outbox}  # unknown there
+            names = [n for n in self.tracker.open_jobs() if n not in unsent]
+        self._recheck(names)
 
     def _fail_handling(self, job: str, exc: Exception) -> None:
         """The task of ``job`` fails with what went wrong while its end was handled."""

@@ -216,8 +216,19 @@ def get(refs: Any, timeout: Optional[float] = None) -> Any:
         RunError: the session was shut down first.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    with _blocking([ref.future for ref in find_refs(refs) if ref.node.future is not None]):
+    futures = [ref.future for ref in find_refs(refs) if ref.node.future is not None]
+    _hurry(futures)
+    with _blocking(futures):
         return _values(refs, deadline, timeout)
+
+
+def _hurry(futures: List[cf.Future]) -> None:
+    """Waiting for tasks not done: ``.remote`` calls still batched in the session's outbox
+    go out now, not when their window closes (qcgflow/session/fastpath.py)."""
+    session = _current.session if _current is not None else None
+    if session is not None and session.outbox and not all(f.done() for f in futures):
+        session.fast.hurry()
+        session.stream.wakeup()
 
 
 def _values(refs: Any, deadline: Optional[float], timeout: Optional[float]) -> Any:
@@ -279,6 +290,7 @@ def wait(refs: List[TaskRef], num_returns: int = 1,
         raise ValueError("num_returns must be between 0 and len(refs) (%d), got %r"
                          % (len(refs), num_returns))
     futures = [_future(ref) for ref in refs]
+    _hurry(futures)
     deadline = None if timeout is None else time.monotonic() + timeout
     with _blocking(futures if sum(f.done() for f in futures) < num_returns else []):
         while sum(f.done() for f in futures) < num_returns:

@@ -100,20 +100,37 @@ def test_grown_map_runs_only_the_new_elements(project):
     assert line.startswith("reused 3 of 6 tasks")
 
 
+FILES = {"QCGFLOW_RESULT_FILES": "1"}  # a result file per task, not per-worker stores
+
+
 def test_corrupt_result_file_reruns_that_task(project, tmp_path):
-    project.run(1, 2, 10)
+    project.run(1, 2, 10, env=FILES)
     for job in ("load-0", "total-0"):  # a target's, and one it needs
         (tmp_path / "run" / ".qcgflow" / job / "result.pkl").write_bytes(b"garbage")
-    result, _ = project.run(1, 2, 10)
+    result, _ = project.run(1, 2, 10, env=FILES)
     assert (result, project.calls()) == (0 + 1 + 11, ["load10", "total"])
 
 
 def test_missing_iteration_result_reruns_that_iteration(project, tmp_path):
-    project.run(1, 3, 10)
+    project.run(1, 3, 10, env=FILES)
     for path in ("square-0/result.1.pkl", "total-0/result.pkl"):
         (tmp_path / "run" / ".qcgflow" / path).unlink()
-    result, _ = project.run(1, 3, 10)
+    result, _ = project.run(1, 3, 10, env=FILES)
     assert (result, project.calls()) == (0 + 1 + 4 + 11, ["square1", "total"])
+
+
+def test_results_kept_in_stores_are_reused_and_a_lost_store_reruns(project, tmp_path):
+    first, _ = project.run(1, 2, 10)
+    stores = tmp_path / "run" / ".qcgflow" / "stores"
+    assert [p.name for p in stores.iterdir()]  # the small results went to a store
+    again, _ = project.run(1, 2, 10)
+    assert (again, project.calls()) == (first, [])
+    for path in (tmp_path / "run" / ".qcgflow").rglob("*"):  # stores, and result files a
+        if path.is_file() and (path.parent.parent == stores or path.name.startswith(
+                "result")):  # reuse put in place: every result is gone
+            path.unlink()
+    result, _ = project.run(1, 2, 10)
+    assert (result, project.calls()) == (first, ["load10", "square0", "square1", "total"])
 
 
 FLAKY = FLOW + """

@@ -98,7 +98,8 @@ def test_environment_cwd_and_signals_do_not_leak_to_the_next_task(tmp_path):
         _, _, _, x_after, _ = qcgflow.get(whoami.remote(2))
     assert pid == first
     assert (cwd, leak, x, x_after) == (str(tmp_path / "run"), None, "mine", None)
-    assert argv[0].endswith("call.pkl") and argv[1].endswith("result.pkl")
+    # python -m qcgflow.runner CALL RESULT: a small call is inline (issue 19)
+    assert argv[0].startswith("inline:") and argv[1].endswith("result.pkl")
 
 
 def test_the_opt_out_variable_runs_a_fresh_interpreter_state(tmp_path):
@@ -176,7 +177,8 @@ def test_a_task_leaving_exit_work_is_finished_as_a_process(tmp_path, task, print
     with qcgflow.init(nodes=1, wd=str(wd)):
         pid = qcgflow.get(task.remote())
         after = pid_of(whoami.remote(1))
-    assert printed in (wd / ".qcgflow" / ("%s-0" % task.fn.__name__) / "stdout").read_text()
+    # a .remote task's streams are beside its job name (its call is inline: no directory)
+    assert printed in (wd / ".qcgflow" / ("%s-0.stdout" % task.fn.__name__)).read_text()
     assert pid != after  # that worker ended as the process would have
 
 

@@ -1,0 +1,131 @@
+"""A session's fast path for Python tasks: small calls inline in the job, small results
+in per-worker stores (issue 19). Used by ``qcgflow.session.driver`` only.
+
+::
+
+    Session(service we started) ── FastPath(base, use_store=True): <root>/.qcgflow/stores/<session id>/
+        its jobs: env QCGFLOW_STORE=<host>:<that directory>   (qcgflow/build/store.py)
+        its small calls: "inline:<base64>" as the runner's CALL argument (no call.pkl)
+    Session.shutdown ── FastPath.close
+
+Files stay the path for what is big (calls over ``payload.INLINE_LIMIT``, results over
+``store.LIMIT``), for errors (their tracebacks), for tasks on another host, and for
+compiled requests files (``qcgflow.compile``: upstream's service runs them as they are).
+Inside a Slurm allocation (``SLURM_JOB_ID``) tasks may run on other hosts: no store then,
+a result file per task as before. ``QCGFLOW_RESULT_FILES=1`` turns stores off.
+"""
+
+import os
+import time
+from typing import Any, Dict, Optional
+
+from qcgflow.build import store
+
+OFF_ENV = "QCGFLOW_RESULT_FILES"
+RUNNER = "qcgflow.runner"  # compile.RUNNER (not imported: compile sits in an import cycle)
+WINDOW = 0.004  # s: .remote calls within it go out in one submit request
+BATCH = 1000  # jobs: an outbox this full goes out at once
+
+
+class FastPath:
+    """What a session puts on the fast path: ``calls`` (node -> its inline call argument,
+    from ``compile.write_calls(inline=True)``) and, with ``use_store``, the result store of its
+    ``.qcgflow`` directory ``base``."""
+
+    def __init__(self, base: str, use_store: bool):
+        self.base = base
+        os.makedirs(base, exist_ok=True)  # where inline calls' streams go
+        # what an earlier run left in base (before this session made anything there): the
+        # only stream files a job of this session could find and must not append to
+        self.present = set(os.listdir(base))
+        self.calls: Dict[Any, str] = {}
+        self.env = open_store(base) if use_store else None
+        self.directory = self.env and self.env[store.ENV].partition(":")[2]
+        self.since = 0.0  # when the outbox got its first job
+
+    def apply(self, node: Any, job: Dict[str, Any]) -> bool:
+        """``node``'s job on the fast path: its inline call (and streams beside it), the
+        store's variable. True when its streams need no ``outputs.clean`` (two ``unlink`` a
+        task or an iteration, 40,000 for a 20,000-element map): a Python task without
+        declared outputs whose stream files cannot be an earlier run's (removed here if
+        they are: a plain inline task's) or whose directory this session made."""
+        execution = job["execution"]
+        if self.env:
+            execution["env"] = dict(execution.get("env") or {}, **self.env)
+        inline = self.calls.pop(node, None)
+        if inline is not None:
+            inline_argument(job, inline)
+        if execution.get("args", [])[:2] != ["-m", RUNNER] or node.options.get("outputs"):
+            return False  # a command (streams in its wd), or outputs to remove first
+        if inline is None or "iteration" in job:  # streams in .qcgflow/<job>/
+            return job["name"] not in self.present
+        for stream in ("stdout", "stderr"):
+            name = "%s.%s" % (job["name"], stream)
+            if name in self.present:
+                try:
+                    os.unlink(os.path.join(self.base, name))
+                except FileNotFoundError:
+                    pass
+        return True
+
+    # ---------------------------------------------------------------- batching
+    def queued(self, before: int, after: int, wakeup) -> None:
+        """The outbox went from ``before`` to ``after`` items (``submit(now=False)``);
+        ``wakeup`` the consumer thread when it must time the window (the first item) or
+        send now (``BATCH`` reached)."""
+        if after <= before:
+            return
+        if before == 0:
+            self.since = time.monotonic()
+            wakeup()
+        elif before < BATCH <= after:
+            wakeup()
+
+    def hurry(self) -> None:
+        """Send the outbox at the consumer thread's next wake-up (a ``get`` waits on it)."""
+        self.since = 0.0
+
+    def receive(self, stream: Any, outbox: list, quiet: float) -> list:
+        """The events ``stream`` has (waiting up to ``quiet`` seconds for one, less while
+        the outbox's window is open); ``[None]`` when none came."""
+        wait = quiet if not outbox else max(0.0, min(quiet, self.since + WINDOW
+                                                     - time.monotonic()))
+        event = stream.next(wait)
+        return [None] if event is None else [event] + stream.drain()
+
+    def due(self, outbox: list) -> bool:
+        """Whether the outbox goes out now: ``WINDOW`` passed since its first job, it holds
+        ``BATCH`` jobs, or someone waits for one of them."""
+        return len(outbox) >= BATCH or time.monotonic() >= self.since + WINDOW
+
+    def close(self) -> None:
+        if self.env:
+            store.unregister(self.base, self.directory)
+
+
+def open_store(base: str) -> Optional[Dict[str, str]]:
+    """A new store directory for a session whose ``.qcgflow`` directory is ``base``,
+    registered for lookups in this process; returns the environment its jobs get (None:
+    no store here, results are files)."""
+    if os.environ.get(OFF_ENV) == "1" or os.environ.get("SLURM_JOB_ID"):
+        return None
+    name = "%s-%d-%x" % (store.host(), os.getpid(), time.time_ns())
+    directory = os.path.join(base, store.DIR, name)
+    store.register(base, directory)
+    return {store.ENV: store.env_value(directory)}
+
+
+def inline_argument(job: Dict[str, Any], argument: str) -> None:
+    """Put an inline call (``compile.write_calls(inline=True)``) in a Python task's job, in
+    place of its call file's path (the runner's first argument). A plain (not mapped) task
+    then has no directory of its own (one ``mkdir`` per ``.remote`` call less): its stdout
+    and stderr are ``.qcgflow/<job>.stdout`` and ``.stderr``; a result that is not stored
+    (an error, a big one) creates ``.qcgflow/<job>/`` for its file when it is written."""
+    execution = job["execution"]
+    execution["args"][2] = argument  # -m qcgflow.runner CALL RESULT [IT]
+    if "iteration" in job:
+        return
+    name = job["name"]
+    for stream in ("stdout", "stderr"):
+        execution[stream] = execution[stream].replace("/%s/%s" % (name, stream),
+                                                      "/%s.%s" % (name, stream))
