@@ -12,7 +12,7 @@ from qcgflow.build import payload, store
 from qcgflow.errors import TaskCancelled
 from qcgflow.session import fastpath
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import run_wd
 
 DEADLINE = 60
 STREAMS = (".stdout", ".stderr")  # the tasks' own output files: another issue's files

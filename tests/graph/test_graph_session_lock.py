@@ -14,7 +14,7 @@ from qcgflow.runtime.client import ServiceError
 from qcgflow.runtime.protocol import QUEUED
 from qcgflow.session import dynamic
 
-from graph_harness import no_leftovers, run_wd  # noqa: F401
+from graph_harness import run_wd
 
 DEADLINE = 60
 

@@ -3,7 +3,7 @@ agents (launch/agent.py) hold the unnamed files and name them before reporting t
 
 import sys
 
-from slurm_harness import require_slurm, salloc_run
+from support.slurm import require_slurm, salloc_run
 
 SWEEP = """
 tasks:

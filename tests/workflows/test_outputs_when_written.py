@@ -15,7 +15,8 @@ import textwrap
 
 import pytest
 
-from workflows_harness import ROOT, cli, no_stray_processes, write  # noqa: F401
+from support.services import cli
+from workflows_harness import ROOT, write
 
 from qcgflow.runtime.launch import streams
 
