@@ -128,7 +128,8 @@ class EventLoop:
                             self._guard(callback)
             else:
                 self._run_fds(-1 if timeout is None else timeout / 1000.0)
-            self._run_timers()
+            if self._timers:
+                self._run_timers()
             if not self._soon:
                 for hook in self.idle_hooks:
                     self._guard(hook)
@@ -141,7 +142,10 @@ class EventLoop:
         for fd, _ in self._epoll.poll(timeout):
             callback = fds.get(fd)
             if callback is not None:
-                self._guard(callback)
+                try:  # _guard, inlined: this runs for every task's exit
+                    callback()
+                except Exception:
+                    _log.exception("event loop callback %r failed", callback)
 
     def close(self) -> None:
         """Release the epoll descriptor (the loop cannot run afterwards)."""
@@ -150,7 +154,11 @@ class EventLoop:
     def _run_soon(self) -> None:
         soon = self._soon
         while soon:
-            self._guard(soon.popleft())
+            callback = soon.popleft()
+            try:  # _guard, inlined: this runs for every scheduling pass
+                callback()
+            except Exception:
+                _log.exception("event loop callback %r failed", callback)
 
     def _poll_timeout(self):
         if self._soon:
