@@ -197,6 +197,11 @@ class DependencyTracker:
             decisions.omit_iterations.append(
                 (entry, position, "dependency '%s' %s" % (unit, state.name)))
 
+    def waits_on_iteration(self, name: str, index: int) -> bool:
+        """Whether a dependant waits on iteration ``name:index`` (an ``after`` on it or a
+        per-iteration dependency on ``name``): if not, its end decides nothing."""
+        return (name, index) in self._on_iteration or name in self._per_iteration
+
     def finished(self, job, position: Optional[int], state: JobState) -> Decisions:
         """A job (``position`` None) or an iteration reached ``state`` (final)."""
         decisions = Decisions()

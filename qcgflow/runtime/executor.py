@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional
 
 from .jobs import JobState
-from .launch.environment import (EXIT_MODULE_LOAD, PRELUDE_FAILURES, ModelUnavailable,
-                                 TaskContext, build_task)
+from .launch.environment import (EXIT_MODULE_LOAD, PRELUDE_FAILURES, CommandTemplates,
+                                 ModelUnavailable, TaskContext, build_task)
 from .launch.local import ExitInfo, ProcessSpec, last_line
 from .launch.oom import OOM_NOTE, OomWatch
 
@@ -29,8 +29,8 @@ _log = logging.getLogger(__name__)
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 
 
-@dataclass(frozen=True)
-class Outcome:
+@dataclass
+class Outcome:  # one per task: not frozen (a frozen dataclass's __init__ is slow); immutable
     state: JobState
     message: Optional[str]
     runtime: Mapping[str, str]
@@ -76,6 +76,8 @@ class Executor:
         self._aux_dir = aux_dir
         self._gpus = gpus  # the pool has GPUs: tasks get theirs bound, the others none
         self._steps = 0
+        self._templates = CommandTemplates(self._base_env, root_wd, slurm=slurm,
+                                           aux_dir=aux_dir, gpus=gpus)
         self._oom = OomWatch()
         # Called with (unit name, allocation, ExitInfo) for every process that ended:
         # exact start/end times and rusage for the run statistics (--enable-rt-stats).
@@ -98,15 +100,22 @@ class Executor:
         self._steps += 1
         task.step = "%s%d" % (self._step_prefix, self._steps)
         self._steps_running[task.step] = task
-        ctx = TaskContext(
-            name=job.unit_name(position),
-            index=None if position is None else it.start + position,
-            value=it.values[position] if (it is not None and it.values) else None,
-            allocation=allocation, root_wd=self._root_wd,
-            step_id=task.step,
-            slurm=self._slurm, aux_dir=self._aux_dir, gpus=self._gpus)
         try:
-            command = build_task(spec.execution, ctx, self._base_env)
+            # iterations of a sweep: a template per allocation (None: build this one)
+            found = (None if position is None else
+                     self._templates.command(spec.execution, allocation, task.step))
+            if found is not None:
+                command, env = found
+            else:
+                ctx = TaskContext(
+                    name=job.unit_name(position),
+                    index=None if position is None else it.start + position,
+                    value=it.values[position] if (it is not None and it.values) else None,
+                    allocation=allocation, root_wd=self._root_wd,
+                    step_id=task.step,
+                    slurm=self._slurm, aux_dir=self._aux_dir, gpus=self._gpus)
+                command = build_task(spec.execution, ctx, self._base_env)
+                env = command.env
             task.wd = command.wd
             if spec.execution.wd:
                 os.makedirs(command.wd, exist_ok=True)
@@ -122,7 +131,7 @@ class Executor:
         task.node = command.node
         task.stderr = command.stderr
         self._launcher.launch(
-            ProcessSpec(command.argv, command.env, command.wd, command.stdin, command.stdout,
+            ProcessSpec(command.argv, env, command.wd, command.stdin, command.stdout,
                         command.stderr, cpus=command.cpus, node=command.node,
                         warm=_plain(spec.execution), when_written=when_written(spec)),
             lambda pid: self._started(task, pid),

@@ -21,7 +21,7 @@ import uuid
 
 from .deps import Decisions, DependencyTracker, check_cycles
 from .errors import InvalidRequest, NotEnoughResources
-from .jobs import JobSpec, JobState
+from .jobs import CODE_STATES, FINAL_STATES, JobSpec, JobState
 from .names import shown
 from .protocol import LOCAL_MODELS, parse_job
 from .registry import Job, Registry
@@ -260,22 +260,23 @@ class Manager:
             self.kick()
 
     def task_executing(self, job: Job, position: Optional[int]) -> None:
-        self.registry.mark_executing(job, position)
+        self.registry.transition(job, position, JobState.EXECUTING)  # mark_executing
 
     def task_done(self, job: Job, position: Optional[int], allocation, outcome) -> None:
         """An iteration ended: release its cores, record the outcome, resolve dependants."""
-        key = (job.name, position)
-        if key in self.lent:  # it blocked: only what it holds now goes back
-            held = self.lent.pop(key)
+        if self.lent and (job.name, position) in self.lent:
+            # it blocked: only what it holds now goes back
+            held = self.lent.pop((job.name, position))
             if held is not None and type(held) is not _Owed:
                 self.pool.release(held)
         else:
             self.pool.release(allocation)
-        self._repay()
+        if self.lent:
+            self._repay()
         record = job if position is None else job.records.get(position)
         if record is not None:
             record.runtime = dict(outcome.runtime)
-        if position is not None and job.iteration_state(position).is_final:
+        if position is not None and CODE_STATES[job.iter_states[position]] in FINAL_STATES:
             finals = []  # already ended (its whole job was canceled while it ran)
         else:
             finals = self.registry.transition(job, position, outcome.state, outcome.message)
@@ -331,10 +332,13 @@ class Manager:
     # ------------------------------------------------------------------ dependencies
     def _resolve(self, finals) -> None:
         work = deque(finals)
+        waits_on = self.tracker.waits_on_iteration
         while work:
             job, position = work.popleft()
             if position is None:
                 self._job_ended(job)
+            elif not waits_on(job.name, job.spec.iteration.start + position):
+                continue  # nobody waits on this iteration (most of a sweep): nothing to do
             self._apply(self.tracker.finished(job, position, _final_state(job, position)), work)
 
     def _apply(self, decisions: Decisions, work: Optional[deque] = None) -> None:
@@ -388,8 +392,10 @@ class Manager:
 
     def is_idle(self) -> bool:
         """No job is unfinished and no process is left running."""
+        if self.unfinished:
+            return False
         running = len(self.executor) if hasattr(self.executor, "__len__") else 0
-        return self.unfinished == 0 and not running
+        return not running
 
     def check_idle(self) -> None:
         """Call ``on_idle`` once per idle period (new submissions start a new period)."""

@@ -22,6 +22,9 @@ from .jobs import (CODE_STATES, FINAL_STATES, STATE_CODES, TRANSITIONS, Edge,
 KEEP_RECORDS_UP_TO = 10_000
 
 _QUEUED = STATE_CODES[JobState.QUEUED]
+_QUEUED_STATE = JobState.QUEUED
+_SCHEDULED = JobState.SCHEDULED
+_EXECUTING = JobState.EXECUTING
 _SUCCEED = JobState.SUCCEED
 _RUN = Edge.RUN
 _NO_EDGE = frozenset()
@@ -180,6 +183,8 @@ class Registry:
 
     def _move_iteration(self, job: Job, position: int, state: JobState,
                         message: Optional[str], edge: Edge):
+        # The hot path of every sweep (three calls per iteration): UnitStats.moved,
+        # _follow_parent and _forget are inlined here, with the same effects.
         old = CODE_STATES[job.iter_states[position]]
         if edge not in TRANSITIONS[old].get(state, _NO_EDGE):
             record = job.records.get(position)
@@ -188,7 +193,7 @@ class Registry:
         record = job.records.get(position)
         if record is None:
             record = IterationRecord(position, job.spec.iteration.start + position)
-            record.history.append((JobState.QUEUED, job.history[0][1]))
+            record.history.append((_QUEUED_STATE, job.history[0][1]))
             job.records[position] = record
         now = self._clock.now()
         record.state = state
@@ -196,23 +201,37 @@ class Registry:
         if message:
             record.messages = message
         job.iter_states[position] = STATE_CODES[state]
-        self.unit_stats.moved(old, state)
-        finished: List[Tuple[Job, Optional[int]]] = []
-        if old is JobState.QUEUED:
+        final = state in FINAL_STATES
+        stats = self.unit_stats
+        if old is _QUEUED_STATE:
             job.active += 1
-        self._follow_parent(job, state, message=None)
-        if state in FINAL_STATES:
+            if state in _ACTIVE:
+                stats.active += 1
+        finished: List[Tuple[Job, Optional[int]]] = []
+        parent = job.state
+        if state is _SCHEDULED:  # a parent becomes SCHEDULED/EXECUTING with its first one
+            if parent is _QUEUED_STATE:
+                self._move_job(job, _SCHEDULED, None, _RUN)
+        elif state is _EXECUTING:
+            if parent is _SCHEDULED:
+                self._move_job(job, _EXECUTING, None, _RUN)
+        elif final:
+            if old in _ACTIVE:
+                stats.active -= 1
+            stats.finished += 1
             job.active -= 1
             job.finished += 1
             if state is not _SUCCEED:
+                stats.failed += 1
                 job.failed += 1
             finished.append((job, position))
         if edge is _RUN:
             for listener in self.listeners:
                 listener(job, position, state)
-        if state in FINAL_STATES:
-            self._forget(job, position, record, state)
-            if job.finished == job.total and job.state not in FINAL_STATES:
+        if final:
+            if state is _SUCCEED and len(job.iter_states) > KEEP_RECORDS_UP_TO:
+                del job.records[position]  # _forget
+            if job.finished == len(job.iter_states) and job.state not in FINAL_STATES:
                 if edge is _RUN:
                     finished.extend(self._finish_parent(job, *_parent_outcome(job)))
                 else:  # every iteration restored: the parent, still QUEUED, too

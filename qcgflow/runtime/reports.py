@@ -68,7 +68,14 @@ class JobsReport:
         self._format = fmt
         self._render = self._render_json if fmt == "json" else self._render_text
         self._date = IsoDates()
+        self._keys: Dict[str, str] = {}
         self._out = BatchedLines(path)
+
+    def _key(self, key: str) -> str:
+        quoted = _quote(key) + ":"
+        if len(self._keys) < 64:
+            self._keys[key] = quoted
+        return quoted
 
     def __call__(self, job: Job, position: Optional[int], state: JobState) -> None:
         if state not in FINAL_STATES:
@@ -91,8 +98,9 @@ class JobsReport:
             parts = ['{"name":', _quote(name), ',"state":"', state.name, '","history":[',
                      ",".join([_HISTORY_ITEM[s] + date(t) + '"}' for s, t in history]), "]"]
             if runtime:
+                keys = self._keys  # '"key":' per runtime key (the same few keys every line)
                 parts.append(',"runtime":{')
-                parts.append(",".join([_quote(key) + ":" + _quote(value)
+                parts.append(",".join([(keys.get(key) or self._key(key)) + _quote(value)
                                        for key, value in runtime.items()]))
                 parts.append("}")
             if messages:

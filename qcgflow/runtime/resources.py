@@ -34,6 +34,8 @@ from qcgflow.runtime.errors import ResourcesError
 
 __all__ = ["CountRange", "ResourceRequest", "NodeAllocation", "Allocation", "ResourcePool"]
 
+SINGLES_KEPT = 4096  # 1-core Allocations kept for reuse (ResourcePool._take_one)
+
 
 @dataclass(frozen=True)
 class CountRange:
@@ -88,15 +90,27 @@ class Allocation:
 
     parts: tuple[NodeAllocation, ...]
 
+    # total_cores, total_gpus and describe() are asked for several times per task: each is
+    # computed once per Allocation and kept in its __dict__ (not a field: equality, hashing
+    # and repr are unchanged)
+
     @property
     def total_cores(self) -> int:
         """Number of cores over all parts."""
-        return sum(len(part.cores) for part in self.parts)
+        known = self.__dict__.get("_cores")
+        if known is None:
+            known = sum(len(part.cores) for part in self.parts)
+            object.__setattr__(self, "_cores", known)
+        return known
 
     @property
     def total_gpus(self) -> int:
         """Number of GPUs over all parts."""
-        return sum(len(part.gpus) for part in self.parts)
+        known = self.__dict__.get("_gpus")
+        if known is None:
+            known = sum(len(part.gpus) for part in self.parts)
+            object.__setattr__(self, "_gpus", known)
+        return known
 
     @property
     def node_names(self) -> tuple[str, ...]:
@@ -108,7 +122,12 @@ class Allocation:
 
         Example: ``'n0[0:1],n1[0]'`` (node, core ids joined by ':' in brackets, nodes joined by ',').
         """
-        return ",".join(f"{part.node}[{':'.join(map(str, part.cores))}]" for part in self.parts)
+        known = self.__dict__.get("_described")
+        if known is None:
+            known = ",".join(f"{part.node}[{':'.join(map(str, part.cores))}]"
+                             for part in self.parts)
+            object.__setattr__(self, "_described", known)
+        return known
 
 
 class _Node:
@@ -219,6 +238,10 @@ class ResourcePool:
         # lets the common 1-core allocation find the first non-full node in O(log nodes).
         self._nonfull: list[int] = list(range(len(self._nodes)))
         self._queued: list[bool] = [True] * len(self._nodes)
+        # One Allocation per (node index, core) for 1-core requests, made once: a sweep of
+        # 1-core tasks then allocates no objects, and what an Allocation computes once
+        # (describe, total_cores) serves every task on that core. At most SINGLES_KEPT.
+        self._singles: dict[tuple[int, int], Allocation] = {}
 
     # -- read-only views -------------------------------------------------------------
 
@@ -298,8 +321,8 @@ class ResourcePool:
         if req.gpus:
             return self._allocate_gpus(req)
         if nodes is None:
-            if cores is None:
-                return self._take_any(1, 1)
+            if cores is None or (cores.min == 1 and cores.max == 1):
+                return self._take_one()
             return self._take_any(cores.min, cores.max)
         if cores is None:
             return self._take_whole_nodes(nodes)
@@ -316,6 +339,26 @@ class ResourcePool:
             node = all_nodes[i]
             if node.free_set:
                 yield node
+
+    def _take_one(self) -> Optional[Allocation]:
+        """One core: the lowest free id of the first non-full node (``_take_any(1, 1)``'s
+        choice, without its generator and lists: the hot path of every 1-core sweep)."""
+        heap, nodes = self._nonfull, self._nodes
+        while heap and not nodes[heap[0]].free_set:
+            self._queued[heapq.heappop(heap)] = False
+        if not heap or self._free < 1:
+            return None
+        index = heap[0]
+        node = nodes[index]
+        core = heapq.heappop(node.free_heap)
+        node.free_set.discard(core)
+        self._free -= 1
+        allocation = self._singles.get((index, core))
+        if allocation is None:
+            allocation = Allocation((NodeAllocation(node.name, (core,)),))
+            if len(self._singles) < SINGLES_KEPT:
+                self._singles[(index, core)] = allocation
+        return allocation
 
     def _take_any(self, low: int, high: Optional[int]) -> Optional[Allocation]:
         """Cores on any nodes: as many as free up to ``high``, at least ``low``, on as few
@@ -484,6 +527,26 @@ class ResourcePool:
             RuntimeError: ``alloc`` names an unknown node or core, a core that is already free
                 (double release) or the same core twice. Nothing is changed in that case.
         """
+        parts = alloc.parts
+        if len(parts) == 1 and len(parts[0].cores) == 1 and not parts[0].gpus:
+            # one core (every task of a 1-core sweep): checked and given back inline
+            part = parts[0]
+            index = self._index.get(part.node)
+            core = part.cores[0]
+            node = self._nodes[index] if index is not None else None
+            if (node is not None and core in node.core_set and core not in node.free_set
+                    and core not in node.held):
+                if node.disabled:
+                    node.held.add(core)
+                    return
+                heapq.heappush(node.free_heap, core)
+                node.free_set.add(core)
+                self._free += 1
+                if not self._queued[index]:
+                    heapq.heappush(self._nonfull, index)
+                    self._queued[index] = True
+                return
+            # else: the checks below raise the error that names what is wrong
         # Validate everything first so that a bad allocation leaves the pool untouched.
         seen_nodes: set[str] = set()
         targets: list[tuple[int, tuple[int, ...]]] = []

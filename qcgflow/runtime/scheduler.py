@@ -19,7 +19,7 @@ from .iterschedulers import plan_iterations
 from .resources import Allocation, CountRange, ResourcePool, ResourceRequest
 
 
-@dataclass(frozen=True)
+@dataclass  # one per task: not frozen (a frozen dataclass's __init__ is slow); immutable
 class Start:
     """Decision: start ``position`` (None for a non-iterative job) of ``entry`` on ``allocation``.
 

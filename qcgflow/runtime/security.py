@@ -21,8 +21,10 @@ import ipaddress
 from typing import Optional, Tuple
 
 import zmq
-import zmq.utils.monitor
 import zmq.utils.z85
+
+# zmq.utils.monitor is imported where a watcher starts: it imports asyncio (and ssl),
+# tens of milliseconds of every service start that only CURVE (TCP) services use
 
 _log = logging.getLogger(__name__)
 
@@ -125,13 +127,15 @@ class HandshakeWatcher:
     def __init__(self, loop, socket: "zmq.Socket", name: str):
         self._loop = loop
         self._name = name
+        import zmq.utils.monitor  # noqa: F401  (see the imports at the top)
+        self._recv = zmq.utils.monitor.recv_monitor_message
         self.monitor = socket.get_monitor_socket(events=_HANDSHAKE_FAILURES)
         loop.add_reader(self.monitor, self._on_event)
 
     def _on_event(self) -> None:
         while True:
             try:
-                event = zmq.utils.monitor.recv_monitor_message(self.monitor, zmq.NOBLOCK)
+                event = self._recv(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
             _log.warning("refused an unauthenticated connection on the %s socket (handshake "

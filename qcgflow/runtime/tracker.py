@@ -22,6 +22,7 @@ ends the tracking, never the service.
 import json
 import logging
 import os
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Callable, List, Optional
 
 from .jobs import FINAL_STATES, JobState
@@ -61,13 +62,16 @@ class TrackFiles:
             return
         if self._stopping() and (state in _STOPPABLE or (position is None and job.iterative)):
             return  # an interruption, not an outcome: a resume runs it again
+        # json.dumps({"task": ..., "iteration": ..., "state": ...}) byte for byte, formatted
+        # directly (a dict and the encoder per final state cost more than the write)
+        quoted = _quote(job.name)
         if position is None:
-            entry = {"task": job.name, "iteration": None, "state": state.value}
+            line = '{"task": %s, "iteration": null, "state": "%s"}\n' % (quoted, state.value)
         else:
-            index = job.spec.iteration.start + position
-            entry = {"task": "%s:%d" % (job.name, index), "iteration": index,
-                     "state": state.value}
-        self._write(self._states, json.dumps(entry) + "\n")
+            index = job.spec.iteration.start + position  # digits and ':' need no escaping
+            line = '{"task": %s:%d", "iteration": %d, "state": "%s"}\n' % (
+                quoted[:-1], index, index, state.value)
+        self._write(self._states, line)
 
     def flush(self) -> None:
         for handle in (self._reqs, self._states):

@@ -393,3 +393,31 @@ def test_packed_allocation_of_a_range_takes_what_is_free():
     pool = pool_of(2, 4)
     pool.allocate(ONE_CORE)
     assert pool.allocate(cores(2, 4)).describe() == "n1[0:1:2:3]"
+
+
+def test_one_core_requests_choose_as_the_general_path_and_reuse_their_allocations():
+    import random
+    from qcgflow.runtime.resources import CountRange as _Range, ResourceRequest as _Request
+    one = _Request(cores=_Range(1, 1), nodes=None)
+    fast = ResourcePool([("a", (0, 1, 2)), ("b", (5, 7)), ("c", (1,))])
+    slow = ResourcePool([("a", (0, 1, 2)), ("b", (5, 7)), ("c", (1,))])
+    rng = random.Random(3)
+    live_fast, live_slow, seen = [], [], {}
+    for _ in range(400):
+        if live_fast and (rng.random() < 0.45 or fast.free_cores == 0):
+            i = rng.randrange(len(live_fast))
+            fast.release(live_fast.pop(i))
+            slow.release(live_slow.pop(i))
+        else:
+            got, expected = fast.allocate(one), slow._take_any(1, 1)
+            assert got.describe() == expected.describe() and got == expected
+            # the same core always comes back as the same object
+            assert seen.setdefault(got.describe(), got) is got
+            live_fast.append(got)
+            live_slow.append(expected)
+        assert fast.free_cores == slow.free_cores
+    for allocation in live_fast:
+        fast.release(allocation)
+    with pytest.raises(RuntimeError, match="already free"):
+        fast.release(live_fast[0])  # released twice: named, as on the general path
+    assert fast.free_cores == fast.total_cores

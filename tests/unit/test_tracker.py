@@ -68,3 +68,38 @@ def test_bad_lines_are_named(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(JournalError, match=message):
         read_track_files(str(tmp_path))
+
+
+# ----------------------------------------------------------------- writing track.states
+
+def _job(name, iteration=None):
+    import dataclasses
+    from qcgflow.runtime.registry import Job
+    desc = {"name": "placeholder", "execution": {"exec": "/bin/true"}}
+    if iteration is not None:
+        desc["iteration"] = iteration
+    spec = parse_job(desc, {"rcnt": "1", "uniq": "u", "sname": "local", "date": "d",
+                            "time": "t", "dateTime": "dt"})
+    # any text, also names the submit rule refuses (quotes, control characters, non-ASCII)
+    return Job(dataclasses.replace(spec, name=name), 0)
+
+
+@pytest.mark.parametrize("name", ["a", "sweep", 'q"uo\\te', "tab\there", "zażółć ✓",
+                                  "line\nbreak", "x:3"])
+def test_states_lines_are_json_dumps_of_upstreams_entry(tmp_path, name):
+    from qcgflow.runtime.tracker import TrackFiles
+    track = TrackFiles(str(tmp_path))
+    single, sweep = _job(name), _job(name, {"start": -2, "stop": 3})
+    expected = []
+    for state in (JobState.SUCCEED, JobState.FAILED, JobState.CANCELED):
+        track(single, None, state)
+        expected.append({"task": name, "iteration": None, "state": state.value})
+        for position in (0, 2, 4):
+            track(sweep, position, state)
+            index = position - 2
+            expected.append({"task": "%s:%d" % (name, index), "iteration": index,
+                             "state": state.value})
+    track(sweep, 1, JobState.EXECUTING)  # not final: no line
+    track.close()
+    text = (tmp_path / "track.states").read_text()
+    assert text == "".join(json.dumps(entry) + "\n" for entry in expected)

@@ -166,6 +166,81 @@ def build_task(execution: ExecutionSpec, ctx: TaskContext,
                        cpus=model.cpus, files=tuple(files))
 
 
+_STEP_MARK = "\x00qcgflow-step\x00"  # stands for the step id in a template
+TEMPLATE_LIMIT = 256  # templates kept (an environment each, ~5 kB); all dropped when full
+
+
+class CommandTemplates:
+    """``build_task`` once per (execution, allocation) for iterations that differ only in
+    their step id: the per-iteration path of a sweep costs a dict copy, not a build.
+
+    Guarantees: ``command`` returns what ``build_task`` would return for that iteration
+    (as a shared template and the iteration's own environment), or None (the caller
+    builds). A template is used only when no field of the execution
+    holds a ``$`` (no variable can make two iterations differ), the build writes no
+    per-task file, and the step id appears only as ``QCG_PM_STEP_ID`` (checked on the
+    first build with a marker in its place).
+    """
+
+    def __init__(self, base_env: Mapping[str, str], root_wd: str, *, slurm: bool = False,
+                 aux_dir: Optional[str] = None, gpus: bool = False,
+                 limit: int = TEMPLATE_LIMIT):
+        self._base_env = base_env
+        self._root_wd = root_wd
+        self._slurm = slurm
+        self._aux_dir = aux_dir
+        self._gpus = gpus
+        self._limit = limit
+        self._count = 0
+        # id(execution) -> (execution, {allocation parts: TaskCommand}, or None: never)
+        self._executions: Dict[int, Tuple[ExecutionSpec, Optional[dict]]] = {}
+
+    def command(self, execution: ExecutionSpec, allocation: Allocation,
+                step_id: str) -> Optional[Tuple[TaskCommand, Dict[str, str]]]:
+        """``(template, env)`` of one iteration on ``allocation``: its command is the
+        template's with ``env`` (the step's own) as environment; None when not templated."""
+        known = self._executions.get(id(execution))
+        if known is None or known[0] is not execution:
+            if self._count >= self._limit or len(self._executions) >= self._limit:
+                self._executions.clear()
+                self._count = 0
+            known = (execution, {} if _constant(execution) else None)
+            self._executions[id(execution)] = known
+        commands = known[1]
+        if commands is None:
+            return None
+        template = commands.get(allocation.parts)
+        if template is None:
+            template = self._build(execution, allocation)
+            if template is None:
+                self._executions[id(execution)] = (execution, None)
+                return None
+            commands[allocation.parts] = template
+            self._count += 1
+        env = template.env.copy()
+        env["QCG_PM_STEP_ID"] = step_id
+        return template, env
+
+    def _build(self, execution: ExecutionSpec, allocation: Allocation):
+        ctx = TaskContext(name="", index=None, value=None, allocation=allocation,
+                          root_wd=self._root_wd, step_id=_STEP_MARK, slurm=self._slurm,
+                          aux_dir=self._aux_dir, gpus=self._gpus)
+        command = build_task(execution, ctx, self._base_env)
+        texts = [*command.argv, command.wd, command.stdin, command.stdout, command.stderr,
+                 *(value for key, value in command.env.items() if key != "QCG_PM_STEP_ID")]
+        if command.files or any(text and _STEP_MARK in text for text in texts):
+            return None
+        return command
+
+
+def _constant(execution: ExecutionSpec) -> bool:
+    """No field of ``execution`` can change between iterations (none holds a ``$``)."""
+    texts = [execution.exec, execution.script, execution.wd, execution.stdin,
+             execution.stdout, execution.stderr, execution.venv, *execution.args,
+             *execution.modules, *execution.env.keys(), *execution.env.values()]
+    return all(text is None or (isinstance(text, str) and "$" not in text) for text in texts)
+
+
 def tasks_per_node(counts: Sequence[int]) -> str:
     """Slurm's compressed per-node count list: ``[2, 2, 1]`` -> ``'2(x2),1'``."""
     items: List[List[int]] = []
