@@ -11,7 +11,7 @@ PACKAGE = ROOT / "qcgflow"
 RUNTIME = PACKAGE / "runtime"
 
 # Rule 3: the decision core does no I/O and reads no clock or environment.
-DECISION_CORE = ["resources", "jobs", "registry", "iterschedulers", "scheduler", "deps",
+DECISION_CORE = ["resources", "totals", "jobs", "registry", "iterschedulers", "scheduler", "deps",
                  "variables"]
 IO_MODULES = {"asyncio", "zmq", "subprocess", "socket", "os", "time", "threading", "select",
               "selectors", "signal", "shutil", "io", "pathlib", "multiprocessing"}

@@ -209,7 +209,7 @@ def _record_messages(job: Job, position: int) -> Optional[str]:
 def resources_data(pool) -> dict:
     """The ``resourcesInfo`` reply; GPU counts are added when the pool has GPUs.
 
-    ``pool``: a ``resources.ResourceTotals`` (or anything with its attributes: a pool).
+    ``pool``: a ``totals.ResourceTotals`` (or anything with its attributes: a pool).
 
     ``--system-core`` cores are counted in the total and as used, as upstream does."""
     reserved = pool.reserved_cores

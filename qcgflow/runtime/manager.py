@@ -25,7 +25,8 @@ from .jobs import CODE_STATES, FINAL_STATES, JobSpec, JobState
 from .names import shown
 from .protocol import LOCAL_MODELS, parse_job
 from .registry import Job, Registry
-from .resources import CountRange, ResourcePool, ResourceRequest, ResourceTotals
+from .resources import CountRange, ResourcePool, ResourceRequest
+from .totals import ResourceTotals
 from .scheduler import JobEntry, Scheduler
 
 _log = logging.getLogger(__name__)
