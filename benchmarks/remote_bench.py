@@ -3,6 +3,7 @@
     python benchmarks/remote_bench.py [--repeat 3] [--ray-python PY] [--dir DIR]
                                       [--tasks 2000 --chain 200 --fan 1000 --map 20000]
                                       [--only qcgflow|ray] [--profile OUT.prof] [--json OUT]
+                                      [--before SRC]   # an earlier tree, alternated too
 
 Measured as Ray's own benchmark measures itself (its anchor scripts): a session started
 (``qcgflow.init(nodes=2)`` / ``ray.init(num_cpus=2)``) and warmed with 100 no-op tasks
@@ -155,9 +156,14 @@ def main() -> int:
                         "(default: $TMPDIR; use a directory on disk, not tmpfs)")
     parser.add_argument("--profile", default="", help="cProfile output of qcgflow's client")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--before", default=None, metavar="SRC",
+                        help="also run qcgflow from this source tree (e.g. a `git archive` "
+                        "of an earlier commit) as the system 'before', alternated with the rest")
     args = parser.parse_args()
     sizes = [str(args.tasks), str(args.chain), str(args.fan), str(args.map)]
     systems = ["qcgflow", "ray"] if args.only is None else [args.only]
+    if args.before:
+        systems.insert(1, "before")
     if "ray" in systems and not os.path.exists(args.ray_python):
         print("no Ray interpreter at %s: python3 -m venv /tmp/qcgflow-bench/venv-ray && "
               "/tmp/qcgflow-bench/venv-ray/bin/pip install ray" % args.ray_python)
@@ -174,8 +180,9 @@ def main() -> int:
                     # Ray's own temp dir (/tmp/ray): a deeper one overflows its socket paths
                     out, why = _run([args.ray_python, "-c", RAY_SCRIPT] + sizes)
                 else:
-                    profile = args.profile if repeat == 0 else ""
-                    out, why = _run([sys.executable, "-c", QCGFLOW_SCRIPT, REPO] + sizes
+                    profile = args.profile if repeat == 0 and system == "qcgflow" else ""
+                    source = REPO if system == "qcgflow" else os.path.abspath(args.before)
+                    out, why = _run([sys.executable, "-c", QCGFLOW_SCRIPT, source] + sizes
                                     + [wd, profile])
                 if out is None:
                     problems.append("%s repeat %d: %s" % (system, repeat, why))
@@ -207,22 +214,35 @@ def _report(args, runs, problems) -> None:
               "P3": "P3 chain of %d [s]" % args.chain,
               "P4": "P4 1->%d->1 [s]" % args.fan,
               "MAP": "MAP %d via qcgflow.run [s]" % args.map}
-    print("\n%-30s %-26s %-26s %7s %s" % ("workload", "qcgflow", "ray", "q/ray", "goal"))
+    columns = [name for name in ("qcgflow", "before", "ray") if name in runs]
+    print("\n%-30s " % "workload" + " ".join("%-26s" % c for c in columns)
+          + " %7s %s" % ("q/ray", "goal") + ("  before/ray" if "before" in runs else ""))
     for key in ("P1", "P3", "P4", "MAP"):
         if key == "MAP" and not args.map:
             continue
-        q, q_text = _stats([run[key] for run in runs.get("qcgflow", ()) if key in run])
-        r, r_text = _stats([run[key] for run in runs.get("ray", ()) if key in run])
+        medians, texts = {}, []
+        for column in columns:
+            median, text = _stats([run[key] for run in runs[column] if key in run])
+            medians[column] = median
+            texts.append("%-26s" % text)
+        q, r = medians.get("qcgflow"), medians.get("ray")
         ratio = "-" if q is None or r is None else "%.2fx" % (q / r)
         verdict = "" if q is None or r is None else (
             "PASS" if q / r <= goals[key] else "FAIL")
-        print("%-30s %-26s %-26s %7s <= %.2fx %s" % (labels[key], q_text, r_text, ratio,
-                                                     goals[key], verdict))
+        line = "%-30s " % labels[key] + " ".join(texts) + " %7s <= %.2fx %s" % (
+            ratio, goals[key], verdict)
+        b = medians.get("before")
+        if b is not None and r is not None:
+            line += "  %.2fx" % (b / r)
+        print(line)
     files = [run["MAP_files"] for run in runs.get("qcgflow", ()) if "MAP_files" in run]
     if files:
         inner = [run["MAP_files_qcgflow"] for run in runs["qcgflow"]]
         print("MAP files left in the run directory: %s (of which .qcgflow/: %s); goal <= 200"
               % (files, inner))
+    before = [run["MAP_files"] for run in runs.get("before", ()) if "MAP_files" in run]
+    if before:
+        print("MAP files left by 'before': %s" % before)
     for problem in problems:
         print("PROBLEM: %s" % problem)
 
