@@ -227,6 +227,8 @@ class Session(RayHabits):
             if now:  # ours go alone, after what was decided before
                 earlier, mine, self.outbox = self.outbox[:queued], self.outbox[queued:], []
                 ticket = self.turns.take()
+            else:  # sent within fastpath.WINDOW: a loop of .remote calls is batched
+                self.fast.queued(queued, len(self.outbox), self.stream.wakeup)
         if now:
             with self.turns.turn(ticket):
                 refused, withdrawn = self._deliver(earlier, whole=False)
@@ -237,8 +239,8 @@ class Session(RayHabits):
             self._flush()  # what the refusals let run (any_outcome), a part's dependants
             if mine_refused:
                 raise RunError("the service refused the jobs: %s" % mine_refused[0][1])
-        else:  # sent within fastpath.WINDOW: a loop of .remote calls is batched
-            self.fast.queued(queued, len(self.outbox), self.stream.wakeup)
+        elif self.outbox and self.fast.due(self.outbox):
+            self.stream.wakeup()  # what the callbacks released, if the window is over
         return futures
 
     def _new_task(self, node: TaskNode, name: str, preds: List[TaskNode]) -> Task:

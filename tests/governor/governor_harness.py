@@ -27,6 +27,7 @@ class Cluster:
         self.managers: Dict[str, subprocess.Popen] = {}
         self.ready: dict = {}
         self.client: Optional[ServiceClient] = None
+        self.finish_sent = False  # a finish already went out: stop() only waits then
         # the per-user governor entries (governor/directory.py) of this test alone
         self.env = child_env({"QCGFLOW_GOVERNORS_DIR": str(self.wd / "governors")})
 
@@ -55,6 +56,8 @@ class Cluster:
         return process
 
     def request(self, message: dict) -> dict:
+        if message.get("request") == "finish":
+            self.finish_sent = True
         return self.client.exchange(message)
 
     def status(self) -> dict:
@@ -86,7 +89,10 @@ class Cluster:
 
     def stop(self) -> None:
         """Finish the governor (it finishes its managers), then reap everything."""
-        if self.governor is not None and self.governor.poll() is None and self.client:
+        # A second finish to a governor already stopping would get no reply: the client
+        # would wait out its whole timeout.
+        if self.governor is not None and self.governor.poll() is None and self.client \
+                and not self.finish_sent:
             try:
                 self.request({"request": "finish"})
             except Exception:  # already gone: the kill below reaps it

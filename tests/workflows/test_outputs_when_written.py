@@ -9,6 +9,7 @@ task's stderr is still shown by the run summary.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,13 @@ from qcgflow.runtime.launch import streams
 def files_under(top):
     return sorted(os.path.relpath(os.path.join(d, f), top)
                   for d, _, names in os.walk(top) for f in names)
+
+
+def is_stream(name: str) -> bool:
+    """A Python task's stdout/stderr: ``.qcgflow/<job>/stdout[.<it>]`` (a mapped task, or a
+    call in a file), or ``.qcgflow/<job>.stdout`` (a plain task whose call is inline in its
+    job: docs/graph-api.md, the session's fast path)."""
+    return re.search(r"[/.]std(out|err)(\.\d+)?$", name) is not None
 
 
 def run(tmp_path, workflow, *more):
@@ -206,14 +214,14 @@ def test_python_tasks_leave_only_the_outputs_they_wrote(tmp_path):
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.stdout.splitlines() == ["[0, 1, 2, 3, 4, 5, 6, 7]", "TaskFailed(ValueError)"], \
         result.stdout + result.stderr
-    streams_left = [n for n in files_under(tmp_path / "run") if "/std" in n]
-    fail_job = [n for n in files_under(tmp_path / "run-fail") if "/std" in n]
+    streams_left = [n for n in files_under(tmp_path / "run") if is_stream(n)]
+    fail_job = [n for n in files_under(tmp_path / "run-fail") if is_stream(n)]
     job = {n.split("/")[1] for n in streams_left if "speak" in n}.pop()
     base = ".qcgflow/%s/" % job
     assert [n for n in streams_left if "speak" in n] == \
         [base + "stderr.6", base + "stdout.1", base + "stdout.5"]
     assert (tmp_path / "run" / (base + "stdout.5")).read_text() == "said 5\n"
-    assert len(fail_job) == 1 and fail_job[0].endswith("/stderr")
+    assert len(fail_job) == 1 and fail_job[0].endswith("stderr")
     text = (tmp_path / "run-fail" / fail_job[0]).read_text()
     assert (text.splitlines()[0], text.splitlines()[-1]) == ("about to fail", "ValueError: no")
 
@@ -277,6 +285,6 @@ def test_a_python_task_killed_at_its_wall_time_keeps_what_it_wrote(tmp_path):
     result = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], env=env,
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert "wall time" in result.stdout, result.stdout + result.stderr
-    left = {os.path.basename(n): (tmp_path / "run" / n).read_text()
-            for n in files_under(tmp_path / "run") if "/std" in n}
-    assert left == {"stdout": "started 5\n", "stderr": "warned 5\n"}
+    left = {n.rpartition("std")[2]: (tmp_path / "run" / n).read_text()
+            for n in files_under(tmp_path / "run") if is_stream(n)}
+    assert left == {"out": "started 5\n", "err": "warned 5\n"}
