@@ -4,11 +4,9 @@ and who decides which modules run in warm workers (the caller, not the runtime).
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -20,6 +18,7 @@ from qcgflow.runtime.client.workdir import (latest_report, read_report, report_e
 from qcgflow.runtime.config import parse_service_args
 from qcgflow.runtime.errors import UnsupportedOption
 from qcgflow.session.localservice import SERVICE_ARGS, with_warm_modules
+from support.eventually import WaitTimeout, eventually
 
 DEADLINE = 30.0
 
@@ -28,18 +27,20 @@ def _open_fds():
     return set(os.listdir("/proc/self/fd"))
 
 
+def _ended(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def _gone(pid: int, deadline: float = DEADLINE) -> bool:
     """True once ``pid`` no longer runs (or is a zombie), within ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        try:
-            with open("/proc/%d/stat" % pid) as handle:
-                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except OSError:
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        return eventually(lambda: _ended(pid), deadline, 0.05, "process %d to end" % pid)
+    except WaitTimeout:
+        return False
 
 
 def test_a_started_service_reports_ready_and_finishes(tmp_path):

@@ -4,7 +4,6 @@
 predecessor's end) run against a real service with the client watched."""
 
 import os
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from qcgflow.runtime.protocol import QUEUED
 from qcgflow.session import dynamic
 
 from graph_harness import run_wd
+from support.eventually import eventually
 
 DEADLINE = 60
 
@@ -101,17 +101,16 @@ def queued_in_the_service(ref):
     """Wait until the service holds the job of ``ref`` QUEUED (sent, not started)."""
     session = dynamic._current.session
     name = session.tasks[ref.node].name
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+
+    def queued():
         try:
             reply = session.client.request({"request": "jobStatus", "jobNames": [name]})
         except ServiceError:  # not sent yet: the service does not know it
-            reply = None
+            return False
         entry = ((reply or {}).get("jobs") or {}).get(name) or {}
-        if (entry.get("data") or {}).get("status") == QUEUED:
-            return True
-        time.sleep(0.01)
-    return False
+        return (entry.get("data") or {}).get("status") == QUEUED
+
+    return eventually(queued, DEADLINE, 0.01, "%s QUEUED in the service" % name)
 
 
 def test_a_cancel_asks_nothing_under_the_lock(watched, tmp_path):
