@@ -91,6 +91,15 @@ class LocalLauncher:
         self._loop = loop
         self._children: Dict[int, _Child] = {}
         self._requests: "queue.SimpleQueue" = queue.SimpleQueue()
+        # Processes are created in the order they were launched, as upstream creates them
+        # (one at a time): a spawner thread waits for its turn (the ticket of its request)
+        # and passes the turn on once its process exists. Without it, a thread delayed
+        # between taking a request and spawning it (load, the GIL) let the next iteration
+        # start first; for equal iterations that one also ended first, and upstream's own
+        # test_resume saw iteration 3 SUCCEED while 2 was still EXECUTING.
+        self._turn = threading.Condition(threading.Lock())
+        self._tickets = 0  # given out by launch() (event loop thread)
+        self._serving = 0  # the ticket whose process may be created now
         self._done: deque = deque()
         self._in_flight = 0
         self._cwd = os.getcwd()  # tasks that run here need no chdir (the fast path)
@@ -110,7 +119,8 @@ class LocalLauncher:
         """Start ``spec`` soon. Exactly one of ``on_error`` or (``on_started``, then
         ``on_exit``) is called later from the event loop."""
         self._in_flight += 1
-        self._requests.put((spec, on_started, on_exit, on_error))
+        self._requests.put(((spec, on_started, on_exit, on_error), self._tickets))
+        self._tickets += 1
 
     def close(self) -> None:
         """Stop the spawner threads (after the queued spawns) and the wake-up descriptor."""
@@ -126,10 +136,14 @@ class LocalLauncher:
         # No signal mask here: children would inherit it. A signal that lands on this
         # thread still wakes the event loop through the service's wake-up fd.
         while True:
-            item = self._requests.get()
-            if item is None:
+            request = self._requests.get()
+            if request is None:
                 return
+            item, ticket = request
             spec = item[0]
+            with self._turn:
+                while self._serving != ticket:
+                    self._turn.wait()
             try:
                 # the clock starts before the fork: a spawner thread delayed after the exec
                 # (GIL, load) would otherwise report `sleep 2` as running 1.998 s
@@ -147,6 +161,10 @@ class LocalLauncher:
             except Exception as exc:  # thread boundary: report, never die silently
                 _log.exception("spawning %s failed", spec.argv)
                 result = (None, -1, 0.0, "cannot start the process: %s" % exc, ())
+            finally:
+                with self._turn:
+                    self._serving = ticket + 1
+                    self._turn.notify_all()
             self._done.append((item, result))
             os.eventfd_write(self._wakeup, 1)
 
