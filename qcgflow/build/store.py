@@ -13,7 +13,9 @@
            since (listdir + one read per store) ── still missing: the result file
 
 Guarantees: a record is read only when complete (a writer killed mid-record leaves a tail
-that is never indexed; its process's later records cannot follow it: the process is gone).
+that is never indexed; its process's later records cannot follow it: the process is gone;
+a write cut short by a full disk leaves the same tail, and the process appends its later
+records to a new file).
 A later record of a key replaces an earlier one (a retry). Each session writes to a
 directory of its own, so a re-run in the same directory never reads an earlier run's
 records (those are reused through ``qcgflow.session.cache``, which names the directory).
@@ -58,6 +60,7 @@ def key_of(path: str) -> str:
 # --------------------------------------------------------------------------- writing
 
 _writer = None  # (directory, pid, fd) of this process
+_torn = 0  # stores this process left with a torn record: its next store is a new file
 
 
 def _env_directory(writing: bool = True):
@@ -74,7 +77,7 @@ def put(path: str, data: bytes) -> bool:
     """Append ``data`` as the result ``path`` to this process's store; False when there is
     no store for this task here (no ``QCGFLOW_STORE``, another host) or ``data`` is big:
     then the caller writes the file."""
-    global _writer
+    global _writer, _torn
     if len(data) > LIMIT:
         return False
     directory = _env_directory()
@@ -86,20 +89,26 @@ def put(path: str, data: bytes) -> bool:
             os.close(_writer[2])
         _writer = None
         os.makedirs(directory, exist_ok=True)
-        fd = os.open(os.path.join(directory, "%s.%d" % (host(), pid)),
+        name = "%s.%d" % (host(), pid) + (".%d" % _torn if _torn else "")
+        fd = os.open(os.path.join(directory, name),
                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
         _writer = (directory, pid, fd)
     key = key_of(path).encode("utf-8")
     record = b"".join((len(key).to_bytes(4, "little"), len(data).to_bytes(4, "little"),
                        key, data))
     view = memoryview(record)
-    written = os.write(_writer[2], view)
-    if written != len(record):  # a full disk: the rest, else the caller writes a file
-        try:
-            while written < len(record):
-                written += os.write(_writer[2], view[written:])
-        except OSError:
-            return False
+    written = 0
+    try:
+        while written < len(record):  # a full disk may take part of it
+            written += os.write(_writer[2], view[written:])
+    except OSError:
+        if written:
+            # A torn record: never indexed while nothing follows it, so this file takes
+            # no more records (a later one would be read as the rest of this one).
+            os.close(_writer[2])
+            _writer = None
+            _torn += 1
+        return False  # the caller writes the result file
     return True
 
 

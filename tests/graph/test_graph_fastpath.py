@@ -182,6 +182,33 @@ def test_a_store_reader_skips_a_torn_record(tmp_path, monkeypatch):
     assert not store.put(str(tmp_path / "job" / "big.pkl"), b"x" * (store.LIMIT + 1))
 
 
+def test_a_write_cut_short_by_a_full_disk_leaves_no_wrong_record(tmp_path, monkeypatch):
+    """A record half written (ENOSPC after part of it) is a torn tail: the process's next
+    records go to a new file, so none of them is read as the rest of the torn one, and the
+    result of the torn one comes from its file (put says False: the caller writes it)."""
+    directory = str(tmp_path / "stores" / "s")
+    monkeypatch.setenv(store.ENV, store.env_value(directory))
+    monkeypatch.setattr(store, "_writer", None)
+    monkeypatch.setattr(store, "_torn", 0, raising=False)
+    assert store.put(str(tmp_path / "job" / "result.0.pkl"), b"zero")
+    real_write, calls = os.write, []
+
+    def full_disk(fd, data):
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:10]))  # part of the record
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store.os, "write", full_disk)
+    assert not store.put(str(tmp_path / "job" / "result.1.pkl"), b"one" * 20)
+    monkeypatch.setattr(store.os, "write", real_write)  # space again
+    assert store.put(str(tmp_path / "job" / "result.2.pkl"), b"two" * 20)
+    assert len(os.listdir(directory)) == 2  # the torn file takes nothing more
+    reader = store.Reader(directory)
+    assert (reader.get("job/result.0.pkl"), reader.get("job/result.1.pkl"),
+            reader.get("job/result.2.pkl")) == (b"zero", None, b"two" * 20)
+
+
 @qcgflow.task
 def shout(x):
     print("said %s" % x)
