@@ -23,15 +23,8 @@ FORMS = ["${it}", "$it", "${ it }", "${it }", "${  it}", "$${it}", "$$it", "$$$$
 
 
 @pytest.fixture(scope="module")
-def upstream_service():
-    from upstream_venv import UPSTREAM, upstream_python
-    try:
-        python = upstream_python()
-    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
-        pytest.skip("needs %s in a side venv, which could not be installed (%s); make PyPI "
-                    "reachable or set QCGFLOW_TEST_VENVS to a venv that has it"
-                    % (UPSTREAM, exc))
-    return str(python.parent / "qcg-pm-service")
+def upstream_service(upstream):  # upstream: the side venv's python (conftest.py)
+    return str(upstream.parent / "qcg-pm-service")
 
 
 def requests():

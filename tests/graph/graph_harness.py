@@ -9,6 +9,7 @@
   exception class of a user module: it travels back and is caught as itself), and
   ``wait_for``: returns ``value`` once the file ``path`` exists (the test releases it; it
   fails after ``GATE_DEADLINE`` s).
+* ``Flaky`` and ``attempt(directory)``: a task that fails its first attempts (retry tests).
 
 Every test of the directory must leave no process under its tmp_path (conftest.py).
 """
@@ -31,6 +32,18 @@ def assert_golden(name: str, jobs) -> None:
 
 def run_wd(tmp_path: Path) -> str:
     return str(tmp_path / "run")
+
+
+class Flaky(Exception):
+    pass
+
+
+def attempt(directory):
+    """Record one attempt in ``directory``; the number of earlier attempts."""
+    os.makedirs(directory, exist_ok=True)
+    number = len(os.listdir(directory))
+    open(os.path.join(directory, str(number)), "w").close()
+    return number
 
 
 class Custom(Exception):

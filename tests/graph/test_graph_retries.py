@@ -11,22 +11,10 @@ import pytest
 import qcgflow
 from qcgflow.errors import DependencyFailed, TaskFailed
 
-from graph_harness import run_wd
+from graph_harness import Flaky, attempt, run_wd
 from support.eventually import eventually
 
 DEADLINE = 60
-
-
-class Flaky(Exception):
-    pass
-
-
-def attempt(directory):
-    """Record one attempt in ``directory``; the number of earlier attempts."""
-    os.makedirs(directory, exist_ok=True)
-    number = len(os.listdir(directory))
-    open(os.path.join(directory, str(number)), "w").close()
-    return number
 
 
 @qcgflow.task(retries=2)

@@ -13,21 +13,10 @@ from qcgflow.runtime.client import ServiceError
 from qcgflow.runtime.protocol import QUEUED
 from qcgflow.session import dynamic
 
-from graph_harness import run_wd
+from graph_harness import Flaky, attempt, run_wd
 from support.eventually import eventually
 
 DEADLINE = 60
-
-
-class Flaky(Exception):
-    pass
-
-
-def attempt(directory):
-    os.makedirs(directory, exist_ok=True)
-    number = len(os.listdir(directory))
-    open(os.path.join(directory, str(number)), "w").close()
-    return number
 
 
 @qcgflow.task(retries=1, retry_exceptions=[Flaky])
