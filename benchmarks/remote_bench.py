@@ -13,6 +13,9 @@ outside the timing, each workload timed from its first submit to its last result
 * P3: a chain of M ``.remote`` calls, each given its predecessor's ref, then ``get``;
 * P4: 1 -> K -> 1: ``root = noop.remote(0)``, K ``noop.remote(i, root)``, one
   ``gather.remote(*refs)``, ``get``;
+* CPU per task of P1 and P3 by role (qcgflow only): this process (the client), the
+  service process, and the rest of its tree (the warm workers), from psutil before and
+  after each workload: where the time goes, before any profiler;
 * MAP: a mapped task of L elements and one gathering task through ``qcgflow.run`` (the
   local service's start and stop included; its run directory on the disk chosen by
   ``--dir``); Ray: ``gather.remote(*[noop.remote(i) for i in range(L)])`` in the warmed
@@ -95,6 +98,27 @@ def gather(*xs):
 def gather_list(xs):
     return len(xs)
 
+def cpu_by_role():  # CPU s so far: this process (client), the service, the rest (workers)
+    import psutil
+    me = psutil.Process()
+    roles = {"client": 0.0, "service": 0.0, "workers": 0.0}
+    for proc in [me] + me.children(recursive=True):
+        try:
+            times, cmd = proc.cpu_times(), " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        role = ("client" if proc.pid == me.pid else
+                "service" if "qcgflow.runtime service" in cmd else "workers")
+        roles[role] += times.user + times.system
+    return roles
+
+
+def cpu_per_task(key, before, tasks):
+    after = cpu_by_role()
+    for role, value in after.items():
+        out["%s_cpu_%s" % (key, role)] = (value - before[role]) / tasks * 1000.0  # ms
+
+
 out = {}
 with qcgflow.init(nodes=2, wd=os.path.join(wd, "session")):
     qcgflow.get([noop.remote(i) for i in range(100)])
@@ -102,16 +126,20 @@ with qcgflow.init(nodes=2, wd=os.path.join(wd, "session")):
         import cProfile
         prof = cProfile.Profile()
         prof.enable()
+    cpu = cpu_by_role()
     t = time.perf_counter()
     refs = [noop.remote(i) for i in range(n)]
     assert qcgflow.get(refs) == list(range(n))
     out["P1"] = time.perf_counter() - t
+    cpu_per_task("P1", cpu, n)
+    cpu = cpu_by_role()
     t = time.perf_counter()
     ref = noop.remote(0)
     for _ in range(m - 1):
         ref = noop.remote(ref)
     assert qcgflow.get(ref) == 0
     out["P3"] = time.perf_counter() - t
+    cpu_per_task("P3", cpu, m)
     t = time.perf_counter()
     root = noop.remote(0)
     assert qcgflow.get(gather.remote(*[noop.remote(i, root) for i in range(k)])) == k
@@ -235,6 +263,16 @@ def _report(args, runs, problems) -> None:
         if b is not None and r is not None:
             line += "  %.2fx" % (b / r)
         print(line)
+    for column in ("qcgflow", "before"):
+        for key in ("P1", "P3"):
+            cells = []
+            for role in ("client", "service", "workers"):
+                values = [run["%s_cpu_%s" % (key, role)] for run in runs.get(column, ())
+                          if "%s_cpu_%s" % (key, role) in run]
+                if values:
+                    cells.append("%s %.3f-%.3f" % (role, min(values), max(values)))
+            if cells:
+                print("%-8s %s CPU per task [ms]: %s" % (column, key, ", ".join(cells)))
     files = [run["MAP_files"] for run in runs.get("qcgflow", ()) if "MAP_files" in run]
     if files:
         inner = [run["MAP_files_qcgflow"] for run in runs["qcgflow"]]

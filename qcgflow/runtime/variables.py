@@ -35,6 +35,15 @@ def substitute(text: str, values: Mapping[str, str], *, unescape: bool) -> str:
         return text
     parts = _TEMPLATES.get((text, unescape))
     if parts is None:
+        # Most strings name none of the variables (a job's paths hold ${root_wd} at the
+        # submit stage) and are unique (they name the job): nothing to replace, nothing to
+        # parse or keep. A replacement needs its name in the text, unescaping needs "$$".
+        if not (unescape and "$$" in text):
+            for name in values:
+                if name in text:
+                    break
+            else:
+                return text
         parts = _parse(text, unescape)
     get = values.get
     return "".join([piece if name is None else get(name, piece) for piece, name in parts])

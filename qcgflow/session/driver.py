@@ -180,7 +180,6 @@ class Session(RayHabits):
         finally:
             self.client.close()
             self.fast.close()
-            self.fast.close()
 
     # ------------------------------------------------------------------ submit
     def submit(self, target: Any, names: Optional[Dict[TaskNode, str]] = None,
@@ -198,7 +197,8 @@ class Session(RayHabits):
         with self.lock:
             if self.closed:
                 raise RunError("the session is shut down: call qcgflow.init() again")
-            new = self._collect(refs)
+            preds_of: Dict[TaskNode, List[TaskNode]] = {}
+            new = self._collect(refs, preds_of)
             plans: Dict[TaskNode, Any] = {}
             if self.memo is not None:  # reuse earlier results (qcgflow.session.cache)
                 names = {n: self._name(n) for n in new} if names is None else names
@@ -207,8 +207,7 @@ class Session(RayHabits):
             created: Dict[TaskNode, Task] = {}
             for node in new:
                 name = names[node] if names is not None else self._name(node)
-                preds = [] if node in reused else \
-                    list(dict.fromkeys(ref.node for ref, _ in node.dependencies()))
+                preds = [] if node in reused else preds_of[node]
                 created[node] = self._new_task(node, name, preds)
             names_now = {}  # of the new nodes and their predecessors: what calls refer to
             for task in created.values():
@@ -239,8 +238,8 @@ class Session(RayHabits):
             self._flush()  # what the refusals let run (any_outcome), a part's dependants
             if mine_refused:
                 raise RunError("the service refused the jobs: %s" % mine_refused[0][1])
-        elif self.outbox and self.fast.due(self.outbox):
-            self.stream.wakeup()  # what the callbacks released, if the window is over
+        else:
+            self.fast.nudge(self.outbox, self.stream.wakeup)  # the window may be over
         return futures
 
     def _new_task(self, node: TaskNode, name: str, preds: List[TaskNode]) -> Task:
@@ -250,8 +249,10 @@ class Session(RayHabits):
         node.future = future
         return Task(node, name, preds, future)
 
-    def _collect(self, refs: List[TaskRef]) -> List[TaskNode]:
-        """Nodes not in this session that ``refs`` need, predecessors first."""
+    def _collect(self, refs: List[TaskRef],
+                 preds_of: Dict[TaskNode, List[TaskNode]]) -> List[TaskNode]:
+        """Nodes not in this session that ``refs`` need, predecessors first; ``preds_of``
+        gets each one's distinct predecessors (its arguments walked once per submit)."""
         order, seen = [], set()
         for ref in refs:
             stack = [(ref.node, False)]
@@ -264,9 +265,11 @@ class Session(RayHabits):
                     continue
                 seen.add(node)
                 stack.append((node, True))
-                for pred_ref, _ in reversed(list(node.dependencies())):
-                    if pred_ref.node not in seen and pred_ref.node not in self.tasks:
-                        stack.append((pred_ref.node, False))
+                preds = preds_of[node] = list(dict.fromkeys(
+                    pred_ref.node for pred_ref, _ in node.dependencies()))
+                for pred in reversed(preds):
+                    if pred not in seen and pred not in self.tasks:
+                        stack.append((pred, False))
         return order
 
     def _name(self, node: TaskNode) -> str:

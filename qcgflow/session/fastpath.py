@@ -42,6 +42,7 @@ class FastPath:
         self.env = open_store(base) if use_store else None
         self.directory = self.env and self.env[store.ENV].partition(":")[2]
         self.since = 0.0  # when the outbox got its first job
+        self.nudged = False  # the consumer thread was woken for this outbox already
 
     def apply(self, node: Any, job: Dict[str, Any]) -> bool:
         """``node``'s job on the fast path: its inline call (and streams beside it), the
@@ -77,8 +78,18 @@ class FastPath:
             return
         if before == 0:
             self.since = time.monotonic()
+            self.nudged = False
             wakeup()
         elif before < BATCH <= after:
+            wakeup()
+
+    def nudge(self, outbox: list, wakeup) -> None:
+        """After a submit: ``wakeup`` the consumer thread if the outbox is ``due``, once
+        per outbox. Every ``.remote`` of a loop that runs on after the window closed used
+        to write a wake-up (a system call and a thread switch each, ~12% of the caller's
+        time in a loop of 2000); one is enough, and the thread times the window itself."""
+        if outbox and not self.nudged and self.due(outbox):
+            self.nudged = True
             wakeup()
 
     def hurry(self) -> None:

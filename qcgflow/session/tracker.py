@@ -360,7 +360,7 @@ class Tracker:
         running = {pred for pred in task.preds if self.tasks[pred].state in OPEN}
         edges = [(pred, element) for pred, element in
                  ((ref.node, element) for ref, element in task.node.dependencies())
-                 if pred in running]
+                 if pred in running] if running else []  # no walk of the arguments
         names = {node: self.tasks[node].name for node in task.preds}
         names[task.node] = task.name
         task.job = job_description(View(names, {task.node: edges}, None), task.node,

@@ -158,6 +158,26 @@ def test_remote_calls_of_a_loop_go_out_in_few_requests(session, monkeypatch):
     assert sum(sent) == 120 and len(sent) <= 3, sent  # 50, 50 (BATCH), the rest (get)
 
 
+def test_a_loop_past_the_window_wakes_the_consumer_once_per_outbox(session, monkeypatch):
+    """Every .remote made after the window closed, before the consumer thread took the
+    outbox, used to write a wake-up of its own (a system call and a thread switch each)."""
+    wakeups = []
+    stream = session.session.stream
+    original = stream.wakeup
+
+    def counting():
+        wakeups.append(1)
+        original()
+    monkeypatch.setattr(stream, "wakeup", counting)
+    monkeypatch.setattr(fastpath, "WINDOW", 0.0)  # every call after the first finds it due
+    with session.session.lock:  # the consumer thread cannot take the outbox meanwhile
+        refs = [inc.remote(i) for i in range(200)]
+        queued = len(session.session.outbox)
+    assert queued == 200
+    assert len(wakeups) <= 2, len(wakeups)  # the first job's, and one "due"
+    assert qcgflow.get(refs, timeout=DEADLINE) == list(range(1, 201))
+
+
 def test_stores_can_be_turned_off(tmp_path, monkeypatch):
     monkeypatch.setenv(fastpath.OFF_ENV, "1")
     wd = run_wd(tmp_path)
