@@ -108,7 +108,7 @@ def cpu_by_role():  # CPU s so far: this process (client), the service, the rest
         except psutil.Error:
             continue
         role = ("client" if proc.pid == me.pid else
-                "service" if "qcgflow.runtime service" in cmd else "workers")
+                "service" if " service" in cmd and "zygote" not in cmd else "workers")
         roles[role] += times.user + times.system
     return roles
 

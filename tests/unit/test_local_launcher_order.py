@@ -18,7 +18,7 @@ def test_a_delayed_first_spawn_is_still_created_first(tmp_path, monkeypatch):
     real_spawn = local._spawn
     second_spawning = threading.Event()
 
-    def spawn(spec, cwd):
+    def spawn(spec, cwd, spares=None):
         if spec.argv[-1] == "first":
             # hold the first request until the other thread has taken the second one,
             # then give it time to spawn it: without turns it would, now (a bounded wait
@@ -27,7 +27,7 @@ def test_a_delayed_first_spawn_is_still_created_first(tmp_path, monkeypatch):
             second_spawning.wait(0.5)
         else:
             second_spawning.set()
-        return real_spawn(spec, cwd)
+        return real_spawn(spec, cwd, spares)
 
     monkeypatch.setattr(local, "_spawn", spawn)
     loop = EventLoop()

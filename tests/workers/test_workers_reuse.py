@@ -102,6 +102,38 @@ def test_environment_cwd_and_signals_do_not_leak_to_the_next_task(tmp_path):
     assert argv[0].startswith("inline:") and argv[1].endswith("result.pkl")
 
 
+@qcgflow.task
+def leave_a_writer(*rest):
+    """Starts a process that writes to the task's stdout after the task has ended."""
+    import subprocess
+    subprocess.Popen(["sh", "-c", "sleep 1; echo late from a left process"])
+    return os.getpid()
+
+
+@qcgflow.task
+def quiet(seconds, *rest):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_what_a_left_process_writes_never_lands_in_a_later_tasks_output(tmp_path):
+    """Workers keep the empty unnamed output files of their tasks for the next ones
+    (launch/streams.Spares), but never one that something else can still write to."""
+    wd = tmp_path / "run"
+    with qcgflow.init(nodes=1, wd=str(wd)):
+        first = qcgflow.get(leave_a_writer.remote())
+        pids = [qcgflow.get(quiet.remote(0.5)) for _ in range(4)]  # past the "late" write
+        pids += qcgflow.get([quiet.remote(0) for _ in range(20)])
+    assert set(pids) == {first}  # one worker ran every task
+    written = {}
+    for top, _, names in os.walk(wd / ".qcgflow"):
+        for name in names:
+            if name.endswith(("stdout", "stderr")) or ".std" in name:
+                written[name] = open(os.path.join(top, name)).read()
+    assert all("late" not in text for text in written.values()), written
+    assert written == {}  # no task wrote; the late line went to the left process's file
+
+
 def test_the_opt_out_variable_runs_a_fresh_interpreter_state(tmp_path):
     fresh = whoami.options(env={"QCGFLOW_WORKER_REUSE": "0"})
     results = qcgflow.run(fresh.map(range(3)), nodes=1, wd=str(tmp_path / "run"))

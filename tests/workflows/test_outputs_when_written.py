@@ -115,6 +115,27 @@ def test_a_sweep_leaves_only_the_outputs_that_were_written(tmp_path):
     assert (tmp_path / "run" / "t.23.out").read_text() == "out 23\n"
 
 
+def test_what_a_left_process_writes_never_lands_in_a_later_iterations_output(tmp_path):
+    """The service's launcher keeps empty unnamed outputs for the next iterations
+    (streams.Spares), never one that a process started by an earlier one can write to."""
+    workflow = write(tmp_path, "wf.yaml", """
+        tasks:
+          t:
+            script: |
+              if [ ${it} = 0 ]; then (sleep 1; echo "late from 0") & fi
+              if [ ${it} = 9 ]; then echo "own 9"; fi
+              sleep 0.2
+            foreach:
+              i: {range: [0, 10]}
+        """)
+    result = cli("run", workflow, "--nodes", "1", "--wd", tmp_path / "run", "--quiet",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = [name for name in files_under(tmp_path / "run") if name.startswith("t.")]
+    assert outputs == ["t.9.out"]  # 1-8 ran while "late" was written: not in theirs
+    assert (tmp_path / "run" / "t.9.out").read_text() == "own 9\n"
+
+
 def test_the_summary_shows_the_failed_iterations_stderr(tmp_path):
     out = run(tmp_path, write(tmp_path, "wf.yaml", SWEEP), "--quiet").stdout
     assert "stderr: %s" % (tmp_path / "run" / "t.7.err") in out
@@ -288,3 +309,96 @@ def test_a_python_task_killed_at_its_wall_time_keeps_what_it_wrote(tmp_path):
     left = {n.rpartition("std")[2]: (tmp_path / "run" / n).read_text()
             for n in files_under(tmp_path / "run") if is_stream(n)}
     assert left == {"out": "started 5\n", "err": "warned 5\n"}
+
+
+# ------------------------------------------------------------------ a worker's kept files
+
+def task_opens(spares, path, pendings):
+    """What a persistent worker does for a task's lazy stdout: (the task's fd, pending)."""
+    fd, pending = streams.open_output(str(path), lazy=True, spares=spares)
+    pendings.append(pending)
+    return streams.task_copy(pending), pending
+
+
+def test_an_empty_output_is_kept_and_serves_the_next_task_without_a_new_file(tmp_path):
+    spares = streams.Spares()
+    task_fd, pending = task_opens(spares, tmp_path / "a.out", [])
+    inode = os.fstat(pending.fd).st_ino
+    os.close(task_fd)  # the task ended
+    assert spares.keep(pending)  # nobody else can write to it: kept, not finished
+    task_fd, again = task_opens(spares, tmp_path / "b.out", [])
+    assert os.fstat(again.fd).st_ino == inode  # the same unnamed file, no new inode
+    os.write(task_fd, b"second task\n")
+    os.close(task_fd)
+    assert not spares.keep(again)  # written: named at the task's own path
+    streams.finish(again)
+    assert sorted(os.listdir(tmp_path)) == ["b.out"]
+    assert (tmp_path / "b.out").read_bytes() == b"second task\n"
+    spares.close()
+
+
+def test_an_output_a_left_behind_process_can_write_to_is_not_kept(tmp_path):
+    """A process the task started holds the task's description of the file: the kernel
+    refuses the worker a write lease, the file is finished (dropped), never reused, so
+    what that process writes later cannot land in a later task's output."""
+    spares = streams.Spares()
+    task_fd, pending = task_opens(spares, tmp_path / "a.out", [])
+    inode = os.fstat(pending.fd).st_ino  # not reused while the child holds that file
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5); "
+                              "print('late', flush=True)"], stdout=task_fd)
+    os.close(task_fd)  # the task ended; its child did not
+    try:
+        assert not spares.keep(pending)
+        streams.finish(pending)
+        task_fd, fresh = task_opens(spares, tmp_path / "b.out", [])
+        assert os.fstat(fresh.fd).st_ino != inode  # a new file for the next task
+        assert child.wait(timeout=30) == 0  # it wrote "late" meanwhile
+        os.close(task_fd)
+        assert spares.keep(fresh)
+        assert os.listdir(tmp_path) == []  # "late" went to the dropped file
+    finally:
+        child.kill()
+        child.wait()
+        spares.close()
+
+
+def test_a_copy_of_the_workers_own_description_is_never_kept(tmp_path):
+    """Where /proc cannot reopen the file the task gets a dup: a lease would not see the
+    processes sharing it, so that file is never kept."""
+    spares = streams.Spares()
+    fd, pending = streams.open_output(str(tmp_path / "a.out"), lazy=True, spares=spares)
+    os.close(os.dup(pending.fd))  # what _enter_files gives without spares
+    assert pending.shared and not spares.keep(pending)
+    streams.finish(pending)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_kept_file_is_not_used_for_a_directory_that_is_gone(tmp_path):
+    spares = streams.Spares()
+    (tmp_path / "d").mkdir()
+    task_fd, pending = task_opens(spares, tmp_path / "d" / "a.out", [])
+    os.close(task_fd)
+    assert spares.keep(pending)
+    os.rmdir(tmp_path / "d")
+    with pytest.raises(FileNotFoundError) as caught:
+        streams.open_output(str(tmp_path / "d" / "b.out"), lazy=True, spares=spares)
+    assert "b.out" in str(caught.value)
+    spares.close()
+
+
+def test_at_most_a_few_files_are_kept(tmp_path):
+    spares = streams.Spares()
+    inodes = []
+    for i in range(spares.limit + 3):
+        task_fd, pending = task_opens(None, tmp_path / ("%d.out" % i), [])
+        os.close(task_fd)
+        inodes.append(os.fstat(pending.fd).st_ino)
+        assert spares.keep(pending)
+    taken = []
+    for _ in range(spares.limit + 3):
+        fd = spares.take(str(tmp_path))
+        if fd is None:
+            break
+        taken.append(os.fstat(fd).st_ino)
+        os.close(fd)
+    assert taken == inodes[-spares.limit:]  # the newest; the older were closed

@@ -103,6 +103,9 @@ class LocalLauncher:
         self._done: deque = deque()
         self._in_flight = 0
         self._cwd = os.getcwd()  # tasks that run here need no chdir (the fast path)
+        # empty unnamed outputs kept for the next tasks (streams.Spares): spawner threads
+        # take them, the event loop keeps them
+        self._spares = streams.Spares(limit=2 * spawners + 2, lock=threading.Lock())
         self._wakeup = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._loop.add_reader(self._wakeup, self._collect)
         self._threads = [threading.Thread(target=self._spawner, name="qcgflow-spawner-%d" % i,
@@ -128,6 +131,8 @@ class LocalLauncher:
             self._requests.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
+        if not any(thread.is_alive() for thread in self._threads):
+            self._spares.close()  # (a thread still spawning may still take one)
         self._loop.remove_reader(self._wakeup)
         os.close(self._wakeup)
 
@@ -148,7 +153,7 @@ class LocalLauncher:
                 # the clock starts before the fork: a spawner thread delayed after the exec
                 # (GIL, load) would otherwise report `sleep 2` as running 1.998 s
                 started = time.monotonic()
-                popen, outputs = _spawn(spec, self._cwd)
+                popen, outputs = _spawn(spec, self._cwd, self._spares)
                 try:
                     pidfd = os.pidfd_open(popen.pid)
                 except OSError:
@@ -222,18 +227,19 @@ class LocalLauncher:
             code = os.WEXITSTATUS(status)
         child.popen.returncode = code  # keeps Popen from waiting again on collection
         for output in child.outputs:  # at its name before anyone is told the task ended
-            streams.finish(output)
+            if not self._spares.keep(output):
+                streams.finish(output)
         info = ExitInfo(pid, code, sig, child.started, ended,
                         usage.ru_utime if usage else 0.0, usage.ru_stime if usage else 0.0,
                         usage.ru_maxrss if usage else 0)
         child.on_exit(info)
 
 
-def _spawn(spec: ProcessSpec, own_cwd: str):
+def _spawn(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares] = None):
     """Create the process (runs in a spawner thread); returns an object with ``pid`` and
     the outputs to finish when it ends (``streams.Pending``)."""
     if spec.when_written and (spec.stdout or spec.stderr):
-        return _spawn_lazy(spec, own_cwd)
+        return _spawn_lazy(spec, own_cwd, spares)
     if spec.cpus is None and spec.cwd == own_cwd:
         return _posix_spawn(spec), ()
     files = []
@@ -261,13 +267,32 @@ def _spawn(spec: ProcessSpec, own_cwd: str):
             handle.close()  # the child has its own copies
 
 
-def _spawn_lazy(spec: ProcessSpec, own_cwd: str):
+def _spawn_lazy(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares] = None):
     """``_spawn`` for a task with outputs created only when written: both outputs are
     opened here (streams.open_pair), the child gets them as descriptors; the pending ones
-    stay open in the service until the task ends."""
+    stay open in the service until the task ends. With ``spares``, a kept empty file may
+    serve, and the child gets a description of its own of a pending file (task_copy),
+    closed here once it is spawned, so that ``Spares.keep`` can tell at its end whether
+    anything it left can still write to it."""
     pendings: list = []
-    out, err = streams.open_pair(spec.stdout, spec.stderr, spec.when_written, pendings)
-    held = {pending.fd for pending in pendings}
+    out, err = streams.open_pair(spec.stdout, spec.stderr, spec.when_written, pendings, spares)
+    pending_of = {pending.fd: pending for pending in pendings}
+    held = set(pending_of)
+    if spares is not None:
+        same = err is not None and err == out
+        try:
+            if out in pending_of:
+                out = streams.task_copy(pending_of[out])
+            if same:
+                err = out
+            elif err in pending_of:
+                err = streams.task_copy(pending_of[err])
+        except OSError:  # no descriptor left (EMFILE): the task does not start
+            for fd in {out, err} - {None} - held:
+                os.close(fd)
+            for pending in pendings:
+                streams.discard(pending)
+            raise
     try:
         if spec.cpus is None and spec.cwd == own_cwd:
             process = _posix_spawn(spec, (out, err))

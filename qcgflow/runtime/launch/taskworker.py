@@ -92,6 +92,7 @@ class _State:
         self.stdin = None  # the sys.stdin the last task was given
         self.stdin_null = False  # ... on /dev/null
         self.outputs = []  # the running task's outputs created only when written
+        self.spares = streams.Spares()  # empty unnamed outputs kept for the next tasks
 
 
 def serve(sock: socket.socket, home: str) -> None:
@@ -119,7 +120,7 @@ def serve(sock: socket.socket, home: str) -> None:
             pickle.loads(view[:size])
         env, changes = _next_environment(state, env)
         try:
-            fds = _enter(wd, stdin, stdout, stderr, lazy, state.outputs)
+            fds = _enter(wd, stdin, stdout, stderr, lazy, state.outputs, state.spares)
         except OSError as exc:  # as Popen's: the task does not start, the path is named
             _reply(sock, ("error", rid, str(exc)))
             continue
@@ -127,7 +128,7 @@ def serve(sock: socket.socket, home: str) -> None:
             signal.signal(signal.SIGTERM, _name_outputs_on_sigterm)
         status, usage = _run_task(state, program, module, args, env, changes, wd, cpus, fds,
                                   not stdin)
-        _finish_outputs(state)  # named before the service hears "done"
+        _finish_outputs(state, keep=True)  # named before the service hears "done"
         new = _new_modules(state, wd)
         after = resource.getrusage(resource.RUSAGE_SELF)
         message = ("done", rid, status, time.monotonic(), after.ru_utime - usage.ru_utime,
@@ -437,11 +438,15 @@ def _name_outputs_on_sigterm(signum, _frame) -> None:
     os.kill(os.getpid(), signum)
 
 
-def _finish_outputs(state) -> None:
-    """Name the finished task's outputs that were written (launch/streams.py)."""
+def _finish_outputs(state, keep: bool = False) -> None:
+    """Name the finished task's outputs that were written (launch/streams.py); ``keep``
+    (the task ended and the worker goes on, 0/1/2 on /dev/null again): the empty ones
+    nobody else can write to stay open for the next tasks (``streams.Spares``)."""
     outputs = state.outputs
     while outputs:
-        streams.finish(outputs.pop())
+        pending = outputs.pop()
+        if not (keep and state.spares.keep(pending)):
+            streams.finish(pending)
 
 
 def _open_files(wd, stdin, stdout, stderr, lazy=(), pendings=None):
@@ -462,29 +467,34 @@ def _open_files(wd, stdin, stdout, stderr, lazy=(), pendings=None):
         raise
 
 
-def _enter(wd, stdin, stdout, stderr, lazy=(), pendings=None):
+def _enter(wd, stdin, stdout, stderr, lazy=(), pendings=None, spares=None):
     """A worker's ``_open_files``: enter ``wd`` (a missing or closed one is a start error
     naming it, as there) and open the task's files; None stands for the worker's own
-    /dev/null (no open, no close). A failure leaves nothing open."""
+    /dev/null (no open, no close). A failure leaves nothing open. ``spares``: the
+    worker's kept outputs (streams.Spares)."""
     os.chdir(wd)
-    return _enter_files(stdin, stdout, stderr, lazy, pendings)
+    return _enter_files(stdin, stdout, stderr, lazy, pendings, spares)
 
 
-def _enter_files(stdin, stdout, stderr, lazy, pendings):
+def _enter_files(stdin, stdout, stderr, lazy, pendings, spares=None):
     """[stdin, stdout, stderr] descriptors (None: none given), each the caller's to close;
-    a lazy output's ``Pending`` (holding a descriptor of its own) goes to ``pendings``."""
+    a lazy output's ``Pending`` (holding a descriptor of its own) goes to ``pendings``.
+    With ``spares`` (a persistent worker), the task gets a description of a pending file
+    of its own (streams.task_copy), not a copy of the worker's, so that the worker can tell
+    later whether anything the task left can still write to it."""
     opened = []
     own: list = []
     try:
         opened.append(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC) if stdin else None)
-        out, err = streams.open_pair(stdout, stderr, lazy, own)
-        held = {pending.fd for pending in own}
+        out, err = streams.open_pair(stdout, stderr, lazy, own, spares)
+        held = {pending.fd: pending for pending in own}
+        give = os.dup if spares is None else (lambda fd: streams.task_copy(held[fd]))
         # the caller closes what it is given: a pending file's descriptor stays ours
-        opened.append(None if out is None else os.dup(out) if out in held else out)
+        opened.append(None if out is None else give(out) if out in held else out)
         if err is not None and err == out:
             opened.append(os.dup(opened[1]))
         else:
-            opened.append(None if err is None else os.dup(err) if err in held else err)
+            opened.append(None if err is None else give(err) if err in held else err)
     except OSError:
         for fd in opened:
             if fd is not None:
