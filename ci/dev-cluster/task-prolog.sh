@@ -14,4 +14,9 @@ node="${SLURMD_NODENAME:-}"
 dir="/dev/shm/qcgflow-dev-$node"
 mkdir -p "$dir" 2>/dev/null && chmod 1777 "$dir" 2>/dev/null
 [ -d "$dir" ] && echo "export OMPI_MCA_btl_vader_backing_directory=$dir"
+# The same for Open MPI's session directories (<base>/ompi.<host>.<uid>/jf.<job>/...):
+# ranks of one srun step on n1 and n2 would share one job directory, and the first node
+# to finalize removes it under the other's feet (seen once: a rank on n2 crashed in
+# MPI_Init with a shared-memory segment missing).
+[ -d "$dir" ] && echo "export OMPI_MCA_orte_tmpdir_base=$dir"
 exit 0
