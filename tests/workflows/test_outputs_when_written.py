@@ -402,3 +402,24 @@ def test_at_most_a_few_files_are_kept(tmp_path):
         taken.append(os.fstat(fd).st_ino)
         os.close(fd)
     assert taken == inodes[-spares.limit:]  # the newest; the older were closed
+
+
+def test_without_leases_nothing_is_kept_and_outputs_work_as_before(tmp_path, monkeypatch):
+    """NFS and some file systems grant no lease: every file is finished as it was before
+    spares existed (dropped when empty, named when written)."""
+    real = streams.fcntl.fcntl
+
+    def no_leases(fd, command, *args):
+        if command == streams._F_SETLEASE:
+            raise OSError(22, "Invalid argument")
+        return real(fd, command, *args)
+    monkeypatch.setattr(streams.fcntl, "fcntl", no_leases)
+    spares = streams.Spares()
+    for name, text in (("a.out", b""), ("b.out", b"b\n"), ("c.out", b"")):
+        task_fd, pending = task_opens(spares, tmp_path / name, [])
+        os.write(task_fd, text)
+        os.close(task_fd)
+        assert not spares.keep(pending)
+        streams.finish(pending)
+    assert os.listdir(tmp_path) == ["b.out"]
+    assert spares.take(str(tmp_path)) is None
