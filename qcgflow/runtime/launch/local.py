@@ -270,29 +270,28 @@ def _spawn(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares] = N
 def _spawn_lazy(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares] = None):
     """``_spawn`` for a task with outputs created only when written: both outputs are
     opened here (streams.open_pair), the child gets them as descriptors; the pending ones
-    stay open in the service until the task ends. With ``spares``, a kept empty file may
-    serve, and the child gets a description of its own of a pending file (task_copy),
-    closed here once it is spawned, so that ``Spares.keep`` can tell at its end whether
-    anything it left can still write to it."""
+    stay open in the service until the task ends. The child gets a description of its
+    own of a pending file (streams.task_copy), closed here once it is spawned, so that
+    ``Spares.keep`` can tell at its end whether anything it left can still write to it;
+    with ``spares``, a kept empty file may serve."""
     pendings: list = []
     out, err = streams.open_pair(spec.stdout, spec.stderr, spec.when_written, pendings, spares)
     pending_of = {pending.fd: pending for pending in pendings}
     held = set(pending_of)
-    if spares is not None:
-        same = err is not None and err == out
-        try:
-            if out in pending_of:
-                out = streams.task_copy(pending_of[out])
-            if same:
-                err = out
-            elif err in pending_of:
-                err = streams.task_copy(pending_of[err])
-        except OSError:  # no descriptor left (EMFILE): the task does not start
-            for fd in {out, err} - {None} - held:
-                os.close(fd)
-            for pending in pendings:
-                streams.discard(pending)
-            raise
+    same = err is not None and err == out
+    try:
+        if out in pending_of:
+            out = streams.task_copy(pending_of[out])
+        if same:
+            err = out
+        elif err in pending_of:
+            err = streams.task_copy(pending_of[err])
+    except OSError:  # no descriptor left (EMFILE): the task does not start
+        for fd in {out, err} - {None} - held:
+            os.close(fd)
+        for pending in pendings:
+            streams.discard(pending)
+        raise
     try:
         if spec.cpus is None and spec.cwd == own_cwd:
             process = _posix_spawn(spec, (out, err))

@@ -35,6 +35,7 @@ set by the compiler for its default names): a path a user gives is created at st
 when the task prints nothing, as on upstream QCG-PilotJob.
 """
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -73,7 +74,7 @@ class Spares:
 
     def __init__(self, limit: int = 4, lock=None):
         self.limit = limit
-        self._lock = lock
+        self._lock = lock if lock is not None else contextlib.nullcontext()
         self._files: List[Tuple[int, int]] = []  # (st_dev of the file system, fd)
 
     def take(self, directory: str) -> Optional[int]:
@@ -85,16 +86,11 @@ class Spares:
             device = os.stat(directory).st_dev
         except OSError:
             return None
-        if self._lock is not None:
-            with self._lock:
-                return self._take(device)
-        return self._take(device)
-
-    def _take(self, device: int) -> Optional[int]:
-        for index, (dev, fd) in enumerate(self._files):
-            if dev == device:
-                del self._files[index]
-                return fd
+        with self._lock:
+            for index, (dev, fd) in enumerate(self._files):
+                if dev == device:
+                    del self._files[index]
+                    return fd
         return None
 
     def keep(self, pending: Pending) -> bool:
@@ -109,18 +105,12 @@ class Spares:
             return False
         if stat.st_size:
             return False
-        if self._lock is not None:
-            with self._lock:
-                dropped = self._keep(stat.st_dev, pending.fd)
-        else:
-            dropped = self._keep(stat.st_dev, pending.fd)
+        with self._lock:
+            self._files.append((stat.st_dev, pending.fd))
+            dropped = self._files.pop(0)[1] if len(self._files) > self.limit else None
         if dropped is not None:
             os.close(dropped)  # unnamed and empty: nothing is left behind
         return True
-
-    def _keep(self, device: int, fd: int) -> Optional[int]:
-        self._files.append((device, fd))
-        return self._files.pop(0)[1] if len(self._files) > self.limit else None
 
     def close(self) -> None:
         while self._files:
@@ -145,8 +135,8 @@ def sole_writer(fd: int) -> bool:
 def task_copy(pending: Pending) -> int:
     """A descriptor of ``pending``'s file for a task: a new open file description of it
     (write-only, append, close-on-exec), so that what the task and the processes it
-    starts hold is not the worker's (``Spares.keep`` can then tell); a copy of the
-    worker's own (``dup``, never kept) where /proc cannot reopen it."""
+    starts hold is not the caller's (``Spares.keep`` can then tell); a copy of the
+    caller's own (``dup``, never kept) where /proc cannot reopen it."""
     try:
         fd = os.open("/proc/self/fd/%d" % pending.fd, APPEND)
     except OSError:

@@ -479,22 +479,23 @@ def _enter(wd, stdin, stdout, stderr, lazy=(), pendings=None, spares=None):
 def _enter_files(stdin, stdout, stderr, lazy, pendings, spares=None):
     """[stdin, stdout, stderr] descriptors (None: none given), each the caller's to close;
     a lazy output's ``Pending`` (holding a descriptor of its own) goes to ``pendings``.
-    With ``spares`` (a persistent worker), the task gets a description of a pending file
-    of its own (streams.task_copy), not a copy of the worker's, so that the worker can tell
-    later whether anything the task left can still write to it."""
+    The task gets a description of a pending file of its own (streams.task_copy), not a
+    copy of ours, so that a worker can tell later whether anything the task left can still
+    write to it (``spares``: the worker's kept outputs, streams.Spares)."""
     opened = []
     own: list = []
     try:
         opened.append(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC) if stdin else None)
         out, err = streams.open_pair(stdout, stderr, lazy, own, spares)
         held = {pending.fd: pending for pending in own}
-        give = os.dup if spares is None else (lambda fd: streams.task_copy(held[fd]))
         # the caller closes what it is given: a pending file's descriptor stays ours
-        opened.append(None if out is None else give(out) if out in held else out)
+        opened.append(None if out is None else
+                      streams.task_copy(held[out]) if out in held else out)
         if err is not None and err == out:
             opened.append(os.dup(opened[1]))
         else:
-            opened.append(None if err is None else give(err) if err in held else err)
+            opened.append(None if err is None else
+                          streams.task_copy(held[err]) if err in held else err)
     except OSError:
         for fd in opened:
             if fd is not None:
