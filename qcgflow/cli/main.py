@@ -64,9 +64,12 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         return getattr(workflow_cli, "%s_main" % command)(rest)
     if command == "service":
         # the runtime names no graph-side module: Python tasks' warm workers are our choice
-        from qcgflow.session.localservice import with_warm_modules
-        from qcgflow.runtime.service import run_service
-        return run_service(with_warm_modules(rest))
+        from qcgflow.session.warm import with_warm_modules
+        from qcgflow.runtime.service import exit_process, run_service
+        status = run_service(with_warm_modules(rest))
+        if argv is None:  # this process is the service: no teardown (exit_process)
+            exit_process(status)
+        return status
     if command == "report":
         from qcgflow.runtime.stats.cli import report_main
         return report_main(rest)

@@ -21,8 +21,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write("python -m qcgflow.runtime: %s\n%s" % (
             "unknown command '%s'" % args[0] if args else "no command", USAGE))
         return 2
-    from .service import run_service  # noqa: PLC0415 - not for --help
-    return run_service(args[1:])
+    from .service import exit_process, run_service  # noqa: PLC0415 - not for --help
+    status = run_service(args[1:])
+    if argv is None:  # this process is the service: no teardown (exit_process)
+        exit_process(status)
+    return status
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 from dataclasses import dataclass, field, replace
@@ -315,6 +316,8 @@ def _read_text(path: str) -> str:
 
 def run_nvidia_smi() -> Optional[str]:
     """The text of ``nvidia-smi -L``, or None when it is missing, fails or hangs."""
+    if shutil.which("nvidia-smi") is None:  # no fork of the service to find that out
+        return None
     try:
         done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
                               timeout=NVIDIA_SMI_TIMEOUT, check=False)

@@ -9,9 +9,9 @@
     LocalService.stop(client)
       finish request, wait; SIGTERM, wait; SIGKILL whatever is left of its process group
 
-What the graph side tells every service it starts (``SERVICE_ARGS``, also used by ``qcgflow
-run`` and ``qcgflow service``): Python tasks (``python -m qcgflow.runner``) may run in warm
-workers. Tasks of the service inherit ``QCGFLOW_RUN_DIR`` (the run's working directory) and
+What the graph side tells every service it starts (``SERVICE_ARGS`` of ``session/warm.py``,
+also used by ``qcgflow run`` and ``qcgflow service``): Python tasks (``python -m
+qcgflow.runner``) may run in warm workers. Tasks of the service inherit ``QCGFLOW_RUN_DIR`` (the run's working directory) and
 get ``QCG_PM_ZMQ_ADDRESS`` from the service: that is how a task finds its session.
 """
 
@@ -20,17 +20,14 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 from qcgflow.errors import RunError
-from qcgflow.runner import MODULE as RUNNER_MODULE
 from qcgflow.runtime.client.spawn import (START_TIMEOUT, ServiceProcess, ServiceStartError,
                                           start_service)
+from qcgflow.session.warm import SERVICE_ARGS, WARM_OPTION, with_warm_modules  # noqa: F401
 
 FINISH_TIMEOUT = 10.0
 RUN_DIR_ENV = "QCGFLOW_RUN_DIR"
 ADDRESS_ENV = "QCG_PM_ZMQ_ADDRESS"
 RT_STATS_ENV = "QCGFLOW_RT_STATS"  # "1": qcgflow.run/init record exact times by default
-WARM_OPTION = "--warm-modules"
-# the graph API's Python tasks run one after another in the service's warm workers
-SERVICE_ARGS = (WARM_OPTION, RUNNER_MODULE)
 __all__ = ["LocalService", "SERVICE_ARGS", "START_TIMEOUT", "rt_stats_args", "with_warm_modules"]
 
 
@@ -41,14 +38,6 @@ def rt_stats_args(rt_stats: Optional[bool]) -> List[str]:
     if rt_stats is None:
         rt_stats = os.environ.get(RT_STATS_ENV) == "1"
     return ["--enable-rt-stats"] if rt_stats else []
-
-
-def with_warm_modules(args: Sequence[str]) -> List[str]:
-    """``SERVICE_ARGS`` then ``args``, unless ``args`` name warm modules already."""
-    args = [str(a) for a in args]
-    if any(a == WARM_OPTION or a.startswith(WARM_OPTION + "=") for a in args):
-        return args
-    return list(SERVICE_ARGS) + args
 
 
 def import_paths() -> List[str]:

@@ -40,9 +40,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
-from ..security import is_loopback  # noqa: F401 (a public name of the client)
+from ..security import is_loopback, monitor_event  # noqa: F401 (is_loopback: public)
 
 _log = logging.getLogger(__name__)
 
@@ -431,7 +430,7 @@ class EventStream:
                 if left <= 0 or not monitor.poll(max(1, int(left * 1000))):
                     _log.debug("publisher %s: no handshake within %.3g s", self.address, wait)
                     break
-                event = recv_monitor_message(monitor)["event"]
+                event = monitor_event(monitor)[0]
                 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                     self.connected = True
                 else:

@@ -45,14 +45,21 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Mapping, Optional
 
 from .local import ExitInfo, ProcessSpec
-from .taskworker import reusable
 from .workerpool import WorkerPool
 
 _log = logging.getLogger(__name__)
 
+REUSE_ENV = "QCGFLOW_WORKER_REUSE"  # "0" in a task's environment: a fresh child instead
 _HEADER = struct.Struct("!I")
 _STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_", "OMP_", "OPENBLAS_", "MKL_", "GOTO", "MALLOC_")
 _STARTUP_NAMES = ("LANG", "LANGUAGE", "TZ")
+
+
+def reusable(module: str, env, modules) -> bool:
+    """True when a task of ``module`` with environment ``env`` may run in a worker:
+    ``module`` is one of ``modules`` (the service's --warm-modules). Here, not in
+    taskworker (the workers' module): the service need not import that one."""
+    return module in modules and env.get(REUSE_ENV, "1") != "0"
 
 
 def startup_environment(env: Mapping[str, str]) -> Dict[str, str]:

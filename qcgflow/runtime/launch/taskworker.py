@@ -49,18 +49,11 @@ import types
 
 from . import streams
 
-REUSE_ENV = "QCGFLOW_WORKER_REUSE"  # "0" in a task's environment: a fresh child instead
 MAX_FRAME = 1 << 20
 MAX_DONE = 1 << 16
 _RESET_SIGNALS = tuple(getattr(signal, name) for name in (
     "SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE", "SIGCHLD")
     if hasattr(signal, name))
-
-
-def reusable(module: str, env, modules) -> bool:
-    """True when a task of ``module`` with environment ``env`` may run in a worker:
-    ``module`` is one of ``modules`` (the service's --warm-modules)."""
-    return module in modules and env.get(REUSE_ENV, "1") != "0"
 
 
 class _State:
