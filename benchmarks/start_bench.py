@@ -12,7 +12,7 @@ Workloads (each is one fresh process, timed from its spawn to its exit):
 - ``SESSION``: a script that starts a session, gets one trivial task's result and shuts
   down: ``qcgflow.init()`` / ``.remote`` / ``get`` / ``shutdown()`` beside ``ray.init()`` /
   ``.remote`` / ``ray.get`` / ``ray.shutdown()`` (Ray in a side venv). The floor is
-  ``python -c`` creating one process with ``multiprocessing`` and getting its result.
+  ``python -c`` starting one more Python interpreter and reading the value it prints.
 
 It prints median [min-max] per system and the ratio to the floor. Nothing is written in the
 repository; run directories go under ``--dir`` (default: a new temporary directory).
@@ -37,11 +37,10 @@ REQUESTS = [{"request": "submit", "jobs": [JOB]},
             {"request": "control", "command": "finishAfterAllTasksDone"}]
 
 SVC_FLOOR = "import subprocess; subprocess.run(['/bin/true'], check=True)"
-SESSION_FLOOR = ("import multiprocessing as mp\n"
-                 "def f(x):\n    return x\n"
-                 "if __name__ == '__main__':\n"
-                 "    with mp.get_context('spawn').Pool(1) as pool:\n"
-                 "        assert pool.apply(f, (1,)) == 1\n")
+SESSION_FLOOR = ("import subprocess, sys\n"
+                 "out = subprocess.run([sys.executable, '-c', 'print(1)'], check=True,\n"
+                 "                     capture_output=True, text=True).stdout\n"
+                 "assert out.strip() == '1'\n")
 QCGFLOW_SESSION = ("import qcgflow\n"
                    "@qcgflow.task\ndef f(x):\n    return x\n"
                    "qcgflow.init(wd=%r)\n"

@@ -31,8 +31,6 @@ import sys
 from datetime import datetime
 from typing import NoReturn, Sequence
 
-import zmq
-
 from .config import ServiceConfig, parse_service_args
 from .discovery import allocation_shortfall, discover
 from .errors import RuntimeLayerError
@@ -193,7 +191,10 @@ def run_service(argv: Sequence[str]) -> int:
     except RuntimeLayerError as exc:
         print("qcgflow service: %s" % exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (OSError, zmq.ZMQError) as exc:
+    except Exception as exc:  # noqa: BLE001 - OSError, or ZeroMQ's (a taken port)
+        zmq = sys.modules.get("zmq")  # not imported: none of its errors can be raised
+        if not isinstance(exc, OSError) and (zmq is None or not isinstance(exc, zmq.ZMQError)):
+            raise
         print("qcgflow service: %s" % exc, file=sys.stderr)
         return EXIT_BAD_INPUT
 

@@ -27,28 +27,28 @@ import signal
 import socket
 import sys
 import uuid
-from typing import Callable, Optional
-
-import zmq
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .clock import SystemClock
 from .config import ServiceConfig
 from .eventloop import EventLoop
 from .handlers import status_data
-from .interfaces.network import NetworkInterface, bind
 from .jobs import JobState
 from .journal import JOURNAL_FILE, RUN_ENV, JournalWriter, plan_resume, read_journal
 from .leftovers import kill_leftovers
 from .logfile import ServiceLogHandler
 from .manager import Manager
 from .owneronly import IpcEndpoints, make_private_dir, private_open, private_umask, tighten
-from .publisher import StatusPublisher
 from .reports import JobsReport
 from .resume import apply_plan, locate_aux_dir, service_id_of
 from .roles import NO_HUB, Hub, Launcher, TaskExecutor
-from .security import HandshakeWatcher, ZapHandler, is_loopback, make_curve_server, write_keys
 from .stats.hooks import ServiceStats
 from .tracker import TrackFiles, has_track_files, read_track_files
+
+if TYPE_CHECKING:  # imported where the network is set up (_setup_network)
+    from .interfaces.network import NetworkInterface
+    from .publisher import StatusPublisher
+    from .security import ZapHandler
 
 _log = logging.getLogger("qcgflow.runtime.service")
 
@@ -82,9 +82,9 @@ class Service:
         self.pub_address: Optional[str] = None
         self.keys_dir: Optional[str] = None
         self._context = None
-        self._network: Optional[NetworkInterface] = None
-        self._publisher: Optional[StatusPublisher] = None
-        self._zap: Optional[ZapHandler] = None
+        self._network: Optional["NetworkInterface"] = None
+        self._publisher: Optional["StatusPublisher"] = None
+        self._zap: Optional["ZapHandler"] = None
         self._ipc: Optional[IpcEndpoints] = None
         self._watchers = []
         self.aux_dir = resume_dir or os.path.join(self.wd,
@@ -242,6 +242,13 @@ class Service:
         """Bind the request and publisher sockets: ``ipc://`` in an owner-only directory
         unless a TCP address or port was asked for; any TCP endpoint (loopback included:
         other users reach it too) is a CURVE server whose keys only the owner can read."""
+        # here, not at the top: a service without --net imports no ZeroMQ (~20 ms)
+        import zmq  # noqa: PLC0415
+
+        from .interfaces.network import NetworkInterface, bind  # noqa: PLC0415
+        from .publisher import StatusPublisher  # noqa: PLC0415
+        from .security import (HandshakeWatcher, ZapHandler, is_loopback,  # noqa: PLC0415
+                               make_curve_server, write_keys)
         config = self.config
         self._context = zmq.Context()
         secret = None

@@ -3,8 +3,9 @@
 Every ``qcgflow service`` run and every ``qcgflow.init`` pays for its imports: a local
 service run of 2000 ``/bin/true`` took 1.36 s, of which ~0.2 s was start and end. These
 modules are each tens of milliseconds and not needed where they were imported:
-asyncio (through ``zmq.utils.monitor``), the ZeroMQ client and the session's service
-starter in the service, the node agents (Slurm only), the warm workers' own module.
+asyncio (through ``zmq.utils.monitor``), ZeroMQ itself in a service without ``--net``, the
+ZeroMQ client and the session's service starter in the service, the node agents (Slurm
+only), the warm workers' own module.
 """
 
 import subprocess
@@ -12,7 +13,7 @@ import sys
 
 from support.processes import child_env
 
-NOT_AT_SERVICE_START = {"asyncio", "qcgflow.runtime.client.client",
+NOT_AT_SERVICE_START = {"asyncio", "zmq", "qcgflow.runtime.client.client",
                         "qcgflow.session.localservice", "qcgflow.runtime.launch.agents",
                         "qcgflow.runtime.nodeagents", "qcgflow.runtime.launch.taskworker"}
 
