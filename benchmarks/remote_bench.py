@@ -39,6 +39,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+from _trees import compile_tree  # noqa: E402 (benchmarks/ is sys.path[0])
+
 DEFAULT_RAY = "/tmp/qcgflow-bench/venv-ray/bin/python"
 
 RAY_SCRIPT = r"""
@@ -196,6 +198,9 @@ def main() -> int:
         print("no Ray interpreter at %s: python3 -m venv /tmp/qcgflow-bench/venv-ray && "
               "/tmp/qcgflow-bench/venv-ray/bin/pip install ray" % args.ray_python)
         systems.remove("ray")
+    compile_tree(REPO)  # .pyc files on both sides (_trees.py): MAP includes starts
+    if args.before:
+        compile_tree(os.path.abspath(args.before))
     runs = {system: [] for system in systems}
     problems = []
     root = tempfile.mkdtemp(prefix="qcgflow-remote-bench-", dir=args.dir)

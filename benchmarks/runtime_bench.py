@@ -36,6 +36,8 @@ except ImportError:  # pragma: no cover - psutil is a dependency of qcgflow
     sys.exit("runtime_bench.py needs psutil (pip install psutil)")
 
 
+from _trees import compile_for  # noqa: E402 (benchmarks/ is sys.path[0])
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPSTREAM_PKG = "qcg-pilotjob==0.14.2"
 DEFAULT_VENV = "/tmp/qcgflow-bench/venv-qcgpj"
@@ -791,6 +793,8 @@ def main(argv=None):
         ready, why = qcgflow_ready(prefix, extra_env)
         if ready:
             ctx["qcgflow_prefix"], ctx["qcgflow_env"] = prefix, extra_env
+            if "-m" in prefix:  # a source tree: its .pyc files first (_trees.py)
+                compile_for(prefix[:prefix.index("-m")], dict(os.environ, **extra_env))
             meta["qcgflow"] = " ".join(prefix)
         else:
             notes.append(f"qcgflow NOT READY, skipped: {why}")

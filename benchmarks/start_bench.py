@@ -28,6 +28,8 @@ import sys
 import tempfile
 import time
 
+from _trees import compile_tree
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 UPSTREAM = "/tmp/qcgflow-test-venvs/qcgpj-0.14.2/bin/qcg-pm-service"
 RAY_PYTHON = "/tmp/qcgflow-bench/venv-ray/bin/python"
@@ -112,6 +114,9 @@ def main():
         print("no Ray interpreter at %s: python3 -m venv /tmp/qcgflow-bench/venv-ray && "
               "/tmp/qcgflow-bench/venv-ray/bin/pip install ray (skipped)" % RAY_PYTHON)
         wanted.discard("ray")
+    compile_tree(REPO)  # .pyc files on both sides (_trees.py): starts are timed here
+    if args.before:
+        compile_tree(os.path.abspath(args.before))
     parent = args.dir or tempfile.mkdtemp(prefix="start-bench-")
     plans = {
         "SVC": [("floor", lambda d: _timed([sys.executable, "-c", SVC_FLOOR])),
@@ -145,8 +150,8 @@ def main():
                 continue
             median = statistics.median(got)
             ratio = "%.1fx" % (median / statistics.median(floor)) if floor else "-"
-            print("%-8s %-9s %.3f [%.3f-%.3f]%8s %s" % (workload, system, median, min(got),
-                                                       max(got), "", ratio))
+            print("%-8s %-9s %.3f [%.3f-%.3f]       %s" % (workload, system, median,
+                                                           min(got), max(got), ratio))
     if not args.dir:
         shutil.rmtree(parent, ignore_errors=True)
 
