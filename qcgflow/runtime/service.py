@@ -164,6 +164,9 @@ def make_service(config: ServiceConfig) -> Service:
     return Service(config, assemble_manager)
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE (the same as cli/main.py's)
+
+
 def exit_process(status: int) -> NoReturn:
     """End the process of a ``qcgflow service`` run with ``status``, skipping the
     interpreter's teardown: freeing every module and every job's objects took ~20 ms of
@@ -174,7 +177,10 @@ def exit_process(status: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a reader that went away, a closed stream
+        except BrokenPipeError:  # its reader went away: 141 (128 + SIGPIPE), as the CLI
+            if stream is sys.stdout:  # ends on a closed stdout (cli/main.py)
+                status = EXIT_BROKEN_PIPE
+        except (OSError, ValueError):  # a closed stream
             pass
     os._exit(status)
 
