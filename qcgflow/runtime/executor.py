@@ -15,6 +15,7 @@ import datetime
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional
 
@@ -27,6 +28,19 @@ from .launch.oom import OOM_NOTE, OomWatch
 _log = logging.getLogger(__name__)
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+# Iterations of one job started together (within ORDER_START_WINDOW s of each other, in
+# position order) that run alike end within a few ms of each other, in an order the
+# scheduling of their first milliseconds decides. An iteration that ran ORDER_MIN_RUNTIME s
+# or more and ends while such an earlier one still runs is reported when that one ends,
+# waiting at most ORDER_HOLD_SHARE of its run time (<= ORDER_HOLD_MAX s): "iteration 3
+# ended" then implies "0-2 ended" for equal iterations, as upstream's test_resume expects
+# of a run on 4 cores (one such failure in ~25 CI runs on 2 loaded cores). Shorter
+# iterations are reported at once: their order is noise and their cores are wanted.
+ORDER_START_WINDOW = 0.05
+ORDER_MIN_RUNTIME = 0.5
+ORDER_HOLD_SHARE = 0.01
+ORDER_HOLD_MAX = 0.05
+ORDER_LOOKBACK = 64  # earlier positions looked at (those started with it come just before)
 
 
 @dataclass
@@ -38,7 +52,8 @@ class Outcome:  # one per task: not frozen (a frozen dataclass's __init__ is slo
 
 class _Task:
     __slots__ = ("job", "position", "allocation", "pid", "wd", "pname", "timer", "kill_timer",
-                 "stop_reason", "stop_state", "stderr", "node", "oom_mark", "step")
+                 "stop_reason", "stop_state", "stderr", "node", "oom_mark", "step", "began",
+                 "held", "hold_timer")
 
     def __init__(self, job, position, allocation):
         self.job = job
@@ -55,6 +70,9 @@ class _Task:
         self.node = None  # where the process runs (launchers with several nodes)
         self.oom_mark = None  # the host's OOM-kill counter when it started (launch/oom.py)
         self.step = None  # its QCG_PM_STEP_ID
+        self.began = None  # monotonic, when its process existed
+        self.held = None  # its Outcome while its end waits for an earlier iteration's
+        self.hold_timer = None
 
 
 class Executor:
@@ -79,6 +97,7 @@ class Executor:
         self._templates = CommandTemplates(self._base_env, root_wd, slurm=slurm,
                                            aux_dir=aux_dir, gpus=gpus)
         self._oom = OomWatch()
+        self._held = 0  # ended iterations whose outcome waits (ORDER_*)
         # Called with (unit name, allocation, ExitInfo) for every process that ended:
         # exact start/end times and rusage for the run statistics (--enable-rt-stats).
         self.exit_listeners: List[Callable] = []
@@ -140,6 +159,7 @@ class Executor:
 
     def _started(self, task: _Task, pid: int) -> None:
         task.pid = pid
+        task.began = time.monotonic()
         task.oom_mark = self._oom.mark()
         if task.stop_reason is not None:  # stopped while it was being spawned
             self._launcher.signal(pid, signal.SIGKILL, task.node)
@@ -210,12 +230,61 @@ class Executor:
             outcome = Outcome(JobState.FAILED, _prelude_failure(info.exit_code, task), runtime)
         else:
             outcome = Outcome(JobState.FAILED, "exit code %d" % info.exit_code, runtime)
+        ran = info.ended - info.started
+        if task.position is not None and ran >= ORDER_MIN_RUNTIME and self._after(task):
+            task.held = outcome
+            task.hold_timer = self._loop.call_later(min(ORDER_HOLD_MAX,
+                                                        ran * ORDER_HOLD_SHARE),
+                                                    lambda: self._release(task))
+            self._held += 1
+            return
+        self._finish(task, outcome)
+
+    def _after(self, task: _Task) -> bool:
+        """Whether an earlier iteration of ``task``'s job, started with it, has not been
+        reported yet (it runs, or its own end waits)."""
+        if task.began is None:
+            return False
+        name = task.job.name
+        for position in range(task.position - 1,
+                              max(-1, task.position - 1 - ORDER_LOOKBACK), -1):
+            other = self._tasks.get((name, position))
+            if other is None:
+                continue
+            if other.began is None or task.began - other.began > ORDER_START_WINDOW:
+                return False  # started before the window: the earlier ones too
+            return True
+        return False
+
+    def _release(self, task: _Task) -> None:
+        """Report a held end (its wait is over, or the earlier iteration ended)."""
+        outcome, task.held = task.held, None
+        if outcome is None:
+            return
+        self._held -= 1
+        if task.hold_timer is not None:
+            task.hold_timer.cancel()
         self._finish(task, outcome)
 
     def _finish(self, task: _Task, outcome: Outcome) -> None:
         del self._tasks[(task.job.name, task.position)]
         self._steps_running.pop(task.step, None)
         self._on_done(task.job, task.position, task.allocation, outcome)
+        if self._held and task.position is not None:
+            self._release_after(task)
+
+    def _release_after(self, task: _Task) -> None:
+        """Report, in position order, the held ends of later iterations that no longer
+        wait for anything (``task`` just ended)."""
+        name = task.job.name
+        for position in range(task.position + 1, task.position + 1 + ORDER_LOOKBACK):
+            other = self._tasks.get((name, position))
+            if other is None:
+                continue
+            if other.held is None or self._after(other):
+                return  # still running, or still waiting: the later ones wait behind it
+            self._release(other)  # (its _finish looks further on itself)
+            return
 
     def _runtime(self, task: _Task, exit_code: int, info: Optional[ExitInfo]) -> Dict[str, str]:
         runtime = {"allocation": task.allocation.describe(), "wd": task.wd or self._root_wd}
