@@ -193,8 +193,9 @@ class Executor:
             self._stop(task, reason, state, grace=0.0)
 
     def _stop(self, task: _Task, reason: str, state: JobState, grace: float = KILL_GRACE):
-        if task.stop_reason is not None:
-            return
+        if task.stop_reason is not None or task.held is not None:
+            return  # stopped already, or it ended and its end waits (ORDER_*): its pid may
+            # be a warm worker's that runs another task now
         task.stop_reason, task.stop_state = reason, state
         if task.pid is None:
             return  # still being spawned: killed as soon as it exists
