@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional
 
 import qcgflow.cli.rerun as rerun
 from qcgflow.session import cache as resume
-from qcgflow.session.localservice import with_warm_modules
+from qcgflow.session.warm import with_warm_modules
 from qcgflow.cli.progress_view import make_view
 from qcgflow.cli.run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
 from qcgflow.runtime.inputfile import REQUESTS_LIMIT, read_text

@@ -52,6 +52,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_NOT_STARTED = 3  # the node agents did not start (Slurm mode)
 EXIT_REFUSED = 4  # the service ran, but refused at least one request of its --file-path
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: stdout's reader went away (as cli/main.py's)
 
 
 def _version() -> str:
@@ -162,9 +163,6 @@ def make_service(config: ServiceConfig) -> Service:
         from .governor.service import assemble_governor  # noqa: PLC0415 - start time
         return Service(config, assemble_governor)
     return Service(config, assemble_manager)
-
-
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE (the same as cli/main.py's)
 
 
 def exit_process(status: int) -> NoReturn:

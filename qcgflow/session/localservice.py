@@ -22,13 +22,13 @@ from typing import Any, Dict, List, Optional, Sequence
 from qcgflow.errors import RunError
 from qcgflow.runtime.client.spawn import (START_TIMEOUT, ServiceProcess, ServiceStartError,
                                           start_service)
-from qcgflow.session.warm import SERVICE_ARGS, WARM_OPTION, with_warm_modules  # noqa: F401
+from qcgflow.session.warm import with_warm_modules
 
 FINISH_TIMEOUT = 10.0
 RUN_DIR_ENV = "QCGFLOW_RUN_DIR"
 ADDRESS_ENV = "QCG_PM_ZMQ_ADDRESS"
 RT_STATS_ENV = "QCGFLOW_RT_STATS"  # "1": qcgflow.run/init record exact times by default
-__all__ = ["LocalService", "SERVICE_ARGS", "START_TIMEOUT", "rt_stats_args", "with_warm_modules"]
+__all__ = ["LocalService", "START_TIMEOUT", "rt_stats_args"]
 
 
 def rt_stats_args(rt_stats: Optional[bool]) -> List[str]:

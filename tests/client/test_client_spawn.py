@@ -17,7 +17,7 @@ from qcgflow.runtime.client.workdir import (latest_report, read_report, report_e
                                             service_dirs)
 from qcgflow.runtime.config import parse_service_args
 from qcgflow.runtime.errors import UnsupportedOption
-from qcgflow.session.localservice import SERVICE_ARGS, with_warm_modules
+from qcgflow.session.warm import SERVICE_ARGS, with_warm_modules
 from support.eventually import WaitTimeout, eventually
 
 DEADLINE = 30.0
