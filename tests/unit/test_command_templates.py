@@ -88,3 +88,24 @@ def test_the_cache_is_bounded():
             found = templates.command(ex, allocation, "job%d" % i)
             assert found[0].argv == ["prog%d" % i]
     assert templates._count <= 4 and len(templates._executions) <= 4
+
+
+# --------------------------------------------------------------------------- Open MPI runs
+# at the same time on one host must not share a session directory base (environment.py).
+
+def test_openmpi_tasks_running_at_once_get_their_own_session_base():
+    spec = execution(exec="prog", model="openmpi")
+    bases = {built(spec, allocation, "s").env["OMPI_MCA_orte_tmpdir_base"]
+             for allocation in (ONE, OTHER, TWO_NODES)}
+    assert len(bases) == 3
+    assert all(len(base) < 60 for base in bases)  # Open MPI makes sockets under it
+    again = built(spec, ONE, "later").env["OMPI_MCA_orte_tmpdir_base"]
+    assert again in bases  # the same core later: the same directory, reused
+
+
+def test_a_session_base_the_task_sets_wins_and_other_models_get_none():
+    own = execution(exec="prog", model="openmpi", env={"OMPI_MCA_orte_tmpdir_base": "/scratch/x"})
+    assert built(own, ONE, "s").env["OMPI_MCA_orte_tmpdir_base"] == "/scratch/x"
+    assert "OMPI_MCA_orte_tmpdir_base" not in built(execution(exec="prog"), ONE, "s").env
+    assert "OMPI_MCA_orte_tmpdir_base" not in built(execution(exec="prog", model="intelmpi"),
+                                                    TWO_NODES, "s", slurm=True).env

@@ -16,6 +16,7 @@ not run (QCG-PilotJob runs it anyway: a deliberate departure, docs/job-states.md
 """
 
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -148,6 +149,8 @@ def build_task(execution: ExecutionSpec, ctx: TaskContext,
             env["QCG_PM_HOSTFILE"] = hostfile
             files.append((hostfile, hostfile_content(ctx.allocation)))
     env.update(model.env)
+    if execution.model == "openmpi":
+        env[ORTE_TMPDIR] = openmpi_session_base(env, ctx.allocation)
     if execution.env:
         env.update(substitute_all(dict(execution.env), values, unescape=True))
 
@@ -164,6 +167,28 @@ def build_task(execution: ExecutionSpec, ctx: TaskContext,
     return TaskCommand(argv, env, wd, in_wd(execution.stdin), in_wd(execution.stdout),
                        in_wd(execution.stderr), node=ctx.allocation.parts[0].node,
                        cpus=model.cpus, files=tuple(files))
+
+
+ORTE_TMPDIR = "OMPI_MCA_orte_tmpdir_base"
+_NODE_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def openmpi_session_base(env: Mapping[str, str], allocation: Allocation) -> str:
+    """Where an ``openmpi`` task's ``mpirun`` keeps its session directory (Open MPI 4).
+
+    Open MPI puts every run's session directory under ``<base>/ompi.<host>.<uid>`` and
+    removes that directory when a run ends and it is empty: another ``mpirun`` starting on
+    the host at that moment fails with "orte_session_dir failed" (open-mpi/ompi#8510; an
+    ensemble of MPI runs hits it). Each task gets a base of its own among the tasks that run
+    at the same time: named after the first node and core of its allocation, which no two
+    of them share; at most one directory per core, short (sockets live there), reused. A
+    base the task sets itself (its ``env``, ``--mca`` in ``mpirun_args``) wins; Open MPI 5
+    ignores the variable."""
+    if ORTE_TMPDIR in env:
+        return env[ORTE_TMPDIR]
+    first = allocation.parts[0]
+    return os.path.join(env.get("TMPDIR") or "/tmp", "qcgflow-ompi-%d" % os.getuid(),
+                        "%s.%d" % (_NODE_UNSAFE.sub("_", first.node), first.cores[0]))
 
 
 _STEP_MARK = "\x00qcgflow-step\x00"  # stands for the step id in a template
