@@ -327,7 +327,7 @@ def test_graph_side_imports_state_names_instead_of_writing_them(path):
 
 
 # The session's tracker decides; the driver does the I/O (docs/architecture.md).
-SESSION_PURE = ["session/tracker.py", "session/events.py"]
+SESSION_PURE = ["session/tracker.py", "session/events.py", "session/bundles.py"]
 
 
 @pytest.mark.parametrize("relpath", SESSION_PURE)

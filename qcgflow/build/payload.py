@@ -17,13 +17,14 @@ A session on its own service (qcgflow/session/fastpath.py) passes a small call i
 "ok" result is then a record in the worker's store (qcgflow/build/store.py), and every
 read of a result (``read_result``, ``ResultOf.load``) looks there before the file.
 
-Imported by every task process: only os, sys, pickle, cloudpickle and traceback (rule 4;
+Imported by every task process: only os, sys, time, pickle, cloudpickle and traceback (rule 4;
 binascii where a call is inline, and qcgflow.build.store, which imports only os).
 """
 
 import os
 import pickle
 import sys
+import time
 import traceback
 
 import cloudpickle
@@ -415,11 +416,12 @@ def _cached_call(path: str) -> dict:
     return call
 
 
-def write_value(path: str, value) -> None:
+def write_value(path: str, value, seconds=None) -> None:
     """The result ``("ok", value)`` of ``path``: in this task's result store when it has
-    one and the value is small (qcgflow/build/store.py), else in the file ``path``."""
+    one and the value is small (qcgflow/build/store.py; with ``seconds``, the call's run
+    time beside it), else in the file ``path``."""
     data = _dumps(("ok", value))
-    if store.ENV in os.environ and store.put(path, data):
+    if store.ENV in os.environ and store.put(path, data, seconds):
         return
     _write_data(path, data)
 
@@ -521,7 +523,9 @@ def run_call(call_path: str, result_path: str, it=None) -> int:
                     and not _is_stream(_its(path, it)):
                 os.unlink(_its(path, it))
         declared = [_its(path, it) for path in declared]
+        started = time.perf_counter()
         value = call["fn"](*args, **kwargs)
+        seconds = time.perf_counter() - started if it is None else None
         for path in declared:
             if not os.path.exists(path):
                 raise FileNotFoundError("the declared output %s was not made"
@@ -532,7 +536,7 @@ def run_call(call_path: str, result_path: str, it=None) -> int:
         traceback.print_exc()
         return 1
     try:
-        write_value(result_path, value)
+        write_value(result_path, value, seconds)
     except Exception as error:  # the value does not pickle: that is the task's failure
         write_error(result_path, error)
         traceback.print_exc()

@@ -33,6 +33,7 @@ import os
 ENV = "QCGFLOW_STORE"
 DIR = "stores"  # under the run's .qcgflow directory
 LIMIT = 1 << 16  # bigger results go to their own file
+TIME = "time"  # ``<job>/time``: the run time put with a result
 _HEADER = 8
 
 _host = None
@@ -73,10 +74,25 @@ def _env_directory(writing: bool = True):
     return directory if directory and (not writing or where == host()) else None
 
 
-def put(path: str, data: bytes) -> bool:
+def time_key(path: str) -> str:
+    """The key of the run time recorded with the result ``path`` (``put(seconds=...)``)."""
+    return "%s/%s" % (os.path.basename(os.path.dirname(path)), TIME)
+
+
+def seconds_of(data) -> "float | None":
+    """The run time in a time record's ``data`` (None: no record, or not a number)."""
+    try:
+        return float(data) if data is not None else None
+    except ValueError:
+        return None
+
+
+def put(path: str, data: bytes, seconds=None) -> bool:
     """Append ``data`` as the result ``path`` to this process's store; False when there is
     no store for this task here (no ``QCGFLOW_STORE``, another host) or ``data`` is big:
-    then the caller writes the file."""
+    then the caller writes the file. ``seconds``: how long the call ran, recorded in the
+    same write as ``<job>/time`` (a session learns which functions are short from it:
+    qcgflow/session/bundles.py)."""
     global _writer, _torn
     if len(data) > LIMIT:
         return False
@@ -94,8 +110,9 @@ def put(path: str, data: bytes) -> bool:
                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
         _writer = (directory, pid, fd)
     key = key_of(path).encode("utf-8")
-    record = b"".join((len(key).to_bytes(4, "little"), len(data).to_bytes(4, "little"),
-                       key, data))
+    record = _record(key, data)
+    if seconds is not None:
+        record += _record(time_key(path).encode("utf-8"), b"%.9f" % seconds)
     view = memoryview(record)
     written = 0
     try:
@@ -109,7 +126,25 @@ def put(path: str, data: bytes) -> bool:
             _writer = None
             _torn += 1
         return False  # the caller writes the result file
+    if _kept is not None:
+        _kept[key.decode("utf-8")] = data
     return True
+
+
+def _record(key: bytes, data: bytes) -> bytes:
+    return b"".join((len(key).to_bytes(4, "little"), len(data).to_bytes(4, "little"),
+                     key, data))
+
+
+_kept = None  # results this process put while a bundle runs: its later calls read them
+
+
+def keep(kept) -> None:
+    """``keep({})``: remember the results this process puts from now on (a bundle's calls
+    read their predecessors' results in the same process, without reading its store
+    back); ``keep(None)``: stop."""
+    global _kept
+    _kept = kept
 
 
 # --------------------------------------------------------------------------- reading
@@ -201,6 +236,17 @@ def held(base: str, path: str):
     return None, None
 
 
+def peek(base: str, path: str):
+    """The data of ``path`` if a store registered for ``base`` has indexed it already
+    (None: not read so far; nothing is read here)."""
+    key = key_of(path)
+    for reader in _BY_BASE.get(base, ()):
+        data = reader.index.get(key)
+        if data is not None:
+            return data
+    return None
+
+
 def read_from(base: str, name: str, path: str):
     """The result ``path`` in the store ``name`` of ``base`` (any session's), or None."""
     return Reader(os.path.join(base, DIR, name)).get(key_of(path))
@@ -208,6 +254,10 @@ def read_from(base: str, name: str, path: str):
 
 def lookup(path: str):
     """The stored data of the result file ``path``, or None (then read the file)."""
+    if _kept:
+        data = _kept.get(key_of(path))
+        if data is not None:
+            return data
     if _BY_BASE:  # a session's process
         readers = _BY_BASE.get(os.path.dirname(os.path.dirname(path)))
         if readers:

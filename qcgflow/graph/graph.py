@@ -150,14 +150,21 @@ class TaskRef:
             raise TypeError("%r cannot be pickled: only the ref of a submitted Python task "
                             "(f.remote, qcgflow.put) travels; pass a lazy ref as an argument "
                             "of a task, the task then receives its result" % self)
-        return (_travelled, (task.name, self.node.iterations, task.node.fn is None
-                             and task.node.base == "put", session.root))
+        stored = task.node.fn is None and task.node.base == "put"
+        travelling = getattr(session, "travelling", None)  # a call in a bundle of calls
+        ended, watch = travelling(task) if travelling is not None else (False, None)
+        if watch is not None:
+            return (_travelled, (task.name, self.node.iterations, False, session.root, watch))
+        return (_travelled, (task.name, self.node.iterations, stored or ended, session.root))
 
 
-def _travelled(name: str, iterations, stored: bool, root: str) -> "TaskRef":
+def _travelled(name: str, iterations, stored: bool, root: str,
+               watch: Optional[str] = None) -> "TaskRef":
     """A ref unpickled in this process: the current session adopts the job ``name`` (in a
-    task: the session it attaches to; never a new service). The name is in pickles: keep it."""
-    return port.adopt(name, iterations, stored, root)
+    task: the session it attaches to; never a new service); ``stored``: its result is in
+    place, no job to follow; ``watch``: the job that runs it when not its own (a bundle).
+    The name is in pickles: keep it."""
+    return port.adopt(name, iterations, stored, root, watch)
 
 
 _LEAVE = object()  # find_refs' stack marker: the container below it is finished

@@ -31,7 +31,8 @@ def set_loader(loader: Callable[[], None]) -> None:
 
 
 def install(**functions: Callable[..., Any]) -> None:
-    """The session layer's ``submit(target)``, ``adopt(name, iterations, stored, root)``
+    """The session layer's ``submit(target)``, ``adopt(name, iterations, stored, root,
+    watch=None)``
     and ``blocking(futures)`` (a context around a wait: a task lends its cores)."""
     _functions.update(functions)
 
@@ -58,6 +59,8 @@ def submit(target: Any) -> Any:
     return _function("submit")(target)
 
 
-def adopt(name: str, iterations: Any, stored: bool, root: str) -> Any:
-    """The ref of job ``name`` of the session at ``root``, tracked by this process's session."""
-    return _function("adopt")(name, iterations, stored, root)
+def adopt(name: str, iterations: Any, stored: bool, root: str,
+          watch: Optional[str] = None) -> Any:
+    """The ref of job ``name`` of the session at ``root``, tracked by this process's session
+    (``watch``: the job that runs it, a bundle of several calls, when not its own)."""
+    return _function("adopt")(name, iterations, stored, root, watch)

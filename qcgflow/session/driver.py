@@ -38,10 +38,12 @@ from qcgflow.build import payload
 from qcgflow.build.compile import command_output, fill_refs, write_calls
 from qcgflow.errors import NameClashError, RunError, TaskFailed
 from qcgflow.session import fastpath
+from qcgflow.session.bundled import BundledCalls
+from qcgflow.session.bundles import Bundler
 from qcgflow.graph.graph import COMMAND, TaskNode, TaskRef, target_refs
 from qcgflow.runtime.client import (TOPIC_JOB_FINISHED, TOPIC_JOB_STATUS, ClientError,
                                     ServiceClient, ServiceError)
-from qcgflow.runtime.protocol import EXECUTING, FAILED, FINAL_STATE_NAMES
+from qcgflow.runtime.protocol import EXECUTING, FAILED, FINAL_STATE_NAMES, SUCCEED
 from qcgflow.session import cache as _resume
 from qcgflow.session.events import (Added, Facts, Fail, HandlingFailed, Inquiry, JobEnded, Loaded,
                                     PartWritten, Record, Refused, Resolve, Retry, ServiceDied,
@@ -81,7 +83,7 @@ class _Turns:
                 self._cond.notify_all()
 
 
-class Session(RayHabits):
+class Session(RayHabits, BundledCalls):
     """Submits nodes to one service and resolves one ``concurrent.futures.Future`` per node.
 
     Thread-safe: ``submit`` may be called from any thread (also from a future's callback).
@@ -106,6 +108,7 @@ class Session(RayHabits):
         self.memo: Optional[_resume.Memo] = None  # set by run(): records and reuses results
         self.adopted: Dict[str, TaskNode] = {}  # job name -> node of a ref that travelled
         self.fast = fastpath.FastPath(self.base, use_store=service is not None)  # issue 19
+        self.bundler = Bundler(self._bundle_name)  # several short calls in one job
         topics = (TOPIC_JOB_FINISHED,) + ((TOPIC_JOB_STATUS,) if on_executing else ())
         self.stream = client.subscribe(topics, address=pub_address)
         self.thread = threading.Thread(target=self._consume, name="qcgflow-session",
@@ -301,6 +304,7 @@ class Session(RayHabits):
             elif kind is Unqueue:
                 gone = set(instruction.jobs)
                 self.outbox = [item for item in self.outbox if item.job["name"] not in gone]
+                self.bundler.unpark(gone)
             else:
                 later.append(instruction)
         return later
@@ -357,19 +361,20 @@ class Session(RayHabits):
             ticket = self.turns.take() if items else None
         if ticket is not None:  # used before any callback runs: one may wait for a turn
             with self.turns.turn(ticket):
-                refused, withdrawn = self._deliver(items, whole=False)
+                refused, withdrawn = self._deliver(items, whole=False, bundle=True)
             self._settle_refusals(refused, withdrawn)
         self._apply(later)
         if self.outbox:  # what refusals let run (any_outcome dependants)
             self._flush()
 
-    def _deliver(self, items: List[Any], whole: bool):
+    def _deliver(self, items: List[Any], whole: bool, bundle: bool = False):
         """Send the jobs of ``items`` (in one's turn, no lock): ``(refused, withdrawn)``,
         the refused jobs with the error, the jobs left unsent.
 
-        A batch the service refuses as a whole is sent again one job at a time
-        (predecessors first) so that a bad call fails alone, unless ``whole`` or no answer
-        came (sending again could submit twice)."""
+        ``bundle``: short calls go in bundles (qcgflow/session/bundles.py). A batch the
+        service refuses as a whole is sent again one job at a time (predecessors first) so
+        that a bad call fails alone, unless ``whole`` or no answer came (sending again
+        could submit twice)."""
         unprepared = []
         for item in items:
             try:
@@ -379,6 +384,11 @@ class Session(RayHabits):
         if unprepared:
             gone = {names[0] for names, _ in unprepared}
             items = [item for item in items if item.job["name"] not in gone]
+        if items:
+            bundle = bundle and self.memo is None and self.on_executing is None
+            cores = self._cores() if bundle and self.bundler.durations else 1  # unlocked
+            with self.lock:
+                items = self.bundler.route(items, lambda: cores, bundle)
         if not items:
             return unprepared, []
         try:
@@ -412,6 +422,8 @@ class Session(RayHabits):
         if type(item) is Submit:
             if not self.fast.apply(task.node, item.job):  # True: it removed old streams
                 outputs.clean(self.root, task.node, item.job, task.skip)  # never append
+            if task.node in self.chunk_maps and self.fast.env:  # a big map: in chunks
+                fastpath.chunk(item.job, self._cores())
             return
         if task.node.kind != COMMAND:
             path = os.path.join(self.base, payload.result_file(task.name, item.it))
@@ -424,17 +436,24 @@ class Session(RayHabits):
             return
         with self.lock:
             later = []
+            refused = [(self._members(names), error) for names, error in refused]
             for names, error in refused:
                 _log.warning("the service refused the jobs: %s", error)
                 later += self._handle(Refused(names, str(error),
                                               isinstance(error, ServiceError)))
-            for name in withdrawn:
+            for name in self._members(withdrawn):
                 later += self._handle(Withdrawn(name))
+            released = self.bundler.released()  # what waited for a refused bundle
+            if released:
+                self.outbox[:0] = released
+                self.fast.hurry()
         self._apply(later)
 
     # ------------------------------------------------------------------ outcomes
     def _settle(self, job: str, state: str) -> None:
         """A job reached a final state: find out what the tracker needs, then tell it."""
+        if job in self.bundler.bundles or job in self.bundler.watched:
+            return self._settle_bundle(job, state)
         with self.lock:
             ask = self.tracker.inquiry(job, state)
         if ask is not None and ask.recheck:  # a predecessor's end first: its event was lost
@@ -444,6 +463,8 @@ class Session(RayHabits):
         if ask is None:
             return
         self._feed(JobEnded(job, state, self._find_out(ask, job)))
+        if state == SUCCEED and ask.it is None and self.fast.env:
+            self._learn(ask.task)
 
     def _find_out(self, ask: Inquiry, job: str) -> Facts:
         task, it = ask.task, ask.it
@@ -489,6 +510,7 @@ class Session(RayHabits):
         return TaskFailed(label, messages=self._messages(job) or "failed")
 
     def _messages(self, job: str) -> str:
+        job = self.bundler.sent_in.get(job, job)  # a bundled call: its bundle's messages
         reply = self.client.request({"request": "jobStatus", "jobNames": [job]}) or {}
         entry = (reply.get("jobs") or {}).get(job) or {}
         return str((entry.get("data") or {}).get("messages") or "")
@@ -547,6 +569,7 @@ class Session(RayHabits):
         self._check_service()
         with self.lock:
             unsent = {item.job["name"] for item in self.outbox}  # unknown there
+            unsent |= self.bundler.parked_names
             names = [n for n in self.tracker.open_jobs() if n not in unsent]
         self._recheck(names)
 
@@ -564,6 +587,8 @@ class Session(RayHabits):
 
     def _recheck(self, names: List[str]) -> None:
         """Ask for the states of ``names``; handle the final ones in submission order."""
+        with self.lock:
+            names = self.bundler.asked(names)
         if not names:
             return
         reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}

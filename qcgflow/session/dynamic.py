@@ -129,7 +129,8 @@ def _session() -> Session:
         return _current.session
 
 
-def adopt(name: str, iterations: Any, stored: bool, root: str) -> TaskRef:
+def adopt(name: str, iterations: Any, stored: bool, root: str,
+          watch: Optional[str] = None) -> TaskRef:
     """A ref unpickled in this process (``graph.port.adopt``): the current session adopts
     the job ``name`` (in a task: the session it attaches to; never a new service).
 
@@ -139,7 +140,7 @@ def adopt(name: str, iterations: Any, stored: bool, root: str) -> TaskRef:
     if _current is None and not os.environ.get("QCG_PM_ZMQ_ADDRESS"):
         raise RunError("a ref of job %r arrived outside a qcgflow.init() session: refs "
                        "travel between the tasks and the driver of one session" % name)
-    return _session().adopt(name, iterations, stored, root)
+    return _session().adopt(name, iterations, stored, root, watch)
 
 
 def submit(target: Any) -> Any:

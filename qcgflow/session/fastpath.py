@@ -19,11 +19,13 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-from qcgflow.build import store
+from qcgflow.build import groups, store
 
 OFF_ENV = "QCGFLOW_RESULT_FILES"
 RUNNER = "qcgflow.runner"  # compile.RUNNER (not imported: compile sits in an import cycle)
 WINDOW = 0.004  # s: .remote calls within it go out in one submit request
+CHUNK_MOST = 64  # elements of a map per service iteration at most (``chunk``)
+CHUNKS_PER_CORE = 16  # a chunked map keeps at least this many chunks per core
 BATCH = 1000  # jobs: an outbox this full goes out at once
 
 
@@ -124,6 +126,48 @@ def open_store(base: str) -> Optional[Dict[str, str]]:
     directory = os.path.join(base, store.DIR, name)
     store.register(base, directory)
     return {store.ENV: store.env_value(directory)}
+
+
+def chunkable(graph: Any) -> set:
+    """The nodes of ``graph`` (a whole ``qcgflow.run`` graph) whose map may run in chunks:
+    Python maps over values that no task depends on element by element (``after: A:${it}``
+    names A's elements as service iterations)."""
+    per_element = {pred for edges in graph.edges.values() for pred, element in edges
+                   if element}
+    return {node for node in graph.order if node.kind == "python" and node.mapped is not None
+            and node.mapped[0] == "values" and node not in per_element
+            and not node.options.get("outputs")}
+
+
+def chunk(job: Dict[str, Any], cores: int) -> int:
+    """Run a big map's elements several per service iteration (issue 19): a 20,000-element
+    map of a function that takes microseconds costs the service, a worker and the session
+    a job's share each per element otherwise. ``job`` is a chunkable node's map on the
+    fast path (results in a store); returns the chunk size (0: left as it was).
+
+    At most ``CHUNK_MOST`` elements per chunk and at least ``CHUNKS_PER_CORE`` chunks per
+    core: the cores stay busy to the end and a chunk of long elements stays a small share
+    of the run. Each element keeps its result (``result.<element>.pkl``, a store record)
+    and its error; it prints into its chunk's stdout and stderr (``stdout.<chunk>``). Not
+    chunked: maps with a wall time, retries, or another option of their own; results in
+    files (no store)."""
+    execution, iteration = job["execution"], job.get("iteration") or {}
+    args = execution.get("args") or []
+    if set(iteration) != {"start", "stop"} or iteration["start"] != 0 \
+            or "env" not in execution or len(args) != 5 or args[:2] != ["-m", RUNNER] \
+            or args[4] != "${it}" or not args[3].endswith("/result.${it}.pkl") \
+            or "wt" in (job.get("resources") or {}) or "dependencies" in job and any(
+                ":" in name for names in job["dependencies"].values() for name in names) \
+            or set((job.get("attributes") or {}).get("qcgflow") or {}) - {"when_written"}:
+        return 0
+    elements = iteration["stop"]
+    size = min(CHUNK_MOST, elements // (max(1, cores) * CHUNKS_PER_CORE))
+    if size < 2:
+        return 0
+    args[3] = args[3][:-len("/result.${it}.pkl")] + "/result.pkl"
+    args[4] = groups.chunk_argument(size, elements)
+    job["iteration"] = {"start": 0, "stop": -(-elements // size)}
+    return size
 
 
 def inline_argument(job: Dict[str, Any], argument: str) -> None:

@@ -13,6 +13,7 @@ import time
 from typing import Any, Dict, Optional
 
 from qcgflow.session import cache as _resume
+from qcgflow.session import fastpath
 from qcgflow.errors import RunError
 from qcgflow.graph.graph import CONTAINERS, Graph, TaskNode, TaskRef
 from qcgflow.session.localservice import START_TIMEOUT, rt_stats_args
@@ -85,6 +86,7 @@ def run(target: Any, nodes: Optional[Any] = None, wd: Optional[str] = None,
         raise
     try:
         session.memo = settings and _resume.Memo(session.root, *settings)
+        session.chunk_maps = frozenset(fastpath.chunkable(graph))  # big maps: in chunks
         futures = dict(zip((ref.node for ref in graph.targets),
                            session.submit(graph.targets, graph.names)))
         left = None if deadline is None else max(0.0, deadline - time.monotonic())

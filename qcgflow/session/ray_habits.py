@@ -8,7 +8,7 @@ driver carries them out. Only ``qcgflow.session.driver`` uses this module.
 import concurrent.futures as cf
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from qcgflow.build import payload
 from qcgflow.errors import RunError
@@ -87,7 +87,7 @@ class RayHabits:
         return TaskRef(node)
 
     def adopt(self, name: str, iterations: Optional[int], stored: bool,
-              root: str) -> TaskRef:
+              root: str, watch: Optional[str] = None) -> TaskRef:
         """A ref that travelled here (in a result or a stored value) for the job ``name``
         of this service: tracked from now on like one of ours (the consumer thread asks
         for its state at once: it may have ended already). The same name gives the same
@@ -110,11 +110,19 @@ class RayHabits:
             # a put value: its result file, no job
             later = self._handle(Adopted(task, self._load(task) if stored else None))
             if not stored:
-                self.checks.append(name)
+                if watch is not None:  # a call in a bundle (bundles.py): its bundle's end
+                    self.bundler.watch(watch, name)
+                self.checks.append(watch or name)
         self._apply(later)
         if not stored:
             self.stream.wakeup()
         return TaskRef(node)
+
+    def travelling(self, task) -> Tuple[bool, Optional[str]]:
+        """A ref of ``task`` is pickled here (``TaskRef.__reduce__``): ``(ended, bundle)``
+        (``bundles.Bundler.travelling``)."""
+        with self.lock:
+            return self.bundler.travelling(task.name)
 
     # ------------------------------------------------------------------ cancel
     def cancel(self, node: TaskNode, force: bool = False, iterations=None,
@@ -131,7 +139,8 @@ class RayHabits:
             task = self.tasks.get(node)
             if task is None or task.future.done():
                 return False
-            unsent = frozenset(item.job["name"] for item in self.outbox)
+            unsent = frozenset(item.job["name"] for item in self.outbox) | \
+                self.bundler.parked_names
             later = self._handle(Cancel(node, None if iterations is None else
                                         tuple(iterations), only_queued, unsent))
         asks = [i for i in later if type(i) is CancelJobs]
@@ -139,6 +148,20 @@ class RayHabits:
         if not asks:
             return bool(later)  # canceled here (never sent), or nothing to cancel
         names = list(asks[0].jobs)
+        with self.lock:
+            bundled = [name for name in names if name in self.bundler.home]
+        if bundled:  # calls in a bundle in flight (qcgflow/session/bundles.py)
+            if only_queued:
+                return False  # a bundled call counts as started: its bundle was sent
+            self._feed(CancelSent(task, only_queued))
+            with self.lock:
+                homes = {self.bundler.home[name] for name in bundled
+                         if name in self.bundler.home}
+                whole = [home.name for home in homes
+                         if all(item.task.cancel_requested for item in home.items)]
+            names = [name for name in names if name not in bundled] + whole
+            if not names:
+                return True  # it fails with TaskCancelled when its bundle ends
         if only_queued:
             reply = self.client.request({"request": "jobStatus", "jobNames": names}) or {}
             found = reply.get("jobs") or {}
