@@ -13,6 +13,7 @@ from qcgflow.errors import DependencyFailed, TaskCancelled, TaskFailed
 from qcgflow.session import bundles, dynamic
 
 from graph_harness import run_wd
+from support.eventually import eventually
 
 DEADLINE = 60
 
@@ -104,6 +105,12 @@ def warm(session, task, *args, count=4):
     assert session.bundler.short(refs[0].node.fn) is not None, session.bundler.durations
 
 
+def sent_in_bundles(session, refs):
+    """Wait until every call of ``refs`` is in a bundle the service runs."""
+    eventually(lambda: all(session.tasks[r.node].name in session.bundler.home for r in refs),
+               timeout=DEADLINE, message="the calls to be sent in bundles")
+
+
 def bundled(session, refs):
     """The bundle names the calls of ``refs`` went in (None: alone), once sent."""
     session._flush()  # what the consumer thread does once the batching window is over
@@ -188,10 +195,7 @@ def test_cancel_of_a_bundled_call(session):
     warm(session, nap, 0)
     with session.lock:
         refs = [nap.remote(0.3) for _ in range(6)]
-    deadline = time.monotonic() + DEADLINE
-    while not all(session.tasks[r.node].name in session.bundler.home for r in refs):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    sent_in_bundles(session, refs)
     assert refs[4].future.cancel() is False  # its bundle was sent: it counts as started
     assert qcgflow.cancel(refs[1]) is True
     with pytest.raises(TaskCancelled):
@@ -204,10 +208,7 @@ def test_canceling_every_call_of_a_bundle_stops_it(session):
     warm(session, nap, 0)
     with session.lock:
         refs = [nap.remote(5) for _ in range(4)]
-    deadline = time.monotonic() + DEADLINE
-    while not all(session.tasks[r.node].name in session.bundler.home for r in refs):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    sent_in_bundles(session, refs)
     started = time.monotonic()
     for ref in refs:
         qcgflow.cancel(ref)
