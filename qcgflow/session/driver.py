@@ -348,8 +348,8 @@ class Session(RayHabits, BundledCalls):
 
     # ------------------------------------------------------------------ sending
     def _flush(self) -> None:
-        """Send the outbox in one request (without the lock: ``.remote`` calls made
-        meanwhile do not wait for the service's reply; they land in the next batch)."""
+        """Send the outbox in one request (no lock held: ``.remote`` calls made meanwhile
+        go in the next batch, in their own window: a loop must not keep us from events)."""
         with self.lock:
             items, self.outbox = self.outbox, []
             blocked = [item for item in items if self.tracker.after_refused(item.job)]
@@ -359,12 +359,13 @@ class Session(RayHabits, BundledCalls):
             for item in blocked:  # a job it runs after was refused meanwhile
                 later += self._handle(Withdrawn(item.job["name"]))
             ticket = self.turns.take() if items else None
+        refused = withdrawn = ()
         if ticket is not None:  # used before any callback runs: one may wait for a turn
             with self.turns.turn(ticket):
                 refused, withdrawn = self._deliver(items, whole=False, bundle=True)
             self._settle_refusals(refused, withdrawn)
         self._apply(later)
-        if self.outbox:  # what refusals let run (any_outcome dependants)
+        if self.outbox and (blocked or refused or withdrawn):  # any_outcome dependants
             self._flush()
 
     def _deliver(self, items: List[Any], whole: bool, bundle: bool = False):

@@ -158,6 +158,28 @@ def test_remote_calls_of_a_loop_go_out_in_few_requests(session, monkeypatch):
     assert sum(sent) == 120 and len(sent) <= 3, sent  # 50, 50 (BATCH), the rest (get)
 
 
+def test_a_send_leaves_the_calls_made_meanwhile_to_their_own_window(session, monkeypatch):
+    """A send used to send again at once whatever a caller's loop had queued meanwhile:
+    the consumer thread then handled no event until the loop ended (a loop to a function
+    the session had seen return once was never bundled: docs/performance.md, P1C)."""
+    sess = session.session
+    monkeypatch.setattr(fastpath, "WINDOW", 3600.0)  # the thread sends only when told
+    meanwhile = []
+    deliver = sess._deliver
+
+    def delivering(items, whole, bundle=False):
+        if not meanwhile:  # a call made while the request is out
+            meanwhile.append(inc.remote(100))
+        return deliver(items, whole, bundle)
+    monkeypatch.setattr(sess, "_deliver", delivering)
+    first = [inc.remote(i) for i in range(3)]
+    sess._flush()
+    with sess.lock:
+        waiting = [item.job["name"] for item in sess.outbox]
+    assert waiting == [sess.tasks[meanwhile[0].node].name]  # not sent by that flush
+    assert qcgflow.get(first + meanwhile, timeout=DEADLINE) == [1, 2, 3, 101]  # get sends it
+
+
 def test_a_loop_past_the_window_wakes_the_consumer_once_per_outbox(session, monkeypatch):
     """Every .remote made after the window closed, before the consumer thread took the
     outbox, used to write a wake-up of its own (a system call and a thread switch each)."""
