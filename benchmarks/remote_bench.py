@@ -11,7 +11,8 @@ outside the timing, each workload timed from its first submit to its last result
 
 * P1C (before the warm-up): one call of a function ``fresh``, then a loop of N
   ``fresh.remote(i)`` and one ``get``: a loop to a function the session has seen return
-  once (qcgflow bundles calls only of functions known to be short; no goal);
+  once (qcgflow bundles the calls of functions known to be short: here only once the
+  loop's first results are back; no goal);
 * P1: a loop of N separate ``noop.remote(i)``, then one ``get`` of the N refs;
 * P3: a chain of M ``.remote`` calls, each given its predecessor's ref, then ``get``;
 * P4: 1 -> K -> 1: ``root = noop.remote(0)``, K ``noop.remote(i, root)``, one
