@@ -19,4 +19,10 @@ mkdir -p "$dir" 2>/dev/null && chmod 1777 "$dir" 2>/dev/null
 # to finalize removes it under the other's feet (seen once: a rank on n2 crashed in
 # MPI_Init with a shared-memory segment missing).
 [ -d "$dir" ] && echo "export OMPI_MCA_orte_tmpdir_base=$dir"
+# PMIx clients keep the job's data in a shared-memory store (gds ds12/ds21) that each
+# node's slurmstepd publishes under a name made from the namespace: the virtual nodes of
+# one step publish under the same name on this one host. The hash store keeps it in each
+# process (an MPI_Init crash or hang in srun --mpi=pmix steps over n1 and n2, about one
+# run of tests/slurm in four).
+echo "export PMIX_MCA_gds=hash"
 exit 0
