@@ -81,15 +81,15 @@ def run_once(iterations: int, cores: int, wd: str):
     clock = SystemClock()
     manager = Manager(ResourcePool([("local", tuple(range(cores)))]), clock, loop)
     report = JobsReport(os.path.join(wd, "jobs.report"))
-    manager.registry.listeners.append(report)
+    manager.add_listener(report, finals_only=True)  # as the service registers them
     context = zmq.Context()
     pub = context.socket(zmq.XPUB)  # as the service's
     pub.bind("tcp://127.0.0.1:*")
     publisher = StatusPublisher(pub, "bench", loop)
-    manager.registry.listeners.append(publisher)
+    manager.add_listener(publisher)
     journal = JournalWriter(os.path.join(wd, "journal"), loop, resumed=False)
     journal.start()
-    manager.registry.listeners.append(journal)
+    manager.add_listener(journal, finals_only=True)
     manager.executor = Executor(loop, InstantLauncher(loop), wd, dict(os.environ),
                                 manager.task_executing, manager.task_done)
     manager.on_idle.append(loop.stop)

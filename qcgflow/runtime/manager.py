@@ -100,10 +100,14 @@ class Manager:
             raise RuntimeError("the manager has an executor already")
         self.executor = executor
 
-    def add_listener(self, listener) -> None:
+    def add_listener(self, listener, finals_only: bool = False) -> None:
         """Tell ``listener(job, position or None, state)`` about every state change of a
-        run (not of a restore: see ``Registry.restore``), after the earlier listeners."""
-        self.registry.listeners.append(listener)
+        run (not of a restore: see ``Registry.restore``), after the earlier listeners.
+
+        ``finals_only``: about final states only. Such listeners hear a final state before
+        every listener of all states (a journal before a publisher)."""
+        (self.registry.final_listeners if finals_only else
+         self.registry.listeners).append(listener)
 
     # ------------------------------------------------------------------ read-only views
     def jobs(self):

@@ -107,7 +107,11 @@ class Registry:
         # Running counts, so that status requests cost O(1) whatever the number of jobs.
         self._job_counts: Dict[JobState, int] = {state: 0 for state in JobState}
         self.unit_stats = UnitStats()
-        self.listeners: List[Listener] = list(listeners)
+        self.listeners: List[Listener] = list(listeners)  # told every state
+        # told final states only, before ``listeners``: a sweep's two other moves per
+        # iteration skip them, and the journal's end record is written before a
+        # publisher tells anyone (write-ahead)
+        self.final_listeners: List[Listener] = []
 
     # ------------------------------------------------------------------ lookup
     def get(self, name: str) -> Optional[Job]:
@@ -176,10 +180,14 @@ class Registry:
             self.unit_stats.moved(old, state)
         if message:
             job.messages = message if not job.messages else "%s; %s" % (job.messages, message)
+        final = state in FINAL_STATES
         if edge is _RUN:
+            if final:
+                for listener in self.final_listeners:
+                    listener(job, None, state)
             for listener in self.listeners:
                 listener(job, None, state)
-        return [(job, None)] if state in FINAL_STATES else []
+        return [(job, None)] if final else []
 
     def _move_iteration(self, job: Job, position: int, state: JobState,
                         message: Optional[str], edge: Edge):
@@ -226,6 +234,9 @@ class Registry:
                 job.failed += 1
             finished.append((job, position))
         if edge is _RUN:
+            if final:
+                for listener in self.final_listeners:
+                    listener(job, position, state)
             for listener in self.listeners:
                 listener(job, position, state)
         if final:

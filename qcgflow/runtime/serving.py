@@ -135,7 +135,7 @@ class Service:
         with private_umask():
             self.report = JobsReport(os.path.join(self.aux_dir, self.config.report_file),
                                      self.config.report_format)
-        manager.add_listener(self.report)
+        manager.add_listener(self.report, finals_only=True)
         self.loop.idle_hooks.append(lambda: self.report.flush_soon(self.loop))
 
     def serve(self, handler) -> None:
@@ -190,14 +190,14 @@ class Service:
                       "interrupted by the stop run again", self.aux_dir,
                       self.manager.job_count(), restored, plan.rerun)
         if self.journal is not None:
-            self.manager.add_listener(self.journal)
+            self.manager.add_listener(self.journal, finals_only=True)
             self.manager.on_submit.append(self.journal.submitted)
             self.manager.on_remove.append(self.journal.removed)
             # upstream's track.reqs/track.states too (tools look for them), after the replay
             # so a resumed run appends only what happens from now on
             journal = self.journal
             self.track = TrackFiles(self.aux_dir, lambda: journal.stopping)
-            self.manager.add_listener(self.track)
+            self.manager.add_listener(self.track, finals_only=True)
             self.manager.on_submit.append(self.track.submitted)
 
     def _allocation_ending(self, node: str) -> None:

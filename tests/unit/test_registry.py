@@ -419,6 +419,32 @@ def test_restore_is_not_told_to_listeners():
     assert heard == []
 
 
+@pytest.mark.parametrize("position", [None, 1])
+def test_final_listeners_hear_final_states_only_and_first(position):
+    reg, job = single() if position is None else iterative(3)
+    heard = []
+    reg.listeners.append(lambda j, p, state: heard.append(("every", p, state)))
+    reg.final_listeners.append(lambda j, p, state: heard.append(("final", p, state)))
+    walk(reg, job, position, [SC, EX, OK])
+    # an iteration's first move also moves its parent (position None): only those two
+    # moves are told to the listener of every state
+    expected = [("every", position, SC), ("every", position, EX),
+                ("final", position, OK), ("every", position, OK)]
+    if position is not None:
+        expected[0:0] = [("every", None, SC)]
+        expected[2:2] = [("every", None, EX)]
+    assert heard == expected
+
+
+def test_a_finals_only_listener_hears_the_parent_end_with_its_last_iteration():
+    reg, job = iterative(2)
+    heard = []
+    reg.final_listeners.append(lambda j, p, state: heard.append((p, state)))
+    walk(reg, job, 0, [SC, EX, OK])
+    walk(reg, job, 1, [SC, EX, FA])
+    assert heard == [(0, OK), (1, FA), (None, FA)]
+
+
 def test_restoring_every_iteration_restores_the_parent():
     reg, job = iterative(2)
     reg.restore(job, 0, OK)

@@ -9,8 +9,17 @@
         '-- on_started(pid) / on_exit(ExitInfo) / on_error(msg)   os.wait4 -> status + rusage
 
 Why threads: creating a process blocks the caller until the kernel has exec'd the child
-(vfork semantics, ~0.4 ms for /bin/true here). Two spawner threads overlap that wait with
+(vfork semantics, 0.2-0.4 ms for /bin/true here). Two spawner threads overlap that wait with
 each other and with the event loop, which keeps scheduling and bookkeeping.
+
+Why not always: handing a spawn to a thread and its result back costs the service more CPU
+than the spawn itself (a queue put, an eventfd write and read, and the GIL passed back and
+forth: futex wake-ups and context switches, ~0.05 ms a task). A sweep of short commands
+starts one task per event, and then nothing runs in parallel with the spawn anyway. So a
+launch is spawned in the event loop's own thread when no thread has a spawn pending and
+the process needs nothing opened or changed for it (its own directory, no binding, no
+files: ``_spawns_inline``); a burst of launches in one turn goes to the threads after the
+first ``INLINE_PER_TURN``. Either way the callbacks come from the event loop, never from inside ``launch``.
 
 Each child runs in its own session so that a signal reaches the whole tree it spawns.
 All callbacks run in the event loop's thread, never in a spawner thread.
@@ -31,6 +40,11 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 from . import streams
 
 _log = logging.getLogger(__name__)
+
+# launches spawned in the event loop's thread before the next ones go to the spawner
+# threads (until those are reported): a sweep's steady state (one or two ends per turn)
+# stays in the loop, a burst of starts overlaps its exec waits in the threads
+INLINE_PER_TURN = 2
 
 
 # ProcessSpec and ExitInfo are made once per task and never changed afterwards; they are
@@ -101,7 +115,8 @@ class LocalLauncher:
         self._tickets = 0  # given out by launch() (event loop thread)
         self._serving = 0  # the ticket whose process may be created now
         self._done: deque = deque()
-        self._in_flight = 0
+        self._in_flight = 0  # launched, not yet reported (in a thread or in _done)
+        self._threaded = 0  # of those, given to the spawner threads
         self._cwd = os.getcwd()  # tasks that run here need no chdir (the fast path)
         # empty unnamed outputs kept for the next tasks (streams.Spares): spawner threads
         # take them, the event loop keeps them
@@ -121,8 +136,18 @@ class LocalLauncher:
                on_exit: Callable[[ExitInfo], None], on_error: Callable[[str], None]) -> None:
         """Start ``spec`` soon. Exactly one of ``on_error`` or (``on_started``, then
         ``on_exit``) is called later from the event loop."""
+        item = (spec, on_started, on_exit, on_error)
+        if (not self._threaded and self._in_flight < INLINE_PER_TURN
+                and _spawns_inline(spec, self._cwd)):
+            # no spawn is pending in a thread: this one is created after every earlier one
+            if not self._in_flight:
+                self._loop.call_soon(self._deliver)
+            self._in_flight += 1
+            self._done.append((item, _create(spec, self._cwd, self._spares), False))
+            return
         self._in_flight += 1
-        self._requests.put(((spec, on_started, on_exit, on_error), self._tickets))
+        self._threaded += 1
+        self._requests.put((item, self._tickets))
         self._tickets += 1
 
     def close(self) -> None:
@@ -150,27 +175,12 @@ class LocalLauncher:
                 while self._serving != ticket:
                     self._turn.wait()
             try:
-                # the clock starts before the fork: a spawner thread delayed after the exec
-                # (GIL, load) would otherwise report `sleep 2` as running 1.998 s
-                started = time.monotonic()
-                popen, outputs = _spawn(spec, self._cwd, self._spares)
-                try:
-                    pidfd = os.pidfd_open(popen.pid)
-                except OSError:
-                    for output in outputs:
-                        streams.discard(output)
-                    raise
-                result = (popen, pidfd, started, None, outputs)
-            except OSError as exc:
-                result = (None, -1, 0.0, str(exc), ())
-            except Exception as exc:  # thread boundary: report, never die silently
-                _log.exception("spawning %s failed", spec.argv)
-                result = (None, -1, 0.0, "cannot start the process: %s" % exc, ())
+                result = _create(spec, self._cwd, self._spares)
             finally:
                 with self._turn:
                     self._serving = ticket + 1
                     self._turn.notify_all()
-            self._done.append((item, result))
+            self._done.append((item, result, True))
             os.eventfd_write(self._wakeup, 1)
 
     # ------------------------------------------------------------------ event loop side
@@ -179,10 +189,15 @@ class LocalLauncher:
             os.eventfd_read(self._wakeup)
         except BlockingIOError:
             pass
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Report the processes created (in the order they were created)."""
         while self._done:
-            (spec, on_started, on_exit, on_error), (popen, pidfd, started, error, outputs) = \
-                self._done.popleft()
+            (spec, on_started, on_exit, on_error), (popen, pidfd, started, error, outputs), \
+                threaded = self._done.popleft()
             self._in_flight -= 1
+            self._threaded -= threaded
             if popen is None:
                 on_error(error)
                 continue
@@ -204,6 +219,12 @@ class LocalLauncher:
     def kill_all(self) -> None:
         for pid in list(self._children):
             self.signal(pid, signal.SIGKILL)
+        for _, (process, *_), _ in list(self._done):  # created, not yet reported
+            if process is not None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def _reap(self, pid: int) -> None:
         child = self._children.get(pid)
@@ -233,6 +254,39 @@ class LocalLauncher:
                         usage.ru_utime if usage else 0.0, usage.ru_stime if usage else 0.0,
                         usage.ru_maxrss if usage else 0)
         child.on_exit(info)
+
+
+def _spawns_inline(spec: ProcessSpec, own_cwd: str) -> bool:
+    """Whether creating ``spec`` costs the caller only the kernel's clone and exec: no file
+    to open (a slow file system would hold the event loop), no directory change and no
+    binding (those fork the whole service, ``Popen`` with ``preexec_fn``)."""
+    return (spec.cpus is None and spec.cwd == own_cwd and spec.stdin is None
+            and spec.stdout is None and spec.stderr is None)
+
+
+def _create(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares]) -> tuple:
+    """Create the process of ``spec`` and open its pidfd; never raises.
+
+    Returns ``(process, pidfd, started, error, outputs)``: ``error`` is None, or the reason
+    it was not created (``process`` None).
+    """
+    try:
+        # the clock starts before the fork: a spawner thread delayed after the exec
+        # (GIL, load) would otherwise report `sleep 2` as running 1.998 s
+        started = time.monotonic()
+        popen, outputs = _spawn(spec, own_cwd, spares)
+        try:
+            pidfd = os.pidfd_open(popen.pid)
+        except OSError:
+            for output in outputs:
+                streams.discard(output)
+            raise
+        return popen, pidfd, started, None, outputs
+    except OSError as exc:
+        return None, -1, 0.0, str(exc), ()
+    except Exception as exc:  # a thread's boundary: report, never die silently
+        _log.exception("spawning %s failed", spec.argv)
+        return None, -1, 0.0, "cannot start the process: %s" % exc, ()
 
 
 def _spawn(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares] = None):
@@ -343,6 +397,10 @@ def _posix_spawn(spec: ProcessSpec, opened: Optional[tuple] = None) -> _Spawned:
         if found is None:
             raise FileNotFoundError(2, "No such file or directory", executable)
         executable = found
+    if opened is None and spec.stdin is None and spec.stdout is None and spec.stderr is None:
+        pid = os.posix_spawn(executable, list(spec.argv), spec.env,
+                             file_actions=_null_actions(), setsid=True)
+        return _Spawned(pid)
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, spec.stdin or os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, spec.stdout or os.devnull,
@@ -365,6 +423,22 @@ def _posix_spawn(spec: ProcessSpec, opened: Optional[tuple] = None) -> _Spawned:
     pid = os.posix_spawn(executable, list(spec.argv), spec.env, file_actions=actions,
                          setsid=True)
     return _Spawned(pid)
+
+
+_null = [0, []]  # [the pid that opened it, its file actions]
+
+
+def _null_actions() -> list:
+    """File actions giving a child /dev/null as 0, 1 and 2: ``dup2`` of one descriptor
+    opened once per process (close-on-exec; the copies are not), so that the child, while
+    the spawning thread waits for its exec, makes no path lookup. A forked copy of this
+    process (which may have closed descriptors it did not know) opens its own."""
+    pid = os.getpid()
+    if _null[0] != pid:
+        fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        _null[1] = [(os.POSIX_SPAWN_DUP2, fd, target) for target in (0, 1, 2)]
+        _null[0] = pid
+    return _null[1]
 
 
 def _check_openable(path: str, flags: int) -> None:
