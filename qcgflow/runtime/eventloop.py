@@ -63,7 +63,8 @@ class EventLoop:
         self._counter = itertools.count()
         self._soon: deque = deque()
         self._stop_requested = False
-        self.idle_hooks: list = []  # run after each batch of events (flush buffered output)
+        self.idle_hooks: list = []  # run after each turn's events (arm buffered output's
+                                    # flush: they must be cheap)
 
     # -------------------------------------------------------------- registration
     def add_reader(self, source, callback: Callable[[], None]) -> None:
@@ -134,9 +135,10 @@ class EventLoop:
                 self._run_fds(-1 if timeout is None else timeout / 1000.0)
             if self._timers:
                 self._run_timers()
-            if not self._soon:
-                for hook in self.idle_hooks:
-                    self._guard(hook)
+            # every turn, even with callbacks queued: in a busy sweep every reap queues a
+            # scheduling pass, and a hook run only when nothing was queued never ran
+            for hook in self.idle_hooks:
+                self._guard(hook)
         self._stop_requested = False
 
     def _run_fds(self, timeout: float) -> None:

@@ -28,6 +28,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from datetime import datetime
 from typing import NoReturn, Sequence
 
@@ -145,6 +146,11 @@ def _log_start(service: Service, pool: ResourcePool) -> None:
         print("qcgflow service: warning: %s" % shortfall, file=sys.stderr)
 
 
+# a signal the event loop has not taken for this long (the main thread is busy outside
+# it) is raised by the next signal where the thread is
+SIGNAL_GRACE = 5.0
+
+
 def _drain(fd: int) -> None:
     try:
         while os.read(fd, 512):
@@ -202,15 +208,36 @@ def run_service(argv: Sequence[str]) -> int:
         print("qcgflow service: %s" % exc, file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    def on_signal(signum, _frame):
-        raise Interrupted(signum)
+    # A signal is only noted by its handler; the loop takes it between two callbacks
+    # (``take_signal``, the reader of the wake-up pipe) and it leaves the loop there as
+    # Interrupted. Raised from the handler itself, it landed wherever the main thread was:
+    # between an epoll registration and its callback, or just after a process was created
+    # and before it was recorded, and the interrupted service then waited forever for a
+    # task it had lost (or spun on a descriptor it no longer knew).
+    pending = []  # (signum, monotonic time) of signals the loop has not taken yet
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # A signal wakes the event loop's poll through this pipe, so the handler runs at once
-    # even when the loop is blocked in a C call.
+    def on_signal(signum, _frame):
+        if pending and time.monotonic() - pending[0][1] > SIGNAL_GRACE:
+            raise Interrupted(signum)  # the loop has not run for that long: not in it
+        pending.append((signum, time.monotonic()))
+        try:
+            os.write(wake_write, b"\0")  # a wake-up even if the loop drained the pipe
+        except OSError:  # full: a wake-up is pending anyway
+            pass
+
+    def take_signal():
+        _drain(wake_read)
+        if pending:
+            signum = pending[0][0]
+            pending.clear()
+            raise Interrupted(signum)
+
+    # The wake-up pipe: the C-level handler writes to it, so a signal wakes the loop's
+    # poll at once even while it waits in a C call.
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous_wakeup = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
-    service.loop.add_reader(wake_read, lambda: _drain(wake_read))
+    service.loop.add_reader(wake_read, take_signal)
     status = EXIT_OK
     try:
         service.run_file(requests)

@@ -116,6 +116,46 @@ def test_signal_kills_running_tasks_and_exits_128_plus_signal(tmp_path, signum):
     assert result.final_status is not None
 
 
+@pytest.mark.parametrize("delay", [0.2, 0.45, 0.7])
+def test_a_signal_during_a_busy_sweep_ends_the_service(tmp_path, delay):
+    # The loop spends most of a sweep of short tasks creating processes: a signal raised
+    # where the main thread stood (just after a process was created, before it was
+    # recorded; between an epoll registration and its callback) left the service waiting
+    # for a task it had lost, or spinning on a descriptor it no longer knew. It must be
+    # taken between two callbacks of the loop, whenever it comes.
+    proc = start_service(tmp_path, [submit(job(
+        "s", "/bin/sh", ["-c", "echo x >> ends"], iteration={"start": 0, "stop": 20000}))])
+    ends = proc.wd / "ends"
+    proc.wait_until(lambda: ends.exists() and ends.stat().st_size > 100, 20,
+                    "the sweep to run")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    result = proc.result(timeout=20)
+    assert result.returncode == 130, result.describe()
+    assert "Traceback" not in result.stderr
+    assert result.final_status is not None
+
+
+def test_report_lines_reach_the_disk_while_a_sweep_is_busy(tmp_path):
+    # jobs.report is written in batches at most 0.25 s apart (docs/resume.md: a SIGKILL
+    # loses at most that much of it). The batch's timer was armed only on a turn that
+    # queued nothing, and in a busy sweep every turn queues a scheduling pass: nothing
+    # reached the disk before the end, and a SIGKILL lost the whole run's report.
+    proc = start_service(tmp_path, [submit(job(
+        "s", "/bin/sh", ["-c", "echo x >> ends"], iteration={"start": 0, "stop": 20000}))])
+    ends = proc.wd / "ends"
+    try:
+        proc.wait_until(lambda: ends.exists() and ends.stat().st_size > 2000, 20,
+                        "the sweep to run")
+        proc.wait_until(lambda: (proc.aux_dir / "jobs.report").exists()
+                        and (proc.aux_dir / "jobs.report").stat().st_size > 0, 5,
+                        "report lines on disk while the sweep runs")
+        assert proc.popen.poll() is None, "the sweep ended before its report was looked at"
+    finally:
+        proc.kill()
+        proc.result(timeout=20)
+
+
 # --------------------------------------------------------------------------- unusable input
 
 def test_missing_requests_file(tmp_path):
