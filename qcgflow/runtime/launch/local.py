@@ -19,7 +19,8 @@ starts one task per event, and then nothing runs in parallel with the spawn anyw
 launch is spawned in the event loop's own thread when no thread has a spawn pending and
 the process needs nothing opened or changed for it (its own directory, no binding, no
 files: ``_spawns_inline``); a burst of launches in one turn goes to the threads after the
-first ``INLINE_PER_TURN``. Either way the callbacks come from the event loop, never from inside ``launch``.
+first ``INLINE_PER_TURN``. Either way the callbacks come from the event loop, never from
+inside ``launch``.
 
 Each child runs in its own session so that a signal reaches the whole tree it spawns.
 All callbacks run in the event loop's thread, never in a spawner thread.
@@ -290,8 +291,9 @@ def _create(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares]) -
 
 
 def _spawn(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares] = None):
-    """Create the process (runs in a spawner thread); returns an object with ``pid`` and
-    the outputs to finish when it ends (``streams.Pending``)."""
+    """Create the process (in a spawner thread, or in the loop's for ``_spawns_inline``
+    specs); returns an object with ``pid`` and the outputs to finish when it ends
+    (``streams.Pending``)."""
     if spec.when_written and (spec.stdout or spec.stderr):
         return _spawn_lazy(spec, own_cwd, spares)
     if spec.cpus is None and spec.cwd == own_cwd:
