@@ -24,6 +24,7 @@ The VM is noisy: trees alternate within each repeat, and the table gives ranges.
 """
 
 import argparse
+import json
 import os
 import resource
 import select
@@ -35,19 +36,15 @@ import tempfile
 import time
 
 from _trees import compile_tree
+from runtime_bench import W1, _proc_stat_cpu
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def requests_file(path: str, iterations: int) -> None:
-    import json
-    job = {"name": "job", "execution": {"exec": "/bin/true"},
-           "resources": {"numCores": {"exact": 1}},
-           "iteration": {"start": 0, "stop": iterations}}
+    """runtime_bench.py's W1 with ``iterations`` iterations, as a requests file."""
     with open(path, "w") as handle:
-        json.dump([{"request": "submit", "jobs": [job]},
-                   {"request": "control", "command": "finishAfterAllTasksDone"}], handle)
+        json.dump(W1(iterations).requests(os.path.dirname(path)), handle)
 
 
 def service_cpu(tree: str, requests: str, workdir: str, home: str) -> tuple:
@@ -63,9 +60,7 @@ def service_cpu(tree: str, requests: str, workdir: str, home: str) -> tuple:
     # CPU time of all its threads
     os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
     wall = time.perf_counter() - started
-    with open("/proc/%d/stat" % process.pid) as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    cpu = _proc_stat_cpu(process.pid)
     if process.wait() != 0:
         sys.exit("the service of %s failed (exit %d)" % (tree, process.returncode))
     return cpu, wall

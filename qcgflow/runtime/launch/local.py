@@ -261,8 +261,12 @@ def _spawns_inline(spec: ProcessSpec, own_cwd: str) -> bool:
     """Whether creating ``spec`` costs the caller only the kernel's clone and exec: no file
     to open (a slow file system would hold the event loop), no directory change and no
     binding (those fork the whole service, ``Popen`` with ``preexec_fn``)."""
-    return (spec.cpus is None and spec.cwd == own_cwd and spec.stdin is None
-            and spec.stdout is None and spec.stderr is None)
+    return spec.cpus is None and spec.cwd == own_cwd and _no_files(spec)
+
+
+def _no_files(spec: ProcessSpec) -> bool:
+    """Its standard streams are all /dev/null."""
+    return spec.stdin is None and spec.stdout is None and spec.stderr is None
 
 
 def _create(spec: ProcessSpec, own_cwd: str, spares: Optional[streams.Spares]) -> tuple:
@@ -399,7 +403,7 @@ def _posix_spawn(spec: ProcessSpec, opened: Optional[tuple] = None) -> _Spawned:
         if found is None:
             raise FileNotFoundError(2, "No such file or directory", executable)
         executable = found
-    if opened is None and spec.stdin is None and spec.stdout is None and spec.stderr is None:
+    if opened is None and _no_files(spec):
         pid = os.posix_spawn(executable, list(spec.argv), spec.env,
                              file_actions=_null_actions(), setsid=True)
         return _Spawned(pid)
