@@ -198,6 +198,9 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
                     view.show(progress.done_units(), progress.unit_counts(),
                               time.monotonic() - start)
         except KeyboardInterrupt:
+            # from now on a Ctrl-C is passed to the service (a second signal: it kills its
+            # tasks at once) instead of raising out of the ending below (a traceback)
+            signal.signal(signal.SIGINT, lambda *_: process.signal(signal.SIGINT))
             process.signal(signal.SIGTERM)
             process.exited(None)
             if view is not None:

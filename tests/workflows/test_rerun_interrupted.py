@@ -188,3 +188,36 @@ def test_a_killed_qcgflow_run_takes_its_service_along_and_resume_continues(tmp_p
     # what the stopped service interrupted runs again; what had finished does not
     again = sorted(i for i in finished if Counter(words(wd / "calls.txt"))[i] > before[i])
     assert again == []
+
+
+def test_ctrl_c_twice_ends_qcgflow_run_with_130_and_no_traceback(tmp_path):
+    """A second SIGINT while ``qcgflow run`` waits for its interrupted service (an impatient
+    user, or ``timeout`` forwarding the signal it got) raised KeyboardInterrupt out of that
+    wait: a traceback instead of the one-line ending. Now it passes the second signal on
+    (the service then kills its tasks at once) and ends as the first would."""
+    wd = tmp_path / "run"
+    workflow = write(tmp_path, "slow.yaml", """
+name: slow
+tasks:
+  stubborn:
+    script: trap "" TERM; echo up > up.txt; sleep 60
+""")
+    proc = start_cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", cwd=tmp_path)
+    try:
+        eventually(lambda: (wd / "up.txt").exists(), DEADLINE, message="the task to start")
+        proc.send_signal(signal.SIGINT)  # the service is told; its task ignores SIGTERM
+        eventually(lambda: any("interrupted by" in log.read_text()
+                               for log in wd.glob(".qcgpjm-service-*/service.log")),
+                   DEADLINE, 0.002, "the service to be interrupted")  # (it ends soon after)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    # 130, or killed by that SIGINT when it came as the interpreter was ending (Python
+    # restores the default handler then): a shell shows 130 for both
+    assert proc.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err and "qcgflow run: interrupted" in err, err
+    pid = json.loads((wd / "qcgflow-run.json").read_text())["service_pid"]
+    eventually(lambda: not pid_alive(pid), DEADLINE, message="the service to end")
