@@ -95,8 +95,10 @@ class FastPath:
             wakeup()
 
     def hurry(self) -> None:
-        """Send the outbox at the consumer thread's next wake-up (a ``get`` waits on it)."""
-        self.since = 0.0
+        """Send the outbox at the consumer thread's next wake-up (a ``get`` waits on it),
+        whatever ``WINDOW`` is. (0.0 was not enough: ``time.monotonic()`` counts from the
+        boot, so 0.0 + a window longer than the machine's uptime was still to come.)"""
+        self.since = float("-inf")
 
     def receive(self, stream: Any, outbox: list, quiet: float) -> list:
         """The events ``stream`` has (waiting up to ``quiet`` seconds for one, less while
