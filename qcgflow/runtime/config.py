@@ -22,6 +22,8 @@ NL_INIT_TIMEOUT_DEFAULT = 600.0
 
 @dataclass(frozen=True)
 class ServiceConfig:
+    """The options of one ``qcgflow service`` run, parsed and checked."""
+
     file_path: Optional[str]
     wd: Optional[str]
     nodes: Optional[str]

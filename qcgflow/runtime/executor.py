@@ -45,6 +45,8 @@ ORDER_LOOKBACK = 64  # earlier positions looked at (those started with it come j
 
 @dataclass
 class Outcome:  # one per task: not frozen (a frozen dataclass's __init__ is slow); immutable
+    """How a task ended: its final state, the message that says why, its runtime."""
+
     state: JobState
     message: Optional[str]
     runtime: Mapping[str, str]

@@ -39,12 +39,12 @@ import os
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import RuntimeLayerError
 from .jobs import FINAL_STATES, JobState
+from .tokens import uuid4_hex
 
 _log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class JournalWriter:
 
     def __init__(self, path: str, loop, *, resumed: bool):
         self.path = path
-        self.token = uuid.uuid4().hex
+        self.token = uuid4_hex()
         self.resumed = resumed
         self.stopping = False  # set when the service stops: CANCELED/OMITTED get "stop"
         self._loop = loop

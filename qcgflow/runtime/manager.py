@@ -17,7 +17,6 @@ import logging
 from collections import deque
 from datetime import datetime
 from typing import Callable, Dict, List, Optional, Sequence
-import uuid
 
 from .deps import Decisions, DependencyTracker, check_cycles
 from .errors import InvalidRequest, NotEnoughResources
@@ -28,6 +27,7 @@ from .registry import Job, Registry
 from .resources import CountRange, ResourcePool, ResourceRequest
 from .totals import ResourceTotals
 from .scheduler import JobEntry, Scheduler
+from .tokens import uuid4_hex
 
 _log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class Manager:
         for raw in raw_jobs:
             submit_vars = {
                 "rcnt": str(self.request_counter),
-                "uniq": uuid.uuid4().hex,
+                "uniq": uuid4_hex(),
                 "sname": self.cluster_name,
                 "date": now.strftime("%Y-%m-%d"),
                 "time": now.strftime("%H-%M-%S"),

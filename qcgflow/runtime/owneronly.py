@@ -23,7 +23,6 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 from typing import Iterator, Optional
 
 DIR_MODE = 0o700
@@ -102,6 +101,7 @@ class IpcEndpoints:
     def __init__(self, service_tag: str):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in service_tag)[:40]
         prefix = "%s%d-%s-" % (_IPC_PREFIX, os.getpid(), safe)
+        import tempfile  # noqa: PLC0415 - only with a ZeroMQ interface: not in every start
         parent = tempfile.gettempdir()
         # a socket path has at most 107 bytes (sockaddr_un.sun_path): a deep $TMPDIR (HPC
         # scratch, pytest's tmp_path) falls back to /tmp, as private there (0700 below)

@@ -55,7 +55,7 @@ class SubmitRequest(Request):
 
 @dataclass(frozen=True)
 class ListJobsRequest(Request):
-    pass
+    """``listJobs``: every job's name and state."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class RemoveJobRequest(Request):
 
 @dataclass(frozen=True)
 class ResourcesInfoRequest(Request):
-    pass
+    """``resourcesInfo``: the nodes, cores and GPUs, free and used."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class ControlRequest(Request):
 
 @dataclass(frozen=True)
 class FinishRequest(Request):
-    pass
+    """``finish``: stop the service."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import os
 import signal
 import socket
 import sys
-import uuid
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .clock import SystemClock
@@ -43,6 +42,7 @@ from .reports import JobsReport
 from .resume import apply_plan, locate_aux_dir, service_id_of
 from .roles import NO_HUB, Hub, Launcher, TaskExecutor
 from .stats.hooks import ServiceStats
+from .tokens import uuid4_hex
 from .tracker import TrackFiles, has_track_files, read_track_files
 
 if TYPE_CHECKING:  # imported where the network is set up (_setup_network)
@@ -162,7 +162,7 @@ class Service:
             self.journal = JournalWriter(path, self.loop, resumed=bool(self.config.resume))
         # Every task inherits the run token: what it leaves behind (daemons, also setsid or
         # double-forked ones) is found by it when the service ends, and on a resume.
-        self.run_token = self.journal.token if self.journal is not None else uuid.uuid4().hex
+        self.run_token = self.journal.token if self.journal is not None else uuid4_hex()
         task_env[RUN_ENV] = self.run_token
         started = False
         if self.config.resume:  # read (and cut a torn tail) only while holding the lock

@@ -5,7 +5,10 @@ service run of 2000 ``/bin/true`` took 1.36 s, of which ~0.2 s was start and end
 modules are each tens of milliseconds and not needed where they were imported:
 asyncio (through ``zmq.utils.monitor``), ZeroMQ itself in a service without ``--net``, the
 ZeroMQ client and the session's service starter in the service, the node agents (Slurm
-only), the warm workers' own module.
+only), the warm workers' own module. Smaller ones, a few milliseconds together, also
+left out: uuid (it imports platform; run tokens come from ``tokens.py``), pickle and the
+worker pool (warm workers only), tempfile (ZeroMQ interfaces only), shlex (jobs with
+modules or a virtual environment only).
 """
 
 import subprocess
@@ -15,7 +18,9 @@ from support.processes import child_env
 
 NOT_AT_SERVICE_START = {"asyncio", "zmq", "qcgflow.runtime.client.client",
                         "qcgflow.session.localservice", "qcgflow.runtime.launch.agents",
-                        "qcgflow.runtime.nodeagents", "qcgflow.runtime.launch.taskworker"}
+                        "qcgflow.runtime.nodeagents", "qcgflow.runtime.launch.taskworker",
+                        "uuid", "platform", "pickle", "qcgflow.runtime.launch.workerpool",
+                        "tempfile", "shlex"}
 
 
 def _imported(code: str) -> set:

@@ -17,7 +17,6 @@ not run (QCG-PilotJob runs it anyway: a deliberate departure, docs/job-states.md
 
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -80,6 +79,8 @@ def execution_variables(ctx: TaskContext) -> Dict[str, str]:
 
 @dataclass(frozen=True)
 class TaskCommand:
+    """What to start for one task: command, environment, directory, streams, node."""
+
     argv: List[str]
     env: Dict[str, str]
     wd: str
@@ -314,6 +315,7 @@ def hostfile_content(allocation: Allocation) -> str:
 
 
 def _prelude(modules: Tuple[str, ...], venv: Optional[str], root_wd: str) -> str:
+    import shlex  # noqa: PLC0415 - only for jobs with modules or a venv: not in every start
     parts = []
     if modules:
         parts.append(_MODULES_INIT)

@@ -87,6 +87,8 @@ class ExitInfo:
 
 @dataclass
 class _Child:
+    """A running process of ours and what to do when it ends."""
+
     popen: subprocess.Popen
     pidfd: int
     started: float

@@ -33,7 +33,6 @@ frame is in flight (a pid is not reused that fast).
 
 import logging
 import os
-import pickle
 import select
 import shutil
 import signal
@@ -45,7 +44,6 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, Mapping, Optional
 
 from .local import ExitInfo, ProcessSpec
-from .workerpool import WorkerPool
 
 _log = logging.getLogger(__name__)
 
@@ -93,6 +91,8 @@ def warm_module(spec: ProcessSpec, executable: str = sys.executable) -> Optional
 
 @dataclass
 class _Request:
+    """A launch waiting for, or running in, a warm worker."""
+
     spec: ProcessSpec
     on_started: Callable[[int], None]
     on_exit: Callable[[ExitInfo], None]
@@ -136,7 +136,7 @@ class WarmLauncher:
         self._flush_timer = None
         self._buffer = b""
         self._broken = False
-        self._pool: Optional[WorkerPool] = None
+        self._pool = None  # a workerpool.WorkerPool once the zygote runs
         self._forked = 0
 
     @property
@@ -255,6 +255,7 @@ class WarmLauncher:
         self._sock = parent
         parent.setblocking(False)
         spawn.settimeout(5.0)  # a spawn request is tiny; the zygote reads it at once
+        from .workerpool import WorkerPool  # noqa: PLC0415 - with the zygote: not every start
         self._pool = WorkerPool(self._loop, spawn, lambda modules: self._send(("learn", modules)),
                                 self._fork)
         self._loop.add_reader(parent.fileno(), self._receive)
@@ -263,6 +264,7 @@ class WarmLauncher:
     def _send(self, message) -> None:
         """Queue one frame and write what the socket takes now; never block the loop
         (the zygote may itself be blocked writing to us)."""
+        import pickle  # noqa: PLC0415 - only with warm workers: not in every start
         data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         self._pending += _HEADER.pack(len(data))
         self._pending += data
@@ -308,6 +310,7 @@ class WarmLauncher:
         if not chunk:
             self._zygote_died()
             return
+        import pickle  # noqa: PLC0415 - see _send
         self._buffer += chunk
         buffer = self._buffer
         offset = 0
