@@ -8,7 +8,7 @@ write and tries again at the next flush.
 """
 
 import logging
-from typing import List
+from typing import Callable, List, Optional
 
 _log = logging.getLogger(__name__)
 
@@ -22,6 +22,18 @@ class BatchedLines:
         self._timer = None
         self._failing = False  # a write failed and was logged; logged again once it works
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        # called with the file's length after each batch reached it (jobs.report tells the
+        # journal so: journal.report_gap)
+        self.after_write: Optional[Callable[[int], None]] = None
+
+    def size(self) -> int:
+        """The file's length now (what is pending not counted)."""
+        return self._file.tell()
+
+    def reopen(self) -> None:
+        """Open the file again (it was cut from outside); what is pending is kept."""
+        self._file.close()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - see __init__
 
     def __len__(self) -> int:
         """Lines waiting to be written."""
@@ -57,6 +69,8 @@ class BatchedLines:
                 if self._failing:
                     self._failing = False
                     _log.warning("%s can be written again", self.path)
+                if self.after_write is not None:
+                    self.after_write(self._file.tell())
 
     def _failed(self, exc: OSError) -> None:
         self._pending.clear()  # handed to the file object, which keeps what it could not write

@@ -49,7 +49,8 @@ from .tokens import uuid4_hex
 _log = logging.getLogger(__name__)
 
 JOURNAL_FILE = "journal.jsonl"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: "rep" records (jobs.report's progress); 1 is read as well
+READABLE_VERSIONS = (1, 2)
 FSYNC_INTERVAL = 0.5  # seconds: the most a machine crash can lose of the journal's tail
 RUN_ENV = "QCGFLOW_SERVICE_RUN"  # carries the run token into every task's environment
 
@@ -64,6 +65,8 @@ class JournalError(RuntimeLayerError):
 
 @dataclass(frozen=True)
 class RunRecord:
+    """A service run began (``resumed``: by ``--resume``)."""
+
     token: str
     pid: int
     resumed: bool
@@ -71,11 +74,15 @@ class RunRecord:
 
 @dataclass(frozen=True)
 class SubmitRecord:
+    """Jobs were accepted (their raw descriptions)."""
+
     jobs: Tuple[dict, ...]
 
 
 @dataclass(frozen=True)
 class EndRecord:
+    """A job or one of its iterations reached a final state."""
+
     job: str
     index: Optional[int]  # the iteration's index (not position); None for the whole job
     state: JobState
@@ -85,15 +92,28 @@ class EndRecord:
 
 @dataclass(frozen=True)
 class RemoveRecord:
+    """Jobs were removed (``removeJob``)."""
+
     names: Tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class StopRecord:
+    """The service stopped, and why."""
+
     why: str
 
 
-Record = Union[RunRecord, SubmitRecord, EndRecord, RemoveRecord, StopRecord]
+@dataclass(frozen=True)
+class ReportedRecord:
+    """jobs.report holds a line for each of the journal's first ``ends`` end records (all
+    runs counted), and was ``size`` bytes long when that was true."""
+
+    ends: int
+    size: int
+
+
+Record = Union[RunRecord, SubmitRecord, EndRecord, RemoveRecord, StopRecord, ReportedRecord]
 
 
 def parse_record(obj) -> Record:
@@ -122,9 +142,9 @@ def parse_record(obj) -> Record:
             raise ValueError("'submit' record without a list of job descriptions")
         return SubmitRecord(tuple(jobs))
     if kind == "run":
-        if obj.get("v") != FORMAT_VERSION:
-            raise ValueError("journal format version %r (this qcgflow reads %d)"
-                             % (obj.get("v"), FORMAT_VERSION))
+        if obj.get("v") not in READABLE_VERSIONS:
+            raise ValueError("journal format version %r (this qcgflow reads %s)"
+                             % (obj.get("v"), " and ".join(map(str, READABLE_VERSIONS))))
         return RunRecord(str(obj.get("run")), int(obj.get("pid") or 0), bool(obj.get("resumed")))
     if kind == "remove":
         names = obj.get("jobs")
@@ -133,6 +153,11 @@ def parse_record(obj) -> Record:
         return RemoveRecord(tuple(names))
     if kind == "stop":
         return StopRecord(str(obj.get("why")))
+    if kind == "rep":
+        ends, size = obj.get("ends"), obj.get("size")
+        if not (isinstance(ends, int) and isinstance(size, int) and ends >= 0 and size >= 0):
+            raise ValueError("'rep' record without counts")
+        return ReportedRecord(ends, size)
     raise ValueError("unknown record kind %r" % (kind,))
 
 
@@ -206,6 +231,28 @@ def _forget(names, live: set, done: set) -> None:
     live.difference_update(gone)
     for key in [key for key in done if key[0] in gone]:
         done.discard(key)
+
+
+def report_gap(records: Iterable[Record]) -> Optional[Tuple[int, List[EndRecord]]]:
+    """The end records that jobs.report may lack, and where its lines for them would start.
+
+    jobs.report is written in batches (reports.py) and the journal at once, so a service
+    killed with SIGKILL leaves the journal ahead of the report by up to one batch. After
+    each batch reached the file, a ``rep`` record counts the end records it covers. Returns
+    ``(size, ends)``: the report's length at the last ``rep`` record and the end records
+    after the ones it counts (all runs counted, in journal order); None when the journal
+    has no ``rep`` record (written by a qcgflow before them: nothing can be told).
+    """
+    ends: List[EndRecord] = []
+    last: Optional[ReportedRecord] = None
+    for record in records:
+        if isinstance(record, EndRecord):
+            ends.append(record)
+        elif isinstance(record, ReportedRecord):
+            last = record
+    if last is None:
+        return None
+    return last.size, ends[last.ends:]
 
 
 # ============================================================================ reading
@@ -296,6 +343,9 @@ class JournalWriter:
         self._sync_wanted = threading.Event()
         self._closing = False
         self._names = {}
+        # end records in the file, all runs counted (a resume sets the earlier runs'):
+        # what a ``rep`` record counts
+        self.ends = 0
         self._fd = self._open(path, fresh=not resumed)
 
     def start(self) -> None:
@@ -337,6 +387,12 @@ class JournalWriter:
                 if record.index is not None:
                     line["it"] = record.index
                 self._write_line(line)
+                self.ends += 1
+
+    def reported(self, size: int) -> None:
+        """jobs.report, ``size`` bytes long now, has a line for every end record so far
+        (``report_gap``): called after each of its batches reached the file."""
+        self._write_line({"k": "rep", "ends": self.ends, "size": size})
 
     def removed(self, names: Sequence[str]) -> None:
         self._write_line({"k": "remove", "jobs": list(names)})
@@ -363,6 +419,7 @@ class JournalWriter:
                 parts.append(',"stop":1')
         parts.append("}\n")
         self._pending.append("".join(parts))
+        self.ends += 1
         self.write()
 
     # ---------------------------------------------------------------- output

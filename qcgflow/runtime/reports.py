@@ -14,14 +14,19 @@ not one per task.
 """
 
 import json
+import logging
 import math
+import os
 from datetime import datetime
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Dict, Optional
 
 from .batched import BatchedLines
+from .client.workdir import read_report
 from .jobs import FINAL_STATES, JobState
 from .registry import Job
+
+_log = logging.getLogger(__name__)
 
 FORMATS = ("json", "text")
 
@@ -140,6 +145,50 @@ class JobsReport:
                                               why))
                 count += 1
         return count
+
+    def size(self) -> int:
+        """The file's length (lines still buffered not counted)."""
+        return self._out.size()
+
+    def on_written(self, callback) -> None:
+        """Call ``callback(the file's length)`` after each batch reached the file."""
+        self._out.after_write = callback
+
+    def add_missing(self, size: int, ends) -> int:
+        """After a SIGKILL: a line for each of ``ends`` (journal end records the report may
+        lack, ``journal.report_gap``) that the report does not hold after byte ``size``,
+        with its state and message (its history and runtime died with the service). A
+        torn last line is cut first. What is there already is not written again, so a
+        resume killed while it repairs repairs the rest next time. Returns how many lines
+        were added."""
+        self._out.flush()
+        path = self.path
+        try:
+            with open(path, "rb") as handle:
+                length = handle.seek(0, os.SEEK_END)
+                if length < size:
+                    _log.warning("%s is shorter than the journal says (%d < %d bytes): the "
+                                 "lines it may lack are not added", path, length, size)
+                    return 0
+                handle.seek(size)
+                tail = handle.read()
+            whole = tail.rfind(b"\n") + 1
+            if whole < len(tail):  # a line the kill cut short
+                os.truncate(path, size + whole)
+                self._out.reopen()
+            present = {entry["name"] for entry in read_report(path, size)}
+            added = 0
+            for end in ends:
+                name = end.job if end.index is None else "%s:%d" % (end.job, end.index)
+                if name not in present:
+                    present.add(name)
+                    self._out.append(self._render(name, end.state, [], {}, end.message))
+                    added += 1
+            self._out.flush()
+        except OSError as exc:
+            _log.warning("cannot repair %s: %s", path, exc.strerror or exc)
+            return 0
+        return added
 
     def flush_soon(self, loop, delay: float = 0.25) -> None:
         """Event-loop idle hook: write at most every ``delay`` seconds."""

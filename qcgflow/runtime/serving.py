@@ -33,7 +33,8 @@ from .config import ServiceConfig
 from .eventloop import EventLoop
 from .handlers import status_data
 from .jobs import JobState
-from .journal import JOURNAL_FILE, RUN_ENV, JournalWriter, plan_resume, read_journal
+from .journal import (JOURNAL_FILE, RUN_ENV, EndRecord, JournalWriter, plan_resume, read_journal,
+                      report_gap)
 from .leftovers import kill_leftovers
 from .logfile import ServiceLogHandler
 from .manager import Manager
@@ -176,8 +177,25 @@ class Service:
                     self.journal.adopt(records)
                     started = True
             self._resume_plan = plan_resume(records)
+            if self.journal is not None and not started:
+                self.journal.ends = sum(1 for record in records if isinstance(record, EndRecord))
         if self.journal is not None and not started:
             self.journal.start()
+        if self.journal is not None and self.report is not None:
+            self._keep_report_with_journal(records if self.config.resume else ())
+
+    def _keep_report_with_journal(self, records) -> None:
+        """jobs.report's batches, noted in the journal as they reach the file; on a resume
+        first the lines a SIGKILL kept from it (``journal.report_gap``)."""
+        gap = report_gap(records)
+        if gap is not None and gap[1]:
+            added = self.report.add_missing(*gap)
+            if added:
+                _log.warning("resume: %d units ended just before the earlier service was "
+                             "killed had no line in %s; added from the journal (state and "
+                             "message only)", added, self.report.path)
+        self.journal.reported(self.report.size())
+        self.report.on_written(self.journal.reported)
 
     def replay_journal(self) -> None:
         """Resume: end leftovers, replay the journal, then journal what happens next."""

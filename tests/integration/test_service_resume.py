@@ -4,9 +4,12 @@ Real service processes killed with real signals; executions are counted through 
 the tasks append to (resume_harness.py).
 """
 
+import json
+import os
 import re
 import signal
 import subprocess
+from collections import Counter
 
 import pytest
 
@@ -231,3 +234,36 @@ def test_resume_with_net_serves_restored_jobs_and_accepts_new_ones(tmp_path):
         assert service.proc.wait(timeout=20) == 0
     assert (submitted["jobs"], jobs["a"]["status"], jobs["more"]["status"]) == (
         ["more"], "SUCCEED", "SUCCEED")
+
+
+def test_a_resume_after_sigkill_leaves_one_report_line_per_unit(tmp_path):
+    # jobs.report is written in batches (0.25 s at most apart), the journal at once: a
+    # SIGKILL in a busy sweep leaves finished units without a report line. The resume
+    # adds them from the journal (state and message), and nothing twice.
+    count = 3000
+    proc = start_service(tmp_path, [submit(job(
+        "s", "/bin/sh", ["-c", "echo x >> ends"], iteration={"start": 0, "stop": count}))])
+    _wait_journaled(proc, 300, timeout=60)
+    report = proc.aux_dir / "jobs.report"
+    pid = proc.popen.pid
+    for _ in range(50):  # stopped where the journal is ahead of the report (nearly always)
+        os.kill(pid, signal.SIGSTOP)
+        os.waitpid(pid, os.WUNTRACED)
+        journaled = journaled_finished(proc.wd)
+        reported = {json.loads(line)["name"] for line in report.read_text().splitlines()
+                    if line.endswith("}")}
+        lacking = journaled - reported
+        if lacking:
+            break
+        os.kill(pid, signal.SIGCONT)
+        _wait_journaled(proc, len(journaled) + 1, timeout=60)
+    assert lacking, "the journal was never ahead of the report"
+    sigkill(proc)
+    result = start_resume(tmp_path, proc.wd).result(timeout=120)
+    assert result.returncode == 0, result.describe()
+    names = Counter(json.loads(line)["name"] for line in report.read_text().splitlines())
+    expected = {"s:%d" % i for i in range(count)} | {"s"}
+    assert set(names) == expected
+    assert [name for name, n in names.items() if n != 1] == []
+    assert "%d units ended just before the earlier service was killed had no line" % len(
+        lacking) in result.service_log
