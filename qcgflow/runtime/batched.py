@@ -26,6 +26,11 @@ class BatchedLines:
         # journal so: journal.report_gap)
         self.after_write: Optional[Callable[[int], None]] = None
 
+    @property
+    def failing(self) -> bool:
+        """The last write failed (the file object may still hold what it could not write)."""
+        return self._failing
+
     def size(self) -> int:
         """The file's length now (what is pending not counted)."""
         return self._file.tell()

@@ -150,6 +150,10 @@ class JobsReport:
         """The file's length (lines still buffered not counted)."""
         return self._out.size()
 
+    def all_written(self) -> bool:
+        """Whether every line given so far reached the file."""
+        return not len(self._out) and not self._out.failing
+
     def on_written(self, callback) -> None:
         """Call ``callback(the file's length)`` after each batch reached the file."""
         self._out.after_write = callback

@@ -194,7 +194,8 @@ class Service:
                 _log.warning("resume: %d units ended just before the earlier service was "
                              "killed had no line in %s; added from the journal (state and "
                              "message only)", added, self.report.path)
-        self.journal.reported(self.report.size())
+        if self.report.all_written():  # (a full disk: the next batch written tells it)
+            self.journal.reported(self.report.size())
         self.report.on_written(self.journal.reported)
 
     def replay_journal(self) -> None:

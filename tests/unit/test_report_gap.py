@@ -151,3 +151,13 @@ def test_each_batch_written_is_told_with_the_files_length(tmp_path):
     report.add_missing(0, [end("a", 0)])
     assert told == [(tmp_path / "jobs.report").stat().st_size]
     report.close()
+
+
+def test_a_report_that_cannot_be_written_is_not_said_to_be_complete(tmp_path):
+    report = _report(tmp_path)
+    assert report.all_written()
+    report._out._file.close()  # every write fails from here on, as on a full disk
+    report._out._file = open(tmp_path / "jobs.report", "r")  # noqa: SIM115 - read-only
+    report.add_missing(0, [end("a", 0)])
+    assert not report.all_written()
+    report._out._file.close()
