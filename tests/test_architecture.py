@@ -40,7 +40,11 @@ GRAPH_API_MAY_IMPORT = {"qcgflow.runtime.protocol": None,  # anyone
                         # leaf helpers without state: bounded reads of user-named files
                         "qcgflow.runtime.inputfile": None,
                         # is a service alive in a directory (the journal's lock)
-                        "qcgflow.runtime.journal": {"cli/workflow.py"}}
+                        "qcgflow.runtime.journal": {"cli/workflow.py"},
+                        # a SIGKILLed service's jobs.report completed from its journal
+                        # before it is summed up or the cache reads what succeeded
+                        # (resume.complete_report)
+                        "qcgflow.runtime.resume": {"session/cache.py", "cli/workflow.py"}}
 # The command line is a composition root of its own: it starts the service.
 # ``qcgflow run --resume`` ends the tasks a killed service left running, as ``qcgflow
 # service --resume`` does (runtime.resume.kill_leftovers).

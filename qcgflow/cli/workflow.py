@@ -37,6 +37,7 @@ from qcgflow.cli.progress_view import make_view
 from qcgflow.cli.run_summary import STATES, iterations, summary  # noqa: F401 (STATES: a public name)
 from qcgflow.runtime.inputfile import REQUESTS_LIMIT, read_text
 from qcgflow.runtime.journal import journal_in_use
+from qcgflow.runtime.resume import complete_report
 from qcgflow.runtime.client.spawn import ServiceStartError, start_service
 from qcgflow.runtime.client.workdir import (AUX_PREFIX, REPORT_FILE, latest_report,
                                             read_report, report_end, service_dirs)
@@ -49,6 +50,25 @@ SERVICE_OUT = "qcgflow-service.out"
 EXIT_FAILED, EXIT_USAGE, EXIT_RUNNING = 1, 2, 3
 SERVICE_REFUSED = 4  # qcgflow service: it ran, but refused a request (runtime/service.py)
 SERVICE_INTERRUPTED = (130, 143)  # SIGINT, SIGTERM or the Slurm allocation's end
+
+
+def _resumable(path: str) -> bool:
+    """A workflow file (``qcgflow run --resume`` runs what did not finish)."""
+    try:
+        return workflow_kind(path) == "workflow"
+    except (ValueError, OSError):
+        return False
+
+
+def _how_it_ended(returncode: int) -> str:
+    """``was killed by SIGKILL`` (a signal no one sent through qcgflow: the OOM killer, an
+    administrator), or ``failed (exit code N)``."""
+    if returncode < 0:
+        try:
+            return "was killed by %s" % signal.Signals(-returncode).name
+        except ValueError:
+            pass
+    return "failed (exit code %s)" % returncode
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
@@ -218,6 +238,8 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
             process.close()
     returncode = process.returncode
     report = latest_report(wd, before)
+    if report is not None:  # a SIGKILLed service's last batch: from its journal
+        complete_report(os.path.dirname(report))
     progress = Progress(jobs)
     progress.update(read_report(report) if report else [])
     progress.ended = True
@@ -244,8 +266,11 @@ def _run_service(requests_path: str, jobs: List[Dict[str, Any]], wd: str, args,
     if returncode not in (0, SERVICE_REFUSED) or report is None:
         with open(os.path.join(wd, SERVICE_OUT), encoding="utf-8", errors="replace") as handle:
             tail = handle.read()[-2000:].strip()
-        print("qcgflow run: the service failed (exit code %s): %s" % (returncode, tail),
-              file=sys.stderr)
+        print("qcgflow run: the service %s%s%s" % (
+            _how_it_ended(returncode), ": " + tail if tail else "",
+            "; what did not finish runs with: qcgflow run %s --wd %s --resume"
+            % (args.workflow, wd) if _resumable(args.workflow) else ""),
+            file=sys.stderr)
         return EXIT_FAILED
     if progress.succeeded():
         return 0

@@ -255,6 +255,45 @@ def report_gap(records: Iterable[Record]) -> Optional[Tuple[int, List[EndRecord]
     return last.size, ends[last.ends:]
 
 
+_REP_LINE = b'{"k":"rep",'  # how JournalWriter writes a rep record's line start
+_TAIL_LIMIT = 16 << 20  # bytes read back at most for the last rep record
+
+
+def tail_report_gap(path: str) -> Optional[Tuple[int, List[EndRecord]]]:
+    """``report_gap`` of the journal at ``path``, read from its end back to its last
+    ``rep`` record only (the service writes one at its start and after every report
+    batch: a batch of end records, not the whole journal). None also when no ``rep``
+    record is in its last ``_TAIL_LIMIT`` bytes; a torn last line is left out.
+
+    Raises:
+        JournalError: the file cannot be read.
+    """
+    try:
+        with open(path, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            start, data = end, b""
+            while True:
+                found = data.rfind(b"\n" + _REP_LINE)
+                if found >= 0 or data.startswith(_REP_LINE) and start == 0:
+                    data = data[found + 1:] if found >= 0 else data
+                    break
+                if start == 0 or end - start >= _TAIL_LIMIT:
+                    return None
+                step = min(start, 1 << 16)
+                start -= step
+                handle.seek(start)
+                data = handle.read(step) + data
+    except OSError as exc:
+        raise JournalError("cannot read the journal %s: %s" % (path, exc)) from exc
+    lines = data.split(b"\n")[:-1]  # the last piece: empty, or a torn line
+    try:
+        records = [parse_record(json.loads(line)) for line in lines]
+    except ValueError:
+        return None
+    # records[0] is the last rep record: the gap is every end record after it
+    return records[0].size, [r for r in records[1:] if isinstance(r, EndRecord)]
+
+
 # ============================================================================ reading
 
 def read_journal(path: str, repair: bool = True) -> List[Record]:

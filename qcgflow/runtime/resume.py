@@ -10,19 +10,24 @@
       -> apply_plan(plan, manager): re-submit as accepted, restore finished units without
          running them (dependants see them done), so only unfinished units run.
 
+``complete_report(aux dir)``: a SIGKILLed service's jobs.report completed from its journal
+without resuming it, for readers of the report (``qcgflow run``'s records of what
+succeeded), as a resume of it would complete it.
+
 Leftovers are found through ``/proc/<pid>/environ`` on this host: every process a task
 starts inherits ``QCGFLOW_SERVICE_RUN`` unless it clears its environment on purpose.
 Processes on other hosts are out of reach (local mode runs everything on this host).
 """
 
+import fcntl
 import logging
 import os
 from typing import Optional
 
-from .client.workdir import AUX_PREFIX, service_dirs
+from .client.workdir import AUX_PREFIX, REPORT_FILE, service_dirs
 from .errors import RuntimeLayerError
 from .journal import (JOURNAL_FILE, EndRecord, JournalError, RemoveRecord, ResumePlan,
-                      SubmitRecord)
+                      SubmitRecord, tail_report_gap)
 from .leftovers import find_leftovers, kill_leftovers  # noqa: F401 (re-exported)
 from .tracker import REQS_FILE, has_track_files
 
@@ -121,3 +126,45 @@ def _parent_ends(steps) -> dict:
 
 __all__ = ["JournalError", "ResumeError", "apply_plan", "find_leftovers", "kill_leftovers",
            "locate_aux_dir", "service_id_of"]
+
+
+def complete_report(aux_dir: str) -> int:
+    """Add to the jobs.report of the service that worked in ``aux_dir`` a line for each
+    unit its journal ended after the report's last batch (a SIGKILL lost that batch), as
+    a resume of it would (``JobsReport.add_missing``). Returns how many lines were added:
+    0 also when there is no journal, one older than its ``rep`` records, or a live service
+    holding it (the journal's lock is held here meanwhile, so no service starts on it)."""
+    try:
+        fd = os.open(os.path.join(aux_dir, JOURNAL_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return 0  # a live service works there: its own report is being written
+        try:  # the journal's tail only: this runs at the end of every `qcgflow run`
+            gap = tail_report_gap(os.path.join(aux_dir, JOURNAL_FILE))
+        except JournalError:
+            return 0
+        if gap is None or not gap[1]:
+            return 0
+        from .reports import JobsReport  # noqa: PLC0415 - only when lines are missing
+        path = os.path.join(aux_dir, REPORT_FILE)
+        report = JobsReport(path, _report_format(path))
+        try:
+            return report.add_missing(*gap)
+        finally:
+            report.close()
+    finally:
+        os.close(fd)  # (drops the lock)
+
+
+def _report_format(path: str) -> str:
+    """``json`` or ``text``, by the report's first character (empty: the default, json)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64).lstrip()
+    except OSError:
+        return "json"
+    return "json" if not head or head.startswith(b"{") else "text"

@@ -550,8 +550,12 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
     # (not a dict of 1,000,000 "job:it" keys)
     whole_ok: set = set()
     its_ok: Dict[str, bytearray] = {}
+    from qcgflow.runtime.resume import complete_report  # noqa: PLC0415 - ends of runs only
     for service_dir in service_dirs(wd):
         if service_dir not in before:
+            # a SIGKILLed service's last report batch is in its journal only: without it
+            # the units it ended would run again at the next --resume
+            complete_report(service_dir)
             for entry in read_report(os.path.join(service_dir, REPORT_FILE)):
                 job, _, it = str(entry.get("name")).partition(":")
                 info = jobs.get(job)

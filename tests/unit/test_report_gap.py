@@ -13,8 +13,10 @@ import pytest
 from factories import job_desc, make_manager
 from qcgflow.runtime.jobs import JobState
 from qcgflow.runtime.journal import (FORMAT_VERSION, EndRecord, JournalWriter, ReportedRecord,
-                                     RunRecord, parse_record, read_journal, report_gap)
+                                     RunRecord, parse_record, read_journal, report_gap,
+                                     tail_report_gap)
 from qcgflow.runtime.reports import JobsReport
+from qcgflow.runtime.resume import complete_report
 
 S = JobState
 
@@ -161,3 +163,74 @@ def test_a_report_that_cannot_be_written_is_not_said_to_be_complete(tmp_path):
     report.add_missing(0, [end("a", 0)])
     assert not report.all_written()
     report._out._file.close()
+
+
+# ================================================================ the journal's tail, a dead service's report
+
+def _journal(directory, ends_before=3, ends_after=2, noted_every=1):
+    """A journal like a killed service's: a ``rep`` record (report length 10 bytes a line)
+    after every ``noted_every`` of the first ``ends_before`` iterations' ends, then
+    ``ends_after`` ends (the last one's parent's too) that no batch reached the report
+    with. Returns (path, the last rep record's length)."""
+    path = directory / "journal.jsonl"
+    writer = JournalWriter(str(path), None, resumed=False)
+    writer.start()
+    writer.reported(0)
+    harness = make_manager(nodes=(("n0", tuple(range(64))),))
+    harness.manager.add_listener(writer, finals_only=True)
+    harness.submit(job_desc("a", iteration={"start": 0, "stop": ends_before + ends_after}))
+    for i in range(ends_before):
+        harness.finish("a:%d" % i)
+        if (i + 1) % noted_every == 0 or i == ends_before - 1:
+            writer.reported(10 * (i + 1))
+    for i in range(ends_before, ends_before + ends_after):
+        harness.finish("a:%d" % i)
+    writer.close()
+    return path, 10 * ends_before
+
+
+def _line_of(size):
+    """A report line (an earlier unit's) of ``size`` bytes."""
+    line = '{"name":"old","p":"%s"}\n'
+    return line % ("x" * (size - len(line % "")))
+
+
+def test_the_tail_of_the_journal_gives_the_same_gap_as_all_of_it(tmp_path):
+    path, size = _journal(tmp_path, ends_before=3000, ends_after=7, noted_every=25)
+    whole = report_gap(read_journal(str(path)))
+    assert whole == (size, [end("a", i) for i in range(3000, 3007)] + [end("a")])
+    assert tail_report_gap(str(path)) == whole
+
+
+def test_a_torn_last_line_is_left_out_of_the_tail(tmp_path):
+    path, size = _journal(tmp_path)
+    with open(path, "a") as handle:
+        handle.write('{"k":"end","job":"a","it":9,"sta')
+    assert tail_report_gap(str(path)) == (size, [end("a", 3), end("a", 4), end("a")])
+
+
+def test_a_tail_without_rep_records_tells_nothing(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"k":"run","v":1,"run":"t"}\n{"k":"end","job":"a","state":"SUCCEED"}\n')
+    assert tail_report_gap(str(path)) is None
+
+
+def test_a_dead_services_report_is_completed_once_and_a_live_ones_not(tmp_path):
+    aux = tmp_path / ".qcgpjm-service-x"
+    aux.mkdir()
+    _, size = _journal(aux)
+    report = aux / "jobs.report"
+    report.write_text(_line_of(size))  # what the last rep record counted
+    assert complete_report(str(aux)) == 3
+    assert complete_report(str(aux)) == 0
+    assert report.read_text().splitlines()[1:] == [
+        '{"name":"a:3","state":"SUCCEED","history":[]}',
+        '{"name":"a:4","state":"SUCCEED","history":[]}',
+        '{"name":"a","state":"SUCCEED","history":[]}']
+    holder = JournalWriter(str(aux / "journal.jsonl"), None, resumed=True)  # a live service
+    try:
+        report.write_text(_line_of(size))
+        assert complete_report(str(aux)) == 0
+    finally:
+        holder.close()
+    assert complete_report(str(tmp_path / "no-such-dir")) == 0

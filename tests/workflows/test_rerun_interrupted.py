@@ -221,3 +221,68 @@ tasks:
     assert "Traceback" not in err and "qcgflow run: interrupted" in err, err
     pid = json.loads((wd / "qcgflow-run.json").read_text())["service_pid"]
     eventually(lambda: not pid_alive(pid), DEADLINE, message="the service to end")
+
+
+def test_a_sigkilled_service_leaves_no_finished_iteration_to_run_again(tmp_path):
+    """The service alone SIGKILLed (the OOM killer, an administrator) while its journal is
+    ahead of jobs.report (written in batches): ``qcgflow run`` fills the report in from
+    the journal when the service is gone, so that its summary and ``--resume`` know every
+    iteration that ended; none of them runs again."""
+    count = 3000
+    workflow = write(tmp_path, "fast.yaml", """
+name: fast
+tasks:
+  each:
+    foreach: {range: [0, %d]}
+    exec: /bin/sh
+    args: ["-c", "echo ${it} >> calls.txt"]
+""" % count)
+    wd = tmp_path / "run"
+    proc = start_cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", cwd=tmp_path)
+    try:
+        eventually(lambda: (wd / "qcgflow-run.json").exists()
+                   and len(words(wd / "calls.txt")) >= 300, DEADLINE,
+                   message="300 iterations")
+        pid = json.loads((wd / "qcgflow-run.json").read_text())["service_pid"]
+        for _ in range(50):  # stopped where the journal is ahead of the report
+            os.kill(pid, signal.SIGSTOP)
+            eventually(lambda: _stopped(pid), DEADLINE, message="the service stopped")
+            ended = _journaled(wd)
+            if ended - _finished(wd, "each"):
+                break
+            os.kill(pid, signal.SIGCONT)
+            eventually(lambda: len(_journaled(wd)) > len(ended), DEADLINE,
+                       message="one more journaled iteration")
+        assert ended - _finished(wd, "each"), "the journal was never ahead of the report"
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 1, err
+    assert ("the service was killed by SIGKILL; what did not finish runs with: qcgflow run "
+            "%s --wd %s --resume" % (workflow, wd)) in err
+    assert ended <= _finished(wd, "each"), "the report was not filled in from the journal"
+    before = Counter(words(wd / "calls.txt"))
+    resumed = cli("run", workflow, "--nodes", "2", "--wd", wd, "--quiet", "--resume",
+                  cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    calls = Counter(words(wd / "calls.txt"))
+    assert set(calls) == {str(i) for i in range(count)}
+    assert sorted(i for i in ended if calls[i] > before[i]) == []
+
+
+def _stopped(pid: int) -> bool:
+    with open("/proc/%d/stat" % pid) as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _journaled(wd: Path):
+    """Iterations of ``each`` the service's journal has as SUCCEED."""
+    done = set()
+    for journal in wd.glob(".qcgpjm-service-*/journal.jsonl"):
+        for line in journal.read_text().splitlines():
+            if line.startswith('{"k":"end","job":"each","it":') and '"SUCCEED"' in line:
+                done.add(str(json.loads(line)["it"]))
+    return done
