@@ -268,16 +268,22 @@ def tail_report_gap(path: str) -> Optional[Tuple[int, List[EndRecord]]]:
     Raises:
         JournalError: the file cannot be read.
     """
+    pattern = b"\n" + _REP_LINE
     try:
         with open(path, "rb") as handle:
             end = handle.seek(0, os.SEEK_END)
-            start, data = end, b""
+            start, data, step = end, b"", 0
             while True:
-                found = data.rfind(b"\n" + _REP_LINE)
-                if found >= 0 or data.startswith(_REP_LINE) and start == 0:
-                    data = data[found + 1:] if found >= 0 else data
+                # only the block read last (and where it meets the rest) is new to search
+                found = data.rfind(pattern, 0, step + len(pattern))
+                if found >= 0:
+                    data = data[found + 1:]
                     break
-                if start == 0 or end - start >= _TAIL_LIMIT:
+                if start == 0:
+                    if not data.startswith(_REP_LINE):
+                        return None
+                    break
+                if end - start >= _TAIL_LIMIT:
                     return None
                 step = min(start, 1 << 16)
                 start -= step

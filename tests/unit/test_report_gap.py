@@ -202,6 +202,15 @@ def test_the_tail_of_the_journal_gives_the_same_gap_as_all_of_it(tmp_path):
     assert tail_report_gap(str(path)) == whole
 
 
+@pytest.mark.parametrize("after", [1400, 1457, 3000])
+def test_a_last_rep_record_several_blocks_back_is_found(tmp_path, after):
+    # ~45 bytes an end record: 64 KiB blocks; the rep line lands at different offsets
+    path, size = _journal(tmp_path, ends_before=5, ends_after=after)
+    gap = tail_report_gap(str(path))
+    assert gap == report_gap(read_journal(str(path)))
+    assert gap[0] == size and len(gap[1]) == after + 1
+
+
 def test_a_torn_last_line_is_left_out_of_the_tail(tmp_path):
     path, size = _journal(tmp_path)
     with open(path, "a") as handle:
