@@ -124,10 +124,6 @@ def _parent_ends(steps) -> dict:
     return found
 
 
-__all__ = ["JournalError", "ResumeError", "apply_plan", "find_leftovers", "kill_leftovers",
-           "locate_aux_dir", "service_id_of"]
-
-
 def complete_report(aux_dir: str) -> int:
     """Add to the jobs.report of the service that worked in ``aux_dir`` a line for each
     unit its journal ended after the report's last batch (a SIGKILL lost that batch), as
@@ -168,3 +164,7 @@ def _report_format(path: str) -> str:
     except OSError:
         return "json"
     return "json" if not head or head.startswith(b"{") else "text"
+
+
+__all__ = ["JournalError", "ResumeError", "apply_plan", "complete_report", "find_leftovers",
+           "kill_leftovers", "locate_aux_dir", "service_id_of"]
