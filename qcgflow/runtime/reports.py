@@ -22,7 +22,7 @@ from json.encoder import encode_basestring_ascii as _quote
 from typing import Dict, Optional
 
 from .batched import BatchedLines
-from .client.workdir import read_report
+from .client.workdir import read_report, report_end
 from .jobs import FINAL_STATES, JobState
 from .registry import Job
 
@@ -168,17 +168,14 @@ class JobsReport:
         self._out.flush()
         path = self.path
         try:
-            with open(path, "rb") as handle:
-                length = handle.seek(0, os.SEEK_END)
-                if length < size:
-                    _log.warning("%s is shorter than the journal says (%d < %d bytes): the "
-                                 "lines it may lack are not added", path, length, size)
-                    return 0
-                handle.seek(size)
-                tail = handle.read()
-            whole = tail.rfind(b"\n") + 1
-            if whole < len(tail):  # a line the kill cut short
-                os.truncate(path, size + whole)
+            length = os.path.getsize(path)
+            if length < size:
+                _log.warning("%s is shorter than the journal says (%d < %d bytes): the "
+                             "lines it may lack are not added", path, length, size)
+                return 0
+            whole = report_end(path, size)
+            if whole < length and _torn(path, whole):  # a line the kill cut short
+                os.truncate(path, whole)
                 self._out.reopen()
             present = {entry["name"] for entry in read_report(path, size)}
             added = 0
@@ -203,3 +200,10 @@ class JobsReport:
 
     def close(self) -> None:
         self._out.close()
+
+
+def _torn(path: str, offset: int) -> bool:
+    """Whether ``path`` holds only a part of a line (no newline) from ``offset`` on."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return b"\n" not in handle.read()
