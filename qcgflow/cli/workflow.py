@@ -423,7 +423,8 @@ def run_main(argv: List[str]) -> int:
         print("qcgflow run: %s in %s" % (title, wd), file=sys.stderr)
     code = _run_service(requests_path, jobs, wd, args, title, extra)
     if kind == "workflow":
-        resume.finish_workflow(wd, args.cache)  # records for a later --resume
+        # records for a later --resume (_run_service filled the report in already)
+        resume.finish_workflow(wd, args.cache, reports_complete=True)
     return code
 
 

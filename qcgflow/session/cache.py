@@ -533,9 +533,10 @@ def plan_workflow(workflow, wd: str, requests_path: str, resume: bool,
     return todo, line
 
 
-def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
+def finish_workflow(wd: str, cache_dir: Optional[str] = None, reports_complete=False) -> int:
     """Turn the pending keys of the last ``qcgflow run`` in ``wd`` into records, from its
-    jobs.report (succeeded jobs and iterations); returns how many were recorded."""
+    jobs.report (succeeded jobs and iterations); returns how many were recorded.
+    ``reports_complete``: ``resume.complete_report`` ran already (``qcgflow run``'s end)."""
     path = os.path.join(wd, payload.RUN_DIR, PENDING)
     data = _read(path)
     if data is None:
@@ -553,9 +554,8 @@ def finish_workflow(wd: str, cache_dir: Optional[str] = None) -> int:
     from qcgflow.runtime.resume import complete_report  # noqa: PLC0415 - ends of runs only
     for service_dir in service_dirs(wd):
         if service_dir not in before:
-            # a SIGKILLed service's last report batch is in its journal only: without it
-            # the units it ended would run again at the next --resume
-            complete_report(service_dir)
+            if not reports_complete:  # a SIGKILL's lost report batch, or it runs again
+                complete_report(service_dir)
             for entry in read_report(os.path.join(service_dir, REPORT_FILE)):
                 job, _, it = str(entry.get("name")).partition(":")
                 info = jobs.get(job)
