@@ -156,5 +156,5 @@ def test_a_plain_command_gets_dev_null_and_no_other_descriptor_of_ours(loop_and_
     assert ("exited", 0, 0) in events
     lines = out.read_text().split()
     assert lines[:3] == [os.devnull] * 3
-    null_fd = local._null[1][0][1]  # the service's own /dev/null (close-on-exec)
+    null_fd = local._null[0][1]  # the service's own /dev/null (close-on-exec)
     assert null_fd > 3 and str(null_fd) not in lines[3:]

@@ -433,7 +433,7 @@ def _posix_spawn(spec: ProcessSpec, opened: Optional[tuple] = None) -> _Spawned:
     return _Spawned(pid)
 
 
-_null = [0, []]  # [the pid that opened it, its file actions]
+_null: list = []  # the file actions, once made (emptied in a forked copy: _forget_null)
 
 
 def _null_actions() -> list:
@@ -441,12 +441,17 @@ def _null_actions() -> list:
     opened once per process (close-on-exec; the copies are not), so that the child, while
     the spawning thread waits for its exec, makes no path lookup. A forked copy of this
     process (which may have closed descriptors it did not know) opens its own."""
-    pid = os.getpid()
-    if _null[0] != pid:
+    if not _null:
         fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        _null[1] = [(os.POSIX_SPAWN_DUP2, fd, target) for target in (0, 1, 2)]
-        _null[0] = pid
-    return _null[1]
+        _null.extend((os.POSIX_SPAWN_DUP2, fd, target) for target in (0, 1, 2))
+    return _null
+
+
+def _forget_null() -> None:
+    _null.clear()
+
+
+os.register_at_fork(after_in_child=_forget_null)  # no getpid() per spawn to tell a fork
 
 
 def _check_openable(path: str, flags: int) -> None:
